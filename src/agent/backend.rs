@@ -1,0 +1,170 @@
+//! The `Backend` trait: one agent turn in, a stream of `AgentEvent`s and a result out.
+//!
+//! Owns the request/result types shared by every backend. Does not own retries or
+//! fallbacks (the orchestrator's turn runner decides those from `TurnOutcome`).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::event::{AgentEvent, TurnOutcome, Usage};
+use crate::events::{EventBus, OrchEventKind};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which turn of an agent this is. Audit paths use the wire names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TurnKind {
+    Plan,
+    FollowUp,
+}
+
+impl TurnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnKind::Plan => "plan",
+            TurnKind::FollowUp => "follow-up",
+        }
+    }
+}
+
+/// Where an agent came from; decides tags and what the demo backend answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    /// Defined in the agents config (planner, researcher, builder...).
+    Core,
+    /// From the builder's blueprint.
+    Dynamic,
+    /// Continuation implementers after a straight-chain blueprint.
+    Continuation,
+    /// The autonomous orchestrator that plans further waves.
+    AutonomousOrchestrator,
+    /// Builder-only agents from an autonomous or relay wave.
+    Autonomous,
+}
+
+/// What shape of answer the orchestrator needs from this turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expects {
+    /// Free text.
+    Text,
+    /// A blueprint JSON object `{"agents":[...]}`.
+    Blueprint,
+    /// Free text ending with a relay handoff note.
+    HandoffNote,
+}
+
+/// One message of a conversation, for backends that resend history (HTTP APIs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    pub content: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatRole {
+    User,
+    Assistant,
+}
+
+/// Everything a backend needs to run one turn.
+#[derive(Clone, Debug)]
+pub struct TurnRequest {
+    pub agent: String,
+    pub role: String,
+    pub agent_kind: AgentKind,
+    pub kind: TurnKind,
+    pub expects: Expects,
+    /// 1-based count of turns this agent has run, this one included.
+    pub turn: u32,
+    /// 1 for the first try of a blueprint, 2 for the repair turn.
+    pub attempt: u32,
+    /// The wave this agent belongs to (0 for core agents).
+    pub wave: u32,
+    pub prompt: String,
+    /// Thread/session id to resume (CLI backends).
+    pub resume: Option<String>,
+    /// Earlier messages of this agent's conversation (HTTP backends resend them).
+    pub history: Vec<ChatMessage>,
+    pub model: Option<String>,
+    pub cwd: PathBuf,
+}
+
+/// What a backend reports when a turn ends (successfully or not).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnResult {
+    pub thread_id: Option<String>,
+    /// The final assistant text of the turn.
+    pub response: String,
+    pub usage: Usage,
+    pub outcome: TurnOutcome,
+}
+
+/// A backend could not even start the turn (missing binary, bad configuration).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("`{program}` was not found{hint}")]
+    ProgramNotFound { program: String, hint: String },
+    #[error("failed to start `{program}`")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("backend `{backend}` is not configured: {reason}")]
+    NotConfigured { backend: String, reason: String },
+    #[error("backend `{backend}` is not available in this build yet")]
+    Unavailable { backend: String },
+}
+
+/// Where a backend sends the events of the turn it is running.
+#[derive(Clone)]
+pub struct TurnEvents {
+    bus: EventBus,
+    agent: String,
+    turn: u32,
+}
+
+impl TurnEvents {
+    pub fn new(bus: EventBus, agent: String, turn: u32) -> Self {
+        TurnEvents { bus, agent, turn }
+    }
+
+    /// Publishes one event; waits when the sinks are behind (backpressure, flat memory).
+    pub async fn emit(&self, event: AgentEvent) {
+        self.bus
+            .publish(OrchEventKind::Agent {
+                agent: self.agent.clone(),
+                turn: self.turn,
+                event,
+            })
+            .await;
+    }
+
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+}
+
+/// An agent runtime: a CLI (codex, claude, gemini), an HTTP API, or the built-in demo.
+pub trait Backend: Send + Sync {
+    /// The name users type after `--backend`.
+    fn name(&self) -> &str;
+
+    /// The cheapest model of this backend, used for every turn under `--mini`.
+    fn mini_model(&self) -> Option<String>;
+
+    /// Runs one turn, streaming events to `events`. Dropping the future must stop the
+    /// turn (kill the agent's process group, close the connection).
+    fn turn<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        events: &'a TurnEvents,
+    ) -> BoxFuture<'a, Result<TurnResult, BackendError>>;
+}

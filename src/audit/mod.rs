@@ -1,0 +1,1 @@
+//! The append-only libSQL audit store (see issue: audit store).

@@ -1,0 +1,1 @@
+//! Command-line argument structs (clap derive), without logic.

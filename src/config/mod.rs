@@ -1,0 +1,1 @@
+//! Agents config files and the resolved run configuration.

@@ -1,0 +1,1 @@
+//! The control socket, `launch ctl`, and signal handling.

@@ -1,0 +1,80 @@
+//! Per-agent log files and the timeline: `.orch/runs/<s>/logs/<agent>.log`,
+//! `timeline.log` and `interrupt.log`, written as events arrive so a pane tailing a
+//! file sees each event at once.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use crate::events::event::{OrchEvent, OrchEventKind};
+use crate::events::render::{agent_line, clock, interrupt_text, timeline_line, timestamp};
+use crate::events::sink::Sink;
+use crate::paths::RunPaths;
+
+pub struct LogSink {
+    paths: RunPaths,
+    agents: HashMap<String, BufWriter<File>>,
+    timeline: BufWriter<File>,
+    interrupt: Option<BufWriter<File>>,
+}
+
+fn open_append(path: &PathBuf) -> std::io::Result<BufWriter<File>> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(BufWriter::with_capacity(64 * 1024, file))
+}
+
+impl LogSink {
+    pub fn create(paths: RunPaths) -> std::io::Result<Self> {
+        std::fs::create_dir_all(paths.logs_dir())?;
+        let timeline = open_append(&paths.timeline_log())?;
+        Ok(LogSink { paths, agents: HashMap::new(), timeline, interrupt: None })
+    }
+
+    fn agent_writer(&mut self, agent: &str) -> std::io::Result<Option<&mut BufWriter<File>>> {
+        if !self.agents.contains_key(agent) {
+            // Ids are validated before they reach the bus; this is the last guard.
+            let Some(path) = self.paths.agent_log(agent) else {
+                return Ok(None);
+            };
+            let writer = open_append(&path)?;
+            self.agents.insert(agent.to_owned(), writer);
+        }
+        Ok(self.agents.get_mut(agent))
+    }
+}
+
+impl Sink for LogSink {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
+        if let Some((agent, body)) = agent_line(event) {
+            let line = format!("{} {body}\n", clock(event.at));
+            if let Some(writer) = self.agent_writer(agent)? {
+                writer.write_all(line.as_bytes())?;
+            }
+        }
+        if let Some(body) = timeline_line(event) {
+            writeln!(self.timeline, "{} {body}", timestamp(event.at))?;
+        }
+        if let OrchEventKind::RunPaused(summary) = &event.kind {
+            if self.interrupt.is_none() {
+                self.interrupt = Some(open_append(&self.paths.interrupt_log())?);
+            }
+            if let Some(writer) = self.interrupt.as_mut() {
+                writeln!(writer, "{} {}", timestamp(event.at), interrupt_text(summary))?;
+                writer.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        for writer in self.agents.values_mut() {
+            writer.flush()?;
+        }
+        self.timeline.flush()
+    }
+}

@@ -1,0 +1,379 @@
+//! Human-readable lines for events: per-agent log lines, timeline lines, summaries.
+//!
+//! Pure functions, shared by the log-file sinks and `--stream`. Every line is made safe
+//! for a terminal pane: newlines become ` ⏎ `, control characters are escaped (an agent
+//! cannot move the cursor or recolor a pane), and very long lines are cut with a note
+//! that the full text is in the audit store.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::agent::event::{AgentEvent, ItemStatus, TurnOutcome, Usage};
+use crate::events::event::{AgentStatus, InterruptSummary, OrchEvent, OrchEventKind, RetryDecision};
+
+/// Longest text kept on one log line; the audit store keeps the whole text.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+pub fn timestamp(at: SystemTime) -> String {
+    let dt = OffsetDateTime::from(at);
+    dt.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .unwrap_or_default()
+}
+
+pub fn clock(at: SystemTime) -> String {
+    let dt = OffsetDateTime::from(at);
+    dt.format(format_description!("[hour]:[minute]:[second].[subsecond digits:3]"))
+        .unwrap_or_default()
+}
+
+/// Makes text safe and single-line for a log pane, cut at `max` bytes.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max) + 16);
+    let trimmed = text.trim_end();
+    let mut consumed = 0;
+    for c in trimmed.chars() {
+        if out.len() >= max {
+            break;
+        }
+        consumed += c.len_utf8();
+        match c {
+            '\n' => out.push_str(" ⏎ "),
+            '\r' => {}
+            '\t' => out.push(' '),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    if consumed < trimmed.len() {
+        let _ = write!(
+            out,
+            " … [{} more bytes in the audit store]",
+            trimmed.len() - consumed
+        );
+    }
+    out
+}
+
+fn usage_text(usage: &Usage) -> String {
+    if usage.cached_input_tokens > 0 {
+        format!(
+            "{} in ({} cached) / {} out",
+            usage.input_tokens, usage.cached_input_tokens, usage.output_tokens
+        )
+    } else {
+        format!("{} in / {} out", usage.input_tokens, usage.output_tokens)
+    }
+}
+
+fn status_text(status: ItemStatus) -> &'static str {
+    match status {
+        ItemStatus::InProgress => "running",
+        ItemStatus::Completed => "done",
+        ItemStatus::Failed => "failed",
+    }
+}
+
+fn outcome_text(outcome: &TurnOutcome) -> String {
+    match outcome {
+        TurnOutcome::Completed => "completed".into(),
+        TurnOutcome::Failed { class, message } => format!("failed ({}): {message}", class.label()),
+        TurnOutcome::Interrupted { message } => format!("interrupted: {message}"),
+    }
+}
+
+/// The body of a log line for one streamed agent event (without time or agent name).
+pub fn agent_event_body(event: &AgentEvent) -> String {
+    let max = MAX_LINE_BYTES;
+    match event {
+        AgentEvent::Started { thread_id } => match thread_id {
+            Some(id) => format!("thread   {}", one_line(id, 200)),
+            None => "thread   started".into(),
+        },
+        AgentEvent::Message { text } => format!("message  {}", one_line(text, max)),
+        AgentEvent::Reasoning { text } => format!("thinking {}", one_line(text, max)),
+        AgentEvent::Command { command, status, exit_code, output, .. } => {
+            let mut line = format!("command  $ {}", one_line(command, 2000));
+            match (status, exit_code) {
+                (ItemStatus::InProgress, _) => line.push_str("  (running)"),
+                (_, Some(code)) => {
+                    let _ = write!(line, "  → exit {code}");
+                }
+                (status, None) => {
+                    let _ = write!(line, "  → {}", status_text(*status));
+                }
+            }
+            if let Some(output) = output.as_deref().filter(|o| !o.trim().is_empty()) {
+                let _ = write!(line, "  | {}", one_line(output, max));
+            }
+            line
+        }
+        AgentEvent::FileChange { path, change, status } => format!(
+            "file     {} {} ({})",
+            one_line(change, 40),
+            one_line(path, 2000),
+            status_text(*status)
+        ),
+        AgentEvent::ToolCall { name, arguments, status, result, .. } => {
+            let mut line = format!(
+                "tool     {}({}) {}",
+                one_line(name, 200),
+                one_line(arguments, 2000),
+                status_text(*status)
+            );
+            if let Some(result) = result.as_deref().filter(|r| !r.trim().is_empty()) {
+                let _ = write!(line, "  | {}", one_line(result, max));
+            }
+            line
+        }
+        AgentEvent::Usage(usage) => format!("tokens   {}", usage_text(usage)),
+        AgentEvent::RateLimit { message, retry_after_secs, resets_at } => {
+            let mut line = format!("limit    {}", one_line(message, 2000));
+            if let Some(secs) = retry_after_secs {
+                let _ = write!(line, " (retry after {secs}s)");
+            }
+            if let Some(at) = resets_at {
+                let _ = write!(line, " (resets at {})", one_line(at, 100));
+            }
+            line
+        }
+        AgentEvent::Error { message } => format!("error    {}", one_line(message, max)),
+        AgentEvent::Finished { outcome } => format!("finished {}", one_line(&outcome_text(outcome), 4000)),
+    }
+}
+
+fn retry_text(decision: &RetryDecision) -> String {
+    match decision {
+        RetryDecision::Retry { attempt, delay_ms } => {
+            format!("retrying (attempt {attempt}) in {:.1}s", *delay_ms as f64 / 1000.0)
+        }
+        RetryDecision::Park { delay_ms } => format!(
+            "parked until the usage limit resets in {:.0}s (not counted as an attempt)",
+            *delay_ms as f64 / 1000.0
+        ),
+        RetryDecision::Fallback { to } => format!("falling back to backend `{to}`"),
+        RetryDecision::GiveUp => "giving up".into(),
+    }
+}
+
+/// The agent a line belongs to and its body, for per-agent logs. `None` when the
+/// event is not about one agent.
+pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
+    let line = match &event.kind {
+        OrchEventKind::AgentStarted { agent, role, kind, wave, depends_on } => {
+            let deps = if depends_on.is_empty() { "-".to_owned() } else { depends_on.join(", ") };
+            let body = format!(
+                "── {} started · {} · {:?} agent · wave {} · depends on {}",
+                agent,
+                one_line(role, 200),
+                kind,
+                wave,
+                deps
+            );
+            return Some((agent.as_str(), body));
+        }
+        OrchEventKind::TurnStarted { agent, turn, kind, backend, model, prompt } => (
+            agent,
+            format!(
+                "── turn {turn} {} · backend {backend}{} · prompt {} chars",
+                kind.as_str(),
+                model.as_deref().map(|m| format!(" · model {m}")).unwrap_or_default(),
+                prompt.chars
+            ),
+        ),
+        OrchEventKind::Agent { agent, event, .. } => (agent, agent_event_body(event)),
+        OrchEventKind::TurnRetrying { agent, class, decision, message, .. } => (
+            agent,
+            format!(
+                "retry    {} failure: {} → {}",
+                class.label(),
+                one_line(message, 2000),
+                retry_text(decision)
+            ),
+        ),
+        OrchEventKind::TurnFinished(record) => (
+            &record.agent,
+            format!(
+                "── turn {} {} {} in {:.1}s · {}",
+                record.turn,
+                record.kind.as_str(),
+                outcome_text(&record.outcome),
+                record.duration_ms() as f64 / 1000.0,
+                usage_text(&record.usage)
+            ),
+        ),
+        OrchEventKind::AgentFinished { agent, status, usage } => (
+            agent,
+            match status {
+                AgentStatus::Succeeded => format!("── {agent} succeeded · {}", usage_text(usage)),
+                AgentStatus::Failed { reason } => format!("── {agent} FAILED: {}", one_line(reason, 4000)),
+                AgentStatus::Blocked { by } => format!("── {agent} blocked: dependency `{by}` did not succeed"),
+                AgentStatus::Stopped => format!("── {agent} stopped"),
+            },
+        ),
+        OrchEventKind::BlueprintAccepted { source, agents, wave } => (
+            source,
+            format!(
+                "blueprint accepted for wave {wave}: {}",
+                agents
+                    .iter()
+                    .map(|a| if a.depends_on.is_empty() {
+                        a.id.clone()
+                    } else {
+                        format!("{} (after {})", a.id, a.depends_on.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        OrchEventKind::BlueprintRejected { source, attempt, error } => (
+            source,
+            format!("blueprint rejected (attempt {attempt}): {}", one_line(error, 4000)),
+        ),
+        _ => return None,
+    };
+    Some((line.0.as_str(), line.1))
+}
+
+/// One timeline line (without timestamp) for lifecycle events; `None` for streamed ones.
+pub fn timeline_line(event: &OrchEvent) -> Option<String> {
+    let line = match &event.kind {
+        OrchEventKind::RunStarted { session, backend, groups, .. } => {
+            format!("run_started {session} backend={backend} groups={}", groups.join(","))
+        }
+        OrchEventKind::GroupStarted { group } => format!("group_started {group}"),
+        OrchEventKind::WaveScheduled { wave, kind, agents } => format!(
+            "wave_scheduled {wave} kind={} agents={}",
+            kind.as_str(),
+            agents.join(",")
+        ),
+        OrchEventKind::AgentStarted { agent, kind, wave, depends_on, .. } => format!(
+            "agent_started {agent} kind={kind:?} wave={wave} depends_on={}",
+            if depends_on.is_empty() { "-".into() } else { depends_on.join(",") }
+        ),
+        OrchEventKind::TurnStarted { agent, turn, kind, .. } => {
+            format!("turn_started {agent} turn={turn} kind={}", kind.as_str())
+        }
+        OrchEventKind::TurnRetrying { agent, turn, class, decision, message } => format!(
+            "turn_retrying {agent} turn={turn} class={} decision={} message={}",
+            class.label(),
+            one_line(&retry_text(decision), 200),
+            one_line(message, 400)
+        ),
+        OrchEventKind::TurnFinished(record) => format!(
+            "turn_finished {} turn={} kind={} outcome={} duration_ms={} tokens_in={} tokens_out={}",
+            record.agent,
+            record.turn,
+            record.kind.as_str(),
+            record.outcome.label(),
+            record.duration_ms(),
+            record.usage.input_tokens,
+            record.usage.output_tokens
+        ),
+        OrchEventKind::AgentFinished { agent, status, .. } => match status {
+            AgentStatus::Failed { reason } => {
+                format!("agent_finished {agent} status=failed reason={}", one_line(reason, 400))
+            }
+            AgentStatus::Blocked { by } => format!("agent_finished {agent} status=blocked by={by}"),
+            other => format!("agent_finished {agent} status={}", other.label()),
+        },
+        OrchEventKind::BlueprintAccepted { source, wave, agents } => format!(
+            "blueprint_accepted {source} wave={wave} agents={}",
+            agents.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(",")
+        ),
+        OrchEventKind::BlueprintRejected { source, attempt, error } => format!(
+            "blueprint_rejected {source} attempt={attempt} error={}",
+            one_line(error, 400)
+        ),
+        OrchEventKind::Notice { level, message } => {
+            format!("{:?} {}", level, one_line(message, 1000)).to_lowercase_first()
+        }
+        OrchEventKind::PauseRequested { source } => format!("pause_requested source={source}"),
+        OrchEventKind::RunPaused(summary) => {
+            let mut text = format!(
+                "run_paused #{} finished={} in_flight={} pending={} tokens={}",
+                summary.number,
+                list_or_dash(&summary.finished),
+                list_or_dash(&summary.in_flight),
+                list_or_dash(&summary.pending),
+                summary.usage.total()
+            );
+            for line in interrupt_text(summary).lines() {
+                text.push_str("\n    ");
+                text.push_str(line);
+            }
+            text
+        }
+        OrchEventKind::RunResumed => "run_resumed".into(),
+        OrchEventKind::StopRequested { source } => format!("stop_requested source={source}"),
+        OrchEventKind::RunFinished { status, usage, failed } => format!(
+            "run_finished status={} tokens_in={} tokens_out={} failed={}",
+            status.as_str(),
+            usage.input_tokens,
+            usage.output_tokens,
+            list_or_dash(failed)
+        ),
+        OrchEventKind::Agent { .. } => return None,
+    };
+    Some(line)
+}
+
+trait LowercaseFirst {
+    fn to_lowercase_first(self) -> String;
+}
+
+impl LowercaseFirst for String {
+    fn to_lowercase_first(self) -> String {
+        let mut chars = self.chars();
+        match chars.next() {
+            Some(first) => first.to_lowercase().chain(chars).collect(),
+            None => self,
+        }
+    }
+}
+
+fn list_or_dash(items: &[String]) -> String {
+    if items.is_empty() { "-".into() } else { items.join(",") }
+}
+
+/// The interrupt summary as a person reads it (interrupt.log, the timeline pane).
+pub fn interrupt_text(summary: &InterruptSummary) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "Interrupt #{} of {} (requested by {})", summary.number, summary.session, summary.requested_by);
+    let section = |text: &mut String, title: &str, items: &[String]| {
+        let _ = writeln!(text, "  {title:<10} {}", if items.is_empty() { "none".into() } else { items.join(", ") });
+    };
+    section(&mut text, "finished:", &summary.finished);
+    section(&mut text, "failed:", &summary.failed);
+    section(&mut text, "in flight:", &summary.in_flight);
+    section(&mut text, "pending:", &summary.pending);
+    let _ = writeln!(text, "  {:<10} {}", "tokens:", usage_text(&summary.usage));
+    for step in &summary.next_steps {
+        let _ = writeln!(text, "  next:      {step}");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_escapes_control_characters_and_newlines() {
+        assert_eq!(one_line("a\nb\r\n\x1b[31mred", 100), "a ⏎ b ⏎ \\u{1b}[31mred");
+    }
+
+    #[test]
+    fn one_line_cuts_long_text_on_a_char_boundary() {
+        let text = "é".repeat(100);
+        let line = one_line(&text, 11);
+        assert!(line.starts_with("éééééé"), "{line}");
+        assert!(line.ends_with("[188 more bytes in the audit store]"), "{line}");
+    }
+}

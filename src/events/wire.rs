@@ -1,0 +1,146 @@
+//! The persisted form of events (tier 3): versioned, flat, JSON payloads.
+//!
+//! `encode` is a pure function from a domain event; the audit store and `--json`
+//! outputs use it. Field names are snake_case and never change meaning within a version.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::events::event::{OrchEvent, OrchEventKind};
+
+pub const WIRE_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireEvent {
+    pub v: u32,
+    pub ts_ms: u64,
+    pub agent: Option<String>,
+    pub turn: Option<u32>,
+    pub kind: String,
+    pub payload: Value,
+}
+
+pub fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+pub fn encode(event: &OrchEvent) -> WireEvent {
+    let (agent, turn, kind, payload): (Option<&str>, Option<u32>, &str, Value) = match &event.kind {
+        OrchEventKind::RunStarted { session, prompt, backend, project_root, groups } => (
+            None,
+            None,
+            "run_started",
+            json!({"session": session, "prompt": prompt, "backend": backend,
+                   "project_root": project_root, "groups": groups}),
+        ),
+        OrchEventKind::GroupStarted { group } => (None, None, "group_started", json!({"group": group})),
+        OrchEventKind::WaveScheduled { wave, kind, agents } => (
+            None,
+            None,
+            "wave_scheduled",
+            json!({"wave": wave, "wave_kind": kind, "agents": agents}),
+        ),
+        OrchEventKind::AgentStarted { agent, role, kind, wave, depends_on } => (
+            Some(agent),
+            None,
+            "agent_started",
+            json!({"role": role, "agent_kind": kind, "wave": wave, "depends_on": depends_on}),
+        ),
+        OrchEventKind::TurnStarted { agent, turn, kind, backend, model, prompt } => (
+            Some(agent),
+            Some(*turn),
+            "turn_started",
+            json!({"turn_kind": kind, "backend": backend, "model": model, "prompt": prompt}),
+        ),
+        OrchEventKind::Agent { agent, turn, event } => {
+            (Some(agent), Some(*turn), event.kind(), to_value(event))
+        }
+        OrchEventKind::TurnRetrying { agent, turn, class, decision, message } => (
+            Some(agent),
+            Some(*turn),
+            "turn_retrying",
+            json!({"class": class, "decision": decision, "message": message}),
+        ),
+        OrchEventKind::TurnFinished(record) => {
+            (Some(&record.agent), Some(record.turn), "turn_finished", to_value(record))
+        }
+        OrchEventKind::AgentFinished { agent, status, usage } => (
+            Some(agent),
+            None,
+            "agent_finished",
+            json!({"status": status, "usage": usage}),
+        ),
+        OrchEventKind::BlueprintAccepted { source, wave, agents } => (
+            Some(source),
+            None,
+            "blueprint_accepted",
+            json!({"wave": wave, "agents": agents}),
+        ),
+        OrchEventKind::BlueprintRejected { source, attempt, error } => (
+            Some(source),
+            None,
+            "blueprint_rejected",
+            json!({"attempt": attempt, "error": error}),
+        ),
+        OrchEventKind::Notice { level, message } => {
+            (None, None, "notice", json!({"level": level, "message": message}))
+        }
+        OrchEventKind::PauseRequested { source } => {
+            (None, None, "pause_requested", json!({"source": source}))
+        }
+        OrchEventKind::RunPaused(summary) => (None, None, "run_paused", to_value(summary)),
+        OrchEventKind::RunResumed => (None, None, "run_resumed", json!({})),
+        OrchEventKind::StopRequested { source } => {
+            (None, None, "stop_requested", json!({"source": source}))
+        }
+        OrchEventKind::RunFinished { status, usage, failed } => (
+            None,
+            None,
+            "run_finished",
+            json!({"status": status, "usage": usage, "failed": failed}),
+        ),
+    };
+    WireEvent {
+        v: WIRE_VERSION,
+        ts_ms: millis(event.at),
+        agent: agent.map(str::to_owned),
+        turn,
+        kind: kind.to_owned(),
+        payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::event::AgentEvent;
+
+    #[test]
+    fn agent_events_keep_their_own_kind_and_round_trip() {
+        let event = OrchEvent {
+            at: UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123),
+            kind: OrchEventKind::Agent {
+                agent: "planner".into(),
+                turn: 2,
+                event: AgentEvent::Message { text: "done".into() },
+            },
+        };
+        let wire = encode(&event);
+        assert_eq!(wire.kind, "message");
+        assert_eq!(wire.ts_ms, 1_700_000_000_123);
+        assert_eq!(wire.agent.as_deref(), Some("planner"));
+        assert_eq!(wire.turn, Some(2));
+        let text = serde_json::to_string(&wire).unwrap();
+        assert_eq!(serde_json::from_str::<WireEvent>(&text).unwrap(), wire);
+        let back: AgentEvent = serde_json::from_value(wire.payload).unwrap();
+        assert_eq!(back, AgentEvent::Message { text: "done".into() });
+    }
+}

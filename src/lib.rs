@@ -1,0 +1,21 @@
+//! orch: one prompt in, a squad of AI coding agents out.
+//!
+//! The library behind the `launch` and `orch-audit` binaries. Subsystems:
+//! - `config`: agents config files (KDL, seed JSON) and the resolved run `Config`.
+//! - `orchestrator`: groups, core agents, blueprints, waves, pause and resume.
+//! - `agent`: the `Backend` trait, the normalized event model, and each backend.
+//! - `events`: the event bus and its sinks (logs, timeline, progress).
+//! - `audit`: the append-only libSQL audit store.
+//! - `control`: the control socket, `launch ctl`, and signal handling.
+//! - `mux`: Zellij and tmux layouts and clients.
+
+pub mod agent;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod events;
+pub mod mux;
+pub mod orchestrator;
+pub mod paths;
+pub mod redact;

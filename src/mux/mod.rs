@@ -1,0 +1,1 @@
+//! Zellij and tmux: layouts, sessions, panes.

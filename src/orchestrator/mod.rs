@@ -1,0 +1,1 @@
+//! Orchestration: groups, core agents, blueprints, waves.

@@ -1,0 +1,136 @@
+//! Where a run keeps its files: `.orch/runs/<session>/…` under the project root.
+//!
+//! Owns the names of every per-run file and the session-name format. Agent ids are
+//! validated before they become file names (see `agent::id`), never sanitized here.
+
+use std::path::{Path, PathBuf};
+
+use crate::agent::id::is_valid_agent_id;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunPaths {
+    pub project_root: PathBuf,
+    pub session: String,
+    pub run_dir: PathBuf,
+}
+
+impl RunPaths {
+    pub fn new(project_root: &Path, session: &str) -> Self {
+        RunPaths {
+            project_root: project_root.to_path_buf(),
+            session: session.to_owned(),
+            run_dir: runs_dir(project_root).join(session),
+        }
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.run_dir.join("logs")
+    }
+
+    /// The log of one agent. `None` for an id that is not path-safe.
+    pub fn agent_log(&self, agent: &str) -> Option<PathBuf> {
+        is_valid_agent_id(agent).then(|| self.logs_dir().join(format!("{agent}.log")))
+    }
+
+    pub fn timeline_log(&self) -> PathBuf {
+        self.logs_dir().join("timeline.log")
+    }
+
+    pub fn interrupt_log(&self) -> PathBuf {
+        self.logs_dir().join("interrupt.log")
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.run_dir.join("control.sock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir.join("orchestrator.pid")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.run_dir.join("config.json")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.run_dir.join("state.json")
+    }
+
+    pub fn layout_file(&self) -> PathBuf {
+        self.run_dir.join("layout.kdl")
+    }
+
+    pub fn zellij_config_dir(&self) -> PathBuf {
+        self.run_dir.join("zellij")
+    }
+}
+
+pub fn orch_dir(project_root: &Path) -> PathBuf {
+    project_root.join(".orch")
+}
+
+pub fn runs_dir(project_root: &Path) -> PathBuf {
+    orch_dir(project_root).join("runs")
+}
+
+pub fn default_audit_path(project_root: &Path) -> PathBuf {
+    orch_dir(project_root).join("audit.db")
+}
+
+/// A new session name: `run-YYYYMMDD-HHMMSS-xxxx`.
+pub fn new_session_name() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let suffix: u16 = rand::random();
+    format!(
+        "run-{:04}{:02}{:02}-{:02}{:02}{:02}-{:04x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        suffix
+    )
+}
+
+/// The directory holding `.git` above `start`, if any.
+pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+/// Sessions of a project, newest first (session names sort by time).
+pub fn list_sessions(project_root: &Path) -> Vec<String> {
+    let mut sessions: Vec<String> = std::fs::read_dir(runs_dir(project_root))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    sessions.sort_by(|a, b| b.cmp(a));
+    sessions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_have_the_documented_shape() {
+        let name = new_session_name();
+        assert_eq!(name.len(), "run-20261122-101010-abcd".len(), "{name}");
+        assert!(name.starts_with("run-"));
+        assert!(is_valid_agent_id(&name), "session names are path-safe too");
+    }
+
+    #[test]
+    fn unsafe_agent_ids_have_no_log_path() {
+        let paths = RunPaths::new(Path::new("/repo"), "run-x");
+        assert_eq!(paths.agent_log("api"), Some(PathBuf::from("/repo/.orch/runs/run-x/logs/api.log")));
+        assert_eq!(paths.agent_log("../evil"), None);
+        assert_eq!(paths.agent_log("timeline"), None);
+    }
+}
