@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod launcher;
 pub mod mux;
 pub mod orchestrator;
 pub mod paths;

@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn unsafe_agent_ids_have_no_log_path() {
         let paths = RunPaths::new(Path::new("/repo"), "run-x");
-        assert_eq!(paths.agent_log("api"), Some(PathBuf::from("/repo/.orch/runs/run-x/logs/api.log")));
+        assert_eq!(
+            paths.agent_log("api"),
+            Some(PathBuf::from("/repo/.orch/runs/run-x/logs/api.log"))
+        );
         assert_eq!(paths.agent_log("../evil"), None);
         assert_eq!(paths.agent_log("timeline"), None);
     }

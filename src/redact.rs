@@ -60,9 +60,17 @@ pub struct Redactor {
 /// Whether an environment variable name looks like it holds a secret.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_PASSWD", "_PAT", "_CREDENTIALS"]
-        .iter()
-        .any(|suffix| upper.ends_with(suffix))
+    [
+        "_KEY",
+        "_TOKEN",
+        "_SECRET",
+        "_PASSWORD",
+        "_PASSWD",
+        "_PAT",
+        "_CREDENTIALS",
+    ]
+    .iter()
+    .any(|suffix| upper.ends_with(suffix))
         || ["API_KEY", "SECRET", "TOKEN", "PASSWORD"]
             .iter()
             .any(|part| upper.contains(part))
@@ -147,14 +155,18 @@ impl Redactor {
         let r = |s: &mut String| self.redact_in_place(s);
         match event {
             AgentEvent::Message { text } | AgentEvent::Reasoning { text } => r(text),
-            AgentEvent::Command { command, output, .. } => {
+            AgentEvent::Command {
+                command, output, ..
+            } => {
                 r(command);
                 if let Some(output) = output {
                     r(output);
                 }
             }
             AgentEvent::FileChange { path, .. } => r(path),
-            AgentEvent::ToolCall { arguments, result, .. } => {
+            AgentEvent::ToolCall {
+                arguments, result, ..
+            } => {
                 r(arguments);
                 if let Some(result) = result {
                     r(result);
@@ -191,7 +203,11 @@ fn redact_shape(text: &mut String, prefix: &str, min_len: usize, alphabet: Alpha
         if before_ok && tail_len >= min_len {
             out.push_str(&rest[..pos]);
             out.push_str(prefix.trim_end());
-            out.push_str(if prefix.ends_with(' ') { " [redacted]" } else { "[redacted]" });
+            out.push_str(if prefix.ends_with(' ') {
+                " [redacted]"
+            } else {
+                "[redacted]"
+            });
             rest = &after[tail_len..];
             changed = true;
         } else {
@@ -236,7 +252,10 @@ mod tests {
         );
         assert_eq!(r.redact("AKIAABCDEFGHIJKLMNOP!"), "AKIA[redacted]!");
         // `task-...` contains `sk-` but is not a key; short tails are not keys either.
-        assert_eq!(r.redact("task-0123456789abcdefghij"), "task-0123456789abcdefghij");
+        assert_eq!(
+            r.redact("task-0123456789abcdefghij"),
+            "task-0123456789abcdefghij"
+        );
         assert_eq!(r.redact("sk-short"), "sk-short");
     }
 }

@@ -126,9 +126,14 @@ impl Usage {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum TurnOutcome {
     Completed,
-    Failed { class: FailureClass, message: String },
+    Failed {
+        class: FailureClass,
+        message: String,
+    },
     /// The stream ended without a final event: the agent crashed or was killed.
-    Interrupted { message: String },
+    Interrupted {
+        message: String,
+    },
 }
 
 impl TurnOutcome {
@@ -183,11 +188,26 @@ mod tests {
 
     #[test]
     fn usage_since_turns_cumulative_counts_into_deltas() {
-        let first = Usage { input_tokens: 100, cached_input_tokens: 10, output_tokens: 5, reasoning_output_tokens: 0 };
-        let second = Usage { input_tokens: 250, cached_input_tokens: 40, output_tokens: 9, reasoning_output_tokens: 3 };
+        let first = Usage {
+            input_tokens: 100,
+            cached_input_tokens: 10,
+            output_tokens: 5,
+            reasoning_output_tokens: 0,
+        };
+        let second = Usage {
+            input_tokens: 250,
+            cached_input_tokens: 40,
+            output_tokens: 9,
+            reasoning_output_tokens: 3,
+        };
         assert_eq!(
             second.since(&first),
-            Usage { input_tokens: 150, cached_input_tokens: 30, output_tokens: 4, reasoning_output_tokens: 3 }
+            Usage {
+                input_tokens: 150,
+                cached_input_tokens: 30,
+                output_tokens: 4,
+                reasoning_output_tokens: 3
+            }
         );
         // A thread that was reset (cumulative went down) never yields negative usage.
         assert_eq!(first.since(&second), Usage::default());
@@ -195,9 +215,16 @@ mod tests {
 
     #[test]
     fn agent_event_wire_form_is_tagged_snake_case() {
-        let ev = AgentEvent::FileChange { path: "src/a.rs".into(), change: "update".into(), status: ItemStatus::Completed };
+        let ev = AgentEvent::FileChange {
+            path: "src/a.rs".into(),
+            change: "update".into(),
+            status: ItemStatus::Completed,
+        };
         let json = serde_json::to_string(&ev).unwrap();
-        assert_eq!(json, r#"{"type":"file_change","path":"src/a.rs","change":"update","status":"completed"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"file_change","path":"src/a.rs","change":"update","status":"completed"}"#
+        );
         assert_eq!(serde_json::from_str::<AgentEvent>(&json).unwrap(), ev);
     }
 }

@@ -21,7 +21,9 @@ pub fn agent_id_problem(id: &str) -> Option<String> {
     if is_valid_agent_id(id) {
         None
     } else if RESERVED_IDS.contains(&id) {
-        Some(format!("agent id `{id}` is reserved for the run's own files"))
+        Some(format!(
+            "agent id `{id}` is reserved for the run's own files"
+        ))
     } else {
         Some(format!(
             "agent id `{}` is not allowed: ids must match [a-z0-9][a-z0-9-_]{{0,63}}",
@@ -39,7 +41,19 @@ mod tests {
         for good in ["planner", "a", "api-server_2", "0x", &"a".repeat(64)] {
             assert!(is_valid_agent_id(good), "{good}");
         }
-        for bad in ["", "../evil", "Api", "-x", "_x", "a b", "a/b", "a.b", "é", &"a".repeat(65), "timeline"] {
+        for bad in [
+            "",
+            "../evil",
+            "Api",
+            "-x",
+            "_x",
+            "a b",
+            "a/b",
+            "a.b",
+            "é",
+            &"a".repeat(65),
+            "timeline",
+        ] {
             assert!(!is_valid_agent_id(bad), "{bad}");
         }
     }

@@ -1,1 +1,7 @@
 //! Command-line argument structs (clap derive), without logic.
+
+pub mod launch_args;
+
+pub use launch_args::{
+    CtlArgs, CtlCommand, LaunchCli, LaunchCommand, LsArgs, MuxChoice, OrchestrateArgs, RunArgs,
+};

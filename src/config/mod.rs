@@ -1,1 +1,16 @@
 //! Agents config files and the resolved run configuration.
+
+pub mod agents;
+pub mod defaults;
+pub mod error;
+pub mod json_file;
+pub mod kdl_file;
+pub mod resolve;
+
+pub use agents::{
+    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
+};
+pub use error::ConfigError;
+pub use resolve::{
+    AuditTarget, Concise, Config, Env, GroupSettings, group_settings, process_env, resolve,
+};

@@ -1,1 +1,11 @@
 //! The control socket, `launch ctl`, and signal handling.
+
+pub mod client;
+pub mod handler;
+pub mod protocol;
+pub mod server;
+pub mod signals;
+
+pub use handler::ControlHandler;
+pub use protocol::{ControlCommand, ControlRequest, ControlResponse};
+pub use server::{ControlError, ControlServer};

@@ -69,7 +69,11 @@ impl SinkThread {
     }
 }
 
-fn run_sinks(mut rx: mpsc::Receiver<BusMessage>, mut sinks: Vec<Box<dyn Sink>>, redactor: &Redactor) {
+fn run_sinks(
+    mut rx: mpsc::Receiver<BusMessage>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    redactor: &Redactor,
+) {
     let mut dirty = false;
     loop {
         // Drain what is queued without flushing; flush when the queue runs dry, so a

@@ -20,7 +20,10 @@ pub struct OrchEvent {
 
 impl OrchEvent {
     pub fn now(kind: OrchEventKind) -> Self {
-        OrchEvent { at: SystemTime::now(), kind }
+        OrchEvent {
+            at: SystemTime::now(),
+            kind,
+        }
     }
 }
 
@@ -115,7 +118,11 @@ pub struct PromptStats {
 
 impl PromptStats {
     pub fn of(text: &str) -> Self {
-        PromptStats { chars: text.chars().count(), bytes: text.len(), lines: text.lines().count() }
+        PromptStats {
+            chars: text.chars().count(),
+            bytes: text.len(),
+            lines: text.lines().count(),
+        }
     }
 }
 
@@ -172,9 +179,13 @@ impl WaveKind {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum AgentStatus {
     Succeeded,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// Never ran because a dependency failed.
-    Blocked { by: String },
+    Blocked {
+        by: String,
+    },
     /// Stopped by the user before it finished.
     Stopped,
 }

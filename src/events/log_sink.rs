@@ -28,7 +28,12 @@ impl LogSink {
     pub fn create(paths: RunPaths) -> std::io::Result<Self> {
         std::fs::create_dir_all(paths.logs_dir())?;
         let timeline = open_append(&paths.timeline_log())?;
-        Ok(LogSink { paths, agents: HashMap::new(), timeline, interrupt: None })
+        Ok(LogSink {
+            paths,
+            agents: HashMap::new(),
+            timeline,
+            interrupt: None,
+        })
     }
 
     fn agent_writer(&mut self, agent: &str) -> std::io::Result<Option<&mut BufWriter<File>>> {
@@ -64,7 +69,12 @@ impl Sink for LogSink {
                 self.interrupt = Some(open_append(&self.paths.interrupt_log())?);
             }
             if let Some(writer) = self.interrupt.as_mut() {
-                writeln!(writer, "{} {}", timestamp(event.at), interrupt_text(summary))?;
+                writeln!(
+                    writer,
+                    "{} {}",
+                    timestamp(event.at),
+                    interrupt_text(summary)
+                )?;
                 writer.flush()?;
             }
         }

@@ -10,7 +10,7 @@ pub mod wire;
 
 pub use bus::{EventBus, SinkThread};
 pub use event::{
-    AgentStatus, BlueprintAgentSummary, InterruptSummary, NoticeLevel, OrchEvent, OrchEventKind, PromptStats,
-    RetryDecision, RunStatus, TurnRecord, WaveKind,
+    AgentStatus, BlueprintAgentSummary, InterruptSummary, NoticeLevel, OrchEvent, OrchEventKind,
+    PromptStats, RetryDecision, RunStatus, TurnRecord, WaveKind,
 };
 pub use sink::Sink;

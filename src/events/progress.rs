@@ -49,7 +49,15 @@ impl ProgressSink {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        ProgressSink { mode, prompt_debug, bar, running: BTreeSet::new(), finished: 0, failed: 0, tokens: 0 }
+        ProgressSink {
+            mode,
+            prompt_debug,
+            bar,
+            running: BTreeSet::new(),
+            finished: 0,
+            failed: 0,
+            tokens: 0,
+        }
     }
 
     fn println(&self, line: &str) {
@@ -65,7 +73,11 @@ impl ProgressSink {
         let running: Vec<&str> = self.running.iter().map(String::as_str).collect();
         format!(
             "running: {} · finished {} · failed {} · {} tokens",
-            if running.is_empty() { "-".into() } else { running.join(", ") },
+            if running.is_empty() {
+                "-".into()
+            } else {
+                running.join(", ")
+            },
             self.finished,
             self.failed,
             self.tokens
@@ -91,9 +103,13 @@ impl Sink for ProgressSink {
                 }
             }
             OrchEventKind::TurnFinished(record) => self.tokens += record.usage.total(),
-            OrchEventKind::TurnStarted { agent, turn, kind, prompt, .. }
-                if self.prompt_debug == PromptDebug::Sizes =>
-            {
+            OrchEventKind::TurnStarted {
+                agent,
+                turn,
+                kind,
+                prompt,
+                ..
+            } if self.prompt_debug == PromptDebug::Sizes => {
                 self.println(&format!(
                     "prompt {agent} turn {turn} ({}): {} chars, {} bytes, {} lines",
                     kind.as_str(),
@@ -137,10 +153,15 @@ impl Sink for ProgressSink {
             ProgressMode::Spinner => {
                 match &event.kind {
                     OrchEventKind::Notice { level, message } if *level != NoticeLevel::Info => {
-                        let label = if *level == NoticeLevel::Error { "error" } else { "warning" };
+                        let label = if *level == NoticeLevel::Error {
+                            "error"
+                        } else {
+                            "warning"
+                        };
                         self.println(&format!("{label}: {}", one_line(message, 2000)));
                     }
-                    OrchEventKind::BlueprintRejected { .. } | OrchEventKind::TurnRetrying { .. } => {
+                    OrchEventKind::BlueprintRejected { .. }
+                    | OrchEventKind::TurnRetrying { .. } => {
                         if let Some(line) = timeline_line(event) {
                             self.println(&line);
                         }

@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::agent::event::{AgentEvent, ItemStatus, TurnOutcome, Usage};
-use crate::events::event::{AgentStatus, InterruptSummary, OrchEvent, OrchEventKind, RetryDecision};
+use crate::events::event::{
+    AgentStatus, InterruptSummary, OrchEvent, OrchEventKind, RetryDecision,
+};
 
 /// Longest text kept on one log line; the audit store keeps the whole text.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -27,8 +29,10 @@ pub fn timestamp(at: SystemTime) -> String {
 
 pub fn clock(at: SystemTime) -> String {
     let dt = OffsetDateTime::from(at);
-    dt.format(format_description!("[hour]:[minute]:[second].[subsecond digits:3]"))
-        .unwrap_or_default()
+    dt.format(format_description!(
+        "[hour]:[minute]:[second].[subsecond digits:3]"
+    ))
+    .unwrap_or_default()
 }
 
 /// Makes text safe and single-line for a log pane, cut at `max` bytes.
@@ -98,7 +102,13 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
         },
         AgentEvent::Message { text } => format!("message  {}", one_line(text, max)),
         AgentEvent::Reasoning { text } => format!("thinking {}", one_line(text, max)),
-        AgentEvent::Command { command, status, exit_code, output, .. } => {
+        AgentEvent::Command {
+            command,
+            status,
+            exit_code,
+            output,
+            ..
+        } => {
             let mut line = format!("command  $ {}", one_line(command, 2000));
             match (status, exit_code) {
                 (ItemStatus::InProgress, _) => line.push_str("  (running)"),
@@ -114,13 +124,23 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
             }
             line
         }
-        AgentEvent::FileChange { path, change, status } => format!(
+        AgentEvent::FileChange {
+            path,
+            change,
+            status,
+        } => format!(
             "file     {} {} ({})",
             one_line(change, 40),
             one_line(path, 2000),
             status_text(*status)
         ),
-        AgentEvent::ToolCall { name, arguments, status, result, .. } => {
+        AgentEvent::ToolCall {
+            name,
+            arguments,
+            status,
+            result,
+            ..
+        } => {
             let mut line = format!(
                 "tool     {}({}) {}",
                 one_line(name, 200),
@@ -133,7 +153,11 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
             line
         }
         AgentEvent::Usage(usage) => format!("tokens   {}", usage_text(usage)),
-        AgentEvent::RateLimit { message, retry_after_secs, resets_at } => {
+        AgentEvent::RateLimit {
+            message,
+            retry_after_secs,
+            resets_at,
+        } => {
             let mut line = format!("limit    {}", one_line(message, 2000));
             if let Some(secs) = retry_after_secs {
                 let _ = write!(line, " (retry after {secs}s)");
@@ -144,14 +168,19 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
             line
         }
         AgentEvent::Error { message } => format!("error    {}", one_line(message, max)),
-        AgentEvent::Finished { outcome } => format!("finished {}", one_line(&outcome_text(outcome), 4000)),
+        AgentEvent::Finished { outcome } => {
+            format!("finished {}", one_line(&outcome_text(outcome), 4000))
+        }
     }
 }
 
 fn retry_text(decision: &RetryDecision) -> String {
     match decision {
         RetryDecision::Retry { attempt, delay_ms } => {
-            format!("retrying (attempt {attempt}) in {:.1}s", *delay_ms as f64 / 1000.0)
+            format!(
+                "retrying (attempt {attempt}) in {:.1}s",
+                *delay_ms as f64 / 1000.0
+            )
         }
         RetryDecision::Park { delay_ms } => format!(
             "parked until the usage limit resets in {:.0}s (not counted as an attempt)",
@@ -166,8 +195,18 @@ fn retry_text(decision: &RetryDecision) -> String {
 /// event is not about one agent.
 pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
     let line = match &event.kind {
-        OrchEventKind::AgentStarted { agent, role, kind, wave, depends_on } => {
-            let deps = if depends_on.is_empty() { "-".to_owned() } else { depends_on.join(", ") };
+        OrchEventKind::AgentStarted {
+            agent,
+            role,
+            kind,
+            wave,
+            depends_on,
+        } => {
+            let deps = if depends_on.is_empty() {
+                "-".to_owned()
+            } else {
+                depends_on.join(", ")
+            };
             let body = format!(
                 "── {} started · {} · {:?} agent · wave {} · depends on {}",
                 agent,
@@ -178,17 +217,33 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
             );
             return Some((agent.as_str(), body));
         }
-        OrchEventKind::TurnStarted { agent, turn, kind, backend, model, prompt } => (
+        OrchEventKind::TurnStarted {
+            agent,
+            turn,
+            kind,
+            backend,
+            model,
+            prompt,
+        } => (
             agent,
             format!(
                 "── turn {turn} {} · backend {backend}{} · prompt {} chars",
                 kind.as_str(),
-                model.as_deref().map(|m| format!(" · model {m}")).unwrap_or_default(),
+                model
+                    .as_deref()
+                    .map(|m| format!(" · model {m}"))
+                    .unwrap_or_default(),
                 prompt.chars
             ),
         ),
         OrchEventKind::Agent { agent, event, .. } => (agent, agent_event_body(event)),
-        OrchEventKind::TurnRetrying { agent, class, decision, message, .. } => (
+        OrchEventKind::TurnRetrying {
+            agent,
+            class,
+            decision,
+            message,
+            ..
+        } => (
             agent,
             format!(
                 "retry    {} failure: {} → {}",
@@ -208,16 +263,28 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                 usage_text(&record.usage)
             ),
         ),
-        OrchEventKind::AgentFinished { agent, status, usage } => (
+        OrchEventKind::AgentFinished {
+            agent,
+            status,
+            usage,
+        } => (
             agent,
             match status {
                 AgentStatus::Succeeded => format!("── {agent} succeeded · {}", usage_text(usage)),
-                AgentStatus::Failed { reason } => format!("── {agent} FAILED: {}", one_line(reason, 4000)),
-                AgentStatus::Blocked { by } => format!("── {agent} blocked: dependency `{by}` did not succeed"),
+                AgentStatus::Failed { reason } => {
+                    format!("── {agent} FAILED: {}", one_line(reason, 4000))
+                }
+                AgentStatus::Blocked { by } => {
+                    format!("── {agent} blocked: dependency `{by}` did not succeed")
+                }
                 AgentStatus::Stopped => format!("── {agent} stopped"),
             },
         ),
-        OrchEventKind::BlueprintAccepted { source, agents, wave } => (
+        OrchEventKind::BlueprintAccepted {
+            source,
+            agents,
+            wave,
+        } => (
             source,
             format!(
                 "blueprint accepted for wave {wave}: {}",
@@ -232,9 +299,16 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                     .join(", ")
             ),
         ),
-        OrchEventKind::BlueprintRejected { source, attempt, error } => (
+        OrchEventKind::BlueprintRejected {
             source,
-            format!("blueprint rejected (attempt {attempt}): {}", one_line(error, 4000)),
+            attempt,
+            error,
+        } => (
+            source,
+            format!(
+                "blueprint rejected (attempt {attempt}): {}",
+                one_line(error, 4000)
+            ),
         ),
         _ => return None,
     };
@@ -244,8 +318,16 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
 /// One timeline line (without timestamp) for lifecycle events; `None` for streamed ones.
 pub fn timeline_line(event: &OrchEvent) -> Option<String> {
     let line = match &event.kind {
-        OrchEventKind::RunStarted { session, backend, groups, .. } => {
-            format!("run_started {session} backend={backend} groups={}", groups.join(","))
+        OrchEventKind::RunStarted {
+            session,
+            backend,
+            groups,
+            ..
+        } => {
+            format!(
+                "run_started {session} backend={backend} groups={}",
+                groups.join(",")
+            )
         }
         OrchEventKind::GroupStarted { group } => format!("group_started {group}"),
         OrchEventKind::WaveScheduled { wave, kind, agents } => format!(
@@ -253,14 +335,32 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             kind.as_str(),
             agents.join(",")
         ),
-        OrchEventKind::AgentStarted { agent, kind, wave, depends_on, .. } => format!(
+        OrchEventKind::AgentStarted {
+            agent,
+            kind,
+            wave,
+            depends_on,
+            ..
+        } => format!(
             "agent_started {agent} kind={kind:?} wave={wave} depends_on={}",
-            if depends_on.is_empty() { "-".into() } else { depends_on.join(",") }
+            if depends_on.is_empty() {
+                "-".into()
+            } else {
+                depends_on.join(",")
+            }
         ),
-        OrchEventKind::TurnStarted { agent, turn, kind, .. } => {
+        OrchEventKind::TurnStarted {
+            agent, turn, kind, ..
+        } => {
             format!("turn_started {agent} turn={turn} kind={}", kind.as_str())
         }
-        OrchEventKind::TurnRetrying { agent, turn, class, decision, message } => format!(
+        OrchEventKind::TurnRetrying {
+            agent,
+            turn,
+            class,
+            decision,
+            message,
+        } => format!(
             "turn_retrying {agent} turn={turn} class={} decision={} message={}",
             class.label(),
             one_line(&retry_text(decision), 200),
@@ -278,16 +378,31 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
         ),
         OrchEventKind::AgentFinished { agent, status, .. } => match status {
             AgentStatus::Failed { reason } => {
-                format!("agent_finished {agent} status=failed reason={}", one_line(reason, 400))
+                format!(
+                    "agent_finished {agent} status=failed reason={}",
+                    one_line(reason, 400)
+                )
             }
             AgentStatus::Blocked { by } => format!("agent_finished {agent} status=blocked by={by}"),
             other => format!("agent_finished {agent} status={}", other.label()),
         },
-        OrchEventKind::BlueprintAccepted { source, wave, agents } => format!(
+        OrchEventKind::BlueprintAccepted {
+            source,
+            wave,
+            agents,
+        } => format!(
             "blueprint_accepted {source} wave={wave} agents={}",
-            agents.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(",")
+            agents
+                .iter()
+                .map(|a| a.id.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
-        OrchEventKind::BlueprintRejected { source, attempt, error } => format!(
+        OrchEventKind::BlueprintRejected {
+            source,
+            attempt,
+            error,
+        } => format!(
             "blueprint_rejected {source} attempt={attempt} error={}",
             one_line(error, 400)
         ),
@@ -312,7 +427,11 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
         }
         OrchEventKind::RunResumed => "run_resumed".into(),
         OrchEventKind::StopRequested { source } => format!("stop_requested source={source}"),
-        OrchEventKind::RunFinished { status, usage, failed } => format!(
+        OrchEventKind::RunFinished {
+            status,
+            usage,
+            failed,
+        } => format!(
             "run_finished status={} tokens_in={} tokens_out={} failed={}",
             status.as_str(),
             usage.input_tokens,
@@ -339,15 +458,31 @@ impl LowercaseFirst for String {
 }
 
 fn list_or_dash(items: &[String]) -> String {
-    if items.is_empty() { "-".into() } else { items.join(",") }
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(",")
+    }
 }
 
 /// The interrupt summary as a person reads it (interrupt.log, the timeline pane).
 pub fn interrupt_text(summary: &InterruptSummary) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "Interrupt #{} of {} (requested by {})", summary.number, summary.session, summary.requested_by);
+    let _ = writeln!(
+        text,
+        "Interrupt #{} of {} (requested by {})",
+        summary.number, summary.session, summary.requested_by
+    );
     let section = |text: &mut String, title: &str, items: &[String]| {
-        let _ = writeln!(text, "  {title:<10} {}", if items.is_empty() { "none".into() } else { items.join(", ") });
+        let _ = writeln!(
+            text,
+            "  {title:<10} {}",
+            if items.is_empty() {
+                "none".into()
+            } else {
+                items.join(", ")
+            }
+        );
     };
     section(&mut text, "finished:", &summary.finished);
     section(&mut text, "failed:", &summary.failed);
@@ -366,7 +501,10 @@ mod tests {
 
     #[test]
     fn one_line_escapes_control_characters_and_newlines() {
-        assert_eq!(one_line("a\nb\r\n\x1b[31mred", 100), "a ⏎ b ⏎ \\u{1b}[31mred");
+        assert_eq!(
+            one_line("a\nb\r\n\x1b[31mred", 100),
+            "a ⏎ b ⏎ \\u{1b}[31mred"
+        );
     }
 
     #[test]
@@ -374,6 +512,9 @@ mod tests {
         let text = "é".repeat(100);
         let line = one_line(&text, 11);
         assert!(line.starts_with("éééééé"), "{line}");
-        assert!(line.ends_with("[188 more bytes in the audit store]"), "{line}");
+        assert!(
+            line.ends_with("[188 more bytes in the audit store]"),
+            "{line}"
+        );
     }
 }

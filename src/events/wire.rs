@@ -34,27 +34,48 @@ fn to_value<T: Serialize>(value: &T) -> Value {
 
 pub fn encode(event: &OrchEvent) -> WireEvent {
     let (agent, turn, kind, payload): (Option<&str>, Option<u32>, &str, Value) = match &event.kind {
-        OrchEventKind::RunStarted { session, prompt, backend, project_root, groups } => (
+        OrchEventKind::RunStarted {
+            session,
+            prompt,
+            backend,
+            project_root,
+            groups,
+        } => (
             None,
             None,
             "run_started",
             json!({"session": session, "prompt": prompt, "backend": backend,
                    "project_root": project_root, "groups": groups}),
         ),
-        OrchEventKind::GroupStarted { group } => (None, None, "group_started", json!({"group": group})),
+        OrchEventKind::GroupStarted { group } => {
+            (None, None, "group_started", json!({"group": group}))
+        }
         OrchEventKind::WaveScheduled { wave, kind, agents } => (
             None,
             None,
             "wave_scheduled",
             json!({"wave": wave, "wave_kind": kind, "agents": agents}),
         ),
-        OrchEventKind::AgentStarted { agent, role, kind, wave, depends_on } => (
+        OrchEventKind::AgentStarted {
+            agent,
+            role,
+            kind,
+            wave,
+            depends_on,
+        } => (
             Some(agent),
             None,
             "agent_started",
             json!({"role": role, "agent_kind": kind, "wave": wave, "depends_on": depends_on}),
         ),
-        OrchEventKind::TurnStarted { agent, turn, kind, backend, model, prompt } => (
+        OrchEventKind::TurnStarted {
+            agent,
+            turn,
+            kind,
+            backend,
+            model,
+            prompt,
+        } => (
             Some(agent),
             Some(*turn),
             "turn_started",
@@ -63,36 +84,60 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         OrchEventKind::Agent { agent, turn, event } => {
             (Some(agent), Some(*turn), event.kind(), to_value(event))
         }
-        OrchEventKind::TurnRetrying { agent, turn, class, decision, message } => (
+        OrchEventKind::TurnRetrying {
+            agent,
+            turn,
+            class,
+            decision,
+            message,
+        } => (
             Some(agent),
             Some(*turn),
             "turn_retrying",
             json!({"class": class, "decision": decision, "message": message}),
         ),
-        OrchEventKind::TurnFinished(record) => {
-            (Some(&record.agent), Some(record.turn), "turn_finished", to_value(record))
-        }
-        OrchEventKind::AgentFinished { agent, status, usage } => (
+        OrchEventKind::TurnFinished(record) => (
+            Some(&record.agent),
+            Some(record.turn),
+            "turn_finished",
+            to_value(record),
+        ),
+        OrchEventKind::AgentFinished {
+            agent,
+            status,
+            usage,
+        } => (
             Some(agent),
             None,
             "agent_finished",
             json!({"status": status, "usage": usage}),
         ),
-        OrchEventKind::BlueprintAccepted { source, wave, agents } => (
+        OrchEventKind::BlueprintAccepted {
+            source,
+            wave,
+            agents,
+        } => (
             Some(source),
             None,
             "blueprint_accepted",
             json!({"wave": wave, "agents": agents}),
         ),
-        OrchEventKind::BlueprintRejected { source, attempt, error } => (
+        OrchEventKind::BlueprintRejected {
+            source,
+            attempt,
+            error,
+        } => (
             Some(source),
             None,
             "blueprint_rejected",
             json!({"attempt": attempt, "error": error}),
         ),
-        OrchEventKind::Notice { level, message } => {
-            (None, None, "notice", json!({"level": level, "message": message}))
-        }
+        OrchEventKind::Notice { level, message } => (
+            None,
+            None,
+            "notice",
+            json!({"level": level, "message": message}),
+        ),
         OrchEventKind::PauseRequested { source } => {
             (None, None, "pause_requested", json!({"source": source}))
         }
@@ -101,7 +146,11 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         OrchEventKind::StopRequested { source } => {
             (None, None, "stop_requested", json!({"source": source}))
         }
-        OrchEventKind::RunFinished { status, usage, failed } => (
+        OrchEventKind::RunFinished {
+            status,
+            usage,
+            failed,
+        } => (
             None,
             None,
             "run_finished",
@@ -130,7 +179,9 @@ mod tests {
             kind: OrchEventKind::Agent {
                 agent: "planner".into(),
                 turn: 2,
-                event: AgentEvent::Message { text: "done".into() },
+                event: AgentEvent::Message {
+                    text: "done".into(),
+                },
             },
         };
         let wire = encode(&event);
@@ -141,6 +192,11 @@ mod tests {
         let text = serde_json::to_string(&wire).unwrap();
         assert_eq!(serde_json::from_str::<WireEvent>(&text).unwrap(), wire);
         let back: AgentEvent = serde_json::from_value(wire.payload).unwrap();
-        assert_eq!(back, AgentEvent::Message { text: "done".into() });
+        assert_eq!(
+            back,
+            AgentEvent::Message {
+                text: "done".into()
+            }
+        );
     }
 }

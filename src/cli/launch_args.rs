@@ -1,0 +1,207 @@
+//! `launch` command-line arguments. Structs only; `config::resolve` gives them meaning.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "launch",
+    version,
+    about = "Turn one prompt into a squad of AI coding agents",
+    long_about = "Turn one prompt into a squad of AI coding agents.\n\n\
+        Runs planner → researcher → builder, then the specialist agents of the builder's \
+        blueprint as a dependency graph, some in parallel. Each agent's log is in \
+        .orch/runs/<session>/logs/.\n\n\
+        While a run goes on: Ctrl+S in its Zellij/tmux session (or Ctrl+C with --mux none, \
+        or `launch ctl pause`) pauses the squad and writes an interrupt summary; \
+        `launch ctl resume` continues.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct LaunchCli {
+    #[command(subcommand)]
+    pub command: Option<LaunchCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LaunchCommand {
+    /// Control a running squad through its control socket.
+    Ctl(CtlArgs),
+    /// List the runs of this repository with their state.
+    Ls(LsArgs),
+    /// Run the orchestrator of a prepared run directory (spawned by `launch` itself).
+    #[command(hide = true)]
+    Orchestrate(OrchestrateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum MuxChoice {
+    /// One Zellij session with one pane per agent.
+    Zellij,
+    /// One tmux session (private socket) with one pane per agent.
+    Tmux,
+    /// No panes: run in the foreground with progress on stderr.
+    None,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// The task for the squad.
+    #[arg(short, long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+
+    /// Agent runtime: codex, claude, gemini, anthropic, minimax, openai, demo
+    /// [env: ORCHESTRATED_CODEX_BACKEND] [default: codex]
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// Model for every agent that does not set its own.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Use the backend's cheapest model for every turn.
+    #[arg(long)]
+    pub mini: bool,
+
+    /// Model for `--backend minimax` [default: MiniMax-M2.1].
+    #[arg(long, value_name = "MODEL")]
+    pub minimax_model: Option<String>,
+
+    /// Base URL of an HTTP backend (OpenAI-compatible or Anthropic API).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Where agents' panes go.
+    #[arg(long, value_enum, value_name = "MUX")]
+    pub mux: Option<MuxChoice>,
+
+    /// Agents config (KDL, or the seed's JSON) [env: ORCHESTRATED_CODEX_AGENTS_CONFIG]
+    /// [default: orch.kdl in the project root, else the built-in squad].
+    #[arg(long, value_name = "FILE")]
+    pub agents_config: Option<PathBuf>,
+
+    /// Run only these groups of the agents config, in file order.
+    #[arg(long, value_name = "A,B", value_delimiter = ',')]
+    pub groups: Vec<String>,
+
+    /// After the builder's wave, let an autonomous orchestrator plan further waves.
+    #[arg(long)]
+    pub autonomous: bool,
+
+    /// Pass handoff notes from wave to wave (implies --autonomous).
+    #[arg(long)]
+    pub relay: bool,
+
+    /// Ask the builder for independent specialists only.
+    #[arg(long)]
+    pub parallel: bool,
+
+    /// Waves the autonomous orchestrator may launch [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_waves: Option<u32>,
+
+    /// Agents one blueprint may define [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_agents: Option<u32>,
+
+    /// Agents running at the same time [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_parallel: Option<u32>,
+
+    /// Single-turn agents that answer in one sentence; no dynamic waves.
+    #[arg(long, conflicts_with = "concise_full")]
+    pub concise: bool,
+
+    /// Like --concise, but the builder's blueprint still runs.
+    #[arg(long)]
+    pub concise_full: bool,
+
+    /// Print a token table per agent, wave and run at the end.
+    #[arg(long)]
+    pub metrics: bool,
+
+    /// Print the size (chars, bytes, lines) of every prompt before it is sent.
+    #[arg(long)]
+    pub debug_prompt: bool,
+
+    /// Print every agent event live on stderr instead of a spinner.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// Repository the agents work in [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+
+    /// Name of this run [env: AGENTFS_SESSION] [default: run-YYYYMMDD-HHMMSS-xxxx].
+    #[arg(long, alias = "agentfs-session", value_name = "NAME")]
+    pub session: Option<String>,
+
+    /// Audit store file [env: AGENTFS_PATH] [default: .orch/audit.db].
+    #[arg(long, alias = "agentfs-path", value_name = "FILE")]
+    pub audit_path: Option<PathBuf>,
+
+    /// Write the audit store to a libSQL server (http, https, libsql) [token: env ORCH_AUDIT_TOKEN].
+    #[arg(long, value_name = "URL", conflicts_with = "audit_path")]
+    pub audit_url: Option<String>,
+
+    /// Do not write the audit store.
+    #[arg(long)]
+    pub no_audit: bool,
+
+    /// Where memory artifacts go in the audit store [env: CODEX_MEMORY_DIR] [default: /memory].
+    #[arg(long, value_name = "DIR")]
+    pub memory_dir: Option<String>,
+
+    /// Make the demo backend misbehave, for tests: comma-separated items such as
+    /// `delay=MS`, `blueprint=cycle`, `blueprint=bad-json-once`, `crash=AGENT`,
+    /// `huge=AGENT`, `fail=AGENT:transient`, `waves=N` [env: ORCH_DEMO_SCENARIO].
+    #[arg(long, value_name = "SPEC")]
+    pub demo_scenario: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    #[arg(value_enum)]
+    pub command: CtlCommand,
+    /// The run to control [default: the newest run of this repository].
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// The repository of the run [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CtlCommand {
+    /// Let running turns finish, start nothing new, write the interrupt summary.
+    Pause,
+    /// Continue a paused run.
+    Resume,
+    /// Show what runs, what finished and what is pending.
+    Status,
+    /// Stop the run: end running turns and write the interrupt summary.
+    Stop,
+    /// What the Ctrl+S keybind runs: pause, and show where the summary is.
+    Interrupt,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrchestrateArgs {
+    /// The run directory holding config.json.
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: PathBuf,
+}

@@ -1,0 +1,196 @@
+//! Agent and group definitions, as read from an agents config file or the defaults.
+//!
+//! Owns validation of what a config file may say (ids, dependencies, cycles). Does not
+//! own parsing (see `kdl_file`, `json_file`) or flag resolution (see `resolve`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::id::agent_id_problem;
+use crate::orchestrator::scheduler::find_cycle;
+
+/// One agent of the config: a core agent that runs before the blueprint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub id: String,
+    pub role: String,
+    pub plan_prompt: String,
+    pub follow_up_prompt: String,
+    pub follow_up_schema: Option<serde_json::Value>,
+    pub rules: Vec<String>,
+    pub follow_up_enabled: bool,
+    pub depends_on: Vec<String>,
+    /// This agent's follow-up answer is the blueprint of dynamic agents.
+    pub blueprint: bool,
+    pub backend: Option<String>,
+    pub model: Option<String>,
+    /// Backends to try, in order, when a turn fails terminally.
+    pub fallback: Vec<String>,
+}
+
+impl AgentSpec {
+    pub fn new(id: &str, role: &str) -> Self {
+        AgentSpec {
+            id: id.to_owned(),
+            role: role.to_owned(),
+            plan_prompt: String::new(),
+            follow_up_prompt: String::new(),
+            follow_up_schema: None,
+            rules: Vec::new(),
+            follow_up_enabled: true,
+            depends_on: Vec::new(),
+            blueprint: false,
+            backend: None,
+            model: None,
+            fallback: Vec::new(),
+        }
+    }
+}
+
+/// Orchestration settings of a group; `None` leaves the CLI flag or default in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrchestrationSettings {
+    pub autonomous: Option<bool>,
+    pub parallel: Option<bool>,
+    pub max_waves: Option<u32>,
+    pub max_agents: Option<u32>,
+    pub max_parallel: Option<u32>,
+    pub relay: RelaySettings,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelaySettings {
+    pub enabled: Option<bool>,
+    pub require_handoff_note: Option<bool>,
+    /// Agent id → the agents of the next wave that receive its handoff note.
+    pub graph: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    pub name: String,
+    pub agents: Vec<AgentSpec>,
+    pub orchestration: OrchestrationSettings,
+}
+
+/// Where the agents config came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigSource {
+    BuiltIn,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentsConfig {
+    pub source: ConfigSource,
+    pub groups: Vec<GroupSpec>,
+}
+
+/// A problem with the meaning of a config (not its syntax).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecProblem {
+    pub message: String,
+    /// Index of the group and agent the problem is about, to find its location.
+    pub group: usize,
+    pub agent: Option<usize>,
+}
+
+impl AgentsConfig {
+    /// Checks ids, dependencies and cycles; returns the first problem found.
+    pub fn validate(&self) -> Result<(), SpecProblem> {
+        if self.groups.is_empty() {
+            return Err(SpecProblem {
+                message: "the config defines no group and no agent".into(),
+                group: 0,
+                agent: None,
+            });
+        }
+        let mut group_names = HashSet::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            let problem = |message: String, agent: Option<usize>| SpecProblem {
+                message,
+                group: g,
+                agent,
+            };
+            if !group_names.insert(group.name.as_str()) {
+                return Err(problem(
+                    format!("group `{}` is defined twice", group.name),
+                    None,
+                ));
+            }
+            if group.agents.is_empty() {
+                return Err(problem(
+                    format!("group `{}` has no agents", group.name),
+                    None,
+                ));
+            }
+            let mut ids = HashSet::new();
+            for (a, agent) in group.agents.iter().enumerate() {
+                if let Some(message) = agent_id_problem(&agent.id) {
+                    return Err(problem(message, Some(a)));
+                }
+                if !ids.insert(agent.id.as_str()) {
+                    return Err(problem(
+                        format!(
+                            "agent `{}` is defined twice in group `{}`",
+                            agent.id, group.name
+                        ),
+                        Some(a),
+                    ));
+                }
+                if agent.plan_prompt.trim().is_empty() {
+                    return Err(problem(
+                        format!("agent `{}` has no plan prompt", agent.id),
+                        Some(a),
+                    ));
+                }
+                if agent.follow_up_enabled && agent.follow_up_prompt.trim().is_empty() {
+                    return Err(problem(
+                        format!(
+                            "agent `{}` has follow-up enabled but no follow-up prompt",
+                            agent.id
+                        ),
+                        Some(a),
+                    ));
+                }
+            }
+            for (a, agent) in group.agents.iter().enumerate() {
+                for dep in &agent.depends_on {
+                    if !ids.contains(dep.as_str()) {
+                        return Err(problem(
+                            format!(
+                                "agent `{}` depends on `{dep}`, which is not an agent of group `{}`",
+                                agent.id, group.name
+                            ),
+                            Some(a),
+                        ));
+                    }
+                }
+            }
+            let edges: Vec<(String, Vec<String>)> = group
+                .agents
+                .iter()
+                .map(|a| (a.id.clone(), a.depends_on.clone()))
+                .collect();
+            if let Some(cycle) = find_cycle(&edges) {
+                return Err(problem(
+                    format!(
+                        "agents of group `{}` depend on each other in a cycle: {}",
+                        group.name,
+                        cycle.join(" → ")
+                    ),
+                    None,
+                ));
+            }
+            if group.agents.iter().filter(|a| a.blueprint).count() > 1 {
+                return Err(problem(
+                    format!("group `{}` has more than one blueprint agent", group.name),
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! The native agents config format: KDL (`orch.kdl`). KDL v2 and v1 are both accepted.
+//!
+//! ```kdl
+//! group "default" {
+//!     orchestration { autonomous #false; max-waves 3; relay { enabled #false } }
+//!     agent "planner" { role "Planner"; plan-prompt "..."; follow-up-prompt "..." }
+//! }
+//! ```
+//! Top-level `agent` and `orchestration` nodes form one group named `default`.
+//! Unknown settings are errors with line and column (a typo never passes silently).
+
+use std::path::Path;
+
+use kdl::{KdlDocument, KdlNode, KdlValue};
+
+use crate::config::agents::{
+    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
+};
+use crate::config::error::{ConfigError, line_column};
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, node: &KdlNode, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_column(self.text, node.span().offset());
+        ConfigError::At {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Offsets of each group's and agent's node, to place semantic errors.
+pub struct KdlLocations {
+    pub groups: Vec<(usize, Vec<usize>)>,
+}
+
+pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations), ConfigError> {
+    let doc = KdlDocument::parse(text).map_err(|err| {
+        let diag = err.diagnostics.first();
+        let offset = diag.map_or(0, |d| d.span.offset());
+        let (line, column) = line_column(text, offset);
+        let mut message = diag
+            .and_then(|d| d.message.clone().or_else(|| d.label.clone()))
+            .unwrap_or_else(|| "invalid KDL".into());
+        if let Some(help) = diag.and_then(|d| d.help.clone()) {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        ConfigError::At {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: format!("invalid KDL: {message}"),
+        }
+    })?;
+    let ctx = Ctx { text, path };
+    let mut groups = Vec::new();
+    let mut locations = Vec::new();
+    let mut loose = GroupSpec {
+        name: "default".into(),
+        agents: Vec::new(),
+        orchestration: OrchestrationSettings::default(),
+    };
+    let mut loose_offsets = Vec::new();
+    let mut loose_offset = None;
+    for node in doc.nodes() {
+        match key(node).as_str() {
+            "group" => {
+                let name = single_string(&ctx, node)?;
+                let (group, offsets) = parse_group(&ctx, node, name)?;
+                groups.push(group);
+                locations.push((node.span().offset(), offsets));
+            }
+            "agent" => {
+                loose_offset.get_or_insert(node.span().offset());
+                loose_offsets.push(node.span().offset());
+                loose.agents.push(parse_agent(&ctx, node)?);
+            }
+            "orchestration" => {
+                loose_offset.get_or_insert(node.span().offset());
+                loose.orchestration = parse_orchestration(&ctx, node)?;
+            }
+            other => {
+                return Err(ctx.err(
+                    node,
+                    format!(
+                        "unknown setting `{other}` (expected `group`, `agent` or `orchestration`)"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(offset) = loose_offset {
+        if !groups.is_empty() {
+            return Err(ConfigError::At {
+                path: path.to_path_buf(),
+                line: line_column(text, offset).0,
+                column: line_column(text, offset).1,
+                message: "top-level `agent`/`orchestration` nodes cannot be mixed with `group` nodes: move them into a group".into(),
+            });
+        }
+        groups.push(loose);
+        locations.push((offset, loose_offsets));
+    }
+    let mut config = AgentsConfig {
+        source: ConfigSource::File(path.to_path_buf()),
+        groups,
+    };
+    default_blueprint_agent(&mut config);
+    Ok((config, KdlLocations { groups: locations }))
+}
+
+/// Without an explicit `blueprint` agent, the agent named `builder` writes the blueprint.
+pub fn default_blueprint_agent(config: &mut AgentsConfig) {
+    for group in &mut config.groups {
+        if !group.agents.iter().any(|a| a.blueprint) {
+            if let Some(builder) = group.agents.iter_mut().find(|a| a.id == "builder") {
+                builder.blueprint = true;
+            }
+        }
+    }
+}
+
+fn key(node: &KdlNode) -> String {
+    node.name().value().replace('_', "-")
+}
+
+fn children(node: &KdlNode) -> &[KdlNode] {
+    node.children().map_or(&[], |doc| doc.nodes())
+}
+
+fn string_args(ctx: &Ctx, node: &KdlNode) -> Result<Vec<String>, ConfigError> {
+    node.entries()
+        .iter()
+        .map(|entry| {
+            if entry.name().is_some() {
+                return Err(ctx.err(
+                    node,
+                    format!("`{}` takes plain values, not properties", key(node)),
+                ));
+            }
+            match entry.value() {
+                KdlValue::String(s) => Ok(s.clone()),
+                other => Err(ctx.err(
+                    node,
+                    format!("`{}` takes strings, found `{other}`", key(node)),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn single_value<'a>(ctx: &Ctx, node: &'a KdlNode) -> Result<&'a KdlValue, ConfigError> {
+    match node.entries() {
+        [entry] if entry.name().is_none() => Ok(entry.value()),
+        _ => Err(ctx.err(node, format!("`{}` takes exactly one value", key(node)))),
+    }
+}
+
+fn single_string(ctx: &Ctx, node: &KdlNode) -> Result<String, ConfigError> {
+    match single_value(ctx, node)? {
+        KdlValue::String(s) => Ok(s.clone()),
+        other => Err(ctx.err(
+            node,
+            format!("`{}` takes a string, found `{other}`", key(node)),
+        )),
+    }
+}
+
+fn single_bool(ctx: &Ctx, node: &KdlNode) -> Result<bool, ConfigError> {
+    match single_value(ctx, node)? {
+        KdlValue::Bool(b) => Ok(*b),
+        other => Err(ctx.err(
+            node,
+            format!("`{}` takes #true or #false, found `{other}`", key(node)),
+        )),
+    }
+}
+
+fn single_u32(ctx: &Ctx, node: &KdlNode) -> Result<u32, ConfigError> {
+    match single_value(ctx, node)? {
+        KdlValue::Integer(n) if *n >= 1 && *n <= 1000 => Ok(*n as u32),
+        other => Err(ctx.err(
+            node,
+            format!(
+                "`{}` takes a whole number from 1 to 1000, found `{other}`",
+                key(node)
+            ),
+        )),
+    }
+}
+
+fn parse_group(
+    ctx: &Ctx,
+    node: &KdlNode,
+    name: String,
+) -> Result<(GroupSpec, Vec<usize>), ConfigError> {
+    let mut group = GroupSpec {
+        name,
+        agents: Vec::new(),
+        orchestration: OrchestrationSettings::default(),
+    };
+    let mut offsets = Vec::new();
+    for child in children(node) {
+        match key(child).as_str() {
+            "agent" => {
+                offsets.push(child.span().offset());
+                group.agents.push(parse_agent(ctx, child)?);
+            }
+            "orchestration" => group.orchestration = parse_orchestration(ctx, child)?,
+            other => {
+                return Err(ctx.err(
+                    child,
+                    format!("unknown setting `{other}` in group `{}`", group.name),
+                ));
+            }
+        }
+    }
+    Ok((group, offsets))
+}
+
+fn parse_agent(ctx: &Ctx, node: &KdlNode) -> Result<AgentSpec, ConfigError> {
+    let id = single_string(ctx, node)?;
+    let mut agent = AgentSpec::new(&id, "");
+    for child in children(node) {
+        match key(child).as_str() {
+            "role" => agent.role = single_string(ctx, child)?,
+            "plan-prompt" | "prompt" => agent.plan_prompt = single_string(ctx, child)?,
+            "follow-up-prompt" => agent.follow_up_prompt = single_string(ctx, child)?,
+            "follow-up-enabled" => agent.follow_up_enabled = single_bool(ctx, child)?,
+            "follow-up-schema" => {
+                let text = single_string(ctx, child)?;
+                let schema = serde_json::from_str(&text).map_err(|e| {
+                    ctx.err(
+                        child,
+                        format!("`follow-up-schema` of agent `{id}` is not valid JSON: {e}"),
+                    )
+                })?;
+                agent.follow_up_schema = Some(schema);
+            }
+            "rules" | "follow-up-rules" | "rule" => agent.rules.extend(string_args(ctx, child)?),
+            "depends-on" => agent.depends_on.extend(string_args(ctx, child)?),
+            "blueprint" => agent.blueprint = single_bool(ctx, child)?,
+            "backend" => agent.backend = Some(single_string(ctx, child)?),
+            "model" => agent.model = Some(single_string(ctx, child)?),
+            "fallback" => agent.fallback.extend(string_args(ctx, child)?),
+            other => {
+                return Err(ctx.err(child, format!("unknown setting `{other}` in agent `{id}`")));
+            }
+        }
+    }
+    if agent.role.is_empty() {
+        agent.role = id.clone();
+    }
+    Ok(agent)
+}
+
+fn parse_orchestration(ctx: &Ctx, node: &KdlNode) -> Result<OrchestrationSettings, ConfigError> {
+    let mut settings = OrchestrationSettings::default();
+    for child in children(node) {
+        match key(child).as_str() {
+            "autonomous" => settings.autonomous = Some(single_bool(ctx, child)?),
+            "parallel" => settings.parallel = Some(single_bool(ctx, child)?),
+            "max-waves" => settings.max_waves = Some(single_u32(ctx, child)?),
+            "max-agents" => settings.max_agents = Some(single_u32(ctx, child)?),
+            "max-parallel" => settings.max_parallel = Some(single_u32(ctx, child)?),
+            "relay" => settings.relay = parse_relay(ctx, child)?,
+            other => return Err(ctx.err(child, format!("unknown orchestration setting `{other}`"))),
+        }
+    }
+    Ok(settings)
+}
+
+fn parse_relay(ctx: &Ctx, node: &KdlNode) -> Result<RelaySettings, ConfigError> {
+    let mut relay = RelaySettings::default();
+    if !node.entries().is_empty() {
+        relay.enabled = Some(single_bool(ctx, node)?);
+    }
+    for child in children(node) {
+        match key(child).as_str() {
+            "enabled" => relay.enabled = Some(single_bool(ctx, child)?),
+            "require-handoff-note" => relay.require_handoff_note = Some(single_bool(ctx, child)?),
+            "graph" => {
+                for edge in children(child) {
+                    let from = edge.name().value().to_owned();
+                    relay
+                        .graph
+                        .entry(from)
+                        .or_default()
+                        .extend(string_args(ctx, edge)?);
+                }
+            }
+            other => return Err(ctx.err(child, format!("unknown relay setting `{other}`"))),
+        }
+    }
+    Ok(relay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentsConfig, ConfigError> {
+        parse_kdl(text, Path::new("orch.kdl")).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn reads_groups_agents_and_orchestration() {
+        let config = parse(
+            r##"
+group "web" {
+    orchestration {
+        autonomous #true
+        max-waves 2
+        relay {
+            enabled #true
+            graph { api "ui" "tests" }
+        }
+    }
+    agent "planner" { role "Planner"; plan-prompt "plan it"; follow-up-prompt "final plan" }
+    agent "builder" {
+        plan-prompt "split"
+        follow-up-enabled #true
+        follow-up-prompt "blueprint"
+        depends-on "planner"
+        rules "one" "two"
+        fallback "claude" "gemini"
+    }
+}
+"##,
+        )
+        .unwrap();
+        let group = &config.groups[0];
+        assert_eq!(group.name, "web");
+        assert_eq!(group.orchestration.autonomous, Some(true));
+        assert_eq!(group.orchestration.max_waves, Some(2));
+        assert_eq!(group.orchestration.relay.graph["api"], vec!["ui", "tests"]);
+        assert_eq!(group.agents[1].depends_on, vec!["planner"]);
+        assert_eq!(group.agents[1].rules, vec!["one", "two"]);
+        assert_eq!(group.agents[1].role, "builder", "role defaults to the id");
+        assert!(
+            group.agents[1].blueprint,
+            "the agent named builder writes the blueprint by default"
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn kdl_v1_syntax_is_accepted() {
+        let config =
+            parse("agent \"solo\" {\n  plan-prompt \"x\"\n  follow-up-enabled false\n}\n").unwrap();
+        assert!(!config.groups[0].agents[0].follow_up_enabled);
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = parse("agent \"a\" {\n  role \"unterminated\n}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("orch.kdl:2:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_settings_name_line_and_column() {
+        let err = parse("agent \"a\" {\n  plan-prompt \"x\"\n  dependz \"b\"\n}\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "orch.kdl:3:3: unknown setting `dependz` in agent `a`");
+    }
+
+    #[test]
+    fn wrong_value_types_are_errors() {
+        let err = parse("orchestration {\n  max-waves \"three\"\n}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("orch.kdl:2:3: `max-waves` takes a whole number"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Turns `launch` arguments, environment variables and the agents config file into
+//! one resolved `Config`. This is the only place that reads environment variables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::demo::DemoScenario;
+use crate::agent::id::is_valid_agent_id;
+use crate::cli::{MuxChoice, RunArgs};
+use crate::config::agents::{
+    AgentsConfig, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
+};
+use crate::config::defaults::default_agents;
+use crate::config::error::{ConfigError, line_column};
+use crate::config::json_file::parse_json;
+use crate::config::kdl_file::parse_kdl;
+use crate::paths::{RunPaths, default_audit_path, find_repo_root, new_session_name};
+
+/// Environment variables, captured once (tests pass their own).
+pub type Env = BTreeMap<String, String>;
+
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+pub const DEFAULT_BACKEND: &str = "codex";
+pub const DEFAULT_MAX_WAVES: u32 = 3;
+pub const DEFAULT_MAX_AGENTS: u32 = 4;
+pub const DEFAULT_MAX_PARALLEL: u32 = 4;
+/// Relay cascades stop after this many waves whatever `max_waves` says.
+pub const MAX_RELAY_WAVES: u32 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Concise {
+    Off,
+    /// One turn per agent, one sentence, no dynamic waves.
+    NoWaves,
+    /// One turn per agent, one sentence, waves still run.
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditTarget {
+    Off,
+    Local(PathBuf),
+    /// The token is not kept here: it travels in the environment (ORCH_AUDIT_TOKEN).
+    Remote(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub prompt: String,
+    pub paths: RunPathsConfig,
+    pub backend: String,
+    pub model: Option<String>,
+    pub mini: bool,
+    pub minimax_model: Option<String>,
+    pub base_url: Option<String>,
+    pub mux: MuxChoice,
+    pub agents: AgentsConfig,
+    pub cli_orchestration: OrchestrationSettings,
+    pub concise: Concise,
+    pub metrics: bool,
+    pub debug_prompt: bool,
+    pub stream: bool,
+    pub audit: AuditTarget,
+    pub memory_dir: String,
+    pub demo: DemoScenario,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPathsConfig {
+    pub project_root: PathBuf,
+    pub session: String,
+}
+
+impl Config {
+    pub fn run_paths(&self) -> RunPaths {
+        RunPaths::new(&self.paths.project_root, &self.paths.session)
+    }
+}
+
+/// Orchestration settings of one group after group > CLI > default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSettings {
+    pub autonomous: bool,
+    pub parallel: bool,
+    pub max_waves: u32,
+    pub max_agents: u32,
+    pub max_parallel: u32,
+    pub relay: bool,
+    pub require_handoff_note: bool,
+    pub relay_graph: BTreeMap<String, Vec<String>>,
+}
+
+pub fn group_settings(group: &GroupSpec, cli: &OrchestrationSettings) -> GroupSettings {
+    let g = &group.orchestration;
+    let relay = g.relay.enabled.or(cli.relay.enabled).unwrap_or(false);
+    GroupSettings {
+        autonomous: relay || g.autonomous.or(cli.autonomous).unwrap_or(false),
+        parallel: g.parallel.or(cli.parallel).unwrap_or(false),
+        max_waves: g.max_waves.or(cli.max_waves).unwrap_or(DEFAULT_MAX_WAVES),
+        max_agents: g
+            .max_agents
+            .or(cli.max_agents)
+            .unwrap_or(DEFAULT_MAX_AGENTS),
+        max_parallel: g
+            .max_parallel
+            .or(cli.max_parallel)
+            .unwrap_or(DEFAULT_MAX_PARALLEL),
+        relay,
+        require_handoff_note: g.relay.require_handoff_note.unwrap_or(true),
+        relay_graph: g.relay.graph.clone(),
+    }
+}
+
+/// Finds the project root: the flag, else the git root above `cwd`, else `cwd`.
+pub fn project_root(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigError> {
+    let root = match flag {
+        Some(path) => cwd.join(path),
+        None => find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf()),
+    };
+    if !root.is_dir() {
+        return Err(ConfigError::ProjectRoot { path: root });
+    }
+    Ok(std::fs::canonicalize(&root).unwrap_or(root))
+}
+
+pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigError> {
+    let prompt = args
+        .prompt
+        .clone()
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| ConfigError::Invalid("a task is needed: pass --prompt \"...\"".into()))?;
+    let root = project_root(args.project_root.as_deref(), cwd)?;
+    let session = match args
+        .session
+        .clone()
+        .or_else(|| env.get("AGENTFS_SESSION").cloned())
+    {
+        Some(name) if is_valid_agent_id(&name) => name,
+        Some(name) => {
+            return Err(ConfigError::Invalid(format!(
+                "session name `{}` is not allowed: use lowercase letters, digits, `-` and `_` (at most 64)",
+                name.escape_debug()
+            )));
+        }
+        None => new_session_name(),
+    };
+    let backend = args
+        .backend
+        .clone()
+        .or_else(|| env.get("ORCHESTRATED_CODEX_BACKEND").cloned())
+        .unwrap_or_else(|| DEFAULT_BACKEND.to_owned())
+        .to_ascii_lowercase();
+
+    let mut agents = load_agents(args.agents_config.as_deref(), env, &root, cwd)?;
+    if !args.groups.is_empty() {
+        let known: Vec<String> = agents.groups.iter().map(|g| g.name.clone()).collect();
+        for wanted in &args.groups {
+            if !known.contains(wanted) {
+                return Err(ConfigError::Invalid(format!(
+                    "--groups names `{wanted}`, but the agents config has only: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        agents.groups.retain(|g| args.groups.contains(&g.name));
+    }
+
+    let audit = if args.no_audit {
+        AuditTarget::Off
+    } else if let Some(url) = &args.audit_url {
+        AuditTarget::Remote(url.clone())
+    } else {
+        let path = args
+            .audit_path
+            .clone()
+            .or_else(|| env.get("AGENTFS_PATH").map(PathBuf::from))
+            .map(|p| cwd.join(p))
+            .unwrap_or_else(|| default_audit_path(&root));
+        AuditTarget::Local(path)
+    };
+    let demo_spec = args
+        .demo_scenario
+        .clone()
+        .or_else(|| env.get("ORCH_DEMO_SCENARIO").cloned());
+    let demo = DemoScenario::parse(demo_spec.as_deref().unwrap_or(""))
+        .map_err(|e| ConfigError::Invalid(format!("invalid demo scenario: {e}")))?;
+
+    Ok(Config {
+        prompt,
+        paths: RunPathsConfig {
+            project_root: root,
+            session,
+        },
+        backend,
+        model: args.model.clone(),
+        mini: args.mini,
+        minimax_model: args.minimax_model.clone(),
+        base_url: args.base_url.clone(),
+        mux: args.mux.unwrap_or(MuxChoice::Zellij),
+        agents,
+        cli_orchestration: OrchestrationSettings {
+            autonomous: args.autonomous.then_some(true),
+            parallel: args.parallel.then_some(true),
+            max_waves: args.max_waves,
+            max_agents: args.max_agents,
+            max_parallel: args.max_parallel,
+            relay: RelaySettings {
+                enabled: args.relay.then_some(true),
+                ..RelaySettings::default()
+            },
+        },
+        concise: if args.concise_full {
+            Concise::Full
+        } else if args.concise {
+            Concise::NoWaves
+        } else {
+            Concise::Off
+        },
+        metrics: args.metrics,
+        debug_prompt: args.debug_prompt,
+        stream: args.stream,
+        audit,
+        memory_dir: args
+            .memory_dir
+            .clone()
+            .or_else(|| env.get("CODEX_MEMORY_DIR").cloned())
+            .unwrap_or_else(|| "/memory".to_owned()),
+        demo,
+    })
+}
+
+/// Reads the agents config: flag, env, `orch.kdl`, `agents.out.json`, else built-in.
+pub fn load_agents(
+    flag: Option<&Path>,
+    env: &Env,
+    root: &Path,
+    cwd: &Path,
+) -> Result<AgentsConfig, ConfigError> {
+    let explicit = flag.map(|p| cwd.join(p)).or_else(|| {
+        env.get("ORCHESTRATED_CODEX_AGENTS_CONFIG")
+            .map(|p| cwd.join(p))
+    });
+    let path = match explicit {
+        Some(path) => path,
+        None => match ["orch.kdl", "agents.out.json"]
+            .iter()
+            .map(|n| root.join(n))
+            .find(|p| p.is_file())
+        {
+            Some(found) => found,
+            None => return default_agents(),
+        },
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        let config = parse_json(&text, &path)?;
+        config.validate().map_err(|p| ConfigError::InFile {
+            path: path.clone(),
+            message: p.message,
+        })?;
+        Ok(config)
+    } else {
+        let (config, locations) = parse_kdl(&text, &path)?;
+        config.validate().map_err(|problem: SpecProblem| {
+            let offset = locations
+                .groups
+                .get(problem.group)
+                .map(|(group_offset, agents)| {
+                    problem
+                        .agent
+                        .and_then(|a| agents.get(a).copied())
+                        .unwrap_or(*group_offset)
+                });
+            match offset {
+                Some(offset) => {
+                    let (line, column) = line_column(&text, offset);
+                    ConfigError::At {
+                        path: path.clone(),
+                        line,
+                        column,
+                        message: problem.message,
+                    }
+                }
+                None => ConfigError::InFile {
+                    path: path.clone(),
+                    message: problem.message,
+                },
+            }
+        })?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,52 @@
+//! Failures of the `launch` binary and their exit codes.
+
+use std::process::ExitCode;
+
+use crate::config::ConfigError;
+use crate::control::ControlError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("failed to prepare the run directory `{path}`")]
+    RunDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--mux {0} is not available in this build yet; use --mux none")]
+    MuxUnavailable(&'static str),
+    #[error("no run found in {root}: start one with `launch --prompt ...`")]
+    NoRun { root: String },
+    #[error("failed to read run directory `{path}`: {message}")]
+    BadRunDir { path: String, message: String },
+}
+
+/// Documented exit codes of `launch`.
+pub mod exit {
+    /// The run finished and every agent succeeded.
+    pub const SUCCESS: u8 = 0;
+    /// The run finished, but an agent failed or was blocked (or a ctl request failed).
+    pub const RUN_FAILED: u8 = 1;
+    /// Bad flags, config file, or environment: nothing ran.
+    pub const USAGE: u8 = 2;
+    /// The run was stopped (SIGINT/SIGTERM, `launch ctl stop`).
+    pub const STOPPED: u8 = 130;
+}
+
+pub fn report_error(err: &LaunchError) -> ExitCode {
+    let mut message = format!("error: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        message.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    ExitCode::from(match err {
+        LaunchError::Config(_) | LaunchError::MuxUnavailable(_) => exit::USAGE,
+        _ => exit::RUN_FAILED,
+    })
+}

@@ -1,0 +1,152 @@
+//! Running a resolved `Config` in this process: the headless `--mux none` mode, and
+//! the body of the detached orchestrator the multiplexer modes start.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use crate::agent::backend::{Backend, BackendError};
+use crate::agent::demo::DemoBackend;
+use crate::config::{Config, Env};
+use crate::control::signals::{SignalAction, watch_signals};
+use crate::control::{ControlCommand, ControlHandler, ControlServer};
+use crate::events::event::{OrchEventKind, RunStatus};
+use crate::events::log_sink::LogSink;
+use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
+use crate::events::{Sink, SinkThread};
+use crate::launcher::error::LaunchError;
+use crate::orchestrator::retry::RetryPolicy;
+use crate::orchestrator::{BackendSet, Orchestrator, RunControl, RunReport, Shared};
+use crate::redact::Redactor;
+
+pub fn backend_factory(
+    config: &Config,
+) -> impl Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync + 'static {
+    let demo = config.demo.clone();
+    move |name: &str| -> Result<Arc<dyn Backend>, BackendError> {
+        match name {
+            "demo" => Ok(Arc::new(DemoBackend::new(demo.clone()))),
+            other => Err(BackendError::Unavailable {
+                backend: other.to_owned(),
+            }),
+        }
+    }
+}
+
+fn run_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
+    move |source| LaunchError::RunDir {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes the run directory: logs/, config.json, orchestrator.pid.
+pub fn prepare_run_dir(config: &Config) -> Result<(), LaunchError> {
+    let paths = config.run_paths();
+    std::fs::create_dir_all(paths.logs_dir()).map_err(run_dir_error(&paths.run_dir))?;
+    let json = serde_json::to_string_pretty(config).unwrap_or_default();
+    std::fs::write(paths.config_file(), json).map_err(run_dir_error(&paths.run_dir))?;
+    Ok(())
+}
+
+pub async fn run_in_foreground(
+    config: Config,
+    env: &Env,
+    interactive: bool,
+) -> Result<RunReport, LaunchError> {
+    let paths = config.run_paths();
+    prepare_run_dir(&config)?;
+    std::fs::write(paths.pid_file(), std::process::id().to_string())
+        .map_err(run_dir_error(&paths.run_dir))?;
+
+    let redactor = Arc::new(Redactor::from_env(
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ));
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(
+        LogSink::create(paths.clone()).map_err(run_dir_error(&paths.run_dir))?,
+    )];
+    if interactive {
+        let mode = if config.stream {
+            ProgressMode::Stream
+        } else if std::io::stderr().is_terminal() {
+            ProgressMode::Spinner
+        } else {
+            ProgressMode::Plain
+        };
+        let debug = if config.debug_prompt {
+            PromptDebug::Sizes
+        } else {
+            PromptDebug::Off
+        };
+        sinks.push(Box::new(ProgressSink::new(mode, debug)));
+    }
+    let (bus, sink_thread) = SinkThread::spawn(sinks, redactor);
+
+    let control = Arc::new(RunControl::new(&config.paths.session));
+    let handler = ControlHandler {
+        control: control.clone(),
+        bus: bus.clone(),
+        session: config.paths.session.clone(),
+        interrupt_log: paths.interrupt_log().display().to_string(),
+    };
+    let server = ControlServer::start(&paths.control_socket(), handler.clone())?;
+    let signal_task = match watch_signals() {
+        Ok(mut rx) => {
+            let handler = handler.clone();
+            let session = config.paths.session.clone();
+            Some(tokio::spawn(async move {
+                while let Some((sig, action)) = rx.recv().await {
+                    let source = format!("{sig:?}").to_uppercase();
+                    match action {
+                        SignalAction::Pause => {
+                            let answer = handler
+                                .handle(ControlCommand::Pause, &format!("SIG{source}"))
+                                .await;
+                            eprintln!(
+                                "{}\npaused: `launch ctl resume --session {session}` continues; Ctrl+C again stops the run",
+                                answer.message
+                            );
+                        }
+                        SignalAction::Stop => {
+                            let answer = handler
+                                .handle(ControlCommand::Stop, &format!("SIG{source}"))
+                                .await;
+                            eprintln!("{} (Ctrl+C once more exits at once)", answer.message);
+                        }
+                        SignalAction::Exit => {
+                            handler.bus.flush().await;
+                            std::process::exit(130);
+                        }
+                    }
+                }
+            }))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "signals are not handled; use `launch ctl` to pause or stop");
+            None
+        }
+    };
+
+    let shared = Arc::new(Shared {
+        backends: BackendSet::new(backend_factory(&config)),
+        config,
+        bus: bus.clone(),
+        control: control.clone(),
+        policy: RetryPolicy::default(),
+    });
+    let report = Orchestrator::new(shared).run().await;
+    if report.status == RunStatus::Stopped {
+        let summary =
+            control.interrupt_summary(vec![format!("logs: {}", paths.logs_dir().display())]);
+        bus.publish(OrchEventKind::RunPaused(Box::new(summary)))
+            .await;
+    }
+    if let Some(task) = signal_task {
+        task.abort();
+    }
+    server.shutdown();
+    let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage });
+    let _ = std::fs::write(paths.state_file(), state.to_string());
+    let _ = std::fs::remove_file(paths.pid_file());
+    sink_thread.finish().await;
+    Ok(report)
+}

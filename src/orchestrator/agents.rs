@@ -1,0 +1,253 @@
+//! What one agent does from start to finish: its turns in order, the blueprint it
+//! must produce (with one repair turn), and the status it ends with.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::agent::backend::{Expects, TurnKind};
+use crate::config::Concise;
+use crate::events::event::{AgentStatus, BlueprintAgentSummary, NoticeLevel, OrchEventKind};
+use crate::orchestrator::blueprint::{Blueprint, BlueprintRules, parse_blueprint};
+use crate::orchestrator::control::AgentState;
+use crate::orchestrator::prompts;
+use crate::orchestrator::turn::{AgentThread, Shared, TurnError};
+
+/// One turn an agent will take.
+#[derive(Clone, Debug)]
+pub struct TurnPlan {
+    pub kind: TurnKind,
+    pub prompt: String,
+    pub expects: Expects,
+}
+
+/// The blueprint an agent's last turn must produce.
+#[derive(Clone, Debug)]
+pub struct BlueprintAsk {
+    pub max_agents: usize,
+    pub taken: HashSet<String>,
+    /// The wave the blueprint's agents will form (for events).
+    pub wave: u32,
+    pub tags: Vec<&'static str>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentJob {
+    pub thread: AgentThread,
+    pub depends_on: Vec<String>,
+    pub turns: Vec<TurnPlan>,
+    pub blueprint: Option<BlueprintAsk>,
+    pub require_handoff_note: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentResult {
+    pub id: String,
+    pub status: AgentStatus,
+    pub answer: Option<String>,
+    pub thread: AgentThread,
+    pub blueprint: Option<Blueprint>,
+    pub handoff_note: Option<String>,
+}
+
+/// Turns of a core or specialist agent: plan + follow-up, or one turn when concise.
+pub fn two_turns(
+    concise: Concise,
+    plan: String,
+    follow_up: Option<String>,
+    last_expects: Expects,
+) -> Vec<TurnPlan> {
+    match (concise, follow_up) {
+        (Concise::Off, Some(follow_up)) => vec![
+            TurnPlan {
+                kind: TurnKind::Plan,
+                prompt: plan,
+                expects: Expects::Text,
+            },
+            TurnPlan {
+                kind: TurnKind::FollowUp,
+                prompt: follow_up,
+                expects: last_expects,
+            },
+        ],
+        (_, _) => vec![TurnPlan {
+            kind: TurnKind::Plan,
+            prompt: plan,
+            expects: last_expects,
+        }],
+    }
+}
+
+pub async fn run_agent(shared: Arc<Shared>, mut job: AgentJob) -> AgentResult {
+    let id = job.thread.id.clone();
+    shared.control.set_state(&id, AgentState::Running);
+    shared
+        .bus
+        .publish(OrchEventKind::AgentStarted {
+            agent: id.clone(),
+            role: job.thread.role.clone(),
+            kind: job.thread.kind,
+            wave: job.thread.wave,
+            depends_on: job.depends_on.clone(),
+        })
+        .await;
+    let outcome = drive(&shared, &mut job).await;
+    let (status, answer, blueprint, handoff_note) = match outcome {
+        Ok((answer, blueprint, note)) => (AgentStatus::Succeeded, Some(answer), blueprint, note),
+        Err(TurnError::Stopped) => (AgentStatus::Stopped, None, None, None),
+        Err(TurnError::Failed(reason)) => (AgentStatus::Failed { reason }, None, None, None),
+    };
+    shared.control.set_state(
+        &id,
+        match status {
+            AgentStatus::Succeeded => AgentState::Succeeded,
+            AgentStatus::Stopped => AgentState::Stopped,
+            _ => AgentState::Failed,
+        },
+    );
+    shared
+        .bus
+        .publish(OrchEventKind::AgentFinished {
+            agent: id.clone(),
+            status: status.clone(),
+            usage: job.thread.usage,
+        })
+        .await;
+    AgentResult {
+        id,
+        status,
+        answer,
+        thread: job.thread,
+        blueprint,
+        handoff_note,
+    }
+}
+
+type Drive = Result<(String, Option<Blueprint>, Option<String>), TurnError>;
+
+async fn drive(shared: &Shared, job: &mut AgentJob) -> Drive {
+    let mut answer = String::new();
+    let last = job.turns.len().saturating_sub(1);
+    for (i, plan) in job.turns.clone().into_iter().enumerate() {
+        let tags: &[&str] = if plan.expects == Expects::Blueprint {
+            &["dynamic-blueprint"]
+        } else {
+            &[]
+        };
+        let result = shared
+            .run_turn(
+                &mut job.thread,
+                plan.kind,
+                plan.expects,
+                1,
+                &plan.prompt,
+                tags,
+            )
+            .await?;
+        answer = result.response;
+        if i == last {
+            if let Some(ask) = job.blueprint.clone() {
+                let blueprint = obtain_blueprint(shared, job, &ask, answer.clone()).await?;
+                return Ok((answer, Some(blueprint), None));
+            }
+        }
+    }
+    let note = if job.require_handoff_note {
+        match prompts::extract_handoff_note(&answer) {
+            Some(note) => Some(note),
+            None => {
+                shared
+                    .bus
+                    .publish(OrchEventKind::Notice {
+                        level: NoticeLevel::Warning,
+                        message: format!(
+                            "agent `{}` wrote no handoff note; the next wave gets the end of its answer instead",
+                            job.thread.id
+                        ),
+                    })
+                    .await;
+                let tail: String = answer
+                    .chars()
+                    .rev()
+                    .take(500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Some(tail)
+            }
+        }
+    } else {
+        prompts::extract_handoff_note(&answer)
+    };
+    Ok((answer, None, note))
+}
+
+/// Parses the answer as a blueprint; one repair turn on the same thread, then failure.
+async fn obtain_blueprint(
+    shared: &Shared,
+    job: &mut AgentJob,
+    ask: &BlueprintAsk,
+    first: String,
+) -> Result<Blueprint, TurnError> {
+    let rules = BlueprintRules {
+        max_agents: ask.max_agents,
+        taken: &ask.taken,
+    };
+    let mut answer = first;
+    for attempt in 1..=2u32 {
+        match parse_blueprint(&answer, &rules) {
+            Ok(blueprint) => {
+                shared
+                    .bus
+                    .publish(OrchEventKind::BlueprintAccepted {
+                        source: job.thread.id.clone(),
+                        wave: ask.wave,
+                        agents: blueprint
+                            .agents
+                            .iter()
+                            .map(|a| BlueprintAgentSummary {
+                                id: a.id.clone(),
+                                role: a.role.clone(),
+                                depends_on: a.depends_on.clone(),
+                            })
+                            .collect(),
+                    })
+                    .await;
+                return Ok(blueprint);
+            }
+            Err(err) => {
+                let error = err.to_string();
+                shared
+                    .bus
+                    .publish(OrchEventKind::BlueprintRejected {
+                        source: job.thread.id.clone(),
+                        attempt,
+                        error: error.clone(),
+                    })
+                    .await;
+                if attempt == 2 {
+                    return Err(TurnError::Failed(format!(
+                        "invalid blueprint from `{}` after one repair attempt: {error}",
+                        job.thread.id
+                    )));
+                }
+                let mut tags = vec!["repair"];
+                tags.extend(ask.tags.iter().copied());
+                let repaired = shared
+                    .run_turn(
+                        &mut job.thread,
+                        TurnKind::FollowUp,
+                        Expects::Blueprint,
+                        2,
+                        &prompts::repair(&error),
+                        &tags,
+                    )
+                    .await?;
+                answer = repaired.response;
+            }
+        }
+    }
+    Err(TurnError::Failed(
+        "unreachable: blueprint loop ended".into(),
+    ))
+}

@@ -1,0 +1,333 @@
+//! The DAG scheduler: a pure state machine that decides which agents of a wave start.
+//!
+//! `next(input) -> actions`, no I/O, no clocks; the async wave runner performs the
+//! actions. Independent agents run in parallel up to `max_parallel`; an agent starts
+//! only after all its dependencies succeeded; a failure blocks its dependants only.
+
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Blocked,
+}
+
+#[derive(Debug)]
+struct Node {
+    id: String,
+    deps: Vec<usize>,
+    state: NodeState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchedInput {
+    Start,
+    Finished { id: String, outcome: NodeOutcome },
+    Pause,
+    Resume,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeOutcome {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchedAction {
+    Launch(String),
+    /// Will never run: `by` (a dependency, maybe indirect) did not succeed.
+    Block {
+        id: String,
+        by: String,
+    },
+    /// Every agent has succeeded, failed or been blocked.
+    Done,
+}
+
+#[derive(Debug)]
+pub struct DagScheduler {
+    nodes: Vec<Node>,
+    index: HashMap<String, usize>,
+    max_parallel: usize,
+    paused: bool,
+    done: bool,
+}
+
+impl DagScheduler {
+    /// `agents`: (id, dependencies) in blueprint order. Unknown dependencies are ignored
+    /// (blueprints are validated before they get here).
+    pub fn new(agents: &[(String, Vec<String>)], max_parallel: usize) -> Self {
+        let index: HashMap<String, usize> = agents
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.clone(), i))
+            .collect();
+        let nodes = agents
+            .iter()
+            .map(|(id, deps)| Node {
+                id: id.clone(),
+                deps: deps.iter().filter_map(|d| index.get(d).copied()).collect(),
+                state: NodeState::Pending,
+            })
+            .collect();
+        DagScheduler {
+            nodes,
+            index,
+            max_parallel: max_parallel.max(1),
+            paused: false,
+            done: false,
+        }
+    }
+
+    pub fn next(&mut self, input: SchedInput) -> Vec<SchedAction> {
+        let mut actions = Vec::new();
+        match input {
+            SchedInput::Start | SchedInput::Resume => self.paused = false,
+            SchedInput::Pause => self.paused = true,
+            SchedInput::Finished { id, outcome } => {
+                if let Some(&i) = self.index.get(&id) {
+                    if self.nodes[i].state == NodeState::Running {
+                        self.nodes[i].state = match outcome {
+                            NodeOutcome::Succeeded => NodeState::Succeeded,
+                            NodeOutcome::Failed => NodeState::Failed,
+                        };
+                    }
+                }
+                self.block_dependants(&mut actions);
+            }
+        }
+        if !self.paused {
+            let mut running = self.count(NodeState::Running);
+            for i in 0..self.nodes.len() {
+                if running >= self.max_parallel {
+                    break;
+                }
+                let ready = self.nodes[i].state == NodeState::Pending
+                    && self.nodes[i]
+                        .deps
+                        .iter()
+                        .all(|&d| self.nodes[d].state == NodeState::Succeeded);
+                if ready {
+                    self.nodes[i].state = NodeState::Running;
+                    running += 1;
+                    actions.push(SchedAction::Launch(self.nodes[i].id.clone()));
+                }
+            }
+        }
+        let all_settled = self.nodes.iter().all(|n| {
+            matches!(
+                n.state,
+                NodeState::Succeeded | NodeState::Failed | NodeState::Blocked
+            )
+        });
+        if all_settled && !self.done {
+            self.done = true;
+            actions.push(SchedAction::Done);
+        }
+        actions
+    }
+
+    fn count(&self, state: NodeState) -> usize {
+        self.nodes.iter().filter(|n| n.state == state).count()
+    }
+
+    /// Blocks every pending agent with a failed or blocked dependency, transitively.
+    fn block_dependants(&mut self, actions: &mut Vec<SchedAction>) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].state != NodeState::Pending {
+                    continue;
+                }
+                let culprit = self.nodes[i].deps.iter().copied().find(|&d| {
+                    matches!(self.nodes[d].state, NodeState::Failed | NodeState::Blocked)
+                });
+                if let Some(d) = culprit {
+                    self.nodes[i].state = NodeState::Blocked;
+                    actions.push(SchedAction::Block {
+                        id: self.nodes[i].id.clone(),
+                        by: self.nodes[d].id.clone(),
+                    });
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Agents not started yet (pending), in order.
+    pub fn pending(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Pending)
+            .map(|n| n.id.clone())
+            .collect()
+    }
+}
+
+/// The first dependency cycle among `edges` (id, dependencies), as `a → b → a`.
+pub fn find_cycle(edges: &[(String, Vec<String>)]) -> Option<Vec<String>> {
+    let index: HashMap<&str, usize> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (id.as_str(), i))
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    for start in 0..edges.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next dependency to look at).
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::Active;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let deps = &edges[node].1;
+            if *next < deps.len() {
+                let dep = &deps[*next];
+                *next += 1;
+                let Some(&d) = index.get(dep.as_str()) else {
+                    continue;
+                };
+                match marks[d] {
+                    Mark::Active => {
+                        let from = stack.iter().position(|&(n, _)| n == d).unwrap_or(0);
+                        let mut cycle: Vec<String> = stack[from..]
+                            .iter()
+                            .map(|&(n, _)| edges[n].0.clone())
+                            .collect();
+                        cycle.push(edges[d].0.clone());
+                        return Some(cycle);
+                    }
+                    Mark::New => {
+                        marks[d] = Mark::Active;
+                        stack.push((d, 0));
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                marks[node] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dag(spec: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        spec.iter()
+            .map(|(id, deps)| (id.to_string(), deps.iter().map(|d| d.to_string()).collect()))
+            .collect()
+    }
+
+    fn launched(actions: &[SchedAction]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                SchedAction::Launch(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn finished(id: &str, ok: bool) -> SchedInput {
+        SchedInput::Finished {
+            id: id.into(),
+            outcome: if ok {
+                NodeOutcome::Succeeded
+            } else {
+                NodeOutcome::Failed
+            },
+        }
+    }
+
+    #[test]
+    fn independent_agents_start_together_and_dependants_wait() {
+        let mut s = DagScheduler::new(
+            &dag(&[("api", &[]), ("ui", &[]), ("tests", &["api", "ui"])]),
+            4,
+        );
+        assert_eq!(launched(&s.next(SchedInput::Start)), ["api", "ui"]);
+        assert_eq!(launched(&s.next(finished("api", true))), Vec::<&str>::new());
+        assert_eq!(launched(&s.next(finished("ui", true))), ["tests"]);
+        assert_eq!(s.next(finished("tests", true)), vec![SchedAction::Done]);
+    }
+
+    #[test]
+    fn max_parallel_caps_running_agents() {
+        let mut s = DagScheduler::new(&dag(&[("a", &[]), ("b", &[]), ("c", &[])]), 2);
+        assert_eq!(launched(&s.next(SchedInput::Start)), ["a", "b"]);
+        assert_eq!(launched(&s.next(finished("b", true))), ["c"]);
+    }
+
+    #[test]
+    fn a_failure_blocks_only_its_dependants_transitively() {
+        let mut s = DagScheduler::new(
+            &dag(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]),
+            4,
+        );
+        assert_eq!(launched(&s.next(SchedInput::Start)), ["a", "d"]);
+        let actions = s.next(finished("a", false));
+        assert_eq!(
+            actions,
+            vec![
+                SchedAction::Block {
+                    id: "b".into(),
+                    by: "a".into()
+                },
+                SchedAction::Block {
+                    id: "c".into(),
+                    by: "b".into()
+                },
+            ]
+        );
+        assert_eq!(s.next(finished("d", true)), vec![SchedAction::Done]);
+    }
+
+    #[test]
+    fn pause_launches_nothing_until_resume() {
+        let mut s = DagScheduler::new(&dag(&[("a", &[]), ("b", &["a"])]), 4);
+        assert_eq!(launched(&s.next(SchedInput::Start)), ["a"]);
+        assert!(s.next(SchedInput::Pause).is_empty());
+        assert!(
+            s.next(finished("a", true)).is_empty(),
+            "paused: b must not start"
+        );
+        assert_eq!(s.pending(), ["b"]);
+        assert_eq!(launched(&s.next(SchedInput::Resume)), ["b"]);
+    }
+
+    #[test]
+    fn an_empty_wave_is_done_at_once() {
+        let mut s = DagScheduler::new(&[], 4);
+        assert_eq!(s.next(SchedInput::Start), vec![SchedAction::Done]);
+    }
+
+    #[test]
+    fn cycles_are_found_and_named() {
+        assert_eq!(
+            find_cycle(&dag(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])])).unwrap(),
+            ["a", "b", "c", "a"]
+        );
+        assert_eq!(find_cycle(&dag(&[("a", &["a"])])).unwrap(), ["a", "a"]);
+        assert_eq!(
+            find_cycle(&dag(&[("a", &[]), ("b", &["a"]), ("c", &["a", "b", "zz"])])),
+            None
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Running one agent's turns: the pause gate, events, retries, parks and fallbacks,
+//! and the turn record every attempt leaves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::agent::backend::{
+    AgentKind, Backend, BackendError, ChatMessage, ChatRole, Expects, TurnEvents, TurnKind,
+    TurnRequest, TurnResult,
+};
+use crate::agent::event::{FailureClass, TurnOutcome, Usage};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::events::event::{OrchEventKind, PromptStats, RetryDecision, TurnRecord};
+use crate::events::wire::millis;
+use crate::orchestrator::control::{RunControl, Stopped};
+use crate::orchestrator::retry::{RetryPolicy, RetryState, decide};
+
+/// Builds backends by name on first use and shares them.
+pub struct BackendSet {
+    factory: Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync>,
+    built: Mutex<HashMap<String, Arc<dyn Backend>>>,
+}
+
+impl BackendSet {
+    pub fn new(
+        factory: impl Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync + 'static,
+    ) -> Self {
+        BackendSet {
+            factory: Box::new(factory),
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Backend>, BackendError> {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(backend) = built.get(name) {
+            return Ok(backend.clone());
+        }
+        let backend = (self.factory)(name)?;
+        built.insert(name.to_owned(), backend.clone());
+        Ok(backend)
+    }
+}
+
+/// What every agent task shares.
+pub struct Shared {
+    pub config: Config,
+    pub bus: EventBus,
+    pub control: Arc<RunControl>,
+    pub backends: BackendSet,
+    pub policy: RetryPolicy,
+}
+
+/// One agent's conversation: which backend holds it and how to continue it.
+#[derive(Clone, Debug)]
+pub struct AgentThread {
+    pub id: String,
+    pub role: String,
+    pub kind: AgentKind,
+    pub wave: u32,
+    pub backend: String,
+    pub model: Option<String>,
+    pub fallback: Vec<String>,
+    pub tags: Vec<String>,
+    pub resume: Option<String>,
+    pub history: Vec<ChatMessage>,
+    pub turns: u32,
+    pub usage: Usage,
+}
+
+/// What follows a failed attempt.
+enum Next {
+    Again,
+    /// Again, on another backend (the conversation is replayed as a transcript).
+    Moved,
+    GiveUp,
+}
+
+/// Why an agent's turn did not produce an answer.
+#[derive(Debug)]
+pub enum TurnError {
+    Stopped,
+    Failed(String),
+}
+
+impl From<Stopped> for TurnError {
+    fn from(_: Stopped) -> Self {
+        TurnError::Stopped
+    }
+}
+
+fn transcript(history: &[ChatMessage]) -> String {
+    let mut out =
+        String::from("(This conversation moved to another backend. What was said so far:)\n");
+    for m in history {
+        let who = match m.role {
+            ChatRole::User => "user",
+            ChatRole::Assistant => "you",
+        };
+        out.push_str(&format!("--- {who}:\n{}\n", m.content));
+    }
+    out.push_str("--- now:\n");
+    out
+}
+
+impl Shared {
+    fn model_for(&self, thread: &AgentThread, backend: &dyn Backend) -> Option<String> {
+        if self.config.mini {
+            if let Some(mini) = backend.mini_model() {
+                return Some(mini);
+            }
+        }
+        thread.model.clone().or_else(|| self.config.model.clone())
+    }
+
+    /// Runs one logical turn (with retries/fallbacks) and returns its final answer.
+    pub async fn run_turn(
+        &self,
+        thread: &mut AgentThread,
+        kind: TurnKind,
+        expects: Expects,
+        attempt: u32,
+        prompt: &str,
+        extra_tags: &[&str],
+    ) -> Result<TurnResult, TurnError> {
+        let mut state = RetryState::default();
+        let mut moved_backend = false;
+        loop {
+            self.control.wait_runnable().await?;
+            thread.turns += 1;
+            let turn = thread.turns;
+            let prompt_text = if moved_backend && !thread.history.is_empty() {
+                format!("{}{prompt}", transcript(&thread.history))
+            } else {
+                prompt.to_owned()
+            };
+            let backend = match self.backends.get(&thread.backend) {
+                Ok(backend) => backend,
+                Err(err) => {
+                    let message = err.to_string();
+                    let outcome = TurnOutcome::Failed {
+                        class: FailureClass::Terminal,
+                        message: message.clone(),
+                    };
+                    match self
+                        .after_failure(thread, turn, &outcome, &mut state)
+                        .await?
+                    {
+                        Next::Again => continue,
+                        Next::Moved => {
+                            moved_backend = true;
+                            continue;
+                        }
+                        Next::GiveUp => return Err(TurnError::Failed(message)),
+                    }
+                }
+            };
+            let model = self.model_for(thread, backend.as_ref());
+            let request = TurnRequest {
+                agent: thread.id.clone(),
+                role: thread.role.clone(),
+                agent_kind: thread.kind,
+                kind,
+                expects,
+                turn,
+                attempt,
+                wave: thread.wave,
+                prompt: prompt_text.clone(),
+                resume: thread.resume.clone(),
+                history: thread.history.clone(),
+                model: model.clone(),
+                cwd: self.config.paths.project_root.clone(),
+            };
+            self.control.turn_started(&thread.id);
+            self.bus
+                .publish(OrchEventKind::TurnStarted {
+                    agent: thread.id.clone(),
+                    turn,
+                    kind,
+                    backend: thread.backend.clone(),
+                    model: model.clone(),
+                    prompt: PromptStats::of(&prompt_text),
+                })
+                .await;
+            let events = TurnEvents::new(self.bus.clone(), thread.id.clone(), turn);
+            let started_at = SystemTime::now();
+            let result = tokio::select! {
+                result = backend.turn(&request, &events) => Some(result),
+                _ = self.control.stopped() => None,
+            };
+            let (result, stopped) = match result {
+                Some(Ok(result)) => (result, false),
+                Some(Err(err)) => (
+                    TurnResult {
+                        thread_id: None,
+                        response: String::new(),
+                        usage: Usage::default(),
+                        outcome: TurnOutcome::Failed {
+                            class: FailureClass::Terminal,
+                            message: err.to_string(),
+                        },
+                    },
+                    false,
+                ),
+                None => (
+                    TurnResult {
+                        thread_id: thread.resume.clone(),
+                        response: String::new(),
+                        usage: Usage::default(),
+                        outcome: TurnOutcome::Interrupted {
+                            message: "stopped by the user".into(),
+                        },
+                    },
+                    true,
+                ),
+            };
+            self.control.turn_finished(&thread.id, &result.usage);
+            thread.usage.add(&result.usage);
+            let mut tags = thread.tags.clone();
+            tags.extend(extra_tags.iter().map(|t| t.to_string()));
+            let record = TurnRecord {
+                agent: thread.id.clone(),
+                role: thread.role.clone(),
+                agent_kind: thread.kind,
+                wave: thread.wave,
+                turn,
+                kind,
+                prompt: prompt_text.clone(),
+                response: result.response.clone(),
+                usage: result.usage,
+                started_at_ms: millis(started_at),
+                finished_at_ms: millis(SystemTime::now()),
+                backend: thread.backend.clone(),
+                model,
+                thread_id: result.thread_id.clone(),
+                outcome: result.outcome.clone(),
+                tags,
+            };
+            self.bus
+                .publish(OrchEventKind::TurnFinished(Box::new(record)))
+                .await;
+            if stopped {
+                return Err(TurnError::Stopped);
+            }
+            if result.outcome.is_success() {
+                if result.thread_id.is_some() {
+                    thread.resume = result.thread_id.clone();
+                }
+                thread.history.push(ChatMessage {
+                    role: ChatRole::User,
+                    content: prompt_text,
+                });
+                thread.history.push(ChatMessage {
+                    role: ChatRole::Assistant,
+                    content: result.response.clone(),
+                });
+                return Ok(result);
+            }
+            let message = match &result.outcome {
+                TurnOutcome::Failed { message, .. } | TurnOutcome::Interrupted { message } => {
+                    message.clone()
+                }
+                TurnOutcome::Completed => String::new(),
+            };
+            match self
+                .after_failure(thread, turn, &result.outcome, &mut state)
+                .await?
+            {
+                Next::Again => {}
+                Next::Moved => moved_backend = true,
+                Next::GiveUp => {
+                    return Err(TurnError::Failed(format!(
+                        "turn {turn} {}: {message}",
+                        result.outcome.label()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Decides and announces what follows a failed attempt.
+    async fn after_failure(
+        &self,
+        thread: &mut AgentThread,
+        turn: u32,
+        outcome: &TurnOutcome,
+        state: &mut RetryState,
+    ) -> Result<Next, TurnError> {
+        let (class, message) = match outcome {
+            TurnOutcome::Failed { class, message } => (class.clone(), message.clone()),
+            TurnOutcome::Interrupted { message } => (FailureClass::Terminal, message.clone()),
+            TurnOutcome::Completed => return Ok(Next::GiveUp),
+        };
+        let decision = decide(
+            &self.policy,
+            state,
+            outcome,
+            &thread.fallback,
+            rand::random::<f64>(),
+        );
+        self.bus
+            .publish(OrchEventKind::TurnRetrying {
+                agent: thread.id.clone(),
+                turn,
+                class,
+                decision: decision.clone(),
+                message,
+            })
+            .await;
+        match decision {
+            RetryDecision::Retry { delay_ms, .. } | RetryDecision::Park { delay_ms } => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => Ok(Next::Again),
+                    _ = self.control.stopped() => Err(TurnError::Stopped),
+                }
+            }
+            RetryDecision::Fallback { to } => {
+                thread.backend = to;
+                thread.resume = None;
+                thread.model = None;
+                Ok(Next::Moved)
+            }
+            RetryDecision::GiveUp => Ok(Next::GiveUp),
+        }
+    }
+}
