@@ -93,7 +93,7 @@ impl Redactor {
     pub fn add_secret(&mut self, label: &str, value: &str) {
         if value.len() >= MIN_SECRET_LEN && !self.literals.iter().any(|(v, _)| v == value) {
             self.literals.push((value.to_owned(), label.to_owned()));
-            self.literals.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            self.literals.sort_by_key(|l| std::cmp::Reverse(l.0.len()));
         }
     }
 

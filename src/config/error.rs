@@ -46,7 +46,7 @@ mod tests {
         let text = "ab\ncdé\nf";
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(line_column(text, 4), (2, 2));
-        assert_eq!(line_column(text, 9), (3, 1));
+        assert_eq!(line_column(text, 8), (3, 1));
         assert_eq!(line_column(text, 999), (3, 2));
     }
 }

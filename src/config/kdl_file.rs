@@ -227,12 +227,16 @@ fn parse_group(
 fn parse_agent(ctx: &Ctx, node: &KdlNode) -> Result<AgentSpec, ConfigError> {
     let id = single_string(ctx, node)?;
     let mut agent = AgentSpec::new(&id, "");
+    let mut follow_up_set = false;
     for child in children(node) {
         match key(child).as_str() {
             "role" => agent.role = single_string(ctx, child)?,
             "plan-prompt" | "prompt" => agent.plan_prompt = single_string(ctx, child)?,
             "follow-up-prompt" => agent.follow_up_prompt = single_string(ctx, child)?,
-            "follow-up-enabled" => agent.follow_up_enabled = single_bool(ctx, child)?,
+            "follow-up-enabled" => {
+                agent.follow_up_enabled = single_bool(ctx, child)?;
+                follow_up_set = true;
+            }
             "follow-up-schema" => {
                 let text = single_string(ctx, child)?;
                 let schema = serde_json::from_str(&text).map_err(|e| {
@@ -256,6 +260,10 @@ fn parse_agent(ctx: &Ctx, node: &KdlNode) -> Result<AgentSpec, ConfigError> {
     }
     if agent.role.is_empty() {
         agent.role = id.clone();
+    }
+    if !follow_up_set {
+        // Without a follow-up prompt an agent is single-turn unless it says otherwise.
+        agent.follow_up_enabled = !agent.follow_up_prompt.is_empty();
     }
     Ok(agent)
 }

@@ -349,7 +349,7 @@ impl Orchestrator {
                 WaveKind::Dynamic,
                 AgentKind::Dynamic,
                 &core_logs,
-                &[],
+                &HashMap::new(),
             )
             .await?;
         let mut last_results = results;
@@ -374,7 +374,7 @@ impl Orchestrator {
                             WaveKind::Continuation,
                             AgentKind::Continuation,
                             &core_logs,
-                            &[],
+                            &HashMap::new(),
                         )
                         .await?;
                 }
@@ -411,9 +411,7 @@ impl Orchestrator {
                     (WaveKind::Autonomous, AgentKind::Autonomous)
                 };
                 last_results = self
-                    .run_blueprint_with_notes(
-                        state, &next, wave, kind, agent_kind, &core_logs, &notes,
-                    )
+                    .run_blueprint(state, &next, wave, kind, agent_kind, &core_logs, &notes)
                     .await?;
             }
         }
@@ -427,30 +425,8 @@ impl Orchestrator {
             .await;
     }
 
-    async fn run_blueprint(
-        &mut self,
-        state: &mut GroupState,
-        blueprint: &Blueprint,
-        wave: u32,
-        kind: WaveKind,
-        agent_kind: AgentKind,
-        core_logs: &[(String, PathBuf)],
-        _notes: &[(String, String)],
-    ) -> Result<Vec<AgentResult>, Stopped> {
-        self.run_blueprint_with_notes(
-            state,
-            blueprint,
-            wave,
-            kind,
-            agent_kind,
-            core_logs,
-            &HashMap::new(),
-        )
-        .await
-    }
-
     #[allow(clippy::too_many_arguments)]
-    async fn run_blueprint_with_notes(
+    async fn run_blueprint(
         &mut self,
         state: &mut GroupState,
         blueprint: &Blueprint,

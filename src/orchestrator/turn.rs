@@ -17,9 +17,12 @@ use crate::events::wire::millis;
 use crate::orchestrator::control::{RunControl, Stopped};
 use crate::orchestrator::retry::{RetryPolicy, RetryState, decide};
 
+/// Makes a backend from its name (`codex`, `demo`...).
+pub type BackendFactory = Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync>;
+
 /// Builds backends by name on first use and shares them.
 pub struct BackendSet {
-    factory: Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync>,
+    factory: BackendFactory,
     built: Mutex<HashMap<String, Arc<dyn Backend>>>,
 }
 
