@@ -47,6 +47,18 @@ pub enum AgentKind {
     Autonomous,
 }
 
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Core => "core",
+            AgentKind::Dynamic => "dynamic",
+            AgentKind::Continuation => "continuation",
+            AgentKind::AutonomousOrchestrator => "autonomous_orchestrator",
+            AgentKind::Autonomous => "autonomous",
+        }
+    }
+}
+
 /// What shape of answer the orchestrator needs from this turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

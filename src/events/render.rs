@@ -208,10 +208,10 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                 depends_on.join(", ")
             };
             let body = format!(
-                "── {} started · {} · {:?} agent · wave {} · depends on {}",
+                "── {} started · {} · {} agent · wave {} · depends on {}",
                 agent,
                 one_line(role, 200),
-                kind,
+                kind.as_str(),
                 wave,
                 deps
             );
@@ -342,7 +342,8 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             depends_on,
             ..
         } => format!(
-            "agent_started {agent} kind={kind:?} wave={wave} depends_on={}",
+            "agent_started {agent} kind={} wave={wave} depends_on={}",
+            kind.as_str(),
             if depends_on.is_empty() {
                 "-".into()
             } else {
