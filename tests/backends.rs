@@ -1,0 +1,8 @@
+//! Integration tests for the agent backends: parsers over the shared fixtures, the
+//! real Codex CLI and the HTTP backends against a scripted local model server, and
+//! the failure paths.
+
+mod support;
+
+#[path = "backends/parsers.rs"]
+mod parsers;
