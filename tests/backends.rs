@@ -6,3 +6,6 @@ mod support;
 
 #[path = "backends/parsers.rs"]
 mod parsers;
+
+#[path = "backends/codex_cli.rs"]
+mod codex_cli;

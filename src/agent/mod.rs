@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod classify;
 pub mod cli_turn;
+pub mod codex;
 pub mod demo;
 pub mod event;
 pub mod http;

@@ -28,3 +28,90 @@ pub fn fixture_names() -> Vec<String> {
     names.sort();
     names
 }
+
+pub mod model_server;
+
+use std::sync::{Arc, Mutex};
+
+use orch::agent::{AgentEvent, AgentKind, ChatMessage, Expects, TurnEvents, TurnKind, TurnRequest};
+use orch::events::{EventBus, OrchEvent, OrchEventKind, Sink, SinkThread};
+use orch::redact::Redactor;
+
+/// Collects every agent event published on the bus.
+#[derive(Clone, Default)]
+pub struct Collected(Arc<Mutex<Vec<(String, u32, AgentEvent)>>>);
+
+impl Collected {
+    pub fn events(&self) -> Vec<AgentEvent> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, e)| e.clone())
+            .collect()
+    }
+
+    pub fn events_of(&self, agent: &str, turn: u32) -> Vec<AgentEvent> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|(a, t, _)| a == agent && *t == turn)
+            .map(|(_, _, e)| e.clone())
+            .collect()
+    }
+}
+
+struct CollectSink(Collected);
+
+impl Sink for CollectSink {
+    fn name(&self) -> &'static str {
+        "collect"
+    }
+
+    fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
+        if let OrchEventKind::Agent { agent, turn, event } = &event.kind {
+            (self.0)
+                .0
+                .lock()
+                .unwrap()
+                .push((agent.clone(), *turn, event.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// A bus whose only sink collects agent events.
+pub fn collecting_bus() -> (EventBus, SinkThread, Collected) {
+    let collected = Collected::default();
+    let (bus, thread) = SinkThread::spawn(
+        vec![Box::new(CollectSink(collected.clone()))],
+        Arc::new(Redactor::default()),
+    );
+    (bus, thread, collected)
+}
+
+/// A turn request with sensible defaults.
+pub fn request(agent: &str, turn: u32, prompt: &str, cwd: &std::path::Path) -> TurnRequest {
+    TurnRequest {
+        agent: agent.to_string(),
+        role: agent.to_string(),
+        agent_kind: AgentKind::Core,
+        kind: if turn % 2 == 1 {
+            TurnKind::Plan
+        } else {
+            TurnKind::FollowUp
+        },
+        expects: Expects::Text,
+        turn,
+        attempt: 1,
+        wave: 0,
+        prompt: prompt.to_string(),
+        resume: None,
+        history: Vec::<ChatMessage>::new(),
+        model: None,
+        cwd: cwd.to_path_buf(),
+    }
+}
+
+pub fn turn_events(bus: &EventBus, agent: &str, turn: u32) -> TurnEvents {
+    TurnEvents::new(bus.clone(), agent.to_string(), turn)
+}
