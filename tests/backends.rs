@@ -9,3 +9,6 @@ mod parsers;
 
 #[path = "backends/codex_cli.rs"]
 mod codex_cli;
+
+#[path = "backends/http.rs"]
+mod http;

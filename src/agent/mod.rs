@@ -1,14 +1,19 @@
 //! Agent backends and the normalized event model they all speak.
 
+pub mod anthropic;
 pub mod backend;
+pub mod claude;
 pub mod classify;
 pub mod cli_turn;
 pub mod codex;
 pub mod demo;
 pub mod event;
+pub mod gemini;
 pub mod http;
 pub mod id;
+pub mod openai;
 pub mod process;
+pub mod registry;
 pub mod settings;
 pub mod stream;
 
@@ -17,3 +22,5 @@ pub use backend::{
     TurnKind, TurnRequest, TurnResult,
 };
 pub use event::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, Usage};
+pub use registry::{BACKEND_NAMES, build_backend};
+pub use settings::{BackendSettings, CliSettings, HttpSettings};

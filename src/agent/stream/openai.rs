@@ -25,7 +25,6 @@ pub struct OpenAiChatParser {
     text: String,
     reasoning: String,
     calls: Vec<(u64, PendingCall)>,
-    started: bool,
 }
 
 impl OpenAiChatParser {
@@ -61,10 +60,6 @@ impl OpenAiChatParser {
             self.state
                 .finish_with(TurnOutcome::Failed { class, message });
             return;
-        }
-        if !self.started {
-            self.started = true;
-            self.state.started(None, out);
         }
         for choice in value
             .get("choices")
