@@ -12,3 +12,9 @@ mod codex_cli;
 
 #[path = "backends/http.rs"]
 mod http;
+
+#[path = "backends/codex_failures.rs"]
+mod codex_failures;
+
+#[path = "backends/fake_cli.rs"]
+mod fake_cli;

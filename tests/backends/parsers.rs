@@ -195,7 +195,7 @@ fn codex_stream_cut_before_turn_completed_is_interrupted() {
     let text = String::from_utf8(bytes).unwrap();
     let cut = text.rfind("{\"type\":\"turn.completed\"").unwrap();
     // Cut in the middle of the last line too: the partial line is ignored.
-    let (events, result) = lines_all_ways(codex, text[..cut + 20].as_bytes());
+    let (events, result) = lines_all_ways(codex, &text.as_bytes()[..cut + 20]);
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
     assert!(
         events
@@ -411,7 +411,7 @@ fn anthropic_stream_cut_keeps_partial_text_and_is_interrupted() {
     let cut = text
         .find("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}")
         .unwrap();
-    let (events, result) = sse_all_ways(AnthropicParser::default, text[..cut].as_bytes());
+    let (events, result) = sse_all_ways(AnthropicParser::default, &text.as_bytes()[..cut]);
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
     assert_eq!(result.response, "Let me list the directory.");
     assert!(events.contains(&AgentEvent::Message {
@@ -518,7 +518,7 @@ fn openai_chat_vllm_reasoning_is_separate_from_the_answer() {
 fn openai_chat_cut_before_finish_is_interrupted() {
     let text = String::from_utf8(fixture("openai_chat_ollama.sse")).unwrap();
     let cut = text.find("\"finish_reason\":\"stop\"").unwrap();
-    let (_, result) = sse_all_ways(OpenAiChatParser::default, text[..cut].as_bytes());
+    let (_, result) = sse_all_ways(OpenAiChatParser::default, &text.as_bytes()[..cut]);
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
     assert_eq!(result.response, "The bug is an inclusive range.");
 }
