@@ -464,7 +464,6 @@ fn openai_chat_ollama_joins_content_and_reads_usage() {
     assert_eq!(
         events,
         vec![
-            AgentEvent::Started { thread_id: None },
             AgentEvent::Message {
                 text: "The bug is an inclusive range.".into()
             },
