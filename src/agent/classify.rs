@@ -5,7 +5,7 @@
 //! only pass error channels (HTTP status, `error` events, `turn.failed`, result records),
 //! never assistant text. Does not decide what to do about a class (the runner does).
 
-use time::{Duration as TimeDuration, OffsetDateTime, Time};
+use time::{Duration as TimeDuration, OffsetDateTime, Time, UtcOffset};
 
 use crate::agent::event::FailureClass;
 
@@ -227,6 +227,26 @@ fn secs_until(at: Time, now: OffsetDateTime) -> u64 {
         target += TimeDuration::days(1);
     }
     (target - now).whole_seconds().max(0) as u64
+}
+
+/// Now, in the machine's local offset: agent CLIs name reset times ("try again at
+/// 4:05 PM") on the local clock. Falls back to UTC when the offset is unknown.
+pub fn local_now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    let seconds = now.unix_timestamp() as nix::libc::time_t;
+    let mut tm = std::mem::MaybeUninit::<nix::libc::tm>::zeroed();
+    // SAFETY: localtime_r is the reentrant variant; it only writes into `tm`, which is
+    // zero-initialised and valid for writes, and we read it only on success.
+    let converted = unsafe { nix::libc::localtime_r(&seconds, tm.as_mut_ptr()) };
+    if converted.is_null() {
+        return now;
+    }
+    // SAFETY: localtime_r returned non-null, so it filled `tm`.
+    let offset = unsafe { tm.assume_init() }.tm_gmtoff;
+    i32::try_from(offset)
+        .ok()
+        .and_then(|secs| UtcOffset::from_whole_seconds(secs).ok())
+        .map_or(now, |offset| now.to_offset(offset))
 }
 
 /// Parses a `retry-after` header: delta seconds or an HTTP date.

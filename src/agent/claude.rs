@@ -8,11 +8,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::agent::backend::{
     Backend, BackendError, BoxFuture, TurnEvents, TurnRequest, TurnResult,
 };
+use crate::agent::classify::local_now;
 use crate::agent::cli_turn::run_cli_turn;
 use crate::agent::process::{ProcessSpec, resolve_program};
 use crate::agent::settings::{BackendSettings, CliSettings};
@@ -79,7 +78,7 @@ impl ClaudeBackend {
             env: self.env.clone(),
             kill_grace: self.kill_grace,
         };
-        let parser = ClaudeParser::new(OffsetDateTime::now_utc());
+        let parser = ClaudeParser::new(local_now());
         Ok(run_cli_turn(&spec, parser, self.max_line, events).await?.0)
     }
 }

@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use time::OffsetDateTime;
-
 use crate::agent::backend::{
     Backend, BackendError, BoxFuture, TurnEvents, TurnRequest, TurnResult,
 };
+use crate::agent::classify::local_now;
 use crate::agent::cli_turn::run_cli_turn;
 use crate::agent::event::Usage;
 use crate::agent::process::{ProcessSpec, resolve_program};
@@ -115,9 +114,7 @@ impl CodexBackend {
             env: self.env.clone(),
             kill_grace: self.kill_grace,
         };
-        // Codex names reset times in local time; without time's `local-offset` feature we
-        // read them as UTC (what containers and CI use).
-        let now = OffsetDateTime::now_utc();
+        let now = local_now();
         let parser = CodexParser::new(self.usage_before(request), now);
         let (result, parser) = run_cli_turn(&spec, parser, self.max_line, events).await?;
         if let (Some(thread_id), Some(total)) = (&result.thread_id, parser.cumulative_usage()) {

@@ -102,9 +102,15 @@ impl AgentProcess {
         }
         let mut child = command.spawn().map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
+                // The file exists (it was resolved), so its interpreter is what is missing.
+                let hint = if spec.program.is_file() {
+                    " or its interpreter (a script's `#!` line, e.g. `node`) is not on the agent's PATH".into()
+                } else {
+                    String::new()
+                };
                 BackendError::ProgramNotFound {
                     program: program.clone(),
-                    hint: String::new(),
+                    hint,
                 }
             } else {
                 BackendError::Spawn {
@@ -331,6 +337,20 @@ mod tests {
     fn is_zombie(pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+    }
+
+    #[tokio::test]
+    async fn a_script_whose_interpreter_is_missing_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("codex");
+        std::fs::write(&script, "#!/nonexistent/node\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = ProcessSpec {
+            program: script,
+            ..sh("", Duration::from_secs(1))
+        };
+        let err = AgentProcess::spawn(&spec).err().unwrap();
+        assert!(err.to_string().contains("its interpreter"), "{err}");
     }
 
     #[test]

@@ -351,3 +351,53 @@ fn http_backends_without_key_or_model_are_clear_errors() {
             .contains("codex, claude, gemini, anthropic, minimax, openai")
     );
 }
+
+#[tokio::test]
+async fn after_a_terminal_failure_a_fallback_backend_finishes_the_work() {
+    // The primary backend's key is rejected; the agent's fallback (openai) answers.
+    let server = ModelServer::start(|req| {
+        if req.path == "/v1/messages" {
+            status(401, None, "authentication_error", "invalid x-api-key")
+        } else {
+            squad_reply(req, chat_text)
+        }
+    })
+    .await;
+    let settings = settings_for(&server);
+    let (bus, sinks, collected) = collecting_bus();
+    let mut outcomes = Vec::new();
+    for name in ["anthropic", "openai"] {
+        let backend = build_backend(name, &settings).unwrap();
+        let result = turn(
+            backend.as_ref(),
+            &bus,
+            "builder",
+            1,
+            "builder: plan",
+            Vec::new(),
+        )
+        .await;
+        let done = result.outcome.is_success();
+        outcomes.push(result.outcome);
+        if done {
+            assert_eq!(result.response, "builder turn 1 ✓");
+            break;
+        }
+    }
+    assert!(matches!(
+        outcomes[0],
+        TurnOutcome::Failed {
+            class: FailureClass::Terminal,
+            ..
+        }
+    ));
+    assert_eq!(outcomes[1], TurnOutcome::Completed);
+    bus.flush().await;
+    let finished: Vec<_> = collected
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, AgentEvent::Finished { .. }))
+        .collect();
+    assert_eq!(finished.len(), 2);
+    sinks.finish().await;
+}
