@@ -7,7 +7,7 @@ use orch::agent::codex::CodexBackend;
 use orch::agent::settings::{BackendSettings, CliSettings};
 use orch::agent::{AgentEvent, Backend, FailureClass, TurnOutcome};
 
-use crate::codex_cli::{codex_bin, codex_env, git_repo};
+use crate::support::codex::{codex_bin, codex_env, git_repo};
 use crate::support::model_server::{ModelServer, Reply, Request};
 use crate::support::{collecting_bus, request, turn_events};
 

@@ -29,6 +29,7 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
+pub mod codex;
 pub mod model_server;
 
 use std::sync::{Arc, Mutex};
