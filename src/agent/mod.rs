@@ -1,12 +1,26 @@
 //! Agent backends and the normalized event model they all speak.
 
+pub mod anthropic;
 pub mod backend;
+pub mod claude;
+pub mod classify;
+pub mod cli_turn;
+pub mod codex;
 pub mod demo;
 pub mod event;
+pub mod gemini;
+pub mod http;
 pub mod id;
+pub mod openai;
+pub mod process;
+pub mod registry;
+pub mod settings;
+pub mod stream;
 
 pub use backend::{
     AgentKind, Backend, BackendError, BoxFuture, ChatMessage, ChatRole, Expects, TurnEvents,
     TurnKind, TurnRequest, TurnResult,
 };
 pub use event::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, Usage};
+pub use registry::{BACKEND_NAMES, build_backend};
+pub use settings::{BackendSettings, CliSettings, HttpSettings};

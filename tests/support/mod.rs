@@ -1,124 +1,121 @@
-//! Shared helpers for integration tests: hermetic temp repos and the real binaries.
+//! Helpers shared by the integration tests.
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-pub struct TestRepo {
-    pub dir: tempfile::TempDir,
+/// A fixture file from `../shared/fixtures/agents/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/agents"
+    ))
+    .join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|err| panic!("cannot read fixture {}: {err}", path.display()))
 }
 
-impl TestRepo {
-    pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("orch-test")
-            .tempdir()
-            .expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("repo/.git")).expect("fake git dir");
-        std::fs::create_dir_all(dir.path().join("home")).expect("home");
-        TestRepo { dir }
+/// Every fixture file name.
+pub fn fixture_names() -> Vec<String> {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/agents"
+    ));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub mod codex;
+pub mod model_server;
+pub mod repo;
+
+pub use repo::*;
+
+use std::sync::{Arc, Mutex};
+
+use orch::agent::{AgentEvent, AgentKind, ChatMessage, Expects, TurnEvents, TurnKind, TurnRequest};
+use orch::events::{EventBus, OrchEvent, OrchEventKind, Sink, SinkThread};
+use orch::redact::Redactor;
+
+/// Collects every agent event published on the bus.
+#[derive(Clone, Default)]
+pub struct Collected(Arc<Mutex<Vec<(String, u32, AgentEvent)>>>);
+
+impl Collected {
+    pub fn events(&self) -> Vec<AgentEvent> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, e)| e.clone())
+            .collect()
     }
 
-    pub fn root(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    /// `launch` with a scrubbed, private environment, run from the repo root.
-    pub fn launch(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_launch"));
-        let home = self.dir.path().join("home");
-        cmd.current_dir(self.root())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("XDG_CACHE_HOME", home.join(".cache"))
-            .env("XDG_RUNTIME_DIR", home.join("run"))
-            .env("ZELLIJ_SOCKET_DIR", home.join("zellij"))
-            .env("CODEX_HOME", home.join(".codex"))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    pub fn demo(&self, scenario: &str, extra: &[&str]) -> Output {
-        let mut cmd = self.launch();
-        cmd.args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-            "--demo-scenario",
-            scenario,
-        ]);
-        cmd.args(extra);
-        cmd.output().expect("run launch")
-    }
-
-    pub fn run_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root().join(".orch/runs"))
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        dirs.sort();
-        dirs
-    }
-
-    pub fn only_run(&self) -> PathBuf {
-        let dirs = self.run_dirs();
-        assert_eq!(dirs.len(), 1, "expected exactly one run: {dirs:?}");
-        dirs[0].clone()
-    }
-
-    pub fn timeline(&self) -> String {
-        read(&self.only_run().join("logs/timeline.log"))
+    pub fn events_of(&self, agent: &str, turn: u32) -> Vec<AgentEvent> {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|(a, t, _)| a == agent && *t == turn)
+            .map(|(_, _, e)| e.clone())
+            .collect()
     }
 }
 
-pub fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
+struct CollectSink(Collected);
 
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+impl Sink for CollectSink {
+    fn name(&self) -> &'static str {
+        "collect"
+    }
 
-/// Polls `check` every 20 ms until it returns true or `limit` passes.
-pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
+        if let OrchEventKind::Agent { agent, turn, event } = &event.kind {
+            (self.0)
+                .0
+                .lock()
+                .unwrap()
+                .push((agent.clone(), *turn, event.clone()));
+        }
+        Ok(())
     }
 }
 
-/// Timeline lines parsed as (time in ms since epoch-ish ordering, event, subject).
-pub fn timeline_events(timeline: &str) -> Vec<(String, String, String)> {
-    timeline
-        .lines()
-        .filter(|l| l.starts_with("20"))
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            Some((
-                parts.next()?.to_owned(),
-                parts.next()?.to_owned(),
-                parts.next().unwrap_or("").to_owned(),
-            ))
-        })
-        .collect()
+/// A bus whose only sink collects agent events.
+pub fn collecting_bus() -> (EventBus, SinkThread, Collected) {
+    let collected = Collected::default();
+    let (bus, thread) = SinkThread::spawn(
+        vec![Box::new(CollectSink(collected.clone()))],
+        Arc::new(Redactor::default()),
+    );
+    (bus, thread, collected)
 }
 
-/// Position of the first timeline line with this event and subject.
-pub fn at(events: &[(String, String, String)], event: &str, subject: &str) -> usize {
-    events
-        .iter()
-        .position(|(_, e, s)| e == event && s == subject)
-        .unwrap_or_else(|| panic!("no `{event} {subject}` in the timeline: {events:#?}"))
+/// A turn request with sensible defaults.
+pub fn request(agent: &str, turn: u32, prompt: &str, cwd: &std::path::Path) -> TurnRequest {
+    TurnRequest {
+        agent: agent.to_string(),
+        role: agent.to_string(),
+        agent_kind: AgentKind::Core,
+        kind: if turn % 2 == 1 {
+            TurnKind::Plan
+        } else {
+            TurnKind::FollowUp
+        },
+        expects: Expects::Text,
+        turn,
+        attempt: 1,
+        wave: 0,
+        prompt: prompt.to_string(),
+        resume: None,
+        history: Vec::<ChatMessage>::new(),
+        model: None,
+        cwd: cwd.to_path_buf(),
+    }
+}
+
+pub fn turn_events(bus: &EventBus, agent: &str, turn: u32) -> TurnEvents {
+    TurnEvents::new(bus.clone(), agent.to_string(), turn)
 }

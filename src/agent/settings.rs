@@ -1,0 +1,135 @@
+//! Everything the real backends need to run, resolved once by the config layer.
+//!
+//! Backends never read environment variables; the lead's config code fills this from
+//! flags, env vars and the agents config file (each field says which). Owns defaults;
+//! does not own validation of user input beyond what a backend needs to start.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one agent CLI (codex, claude, gemini).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CliSettings {
+    /// Explicit binary path. Codex: env `ORCH_CODEX_BIN`; claude: `ORCH_CLAUDE_BIN`;
+    /// gemini: `ORCH_GEMINI_BIN`. `None` → looked up on `PATH` from `BackendSettings::env`.
+    pub bin: Option<PathBuf>,
+    /// Default model (`-m`). Flag `--model`; per-agent `model` overrides it per turn
+    /// through `TurnRequest::model`. `None` → the CLI's own default.
+    pub model: Option<String>,
+    /// Cheapest model, used under `--mini`. Config `backends.<name>.mini_model`.
+    pub mini_model: Option<String>,
+    /// Extra arguments placed before the prompt (config `backends.<name>.args`).
+    pub extra_args: Vec<String>,
+    /// Extra environment for this CLI only (config `backends.<name>.env`), added after
+    /// `BackendSettings::env`.
+    pub extra_env: Vec<(OsString, OsString)>,
+}
+
+/// Settings of one HTTP API backend (anthropic, minimax, openai).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Base URL without the endpoint path, e.g. `https://api.anthropic.com` (the backend
+    /// appends `/v1/messages`) or `http://127.0.0.1:11434/v1` (appends
+    /// `/chat/completions`).
+    pub base_url: String,
+    /// API key; `None` sends no auth header (fine for local servers).
+    pub api_key: Option<String>,
+    /// Default model; per-agent `model` overrides it per turn.
+    pub model: Option<String>,
+    /// Cheapest model, used under `--mini`.
+    pub mini_model: Option<String>,
+    /// `max_tokens` for each request.
+    pub max_tokens: u32,
+}
+
+/// Everything `registry::build_backend` needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSettings {
+    /// The complete environment of every agent CLI child (the child starts from an
+    /// empty environment). The lead passes the launcher's own environment (or a
+    /// scrubbed copy); its `PATH` is also where binaries are looked up.
+    pub env: Vec<(OsString, OsString)>,
+    /// `codex` (the default backend). Env `ORCH_CODEX_BIN`, flags `--model`, `--mini`.
+    pub codex: CliSettings,
+    /// Codex `--sandbox` mode for the plan turn; resumed turns get the same mode through
+    /// `-c sandbox_mode=…`. Default `workspace-write` so agents can edit the repo.
+    pub codex_sandbox: String,
+    /// `claude`. Default extra args: `--permission-mode acceptEdits`.
+    pub claude: CliSettings,
+    /// `gemini`. Default extra args: `--approval-mode auto_edit`.
+    pub gemini: CliSettings,
+    /// `anthropic`: base URL `https://api.anthropic.com`, key from `ANTHROPIC_API_KEY`.
+    pub anthropic: HttpSettings,
+    /// `minimax`: base URL from `ORCHESTRATED_CODEX_MINIMAX_BASE_URL` (default
+    /// `https://api.minimax.io/anthropic`), key from `ORCHESTRATED_CODEX_MINIMAX_API_KEY`
+    /// or else `ANTHROPIC_API_KEY`, model from `--minimax-model` (default `MiniMax-M2.1`).
+    pub minimax: HttpSettings,
+    /// `openai`: flags `--base-url` (default Ollama's `http://127.0.0.1:11434/v1`),
+    /// `--model` (required), key from `OPENAI_API_KEY` if set.
+    pub openai: HttpSettings,
+    /// How long a killed agent gets between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// A stream silent for this long is cut (HTTP backends).
+    pub idle_timeout: Duration,
+    /// Longest single line accepted from an agent; longer lines are reported and skipped.
+    pub max_line_bytes: usize,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        BackendSettings {
+            env: Vec::new(),
+            codex: CliSettings {
+                mini_model: Some("gpt-5.1-codex-mini".into()),
+                ..CliSettings::default()
+            },
+            codex_sandbox: "workspace-write".into(),
+            claude: CliSettings {
+                mini_model: Some("haiku".into()),
+                extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
+                ..CliSettings::default()
+            },
+            gemini: CliSettings {
+                mini_model: Some("gemini-2.5-flash".into()),
+                extra_args: vec!["--approval-mode".into(), "auto_edit".into()],
+                ..CliSettings::default()
+            },
+            anthropic: HttpSettings {
+                base_url: "https://api.anthropic.com".into(),
+                api_key: None,
+                model: Some("claude-sonnet-4-5".into()),
+                mini_model: Some("claude-haiku-4-5".into()),
+                max_tokens: 16_000,
+            },
+            minimax: HttpSettings {
+                base_url: "https://api.minimax.io/anthropic".into(),
+                api_key: None,
+                model: Some("MiniMax-M2.1".into()),
+                mini_model: Some("MiniMax-M2.1".into()),
+                max_tokens: 16_000,
+            },
+            openai: HttpSettings {
+                base_url: "http://127.0.0.1:11434/v1".into(),
+                api_key: None,
+                model: None,
+                mini_model: None,
+                max_tokens: 8_192,
+            },
+            kill_grace: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_line_bytes: crate::agent::stream::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+impl BackendSettings {
+    /// The value of `name` in the children's environment.
+    pub fn env_var(&self, name: &str) -> Option<&OsString> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}

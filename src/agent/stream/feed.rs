@@ -1,0 +1,134 @@
+//! Glue between framing and parsing: raw chunks in, events out.
+//!
+//! Used by the backends on live streams and by tests on fixture files, so both take
+//! exactly the same path.
+
+use crate::agent::backend::TurnResult;
+use crate::agent::event::AgentEvent;
+use crate::agent::stream::lines::{Line, LineSplitter};
+use crate::agent::stream::sse::{SseDecoder, SseItem};
+use crate::agent::stream::turn::{LineParser, SseParser};
+
+/// Frames JSONL bytes and parses every complete line.
+pub struct LineFeed<P> {
+    splitter: LineSplitter,
+    parser: P,
+    scratch: Vec<Line>,
+}
+
+impl<P: LineParser> LineFeed<P> {
+    pub fn new(parser: P, max_line: usize) -> Self {
+        LineFeed {
+            splitter: LineSplitter::new(max_line),
+            parser,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<AgentEvent>) {
+        self.splitter.push(chunk, &mut self.scratch);
+        self.drain(out);
+    }
+
+    /// Parses one already-framed line.
+    pub fn line(&mut self, line: Line, out: &mut Vec<AgentEvent>) {
+        match line {
+            Line::Text(text) => self.parser.line(&text, out),
+            Line::TooLong { bytes } => out.push(too_long(bytes)),
+        }
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<AgentEvent>) -> TurnResult {
+        self.splitter.finish(&mut self.scratch);
+        self.drain(out);
+        self.parser.finish(out)
+    }
+
+    pub fn parser(&self) -> &P {
+        &self.parser
+    }
+
+    pub fn into_parser(self) -> P {
+        self.parser
+    }
+
+    fn drain(&mut self, out: &mut Vec<AgentEvent>) {
+        let lines = std::mem::take(&mut self.scratch);
+        for line in lines {
+            self.line(line, out);
+        }
+    }
+}
+
+/// Decodes SSE bytes and parses every event.
+pub struct SseFeed<P> {
+    decoder: SseDecoder,
+    parser: P,
+    scratch: Vec<SseItem>,
+}
+
+impl<P: SseParser> SseFeed<P> {
+    pub fn new(parser: P, max_line: usize) -> Self {
+        SseFeed {
+            decoder: SseDecoder::new(max_line),
+            parser,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<AgentEvent>) {
+        self.decoder.push(chunk, &mut self.scratch);
+        self.drain(out);
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<AgentEvent>) -> TurnResult {
+        self.decoder.finish(&mut self.scratch);
+        self.drain(out);
+        self.parser.finish(out)
+    }
+
+    fn drain(&mut self, out: &mut Vec<AgentEvent>) {
+        for item in std::mem::take(&mut self.scratch) {
+            match item {
+                SseItem::Event(event) => self.parser.event(&event, out),
+                SseItem::TooLong { bytes } => out.push(too_long(bytes)),
+            }
+        }
+    }
+}
+
+fn too_long(bytes: usize) -> AgentEvent {
+    AgentEvent::Error {
+        message: format!("skipped a {bytes}-byte line: longer than the line limit"),
+    }
+}
+
+/// Parses a whole JSONL stream delivered in chunks of `chunk_size` bytes.
+pub fn parse_lines<P: LineParser>(
+    parser: P,
+    bytes: &[u8],
+    chunk_size: usize,
+) -> (Vec<AgentEvent>, TurnResult) {
+    let mut feed = LineFeed::new(parser, crate::agent::stream::lines::DEFAULT_MAX_LINE);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(chunk_size.max(1)) {
+        feed.push(chunk, &mut out);
+    }
+    let result = feed.finish(&mut out);
+    (out, result)
+}
+
+/// Parses a whole SSE stream delivered in chunks of `chunk_size` bytes.
+pub fn parse_sse<P: SseParser>(
+    parser: P,
+    bytes: &[u8],
+    chunk_size: usize,
+) -> (Vec<AgentEvent>, TurnResult) {
+    let mut feed = SseFeed::new(parser, crate::agent::stream::lines::DEFAULT_MAX_LINE);
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(chunk_size.max(1)) {
+        feed.push(chunk, &mut out);
+    }
+    let result = feed.finish(&mut out);
+    (out, result)
+}

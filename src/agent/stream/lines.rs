@@ -1,0 +1,169 @@
+//! Splits a byte stream into lines without trusting it.
+//!
+//! Owns line framing for agent output: bytes arrive in arbitrary chunks (a chunk may end
+//! inside a UTF-8 character or between `\r` and `\n`), lines are decoded lossily, and a
+//! single line longer than the cap is dropped and reported instead of growing memory
+//! without bound. Knows nothing about JSON or SSE.
+
+/// Default cap on one line: far above any real event, small enough to stay flat.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// One framed line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, without its `\n` or `\r\n`, decoded lossily as UTF-8.
+    Text(String),
+    /// A line longer than the cap; its bytes were discarded.
+    TooLong { bytes: usize },
+}
+
+/// Incremental line splitter with a per-line size cap.
+#[derive(Debug)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    max_line: usize,
+    /// Bytes of the current line already discarded because it exceeded `max_line`.
+    discarded: usize,
+}
+
+impl Default for LineSplitter {
+    fn default() -> Self {
+        LineSplitter::new(DEFAULT_MAX_LINE)
+    }
+}
+
+impl LineSplitter {
+    pub fn new(max_line: usize) -> Self {
+        LineSplitter {
+            buf: Vec::new(),
+            max_line: max_line.max(1),
+            discarded: 0,
+        }
+    }
+
+    /// Feeds a chunk and appends every line it completes to `out`.
+    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<Line>) {
+        while let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
+            let (head, rest) = chunk.split_at(pos);
+            chunk = &rest[1..];
+            if self.discarded > 0 {
+                out.push(Line::TooLong {
+                    bytes: self.discarded + self.buf.len() + head.len(),
+                });
+                self.discarded = 0;
+                self.buf.clear();
+                continue;
+            }
+            if self.buf.len() + head.len() > self.max_line {
+                out.push(Line::TooLong {
+                    bytes: self.buf.len() + head.len(),
+                });
+                self.buf.clear();
+                continue;
+            }
+            self.buf.extend_from_slice(head);
+            out.push(Line::Text(take_line(&mut self.buf)));
+        }
+        if self.discarded > 0 {
+            self.discarded += chunk.len();
+        } else if self.buf.len() + chunk.len() > self.max_line {
+            self.discarded = self.buf.len() + chunk.len();
+            self.buf = Vec::new();
+        } else {
+            self.buf.extend_from_slice(chunk);
+        }
+    }
+
+    /// Ends the stream: a final line without a newline is still a line.
+    pub fn finish(&mut self, out: &mut Vec<Line>) {
+        if self.discarded > 0 {
+            out.push(Line::TooLong {
+                bytes: self.discarded,
+            });
+            self.discarded = 0;
+        } else if !self.buf.is_empty() {
+            out.push(Line::Text(take_line(&mut self.buf)));
+        }
+    }
+}
+
+fn take_line(buf: &mut Vec<u8>) -> String {
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    let line = String::from_utf8_lossy(buf).into_owned();
+    buf.clear();
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(chunks: &[&[u8]], max: usize) -> Vec<Line> {
+        let mut splitter = LineSplitter::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            splitter.push(chunk, &mut out);
+        }
+        splitter.finish(&mut out);
+        out
+    }
+
+    fn text(s: &str) -> Line {
+        Line::Text(s.to_string())
+    }
+
+    #[test]
+    fn a_chunk_boundary_inside_a_utf8_character_keeps_the_character() {
+        let bytes = "héllo\n→ok\n".as_bytes();
+        for cut in 0..bytes.len() {
+            let (a, b) = bytes.split_at(cut);
+            assert_eq!(
+                split_all(&[a, b], 1024),
+                vec![text("héllo"), text("→ok")],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn crlf_is_stripped_even_when_split_between_chunks() {
+        assert_eq!(
+            split_all(&[b"one\r", b"\ntwo\r\n"], 1024),
+            vec![text("one"), text("two")]
+        );
+    }
+
+    #[test]
+    fn a_final_line_without_newline_is_kept() {
+        assert_eq!(split_all(&[b"a\nb"], 1024), vec![text("a"), text("b")]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_decoded_lossily() {
+        assert_eq!(split_all(&[b"a\xffb\n"], 1024), vec![text("a\u{fffd}b")]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_and_the_next_line_survives() {
+        let long = vec![b'x'; 100];
+        let out = split_all(&[&long[..40], &long[40..], b"\nnext\n"], 64);
+        assert_eq!(out, vec![Line::TooLong { bytes: 100 }, text("next")]);
+        let out = split_all(&[&long, b"\n", b"y"], 64);
+        assert_eq!(out, vec![Line::TooLong { bytes: 100 }, text("y")]);
+    }
+
+    #[test]
+    fn a_ten_megabyte_line_passes_under_the_default_cap() {
+        let mut line = vec![b'a'; 10 * 1024 * 1024];
+        line.push(b'\n');
+        let mut splitter = LineSplitter::default();
+        let mut out = Vec::new();
+        for chunk in line.chunks(8192) {
+            splitter.push(chunk, &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0], Line::Text(t) if t.len() == 10 * 1024 * 1024));
+    }
+}

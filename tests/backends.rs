@@ -1,0 +1,20 @@
+//! Integration tests for the agent backends: parsers over the shared fixtures, the
+//! real Codex CLI and the HTTP backends against a scripted local model server, and
+//! the failure paths.
+
+mod support;
+
+#[path = "backends/parsers.rs"]
+mod parsers;
+
+#[path = "backends/codex_cli.rs"]
+mod codex_cli;
+
+#[path = "backends/http.rs"]
+mod http;
+
+#[path = "backends/codex_failures.rs"]
+mod codex_failures;
+
+#[path = "backends/fake_cli.rs"]
+mod fake_cli;

@@ -1,0 +1,123 @@
+//! Hermetic temp repos and the real `launch` binary.
+
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("orch-test")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("repo/.git")).expect("fake git dir");
+        std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        TestRepo { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// `launch` with a scrubbed, private environment, run from the repo root.
+    pub fn launch(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_launch"));
+        let home = self.dir.path().join("home");
+        cmd.current_dir(self.root())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_RUNTIME_DIR", home.join("run"))
+            .env("ZELLIJ_SOCKET_DIR", home.join("zellij"))
+            .env("CODEX_HOME", home.join(".codex"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn demo(&self, scenario: &str, extra: &[&str]) -> Output {
+        let mut cmd = self.launch();
+        cmd.args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--demo-scenario",
+            scenario,
+        ]);
+        cmd.args(extra);
+        cmd.output().expect("run launch")
+    }
+
+    pub fn run_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root().join(".orch/runs"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    }
+
+    pub fn only_run(&self) -> PathBuf {
+        let dirs = self.run_dirs();
+        assert_eq!(dirs.len(), 1, "expected exactly one run: {dirs:?}");
+        dirs[0].clone()
+    }
+
+    pub fn timeline(&self) -> String {
+        read(&self.only_run().join("logs/timeline.log"))
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `check` every 20 ms until it returns true or `limit` passes.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Timeline lines parsed as (time in ms since epoch-ish ordering, event, subject).
+pub fn timeline_events(timeline: &str) -> Vec<(String, String, String)> {
+    timeline
+        .lines()
+        .filter(|l| l.starts_with("20"))
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Position of the first timeline line with this event and subject.
+pub fn at(events: &[(String, String, String)], event: &str, subject: &str) -> usize {
+    events
+        .iter()
+        .position(|(_, e, s)| e == event && s == subject)
+        .unwrap_or_else(|| panic!("no `{event} {subject}` in the timeline: {events:#?}"))
+}
