@@ -525,3 +525,28 @@ fn seed_json_config_and_group_filter_are_honoured() {
             .contains("--groups names `gamma`, but the agents config has only: alpha, beta")
     );
 }
+
+#[test]
+fn a_missing_codex_binary_is_a_clear_error_before_anything_runs() {
+    let repo = TestRepo::new();
+    let out = repo
+        .launch()
+        .env("PATH", "/nonexistent")
+        .args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "codex",
+            "--mux",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`codex` was not found on PATH; install it or set ORCH_CODEX_BIN"),
+        "{stderr}"
+    );
+    assert!(repo.run_dirs().is_empty());
+}

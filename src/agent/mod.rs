@@ -2,8 +2,8 @@
 
 pub mod anthropic;
 pub mod backend;
-pub mod claude;
 pub mod classify;
+pub mod claude;
 pub mod cli_turn;
 pub mod codex;
 pub mod demo;

@@ -303,3 +303,44 @@ pub fn load_agents(
         Ok(config)
     }
 }
+
+/// Settings of the real backends, from the config and environment. Kept out of
+/// `Config` because it holds API keys, which must never be written to disk.
+pub fn backend_settings(config: &Config, env: &Env) -> crate::agent::BackendSettings {
+    let mut settings = crate::agent::BackendSettings {
+        env: env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        ..Default::default()
+    };
+    let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+    settings.codex.bin = get("ORCH_CODEX_BIN").map(PathBuf::from);
+    settings.claude.bin = get("ORCH_CLAUDE_BIN").map(PathBuf::from);
+    settings.gemini.bin = get("ORCH_GEMINI_BIN").map(PathBuf::from);
+    for cli in [
+        &mut settings.codex,
+        &mut settings.claude,
+        &mut settings.gemini,
+    ] {
+        if config.model.is_some() {
+            cli.model = config.model.clone();
+        }
+    }
+    settings.anthropic.api_key = get("ANTHROPIC_API_KEY");
+    if let Some(url) = &config.base_url {
+        settings.anthropic.base_url = url.clone();
+        settings.openai.base_url = url.clone();
+    }
+    if config.model.is_some() {
+        settings.anthropic.model = config.model.clone();
+        settings.openai.model = config.model.clone();
+    }
+    settings.minimax.api_key =
+        get("ORCHESTRATED_CODEX_MINIMAX_API_KEY").or_else(|| get("ANTHROPIC_API_KEY"));
+    if let Some(url) = get("ORCHESTRATED_CODEX_MINIMAX_BASE_URL") {
+        settings.minimax.base_url = url;
+    }
+    if let Some(model) = &config.minimax_model {
+        settings.minimax.model = Some(model.clone());
+    }
+    settings.openai.api_key = get("OPENAI_API_KEY");
+    settings
+}

@@ -11,6 +11,8 @@ pub enum LaunchError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error(transparent)]
+    Backend(#[from] crate::agent::BackendError),
     #[error("failed to prepare the run directory `{path}`")]
     RunDir {
         path: String,
@@ -46,7 +48,9 @@ pub fn report_error(err: &LaunchError) -> ExitCode {
     }
     eprintln!("{message}");
     ExitCode::from(match err {
-        LaunchError::Config(_) | LaunchError::MuxUnavailable(_) => exit::USAGE,
+        LaunchError::Config(_) | LaunchError::MuxUnavailable(_) | LaunchError::Backend(_) => {
+            exit::USAGE
+        }
         _ => exit::RUN_FAILED,
     })
 }

@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use crate::agent::backend::{Backend, BackendError};
+use crate::agent::build_backend;
 use crate::agent::demo::DemoBackend;
+use crate::config::resolve::backend_settings;
 use crate::config::{Config, Env};
 use crate::control::signals::{SignalAction, watch_signals};
 use crate::control::{ControlCommand, ControlHandler, ControlServer};
@@ -18,16 +20,17 @@ use crate::orchestrator::retry::RetryPolicy;
 use crate::orchestrator::{BackendSet, Orchestrator, RunControl, RunReport, Shared};
 use crate::redact::Redactor;
 
+/// Makes backends by name: the built-in demo, or a real one from `build_backend`.
 pub fn backend_factory(
     config: &Config,
+    env: &Env,
 ) -> impl Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync + 'static {
     let demo = config.demo.clone();
+    let settings = backend_settings(config, env);
     move |name: &str| -> Result<Arc<dyn Backend>, BackendError> {
         match name {
             "demo" => Ok(Arc::new(DemoBackend::new(demo.clone()))),
-            other => Err(BackendError::Unavailable {
-                backend: other.to_owned(),
-            }),
+            other => build_backend(other, &settings),
         }
     }
 }
@@ -53,8 +56,18 @@ pub async fn run_in_foreground(
     env: &Env,
     interactive: bool,
 ) -> Result<RunReport, LaunchError> {
+    let backends = BackendSet::new(backend_factory(&config, env));
+    // Fail before anything starts when the run's own backend cannot work at all.
+    backends.get(&config.backend)?;
     let paths = config.run_paths();
     prepare_run_dir(&config)?;
+    if interactive {
+        eprintln!(
+            "run {}: logs in {}",
+            config.paths.session,
+            paths.logs_dir().display()
+        );
+    }
     std::fs::write(paths.pid_file(), std::process::id().to_string())
         .map_err(run_dir_error(&paths.run_dir))?;
 
@@ -127,7 +140,7 @@ pub async fn run_in_foreground(
     };
 
     let shared = Arc::new(Shared {
-        backends: BackendSet::new(backend_factory(&config)),
+        backends,
         config,
         bus: bus.clone(),
         control: control.clone(),

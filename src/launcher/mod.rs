@@ -110,7 +110,6 @@ fn run(config: Config, env: &crate::config::Env) -> Result<ExitCode, LaunchError
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;
-    eprintln!("run {session}: logs in {}", logs.display());
     let report = runtime().block_on(foreground::run_in_foreground(config, env, true))?;
     Ok(finish(metrics, &report, &session, &logs))
 }

@@ -33,6 +33,7 @@ pub mod codex;
 pub mod model_server;
 pub mod repo;
 
+#[allow(unused_imports)]
 pub use repo::*;
 
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,5 @@
 //! Hermetic temp repos and the real `launch` binary.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
