@@ -7,10 +7,12 @@
 
 pub mod error;
 pub mod fs;
+pub mod reader;
 pub mod record;
 pub mod schema;
 pub mod sink;
 pub mod target;
+pub mod verify;
 pub mod writer;
 
 pub use error::AuditError;
