@@ -5,11 +5,15 @@
 //! Writing: `AuditSink` (an event-bus sink) feeds one writer thread. Reading:
 //! `AuditReader` and `verify`, used by `orch-audit`. The CLI glue is in `commands`.
 
+pub mod commands;
 pub mod error;
 pub mod fs;
+pub mod memory;
 pub mod reader;
 pub mod record;
+pub mod render;
 pub mod schema;
+pub mod show;
 pub mod sink;
 pub mod target;
 pub mod verify;

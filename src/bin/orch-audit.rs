@@ -1,1 +1,18 @@
-fn main(){}
+//! `orch-audit`: reads the audit store. Parses arguments, runs the command in the
+//! library, exits with its code (documented in `orch-audit --help`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use orch::audit::commands;
+use orch::cli::audit_args::AuditArgs;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("ORCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = AuditArgs::parse();
+    ExitCode::from(commands::main(args))
+}

@@ -1,1 +1,2 @@
 //! Command-line argument structs (clap derive), without logic.
+pub mod audit_args;
