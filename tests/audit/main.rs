@@ -1,0 +1,4 @@
+//! Integration tests of the audit store and `orch-audit`.
+
+mod cli;
+mod support;
