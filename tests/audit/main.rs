@@ -1,4 +1,6 @@
 //! Integration tests of the audit store and `orch-audit`.
 
+mod agentfs_sdk;
 mod cli;
+mod tamper;
 mod support;
