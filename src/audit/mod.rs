@@ -22,4 +22,4 @@ pub mod writer;
 pub use error::AuditError;
 pub use sink::AuditSink;
 pub use target::AuditTarget;
-pub use writer::RunMeta;
+pub use writer::{AuditOptions, RunMeta};

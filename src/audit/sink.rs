@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use crate::audit::error::AuditError;
 use crate::audit::target::AuditTarget;
-use crate::audit::writer::{Extra, PendingEvent, RunMeta, WriterMsg, run_writer};
+use crate::audit::writer::{AuditOptions, Extra, PendingEvent, RunMeta, WriterMsg, run_writer};
 use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::sink::Sink;
 use crate::events::wire::encode;
@@ -29,14 +29,19 @@ pub struct AuditSink {
 impl AuditSink {
     /// Opens (or creates) the store, records the run and starts the writer thread.
     /// Blocks until the store is open; the run's prompt is redacted before it is stored.
-    pub fn open(target: AuditTarget, mut meta: RunMeta, redactor: &Redactor) -> Result<AuditSink, AuditError> {
+    pub fn open(target: AuditTarget, meta: RunMeta, redactor: &Redactor) -> Result<AuditSink, AuditError> {
+        AuditSink::open_with(target, meta, redactor, AuditOptions::default())
+    }
+
+    /// `open` with options (a memory directory that mirrors the artifacts).
+    pub fn open_with(target: AuditTarget, mut meta: RunMeta, redactor: &Redactor, options: AuditOptions) -> Result<AuditSink, AuditError> {
         redactor.redact_in_place(&mut meta.prompt);
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = sync_channel(1);
         let described = target.describe();
         let handle = std::thread::Builder::new()
             .name("orch-audit-writer".into())
-            .spawn(move || run_writer(target, meta, rx, ready_tx))
+            .spawn(move || run_writer(target, meta, options, rx, ready_tx))
             .map_err(AuditError::Spawn)?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(AuditSink { tx: Some(tx), handle: Some(handle), target: described }),

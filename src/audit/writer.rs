@@ -38,6 +38,14 @@ pub struct RunMeta {
     pub project_root: String,
 }
 
+/// Choices beyond the run itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Also write each memory artifact as a plain file here (`--memory-dir`,
+    /// `CODEX_MEMORY_DIR`); the store keeps its own copy either way.
+    pub memory_dir: Option<std::path::PathBuf>,
+}
+
 /// One event, encoded by the sink thread.
 #[derive(Debug)]
 pub struct PendingEvent {
@@ -75,11 +83,12 @@ struct WriterContext {
     files_seq: i64,
     files_prev: String,
     fs: FsWriter,
+    memory_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
 /// `ready` gets the outcome of opening the store.
-pub fn run_writer(target: AuditTarget, meta: RunMeta, rx: Receiver<WriterMsg>, ready: SyncSender<Result<(), AuditError>>) {
+pub fn run_writer(target: AuditTarget, meta: RunMeta, options: AuditOptions, rx: Receiver<WriterMsg>, ready: SyncSender<Result<(), AuditError>>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -88,7 +97,7 @@ pub fn run_writer(target: AuditTarget, meta: RunMeta, rx: Receiver<WriterMsg>, r
         }
     };
     runtime.block_on(async move {
-        let mut ctx = match WriterContext::open(&target, &meta).await {
+        let mut ctx = match WriterContext::open(&target, &meta, options).await {
             Ok(ctx) => {
                 let _ = ready.send(Ok(()));
                 ctx
@@ -103,7 +112,7 @@ pub fn run_writer(target: AuditTarget, meta: RunMeta, rx: Receiver<WriterMsg>, r
 }
 
 impl WriterContext {
-    async fn open(target: &AuditTarget, meta: &RunMeta) -> Result<Self, AuditError> {
+    async fn open(target: &AuditTarget, meta: &RunMeta, options: AuditOptions) -> Result<Self, AuditError> {
         let store = open_for_writing(target).await?;
         let conn = store.conn.clone();
         let mut fs = FsWriter::default();
@@ -132,6 +141,7 @@ impl WriterContext {
             files_seq,
             files_prev,
             fs,
+            memory_dir: options.memory_dir,
         })
     }
 
@@ -296,7 +306,15 @@ impl WriterContext {
         let path = turn_path(&self.session, record);
         self.write_file(&path, &to_bytes(&turn_document(&self.session, record))).await?;
         let artifact = artifact_path(&self.session, record);
-        self.write_file(&artifact, &to_bytes(&artifact_document(&self.session, record))).await?;
+        let artifact_bytes = to_bytes(&artifact_document(&self.session, record));
+        self.write_file(&artifact, &artifact_bytes).await?;
+        if let Some(dir) = &self.memory_dir {
+            let name = artifact.rsplit('/').next().unwrap_or(&artifact);
+            // The store is the record; a failed mirror copy is reported, not fatal.
+            if let Err(err) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(name), &artifact_bytes)) {
+                tracing::warn!(dir = %dir.display(), error = %err, "failed to mirror a memory artifact");
+            }
+        }
         let row = tool_call_row(&self.session, record, &path);
         self.conn
             .execute(

@@ -2,5 +2,6 @@
 
 mod agentfs_sdk;
 mod cli;
+mod memory;
 mod tamper;
 mod support;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orch::agent::backend::{AgentKind, TurnKind};
 use orch::agent::event::{AgentEvent, ItemStatus, TurnOutcome, Usage};
-use orch::audit::{AuditSink, AuditTarget, RunMeta};
+use orch::audit::{AuditOptions, AuditSink, AuditTarget, RunMeta};
 use orch::events::{
     AgentStatus, EventBus, InterruptSummary, OrchEventKind, PromptStats, RunStatus, SinkThread, TurnRecord, WaveKind,
 };
@@ -110,8 +110,8 @@ pub async fn publish_agent(bus: &EventBus, agent: &str, role: &str, kind: AgentK
             prompt,
             response,
             usage,
-            started_at_ms: started,
-            finished_at_ms: now_ms() + 1500,
+            started_at_ms: started.saturating_sub(1500),
+            finished_at_ms: now_ms(),
             backend: "demo".into(),
             model: Some("demo-1".into()),
             thread_id: Some(format!("thread-{agent}")),
@@ -127,9 +127,13 @@ pub async fn publish_agent(bus: &EventBus, agent: &str, role: &str, kind: AgentK
 
 /// A whole run written to `target`; returns how many events were published.
 pub async fn simulate_run(target: AuditTarget, session: &str, shape: &Shape) -> usize {
+    simulate_run_with(target, session, shape, AuditOptions::default()).await
+}
+
+pub async fn simulate_run_with(target: AuditTarget, session: &str, shape: &Shape, options: AuditOptions) -> usize {
     let redactor = redactor();
     let prompt = format!("Ship the MVP with {PLANTED_KEY}");
-    let sink = AuditSink::open_shared(target, meta(session, &prompt), &redactor).expect("open audit sink");
+    let sink = AuditSink::open_with(target, meta(session, &prompt), &redactor, options).expect("open audit sink");
     let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
     let mut count = 0;
     bus.publish(OrchEventKind::RunStarted {
