@@ -3,5 +3,6 @@
 mod agentfs_sdk;
 mod cli;
 mod memory;
+mod remote;
 mod tamper;
 mod support;
