@@ -2,6 +2,7 @@
 
 mod agentfs_sdk;
 mod cli;
+mod crashes;
 mod memory;
 mod remote;
 mod tamper;
