@@ -11,7 +11,9 @@ use crate::audit::memory::{self, MemorySource};
 use crate::audit::reader::{AuditReader, EventFilter};
 use crate::audit::target::AuditTarget;
 use crate::audit::{render, show, verify};
-use crate::cli::audit_args::{ArtifactTypeArg, AuditArgs, AuditCommand, MemoryCommand, TurnTypeArg};
+use crate::cli::audit_args::{
+    ArtifactTypeArg, AuditArgs, AuditCommand, MemoryCommand, TurnTypeArg,
+};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_VERIFY_FAILED: u8 = 1;
@@ -32,24 +34,49 @@ pub struct AuditConfig {
 pub fn resolve(args: &AuditArgs, env: impl Fn(&str) -> Option<String>, cwd: &Path) -> AuditConfig {
     let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
     let target = match &args.store.audit_url {
-        Some(url) => AuditTarget::Remote { url: url.clone(), token: nonempty("ORCH_AUDIT_TOKEN").unwrap_or_default() },
+        Some(url) => AuditTarget::Remote {
+            url: url.clone(),
+            token: nonempty("ORCH_AUDIT_TOKEN").unwrap_or_default(),
+        },
         None => {
-            let path = args.store.audit_path.clone().or_else(|| nonempty("AGENTFS_PATH").map(PathBuf::from)).unwrap_or_else(|| {
-                let root = args.store.project_root.clone().unwrap_or_else(|| crate::paths::find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf()));
-                crate::paths::default_audit_path(&root)
-            });
-            AuditTarget::Local(if path.is_absolute() { path } else { cwd.join(path) })
+            let path = args
+                .store
+                .audit_path
+                .clone()
+                .or_else(|| nonempty("AGENTFS_PATH").map(PathBuf::from))
+                .unwrap_or_else(|| {
+                    let root = args.store.project_root.clone().unwrap_or_else(|| {
+                        crate::paths::find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf())
+                    });
+                    crate::paths::default_audit_path(&root)
+                });
+            AuditTarget::Local(if path.is_absolute() {
+                path
+            } else {
+                cwd.join(path)
+            })
         }
     };
-    let memory_dir = args.store.memory_dir.clone().or_else(|| nonempty("CODEX_MEMORY_DIR").map(PathBuf::from));
-    AuditConfig { target, memory_dir, json: args.json }
+    let memory_dir = args
+        .store
+        .memory_dir
+        .clone()
+        .or_else(|| nonempty("CODEX_MEMORY_DIR").map(PathBuf::from));
+    AuditConfig {
+        target,
+        memory_dir,
+        json: args.json,
+    }
 }
 
 /// Runs `orch-audit` and returns its exit code.
 pub fn main(args: AuditArgs) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let config = resolve(&args, |name| std::env::var(name).ok(), &cwd);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             tracing::error!(error = %err, "failed to start the async runtime");
@@ -68,7 +95,9 @@ pub fn main(args: AuditArgs) -> u8 {
         Err(Failure::Audit(err)) => {
             eprintln!("orch-audit: {}", crate::audit::writer::error_chain(&err));
             match err {
-                AuditError::UnknownSession { .. } | AuditError::UnknownPath { .. } | AuditError::IsDirectory { .. } => EXIT_NOT_FOUND,
+                AuditError::UnknownSession { .. }
+                | AuditError::UnknownPath { .. }
+                | AuditError::IsDirectory { .. } => EXIT_NOT_FOUND,
                 _ => EXIT_STORE,
             }
         }
@@ -98,7 +127,11 @@ impl From<AuditError> for Failure {
 
 impl From<std::io::Error> for Failure {
     fn from(err: std::io::Error) -> Self {
-        if err.kind() == std::io::ErrorKind::BrokenPipe { Failure::BrokenPipe } else { Failure::Io(err) }
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::BrokenPipe
+        } else {
+            Failure::Io(err)
+        }
     }
 }
 
@@ -115,12 +148,15 @@ fn json_out<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `--since`: RFC 3339, or an age such as `30s`, `10m`, `2h`, `1d`.
 pub fn parse_since(text: &str, now_ms: i64) -> Option<i64> {
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+    {
         return Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
@@ -152,13 +188,27 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
         AuditCommand::Runs { limit } => {
             let mut runs = reader.runs().await?;
             runs.truncate(limit.unwrap_or(usize::MAX));
-            if config.json { json_out(&runs)? } else { out(&render::runs(&runs))? }
+            if config.json {
+                json_out(&runs)?
+            } else {
+                out(&render::runs(&runs))?
+            }
         }
         AuditCommand::Show { session } => {
             let detail = show::run_detail(&reader, &session).await?;
-            if config.json { json_out(&detail)? } else { out(&show::render(&detail))? }
+            if config.json {
+                json_out(&detail)?
+            } else {
+                out(&show::render(&detail))?
+            }
         }
-        AuditCommand::Turns { session, agent, turn_type, limit, content } => {
+        AuditCommand::Turns {
+            session,
+            agent,
+            turn_type,
+            limit,
+            content,
+        } => {
             let mut turns = reader.turns(&session, agent.as_deref()).await?;
             if let Some(kind) = turn_type {
                 let want = match kind {
@@ -177,23 +227,44 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
             if config.json {
                 json_out(&turns)?
             } else {
-                let lines: Vec<String> = turns.iter().map(|t| render::turn_line(t, content)).collect();
+                let lines: Vec<String> = turns
+                    .iter()
+                    .map(|t| render::turn_line(t, content))
+                    .collect();
                 out(&format!("{}\n", lines.join("\n")))?
             }
         }
-        AuditCommand::Events { session, agent, kind, since, follow } => {
+        AuditCommand::Events {
+            session,
+            agent,
+            kind,
+            since,
+            follow,
+        } => {
             reader.ensure_run(&session).await?;
             let since_ms = match since {
-                Some(text) => Some(parse_since(&text, now_ms()).ok_or_else(|| Failure::Usage(format!("--since `{text}` is neither RFC 3339 nor an age like 30s, 10m, 2h, 1d")))?),
+                Some(text) => Some(parse_since(&text, now_ms()).ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--since `{text}` is neither RFC 3339 nor an age like 30s, 10m, 2h, 1d"
+                    ))
+                })?),
                 None => None,
             };
-            let mut filter = EventFilter { agent, kind, since_ms, after_seq: 0, limit: Some(5000) };
+            let mut filter = EventFilter {
+                agent,
+                kind,
+                since_ms,
+                after_seq: 0,
+                limit: Some(5000),
+            };
             loop {
                 let rows = reader.events(&session, &filter).await?;
                 let mut text = String::new();
                 for row in &rows {
                     if config.json {
-                        text.push_str(&serde_json::to_string(row).map_err(|e| Failure::Io(e.into()))?);
+                        text.push_str(
+                            &serde_json::to_string(row).map_err(|e| Failure::Io(e.into()))?,
+                        );
                     } else {
                         text.push_str(&render::event_line(row));
                     }
@@ -218,15 +289,29 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
             if config.json {
                 json_out(&report)?
             } else if report.is_ok() {
-                out(&format!("ok: {} runs, {} events, {} files verified\n", report.runs, report.events, report.files))?
+                out(&format!(
+                    "ok: {} runs, {} events, {} files verified\n",
+                    report.runs, report.events, report.files
+                ))?
             } else {
-                out(&format!("FAILED: {} problems\n{}\n", report.problems.len(), report.problems.join("\n")))?
+                out(&format!(
+                    "FAILED: {} problems\n{}\n",
+                    report.problems.len(),
+                    report.problems.join("\n")
+                ))?
             }
-            return Ok(if report.is_ok() { EXIT_OK } else { EXIT_VERIFY_FAILED });
+            return Ok(if report.is_ok() {
+                EXIT_OK
+            } else {
+                EXIT_VERIFY_FAILED
+            });
         }
         AuditCommand::Export { session, format: _ } => {
             reader.ensure_run(&session).await?;
-            let mut filter = EventFilter { limit: Some(5000), ..EventFilter::default() };
+            let mut filter = EventFilter {
+                limit: Some(5000),
+                ..EventFilter::default()
+            };
             loop {
                 let rows = reader.events(&session, &filter).await?;
                 let Some(last) = rows.last() else { break };
@@ -241,7 +326,11 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
         }
         AuditCommand::Ls { path } => {
             let entries = reader.ls(&path).await?;
-            if config.json { json_out(&entries)? } else { out(&render::dir_entries(&entries))? }
+            if config.json {
+                json_out(&entries)?
+            } else {
+                out(&render::dir_entries(&entries))?
+            }
         }
         AuditCommand::Cat { path } => {
             let bytes = reader.cat(&path).await?;
@@ -249,15 +338,26 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
             stdout.write_all(&bytes)?;
             stdout.flush()?;
         }
-        AuditCommand::Memory(cmd) => return memory_command(config, &MemorySource::Store(&reader), &cmd).await,
+        AuditCommand::Memory(cmd) => {
+            return memory_command(config, &MemorySource::Store(&reader), &cmd).await;
+        }
     }
     Ok(EXIT_OK)
 }
 
-async fn memory_command(config: &AuditConfig, source: &MemorySource<'_>, cmd: &MemoryCommand) -> Result<u8, Failure> {
+async fn memory_command(
+    config: &AuditConfig,
+    source: &MemorySource<'_>,
+    cmd: &MemoryCommand,
+) -> Result<u8, Failure> {
     let artifacts = memory::load(source).await?;
     match cmd {
-        MemoryCommand::Inspect { agent, artifact_type, limit, content } => {
+        MemoryCommand::Inspect {
+            agent,
+            artifact_type,
+            limit,
+            content,
+        } => {
             let want = artifact_type.map(|t| match t {
                 ArtifactTypeArg::Plan => "plan",
                 ArtifactTypeArg::FollowUp => "follow-up",
@@ -266,7 +366,11 @@ async fn memory_command(config: &AuditConfig, source: &MemorySource<'_>, cmd: &M
             let mut chosen: Vec<_> = artifacts
                 .into_iter()
                 .rev()
-                .filter(|a| agent.as_deref().is_none_or(|want| a.str_field("agent") == want))
+                .filter(|a| {
+                    agent
+                        .as_deref()
+                        .is_none_or(|want| a.str_field("agent") == want)
+                })
                 .filter(|a| want.is_none_or(|want| a.str_field("type") == want))
                 .take(*limit)
                 .collect();
@@ -282,10 +386,16 @@ async fn memory_command(config: &AuditConfig, source: &MemorySource<'_>, cmd: &M
             if config.json {
                 json_out(&chosen)?
             } else {
-                out(&chosen.iter().map(|a| render::artifact(a, *content)).collect::<String>())?
+                out(&chosen
+                    .iter()
+                    .map(|a| render::artifact(a, *content))
+                    .collect::<String>())?
             }
         }
-        MemoryCommand::Condense { days, min_group_size } => {
+        MemoryCommand::Condense {
+            days,
+            min_group_size,
+        } => {
             let now = now_ms() as u64;
             let cutoff = now.saturating_sub(days * 86_400_000);
             let summaries = memory::plan_condense(&artifacts, cutoff, *min_group_size, now);
@@ -295,7 +405,11 @@ async fn memory_command(config: &AuditConfig, source: &MemorySource<'_>, cmd: &M
             } else if paths.is_empty() {
                 out("nothing to condense\n")?
             } else {
-                out(&format!("appended {} summaries:\n{}\n", paths.len(), paths.join("\n")))?
+                out(&format!(
+                    "appended {} summaries:\n{}\n",
+                    paths.len(),
+                    paths.join("\n")
+                ))?
             }
         }
     }
@@ -309,19 +423,54 @@ mod tests {
 
     fn config(argv: &[&str], env: &[(&str, &str)]) -> AuditConfig {
         let args = AuditArgs::parse_from(argv);
-        resolve(&args, |name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()), Path::new("/nonexistent/proj"))
+        resolve(
+            &args,
+            |name| {
+                env.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            },
+            Path::new("/nonexistent/proj"),
+        )
     }
 
     #[test]
     fn store_location_comes_from_flags_then_env_then_project_root() {
-        assert_eq!(config(&["orch-audit", "runs"], &[]).target, AuditTarget::Local("/nonexistent/proj/.orch/audit.db".into()));
-        assert_eq!(config(&["orch-audit", "runs"], &[("AGENTFS_PATH", "/x.db")]).target, AuditTarget::Local("/x.db".into()));
-        assert_eq!(config(&["orch-audit", "--agentfs-path", "/y.db", "runs"], &[("AGENTFS_PATH", "/x.db")]).target, AuditTarget::Local("/y.db".into()));
         assert_eq!(
-            config(&["orch-audit", "runs", "--audit-url", "http://127.0.0.1:1"], &[("ORCH_AUDIT_TOKEN", "t0k")]).target,
-            AuditTarget::Remote { url: "http://127.0.0.1:1".into(), token: "t0k".into() }
+            config(&["orch-audit", "runs"], &[]).target,
+            AuditTarget::Local("/nonexistent/proj/.orch/audit.db".into())
         );
-        assert_eq!(config(&["orch-audit", "memory", "inspect"], &[("CODEX_MEMORY_DIR", "/m")]).memory_dir, Some(PathBuf::from("/m")));
+        assert_eq!(
+            config(&["orch-audit", "runs"], &[("AGENTFS_PATH", "/x.db")]).target,
+            AuditTarget::Local("/x.db".into())
+        );
+        assert_eq!(
+            config(
+                &["orch-audit", "--agentfs-path", "/y.db", "runs"],
+                &[("AGENTFS_PATH", "/x.db")]
+            )
+            .target,
+            AuditTarget::Local("/y.db".into())
+        );
+        assert_eq!(
+            config(
+                &["orch-audit", "runs", "--audit-url", "http://127.0.0.1:1"],
+                &[("ORCH_AUDIT_TOKEN", "t0k")]
+            )
+            .target,
+            AuditTarget::Remote {
+                url: "http://127.0.0.1:1".into(),
+                token: "t0k".into()
+            }
+        );
+        assert_eq!(
+            config(
+                &["orch-audit", "memory", "inspect"],
+                &[("CODEX_MEMORY_DIR", "/m")]
+            )
+            .memory_dir,
+            Some(PathBuf::from("/m"))
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ struct AppendState {
 
 /// Seconds and nanoseconds since the epoch, as `fs_inode` stores times.
 pub fn now_parts() -> (i64, i64) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs() as i64, i64::from(d.subsec_nanos()))
 }
 
@@ -53,11 +55,21 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 
 pub async fn lookup(conn: &Connection, parent: i64, name: &str) -> Result<Option<i64>, AuditError> {
     let mut rows = conn
-        .query("SELECT ino FROM fs_dentry WHERE parent_ino = ?1 AND name = ?2", (parent, name))
+        .query(
+            "SELECT ino FROM fs_dentry WHERE parent_ino = ?1 AND name = ?2",
+            (parent, name),
+        )
         .await
         .map_err(AuditError::sql("look up a path"))?;
-    match rows.next().await.map_err(AuditError::sql("look up a path"))? {
-        Some(row) => Ok(Some(row.get::<i64>(0).map_err(AuditError::sql("look up a path"))?)),
+    match rows
+        .next()
+        .await
+        .map_err(AuditError::sql("look up a path"))?
+    {
+        Some(row) => Ok(Some(
+            row.get::<i64>(0)
+                .map_err(AuditError::sql("look up a path"))?,
+        )),
         None => Ok(None),
     }
 }
@@ -110,7 +122,11 @@ impl FsWriter {
                     .query("SELECT COALESCE(MAX(ino), 1) FROM fs_inode", ())
                     .await
                     .map_err(AuditError::sql("allocate an inode"))?;
-                let max: i64 = match rows.next().await.map_err(AuditError::sql("allocate an inode"))? {
+                let max: i64 = match rows
+                    .next()
+                    .await
+                    .map_err(AuditError::sql("allocate an inode"))?
+                {
                     Some(row) => row.get(0).map_err(AuditError::sql("allocate an inode"))?,
                     None => ROOT_INO,
                 };
@@ -121,7 +137,14 @@ impl FsWriter {
         Ok(next)
     }
 
-    async fn new_inode(&mut self, conn: &Connection, parent: i64, name: &str, mode: i64, size: i64) -> Result<i64, AuditError> {
+    async fn new_inode(
+        &mut self,
+        conn: &Connection,
+        parent: i64,
+        name: &str,
+        mode: i64,
+        size: i64,
+    ) -> Result<i64, AuditError> {
         let ino = self.alloc_ino(conn).await?;
         let (secs, nsec) = now_parts();
         conn.execute(
@@ -131,9 +154,12 @@ impl FsWriter {
         )
         .await
         .map_err(AuditError::sql("create an inode"))?;
-        conn.execute("INSERT INTO fs_dentry (name, parent_ino, ino) VALUES (?1, ?2, ?3)", (name, parent, ino))
-            .await
-            .map_err(AuditError::sql("create a directory entry"))?;
+        conn.execute(
+            "INSERT INTO fs_dentry (name, parent_ino, ino) VALUES (?1, ?2, ?3)",
+            (name, parent, ino),
+        )
+        .await
+        .map_err(AuditError::sql("create a directory entry"))?;
         Ok(ino)
     }
 
@@ -164,14 +190,29 @@ impl FsWriter {
     }
 
     /// Writes a new file once. Never replaces an existing one (history is append-only).
-    pub async fn create_file(&mut self, conn: &Connection, path: &str, content: &[u8]) -> Result<i64, AuditError> {
-        let (parent_path, name) = split_path(path).ok_or_else(|| AuditError::Malformed { detail: format!("bad path `{path}`") })?;
+    pub async fn create_file(
+        &mut self,
+        conn: &Connection,
+        path: &str,
+        content: &[u8],
+    ) -> Result<i64, AuditError> {
+        let (parent_path, name) = split_path(path).ok_or_else(|| AuditError::Malformed {
+            detail: format!("bad path `{path}`"),
+        })?;
         let parent = self.ensure_dir(conn, parent_path).await?;
         if lookup(conn, parent, name).await?.is_some() {
-            return Err(AuditError::Malformed { detail: format!("`{path}` already exists and history is never rewritten") });
+            return Err(AuditError::Malformed {
+                detail: format!("`{path}` already exists and history is never rewritten"),
+            });
         }
-        let ino = self.new_inode(conn, parent, name, FILE_MODE, content.len() as i64).await?;
-        let chunks: Vec<(i64, &[u8])> = content.chunks(CHUNK_SIZE).enumerate().map(|(i, c)| (i as i64, c)).collect();
+        let ino = self
+            .new_inode(conn, parent, name, FILE_MODE, content.len() as i64)
+            .await?;
+        let chunks: Vec<(i64, &[u8])> = content
+            .chunks(CHUNK_SIZE)
+            .enumerate()
+            .map(|(i, c)| (i as i64, c))
+            .collect();
         insert_chunks(conn, ino, &chunks).await?;
         Ok(ino)
     }
@@ -181,24 +222,40 @@ impl FsWriter {
         match self.pending_index.get(path) {
             Some(i) => self.pending[*i].1.extend_from_slice(bytes),
             None => {
-                self.pending_index.insert(path.to_owned(), self.pending.len());
+                self.pending_index
+                    .insert(path.to_owned(), self.pending.len());
                 self.pending.push((path.to_owned(), bytes.to_vec()));
             }
         }
     }
 
-    async fn load_append(&mut self, conn: &Connection, path: &str) -> Result<AppendState, AuditError> {
-        let (parent_path, name) = split_path(path).ok_or_else(|| AuditError::Malformed { detail: format!("bad path `{path}`") })?;
+    async fn load_append(
+        &mut self,
+        conn: &Connection,
+        path: &str,
+    ) -> Result<AppendState, AuditError> {
+        let (parent_path, name) = split_path(path).ok_or_else(|| AuditError::Malformed {
+            detail: format!("bad path `{path}`"),
+        })?;
         let parent = self.ensure_dir(conn, parent_path).await?;
         let Some(ino) = lookup(conn, parent, name).await? else {
             let ino = self.new_inode(conn, parent, name, FILE_MODE, 0).await?;
-            return Ok(AppendState { ino, size: 0, tail_index: 0, tail: Vec::new() });
+            return Ok(AppendState {
+                ino,
+                size: 0,
+                tail_index: 0,
+                tail: Vec::new(),
+            });
         };
         let mut rows = conn
             .query("SELECT size FROM fs_inode WHERE ino = ?1", [ino])
             .await
             .map_err(AuditError::sql("read a file size"))?;
-        let size: i64 = match rows.next().await.map_err(AuditError::sql("read a file size"))? {
+        let size: i64 = match rows
+            .next()
+            .await
+            .map_err(AuditError::sql("read a file size"))?
+        {
             Some(row) => row.get(0).map_err(AuditError::sql("read a file size"))?,
             None => 0,
         };
@@ -206,14 +263,28 @@ impl FsWriter {
         let mut tail = Vec::new();
         if size % CHUNK_SIZE as i64 != 0 {
             let mut rows = conn
-                .query("SELECT data FROM fs_data WHERE ino = ?1 AND chunk_index = ?2", (ino, tail_index))
+                .query(
+                    "SELECT data FROM fs_data WHERE ino = ?1 AND chunk_index = ?2",
+                    (ino, tail_index),
+                )
                 .await
                 .map_err(AuditError::sql("read the last chunk of a file"))?;
-            if let Some(row) = rows.next().await.map_err(AuditError::sql("read the last chunk of a file"))? {
-                tail = row.get::<Vec<u8>>(0).map_err(AuditError::sql("read the last chunk of a file"))?;
+            if let Some(row) = rows
+                .next()
+                .await
+                .map_err(AuditError::sql("read the last chunk of a file"))?
+            {
+                tail = row
+                    .get::<Vec<u8>>(0)
+                    .map_err(AuditError::sql("read the last chunk of a file"))?;
             }
         }
-        Ok(AppendState { ino, size, tail_index, tail })
+        Ok(AppendState {
+            ino,
+            size,
+            tail_index,
+            tail,
+        })
     }
 
     /// Writes every queued append: rewrites at most the last partial chunk of each file,
@@ -252,9 +323,14 @@ impl FsWriter {
 }
 
 /// Inserts (or, for a file's last partial chunk, replaces) chunks with multi-row inserts.
-async fn insert_chunks(conn: &Connection, ino: i64, chunks: &[(i64, &[u8])]) -> Result<(), AuditError> {
+async fn insert_chunks(
+    conn: &Connection,
+    ino: i64,
+    chunks: &[(i64, &[u8])],
+) -> Result<(), AuditError> {
     for group in chunks.chunks(CHUNK_ROWS_PER_STATEMENT) {
-        let mut sql = String::from("INSERT OR REPLACE INTO fs_data (ino, chunk_index, data) VALUES ");
+        let mut sql =
+            String::from("INSERT OR REPLACE INTO fs_data (ino, chunk_index, data) VALUES ");
         let mut values = Vec::with_capacity(group.len() * 3);
         for (i, (index, data)) in group.iter().enumerate() {
             if i > 0 {

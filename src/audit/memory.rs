@@ -37,7 +37,10 @@ impl Artifact {
     }
 
     pub fn created_at_ms(&self) -> u64 {
-        self.document.get("created_at_ms").and_then(Value::as_u64).unwrap_or(0)
+        self.document
+            .get("created_at_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
     }
 
     pub fn is_summary(&self) -> bool {
@@ -55,7 +58,10 @@ pub async fn load(source: &MemorySource<'_>) -> Result<Vec<Artifact>, AuditError
                 Err(AuditError::UnknownPath { .. }) => return Ok(out),
                 Err(err) => return Err(err),
             };
-            for entry in entries.into_iter().filter(|e| !e.is_dir && e.name.ends_with(".json")) {
+            for entry in entries
+                .into_iter()
+                .filter(|e| !e.is_dir && e.name.ends_with(".json"))
+            {
                 let path = format!("{ARTIFACTS_DIR}/{}", entry.name);
                 let bytes = reader.cat(&path).await?;
                 if let Ok(document) = serde_json::from_slice(&bytes) {
@@ -64,18 +70,28 @@ pub async fn load(source: &MemorySource<'_>) -> Result<Vec<Artifact>, AuditError
             }
         }
         MemorySource::Dir(dir) => {
-            let read = |source| AuditError::MemoryDir { path: dir.clone(), source };
+            let read = |source| AuditError::MemoryDir {
+                path: dir.clone(),
+                source,
+            };
             let entries = match std::fs::read_dir(dir) {
                 Ok(entries) => entries,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(out),
                 Err(err) => return Err(read(err)),
             };
-            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+            let mut names: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
             names.sort();
             for path in names {
                 let bytes = std::fs::read(&path).map_err(read)?;
                 if let Ok(document) = serde_json::from_slice(&bytes) {
-                    out.push(Artifact { path: path.display().to_string(), document });
+                    out.push(Artifact {
+                        path: path.display().to_string(),
+                        document,
+                    });
                 }
             }
         }
@@ -86,7 +102,12 @@ pub async fn load(source: &MemorySource<'_>) -> Result<Vec<Artifact>, AuditError
 
 /// The summaries `condense` would append: groups of at least `min_group_size` turn
 /// artifacts older than `cutoff_ms`, by agent and type, not covered by a summary yet.
-pub fn plan_condense(artifacts: &[Artifact], cutoff_ms: u64, min_group_size: usize, now_ms: u64) -> Vec<Value> {
+pub fn plan_condense(
+    artifacts: &[Artifact],
+    cutoff_ms: u64,
+    min_group_size: usize,
+    now_ms: u64,
+) -> Vec<Value> {
     let covered: HashSet<&str> = artifacts
         .iter()
         .filter(|a| a.is_summary())
@@ -96,10 +117,16 @@ pub fn plan_condense(artifacts: &[Artifact], cutoff_ms: u64, min_group_size: usi
         .collect();
     let mut groups: BTreeMap<(String, String), Vec<&Artifact>> = BTreeMap::new();
     for artifact in artifacts {
-        if artifact.is_summary() || artifact.created_at_ms() >= cutoff_ms || covered.contains(artifact.path.as_str()) {
+        if artifact.is_summary()
+            || artifact.created_at_ms() >= cutoff_ms
+            || covered.contains(artifact.path.as_str())
+        {
             continue;
         }
-        let key = (artifact.str_field("agent").to_owned(), artifact.str_field("type").to_owned());
+        let key = (
+            artifact.str_field("agent").to_owned(),
+            artifact.str_field("type").to_owned(),
+        );
         groups.entry(key).or_default().push(artifact);
     }
     groups
@@ -114,16 +141,43 @@ fn summary_document(agent: &str, kind: &str, members: &[&Artifact], now_ms: u64)
     let mut usage = [0u64; 4];
     let mut points = Vec::new();
     for member in members {
-        for tag in member.document.get("tags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+        for tag in member
+            .document
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             if !tags.iter().any(|t| t == tag) {
                 tags.push(tag.to_owned());
             }
         }
-        for (slot, key) in usage.iter_mut().zip(["input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens"]) {
-            *slot += member.document.get("usage").and_then(|u| u.get(key)).and_then(Value::as_u64).unwrap_or(0);
+        for (slot, key) in usage.iter_mut().zip([
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens",
+            "reasoning_output_tokens",
+        ]) {
+            *slot += member
+                .document
+                .get("usage")
+                .and_then(|u| u.get(key))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
         }
-        let first_line = member.str_field("response").lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        points.push(format!("{} ({}): {}", member.str_field("session"), artifact_stamp(member.created_at_ms()), truncate(first_line, 160)));
+        let first_line = member
+            .str_field("response")
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        points.push(format!(
+            "{} ({}): {}",
+            member.str_field("session"),
+            artifact_stamp(member.created_at_ms()),
+            truncate(first_line, 160)
+        ));
     }
     json!({
         "kind": "summary",
@@ -149,18 +203,36 @@ pub fn truncate(text: &str, max: usize) -> String {
 }
 
 fn summary_name(document: &Value, index: usize) -> String {
-    let now = document.get("created_at_ms").and_then(Value::as_u64).unwrap_or(0);
-    let agent = document.get("agent").and_then(Value::as_str).unwrap_or("agent");
-    let kind = document.get("summarizes_type").and_then(Value::as_str).unwrap_or("turns");
-    format!("{}__summary-{agent}-{kind}-{index}.json", artifact_stamp(now))
+    let now = document
+        .get("created_at_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let agent = document
+        .get("agent")
+        .and_then(Value::as_str)
+        .unwrap_or("agent");
+    let kind = document
+        .get("summarizes_type")
+        .and_then(Value::as_str)
+        .unwrap_or("turns");
+    format!(
+        "{}__summary-{agent}-{kind}-{index}.json",
+        artifact_stamp(now)
+    )
 }
 
 /// Appends summaries; returns their paths. Never removes or rewrites an artifact.
-pub async fn append_summaries(source: &MemorySource<'_>, summaries: &[Value]) -> Result<Vec<String>, AuditError> {
+pub async fn append_summaries(
+    source: &MemorySource<'_>,
+    summaries: &[Value],
+) -> Result<Vec<String>, AuditError> {
     let mut paths = Vec::new();
     match source {
         MemorySource::Dir(dir) => {
-            let err = |source| AuditError::MemoryDir { path: dir.clone(), source };
+            let err = |source| AuditError::MemoryDir {
+                path: dir.clone(),
+                source,
+            };
             std::fs::create_dir_all(dir).map_err(err)?;
             for (i, summary) in summaries.iter().enumerate() {
                 let path = dir.join(summary_name(summary, i));
@@ -170,10 +242,14 @@ pub async fn append_summaries(source: &MemorySource<'_>, summaries: &[Value]) ->
         }
         MemorySource::Store(reader) => {
             let conn = reader.conn();
-            conn.execute("BEGIN IMMEDIATE", ()).await.map_err(AuditError::sql("begin a transaction"))?;
+            conn.execute("BEGIN IMMEDIATE", ())
+                .await
+                .map_err(AuditError::sql("begin a transaction"))?;
             match append_in_store(conn, summaries, &mut paths).await {
                 Ok(()) => {
-                    conn.execute("COMMIT", ()).await.map_err(AuditError::sql("commit summaries"))?;
+                    conn.execute("COMMIT", ())
+                        .await
+                        .map_err(AuditError::sql("commit summaries"))?;
                 }
                 Err(err) => {
                     let _ = conn.execute("ROLLBACK", ()).await;
@@ -187,14 +263,24 @@ pub async fn append_summaries(source: &MemorySource<'_>, summaries: &[Value]) ->
 
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     file.write_all(bytes)
 }
 
-async fn append_in_store(conn: &Connection, summaries: &[Value], paths: &mut Vec<String>) -> Result<(), AuditError> {
-    let last = collect(conn, "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1", vec![MEMORY_RUN.into()], |r| {
-        Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?))
-    })
+async fn append_in_store(
+    conn: &Connection,
+    summaries: &[Value],
+    paths: &mut Vec<String>,
+) -> Result<(), AuditError> {
+    let last = collect(
+        conn,
+        "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+        vec![MEMORY_RUN.into()],
+        |r| Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?)),
+    )
     .await?;
     let (mut seq, mut prev) = last.into_iter().next().unwrap_or((0, files_genesis()));
     let mut fs = FsWriter::default();
@@ -231,13 +317,24 @@ mod tests {
 
     #[test]
     fn condense_groups_old_artifacts_and_skips_covered_ones() {
-        let artifacts = vec![turn("/a1", "planner", 10), turn("/a2", "planner", 20), turn("/b1", "builder", 10), turn("/a3", "planner", 5_000)];
+        let artifacts = vec![
+            turn("/a1", "planner", 10),
+            turn("/a2", "planner", 20),
+            turn("/b1", "builder", 10),
+            turn("/a3", "planner", 5_000),
+        ];
         let plan = plan_condense(&artifacts, 1_000, 2, 9_999);
         assert_eq!(plan.len(), 1, "builder has one old artifact, a3 is too new");
         assert_eq!(plan[0]["relatedArtifacts"], json!(["/a1", "/a2"]));
         assert_eq!(plan[0]["usage"]["input_tokens"], 10);
         let mut with_summary = artifacts.clone();
-        with_summary.push(Artifact { path: "/s".into(), document: plan[0].clone() });
-        assert!(plan_condense(&with_summary, 1_000, 2, 9_999).is_empty(), "condense is idempotent");
+        with_summary.push(Artifact {
+            path: "/s".into(),
+            document: plan[0].clone(),
+        });
+        assert!(
+            plan_condense(&with_summary, 1_000, 2, 9_999).is_empty(),
+            "condense is idempotent"
+        );
     }
 }

@@ -88,7 +88,9 @@ impl Column for String {
 
 pub(crate) fn get<T: Column>(row: &Row, idx: i32) -> Result<T, AuditError> {
     let value = row.get_value(idx).map_err(AuditError::sql("read a row"))?;
-    T::from_value(value).ok_or_else(|| AuditError::Malformed { detail: format!("column {idx} has an unexpected type") })
+    T::from_value(value).ok_or_else(|| AuditError::Malformed {
+        detail: format!("column {idx} has an unexpected type"),
+    })
 }
 
 pub(crate) fn opt_text(row: &Row, idx: i32) -> Result<Option<String>, AuditError> {
@@ -112,7 +114,10 @@ pub(crate) async fn collect<T>(
     params: Vec<Value>,
     mut map: impl FnMut(&Row) -> Result<T, AuditError>,
 ) -> Result<Vec<T>, AuditError> {
-    let mut rows = conn.query(sql, params_from_iter(params)).await.map_err(AuditError::sql("query"))?;
+    let mut rows = conn
+        .query(sql, params_from_iter(params))
+        .await
+        .map_err(AuditError::sql("query"))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().await.map_err(AuditError::sql("read rows"))? {
         out.push(map(&row)?);
@@ -122,7 +127,9 @@ pub(crate) async fn collect<T>(
 
 impl AuditReader {
     pub async fn open(target: &AuditTarget) -> Result<AuditReader, AuditError> {
-        Ok(AuditReader { store: open_existing(target).await? })
+        Ok(AuditReader {
+            store: open_existing(target).await?,
+        })
     }
 
     pub fn conn(&self) -> &Connection {
@@ -131,7 +138,13 @@ impl AuditReader {
 
     /// Every run, newest first.
     pub async fn runs(&self) -> Result<Vec<RunSummary>, AuditError> {
-        let sessions = collect(self.conn(), "SELECT session FROM runs ORDER BY started_at_ms DESC, session DESC", vec![], |r| get::<String>(r, 0)).await?;
+        let sessions = collect(
+            self.conn(),
+            "SELECT session FROM runs ORDER BY started_at_ms DESC, session DESC",
+            vec![],
+            |r| get::<String>(r, 0),
+        )
+        .await?;
         let mut out = Vec::with_capacity(sessions.len());
         for session in sessions {
             out.push(self.run(&session).await?);
@@ -141,12 +154,23 @@ impl AuditReader {
 
     pub async fn run(&self, session: &str) -> Result<RunSummary, AuditError> {
         let s = || vec![Value::Text(session.to_owned())];
-        let base = collect(self.conn(), "SELECT started_at_ms, backend, prompt FROM runs WHERE session = ?1", s(), |r| {
-            Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?, get::<String>(r, 2)?))
-        })
+        let base = collect(
+            self.conn(),
+            "SELECT started_at_ms, backend, prompt FROM runs WHERE session = ?1",
+            s(),
+            |r| {
+                Ok((
+                    get::<i64>(r, 0)?,
+                    get::<String>(r, 1)?,
+                    get::<String>(r, 2)?,
+                ))
+            },
+        )
         .await?;
         let Some((started_at_ms, backend, prompt)) = base.into_iter().next() else {
-            return Err(AuditError::UnknownSession { session: session.to_owned() });
+            return Err(AuditError::UnknownSession {
+                session: session.to_owned(),
+            });
         };
         let last = collect(
             self.conn(),
@@ -156,14 +180,22 @@ impl AuditReader {
         )
         .await?;
         let status = match last.first() {
-            Some((kind, payload)) if kind == "run_finished" => serde_json::from_str::<serde_json::Value>(payload)
-                .ok()
-                .and_then(|v| v["status"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| "finished".into()),
+            Some((kind, payload)) if kind == "run_finished" => {
+                serde_json::from_str::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| v["status"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "finished".into())
+            }
             Some((kind, _)) if kind == "run_paused" => "paused".into(),
             _ => "running".into(),
         };
-        let agents = collect(self.conn(), "SELECT COUNT(DISTINCT agent) FROM events WHERE run = ?1 AND kind = 'agent_started'", s(), |r| get::<i64>(r, 0)).await?;
+        let agents = collect(
+            self.conn(),
+            "SELECT COUNT(DISTINCT agent) FROM events WHERE run = ?1 AND kind = 'agent_started'",
+            s(),
+            |r| get::<i64>(r, 0),
+        )
+        .await?;
         let tokens = collect(
             self.conn(),
             "SELECT COALESCE(SUM(json_extract(payload, '$.usage.input_tokens')), 0), COALESCE(SUM(json_extract(payload, '$.usage.output_tokens')), 0) \
@@ -172,7 +204,13 @@ impl AuditReader {
             |r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?)),
         )
         .await?;
-        let events = collect(self.conn(), "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1", s(), |r| get::<i64>(r, 0)).await?;
+        let events = collect(
+            self.conn(),
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1",
+            s(),
+            |r| get::<i64>(r, 0),
+        )
+        .await?;
         let (input_tokens, output_tokens) = tokens.first().copied().unwrap_or((0, 0));
         Ok(RunSummary {
             session: session.to_owned(),
@@ -188,9 +226,18 @@ impl AuditReader {
     }
 
     /// Events of a run in order, filtered.
-    pub async fn events(&self, session: &str, filter: &EventFilter) -> Result<Vec<EventRow>, AuditError> {
-        let mut sql = String::from("SELECT seq, ts, agent, turn, kind, payload, hash FROM events WHERE run = ?1 AND seq > ?2");
-        let mut params = vec![Value::Text(session.to_owned()), Value::Integer(filter.after_seq)];
+    pub async fn events(
+        &self,
+        session: &str,
+        filter: &EventFilter,
+    ) -> Result<Vec<EventRow>, AuditError> {
+        let mut sql = String::from(
+            "SELECT seq, ts, agent, turn, kind, payload, hash FROM events WHERE run = ?1 AND seq > ?2",
+        );
+        let mut params = vec![
+            Value::Text(session.to_owned()),
+            Value::Integer(filter.after_seq),
+        ];
         if let Some(agent) = &filter.agent {
             params.push(Value::Text(agent.clone()));
             sql.push_str(&format!(" AND agent = ?{}", params.len()));
@@ -215,7 +262,8 @@ impl AuditReader {
                 agent: opt_text(r, 2)?,
                 turn: opt_int(r, 3)?,
                 kind: get(r, 4)?,
-                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+                payload: serde_json::from_str(&payload)
+                    .unwrap_or(serde_json::Value::String(payload)),
                 hash: get(r, 6)?,
             })
         })
@@ -223,9 +271,17 @@ impl AuditReader {
     }
 
     /// The finished turns of a run, in order.
-    pub async fn turns(&self, session: &str, agent: Option<&str>) -> Result<Vec<TurnRecord>, AuditError> {
+    pub async fn turns(
+        &self,
+        session: &str,
+        agent: Option<&str>,
+    ) -> Result<Vec<TurnRecord>, AuditError> {
         self.ensure_run(session).await?;
-        let filter = EventFilter { agent: agent.map(str::to_owned), kind: Some("turn_finished".into()), ..EventFilter::default() };
+        let filter = EventFilter {
+            agent: agent.map(str::to_owned),
+            kind: Some("turn_finished".into()),
+            ..EventFilter::default()
+        };
         Ok(self
             .events(session, &filter)
             .await?
@@ -235,16 +291,28 @@ impl AuditReader {
     }
 
     pub async fn ensure_run(&self, session: &str) -> Result<(), AuditError> {
-        let found = collect(self.conn(), "SELECT 1 FROM runs WHERE session = ?1", vec![Value::Text(session.to_owned())], |_| Ok(())).await?;
+        let found = collect(
+            self.conn(),
+            "SELECT 1 FROM runs WHERE session = ?1",
+            vec![Value::Text(session.to_owned())],
+            |_| Ok(()),
+        )
+        .await?;
         if found.is_empty() {
-            return Err(AuditError::UnknownSession { session: session.to_owned() });
+            return Err(AuditError::UnknownSession {
+                session: session.to_owned(),
+            });
         }
         Ok(())
     }
 
     /// Entries of an AgentFS directory, sorted by name.
     pub async fn ls(&self, path: &str) -> Result<Vec<DirEntry>, AuditError> {
-        let ino = resolve(self.conn(), path).await?.ok_or_else(|| AuditError::UnknownPath { path: path.to_owned() })?;
+        let ino = resolve(self.conn(), path)
+            .await?
+            .ok_or_else(|| AuditError::UnknownPath {
+                path: path.to_owned(),
+            })?;
         let entries = collect(
             self.conn(),
             "SELECT d.name, d.ino, i.mode, i.size, i.mtime FROM fs_dentry d JOIN fs_inode i ON i.ino = d.ino WHERE d.parent_ino = ?1 ORDER BY d.name",
@@ -262,9 +330,20 @@ impl AuditReader {
         .await?;
         if entries.is_empty() && !self.is_dir(ino).await? {
             let name = path.rsplit('/').next().unwrap_or(path);
-            let file = collect(self.conn(), "SELECT size, mtime FROM fs_inode WHERE ino = ?1", vec![Value::Integer(ino)], |r| {
-                Ok(DirEntry { name: name.to_owned(), ino, is_dir: false, size: get(r, 0)?, mtime: get(r, 1)? })
-            })
+            let file = collect(
+                self.conn(),
+                "SELECT size, mtime FROM fs_inode WHERE ino = ?1",
+                vec![Value::Integer(ino)],
+                |r| {
+                    Ok(DirEntry {
+                        name: name.to_owned(),
+                        ino,
+                        is_dir: false,
+                        size: get(r, 0)?,
+                        mtime: get(r, 1)?,
+                    })
+                },
+            )
             .await?;
             return Ok(file);
         }
@@ -272,15 +351,27 @@ impl AuditReader {
     }
 
     async fn is_dir(&self, ino: i64) -> Result<bool, AuditError> {
-        let mode = collect(self.conn(), "SELECT mode FROM fs_inode WHERE ino = ?1", vec![Value::Integer(ino)], |r| get::<i64>(r, 0)).await?;
+        let mode = collect(
+            self.conn(),
+            "SELECT mode FROM fs_inode WHERE ino = ?1",
+            vec![Value::Integer(ino)],
+            |r| get::<i64>(r, 0),
+        )
+        .await?;
         Ok(mode.first().is_some_and(|m| m & S_IFMT == S_IFDIR))
     }
 
     /// The bytes of an AgentFS file.
     pub async fn cat(&self, path: &str) -> Result<Vec<u8>, AuditError> {
-        let ino = resolve(self.conn(), path).await?.ok_or_else(|| AuditError::UnknownPath { path: path.to_owned() })?;
+        let ino = resolve(self.conn(), path)
+            .await?
+            .ok_or_else(|| AuditError::UnknownPath {
+                path: path.to_owned(),
+            })?;
         if self.is_dir(ino).await? {
-            return Err(AuditError::IsDirectory { path: path.to_owned() });
+            return Err(AuditError::IsDirectory {
+                path: path.to_owned(),
+            });
         }
         read_inode(self.conn(), ino).await
     }
@@ -288,13 +379,16 @@ impl AuditReader {
 
 /// Concatenates the chunks of a file.
 pub async fn read_inode(conn: &Connection, ino: i64) -> Result<Vec<u8>, AuditError> {
-    let chunks = collect(conn, "SELECT data FROM fs_data WHERE ino = ?1 ORDER BY chunk_index", vec![Value::Integer(ino)], |r| {
-        match r.get_value(0).map_err(AuditError::sql("read a chunk"))? {
+    let chunks = collect(
+        conn,
+        "SELECT data FROM fs_data WHERE ino = ?1 ORDER BY chunk_index",
+        vec![Value::Integer(ino)],
+        |r| match r.get_value(0).map_err(AuditError::sql("read a chunk"))? {
             Value::Blob(bytes) => Ok(bytes),
             Value::Text(text) => Ok(text.into_bytes()),
             _ => Ok(Vec::new()),
-        }
-    })
+        },
+    )
     .await?;
     Ok(chunks.concat())
 }

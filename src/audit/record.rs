@@ -7,7 +7,12 @@ use crate::events::event::{InterruptSummary, TurnRecord};
 
 /// `/runs/<session>/agents/<agent>/<NNN>-<plan|follow-up>.json`.
 pub fn turn_path(session: &str, record: &TurnRecord) -> String {
-    format!("/runs/{session}/agents/{}/{:03}-{}.json", record.agent, record.turn, record.kind.as_str())
+    format!(
+        "/runs/{session}/agents/{}/{:03}-{}.json",
+        record.agent,
+        record.turn,
+        record.kind.as_str()
+    )
 }
 
 /// `/runs/<session>/interrupt-<n>.json`.

@@ -25,11 +25,18 @@ pub fn time_of(ms: i64) -> String {
 }
 
 pub fn duration(ms: u64) -> String {
-    if ms < 1000 { format!("{ms}ms") } else { format!("{:.1}s", ms as f64 / 1000.0) }
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
 }
 
 pub fn runs(runs: &[RunSummary]) -> String {
-    let mut out = format!("{:<28} {:<21} {:<10} {:>6} {:>12} {:>12} {:>8}\n", "SESSION", "STARTED", "STATUS", "AGENTS", "IN TOKENS", "OUT TOKENS", "EVENTS");
+    let mut out = format!(
+        "{:<28} {:<21} {:<10} {:>6} {:>12} {:>12} {:>8}\n",
+        "SESSION", "STARTED", "STATUS", "AGENTS", "IN TOKENS", "OUT TOKENS", "EVENTS"
+    );
     for r in runs {
         let _ = writeln!(
             out,
@@ -59,9 +66,17 @@ pub fn turn_line(t: &TurnRecord, content: bool) -> String {
         t.backend
     );
     if content {
-        let _ = write!(line, "\n--- prompt ---\n{}\n--- response ---\n{}\n", t.prompt, t.response);
+        let _ = write!(
+            line,
+            "\n--- prompt ---\n{}\n--- response ---\n{}\n",
+            t.prompt, t.response
+        );
     } else if !t.response.is_empty() {
-        let first = t.response.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let first = t
+            .response
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         let _ = write!(line, "\n    {}", truncate(first.trim(), 100));
     }
     line
@@ -73,7 +88,14 @@ pub fn event_line(e: &EventRow) -> String {
         (Some(agent), None) => agent.clone(),
         _ => "-".into(),
     };
-    format!("{:>6} {} {:<24} {:<16} {}", e.seq, time_of(e.ts_ms), who, e.kind, summary(&e.payload))
+    format!(
+        "{:>6} {} {:<24} {:<16} {}",
+        e.seq,
+        time_of(e.ts_ms),
+        who,
+        e.kind,
+        summary(&e.payload)
+    )
 }
 
 /// The most telling field of a payload, on one line.
@@ -88,13 +110,27 @@ fn summary(payload: &Value) -> String {
 pub fn dir_entries(entries: &[DirEntry]) -> String {
     let mut out = String::new();
     for e in entries {
-        let _ = writeln!(out, "{} {:>10} {}{}", if e.is_dir { "d" } else { "-" }, e.size, e.name, if e.is_dir { "/" } else { "" });
+        let _ = writeln!(
+            out,
+            "{} {:>10} {}{}",
+            if e.is_dir { "d" } else { "-" },
+            e.size,
+            e.name,
+            if e.is_dir { "/" } else { "" }
+        );
     }
     out
 }
 
 pub fn artifact(a: &Artifact, content: bool) -> String {
-    let tags: Vec<&str> = a.document.get("tags").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let tags: Vec<&str> = a
+        .document
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let mut out = format!(
         "{}  {} {} [{}]\n  {}",
         time_of(a.created_at_ms() as i64),
@@ -104,7 +140,14 @@ pub fn artifact(a: &Artifact, content: bool) -> String {
         a.path
     );
     if a.is_summary() {
-        let _ = write!(out, "\n  summarizes {} artifacts", a.document.get("relatedArtifacts").and_then(Value::as_array).map_or(0, Vec::len));
+        let _ = write!(
+            out,
+            "\n  summarizes {} artifacts",
+            a.document
+                .get("relatedArtifacts")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        );
     }
     if content {
         for key in ["prompt", "response", "summary"] {

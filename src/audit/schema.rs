@@ -149,7 +149,13 @@ fn opt_field(hasher: &mut Sha256, value: Option<&[u8]>) {
 }
 
 /// The hash of a `runs` row; it is also where the run's event chain starts.
-pub fn run_hash(session: &str, started_at_ms: i64, prompt: &str, backend: &str, project_root: &str) -> String {
+pub fn run_hash(
+    session: &str,
+    started_at_ms: i64,
+    prompt: &str,
+    backend: &str,
+    project_root: &str,
+) -> String {
     let mut h = Sha256::new();
     h.update(b"orch-audit run v1");
     field(&mut h, session.as_bytes());
@@ -179,7 +185,13 @@ pub fn event_hash(prev: &str, row: &EventRowRef<'_>) -> String {
     field(&mut h, row.run.as_bytes());
     field(&mut h, &row.seq.to_le_bytes());
     opt_field(&mut h, row.agent.map(str::as_bytes));
-    opt_field(&mut h, row.turn.map(i64::to_le_bytes).as_ref().map(|b| b.as_slice()));
+    opt_field(
+        &mut h,
+        row.turn
+            .map(i64::to_le_bytes)
+            .as_ref()
+            .map(|b| b.as_slice()),
+    );
     field(&mut h, &row.ts.to_le_bytes());
     field(&mut h, row.kind.as_bytes());
     field(&mut h, row.payload.as_bytes());
@@ -200,7 +212,14 @@ pub fn file_hash(prev: &str, run: &str, seq: i64, path: &str, size: i64, sha256:
 
 /// The line an event gets in its `/runs/<session>/events/<agent>.jsonl` file. Built
 /// from the stored row's text, so `verify` can rebuild every file byte for byte.
-pub fn event_line(seq: i64, ts: i64, agent: Option<&str>, turn: Option<i64>, kind: &str, payload: &str) -> String {
+pub fn event_line(
+    seq: i64,
+    ts: i64,
+    agent: Option<&str>,
+    turn: Option<i64>,
+    kind: &str,
+    payload: &str,
+) -> String {
     let agent = agent.map_or_else(|| "null".to_owned(), json_string);
     let turn = turn.map_or_else(|| "null".to_owned(), |t| t.to_string());
     format!(
@@ -228,12 +247,29 @@ mod tests {
 
     #[test]
     fn event_hash_covers_every_field_and_the_previous_hash() {
-        let row = EventRowRef { run: "r", seq: 1, agent: Some("a"), turn: Some(1), ts: 5, kind: "message", payload: "{}" };
+        let row = EventRowRef {
+            run: "r",
+            seq: 1,
+            agent: Some("a"),
+            turn: Some(1),
+            ts: 5,
+            kind: "message",
+            payload: "{}",
+        };
         let base = event_hash("p", &row);
         assert_ne!(base, event_hash("q", &row));
         assert_ne!(base, event_hash("p", &EventRowRef { agent: None, ..row }));
         assert_ne!(base, event_hash("p", &EventRowRef { turn: None, ..row }));
-        assert_ne!(base, event_hash("p", &EventRowRef { payload: "{ }", ..row }));
+        assert_ne!(
+            base,
+            event_hash(
+                "p",
+                &EventRowRef {
+                    payload: "{ }",
+                    ..row
+                }
+            )
+        );
         assert_eq!(base, event_hash("p", &row));
     }
 
@@ -243,6 +279,9 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(value["payload"]["text"], "hi");
         assert_eq!(value["turn"], serde_json::Value::Null);
-        assert_eq!(events_file("s", Some("../x")), "/runs/s/events/timeline.jsonl");
+        assert_eq!(
+            events_file("s", Some("../x")),
+            "/runs/s/events/timeline.jsonl"
+        );
     }
 }

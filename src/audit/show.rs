@@ -52,8 +52,16 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
     let run = reader.run(session).await?;
     let mut waves = Vec::new();
     let mut agents: Vec<AgentDetail> = Vec::new();
-    for kind in ["wave_scheduled", "agent_started", "turn_finished", "agent_finished"] {
-        let filter = EventFilter { kind: Some(kind.into()), ..EventFilter::default() };
+    for kind in [
+        "wave_scheduled",
+        "agent_started",
+        "turn_finished",
+        "agent_finished",
+    ] {
+        let filter = EventFilter {
+            kind: Some(kind.into()),
+            ..EventFilter::default()
+        };
         for row in reader.events(session, &filter).await? {
             let p = &row.payload;
             let text = |key: &str| p.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
@@ -61,7 +69,14 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                 "wave_scheduled" => waves.push(WaveInfo {
                     wave: p.get("wave").and_then(Value::as_i64).unwrap_or(0),
                     kind: text("wave_kind"),
-                    agents: p.get("agents").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect(),
+                    agents: p
+                        .get("agents")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect(),
                 }),
                 "agent_started" => agents.push(AgentDetail {
                     agent: row.agent.clone().unwrap_or_default(),
@@ -74,7 +89,9 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                     turns: Vec::new(),
                 }),
                 "turn_finished" => {
-                    let Ok(t) = serde_json::from_value::<TurnRecord>(row.payload.clone()) else { continue };
+                    let Ok(t) = serde_json::from_value::<TurnRecord>(row.payload.clone()) else {
+                        continue;
+                    };
                     let agent = find_or_add(&mut agents, &t.agent);
                     agent.input_tokens += t.usage.input_tokens;
                     agent.output_tokens += t.usage.output_tokens;
@@ -90,7 +107,11 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                 }
                 _ => {
                     let name = row.agent.clone().unwrap_or_default();
-                    let status = p.get("status").and_then(|s| s.get("status")).and_then(Value::as_str).unwrap_or("finished");
+                    let status = p
+                        .get("status")
+                        .and_then(|s| s.get("status"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("finished");
                     find_or_add(&mut agents, &name).status = status.to_owned();
                 }
             }
@@ -136,7 +157,13 @@ pub fn render(d: &RunDetail) -> String {
     if !d.waves.is_empty() {
         out.push_str("\nwaves:\n");
         for w in &d.waves {
-            let _ = writeln!(out, "  {:>2} {:<13} {}", w.wave, w.kind, w.agents.join(", "));
+            let _ = writeln!(
+                out,
+                "  {:>2} {:<13} {}",
+                w.wave,
+                w.kind,
+                w.agents.join(", ")
+            );
         }
     }
     out.push_str("\nagents:\n");

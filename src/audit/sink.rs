@@ -29,12 +29,21 @@ pub struct AuditSink {
 impl AuditSink {
     /// Opens (or creates) the store, records the run and starts the writer thread.
     /// Blocks until the store is open; the run's prompt is redacted before it is stored.
-    pub fn open(target: AuditTarget, meta: RunMeta, redactor: &Redactor) -> Result<AuditSink, AuditError> {
+    pub fn open(
+        target: AuditTarget,
+        meta: RunMeta,
+        redactor: &Redactor,
+    ) -> Result<AuditSink, AuditError> {
         AuditSink::open_with(target, meta, redactor, AuditOptions::default())
     }
 
     /// `open` with options (a memory directory that mirrors the artifacts).
-    pub fn open_with(target: AuditTarget, mut meta: RunMeta, redactor: &Redactor, options: AuditOptions) -> Result<AuditSink, AuditError> {
+    pub fn open_with(
+        target: AuditTarget,
+        mut meta: RunMeta,
+        redactor: &Redactor,
+        options: AuditOptions,
+    ) -> Result<AuditSink, AuditError> {
         redactor.redact_in_place(&mut meta.prompt);
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = sync_channel(1);
@@ -44,20 +53,30 @@ impl AuditSink {
             .spawn(move || run_writer(target, meta, options, rx, ready_tx))
             .map_err(AuditError::Spawn)?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(AuditSink { tx: Some(tx), handle: Some(handle), target: described }),
+            Ok(Ok(())) => Ok(AuditSink {
+                tx: Some(tx),
+                handle: Some(handle),
+                target: described,
+            }),
             Ok(Err(err)) => {
                 let _ = handle.join();
                 Err(err)
             }
             Err(_) => {
                 let _ = handle.join();
-                Err(AuditError::WriterGone { detail: "the writer thread ended while opening the store".into() })
+                Err(AuditError::WriterGone {
+                    detail: "the writer thread ended while opening the store".into(),
+                })
             }
         }
     }
 
     /// Convenience for tests and tools: an `Arc` redactor works too.
-    pub fn open_shared(target: AuditTarget, meta: RunMeta, redactor: &Arc<Redactor>) -> Result<AuditSink, AuditError> {
+    pub fn open_shared(
+        target: AuditTarget,
+        meta: RunMeta,
+        redactor: &Arc<Redactor>,
+    ) -> Result<AuditSink, AuditError> {
         AuditSink::open(target, meta, redactor.as_ref())
     }
 
@@ -70,7 +89,11 @@ impl AuditSink {
 
     fn barrier(&self, close: bool) -> io::Result<()> {
         let (done_tx, done_rx) = sync_channel(1);
-        self.send(if close { WriterMsg::Close(done_tx) } else { WriterMsg::Barrier(done_tx) })?;
+        self.send(if close {
+            WriterMsg::Close(done_tx)
+        } else {
+            WriterMsg::Barrier(done_tx)
+        })?;
         match done_rx.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(detail)) => Err(io::Error::other(detail)),

@@ -14,7 +14,10 @@ use crate::audit::schema::DDL;
 pub enum AuditTarget {
     Local(PathBuf),
     /// `http://`, `https://` or `libsql://` URL and its auth token (may be empty).
-    Remote { url: String, token: String },
+    Remote {
+        url: String,
+        token: String,
+    },
 }
 
 impl AuditTarget {
@@ -45,22 +48,43 @@ async fn build(target: &AuditTarget) -> Result<Store, AuditError> {
             let db = Builder::new_local(path)
                 .build()
                 .await
-                .map_err(|source| AuditError::Open { path: path.clone(), source })?;
-            let conn = db
-                .connect()
-                .map_err(|source| AuditError::Open { path: path.clone(), source })?;
+                .map_err(|source| AuditError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+            let conn = db.connect().map_err(|source| AuditError::Open {
+                path: path.clone(),
+                source,
+            })?;
             conn.busy_timeout(Duration::from_secs(10))
-                .map_err(|source| AuditError::Open { path: path.clone(), source })?;
-            Ok(Store { _db: db, conn, remote: false })
+                .map_err(|source| AuditError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+            Ok(Store {
+                _db: db,
+                conn,
+                remote: false,
+            })
         }
         AuditTarget::Remote { url, token } => {
-            let remote_err = |source| AuditError::Remote { url: url.clone(), source };
+            let remote_err = |source| AuditError::Remote {
+                url: url.clone(),
+                source,
+            };
             let db = Builder::new_remote(url.clone(), token.clone())
                 .build()
                 .await
                 .map_err(remote_err)?;
-            let conn = db.connect().map_err(|source| AuditError::Remote { url: url.clone(), source })?;
-            Ok(Store { _db: db, conn, remote: true })
+            let conn = db.connect().map_err(|source| AuditError::Remote {
+                url: url.clone(),
+                source,
+            })?;
+            Ok(Store {
+                _db: db,
+                conn,
+                remote: true,
+            })
         }
     }
 }
@@ -79,7 +103,12 @@ pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError>
             .query("PRAGMA journal_mode=WAL", ())
             .await
             .map_err(AuditError::sql("turn on WAL"))?;
-        while rows.next().await.map_err(AuditError::sql("turn on WAL"))?.is_some() {}
+        while rows
+            .next()
+            .await
+            .map_err(AuditError::sql("turn on WAL"))?
+            .is_some()
+        {}
         // WAL + NORMAL survives a killed process; only a power cut may lose the last commit.
         store
             .conn
@@ -87,7 +116,11 @@ pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError>
             .await
             .map_err(AuditError::sql("set synchronous"))?;
     }
-    store.conn.execute_batch(DDL).await.map_err(AuditError::sql("create the schema"))?;
+    store
+        .conn
+        .execute_batch(DDL)
+        .await
+        .map_err(AuditError::sql("create the schema"))?;
     Ok(store)
 }
 
@@ -103,8 +136,12 @@ pub async fn open_existing(target: &AuditTarget) -> Result<Store, AuditError> {
 
 fn create_parent(path: &Path) -> Result<(), AuditError> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|source| AuditError::CreateDir { path: dir.to_path_buf(), source }),
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| AuditError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
         _ => Ok(()),
     }
 }

@@ -12,8 +12,8 @@ use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
 use crate::audit::reader::{collect, get, opt_int, opt_text, read_inode};
 use crate::audit::schema::{
-    CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION, event_hash, event_line,
-    events_file, file_hash, files_genesis, hex, run_hash, sha256_hex,
+    CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
+    event_hash, event_line, events_file, file_hash, files_genesis, hex, run_hash, sha256_hex,
 };
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -36,13 +36,29 @@ pub async fn verify(conn: &Connection, session: Option<&str>) -> Result<VerifyRe
     check_agentfs(conn, &mut report).await?;
     let sessions = match session {
         Some(s) => {
-            let found = collect(conn, "SELECT session FROM runs WHERE session = ?1", vec![Value::Text(s.to_owned())], |r| get::<String>(r, 0)).await?;
+            let found = collect(
+                conn,
+                "SELECT session FROM runs WHERE session = ?1",
+                vec![Value::Text(s.to_owned())],
+                |r| get::<String>(r, 0),
+            )
+            .await?;
             if found.is_empty() {
-                return Err(AuditError::UnknownSession { session: s.to_owned() });
+                return Err(AuditError::UnknownSession {
+                    session: s.to_owned(),
+                });
             }
             found
         }
-        None => collect(conn, "SELECT session FROM runs ORDER BY started_at_ms", vec![], |r| get::<String>(r, 0)).await?,
+        None => {
+            collect(
+                conn,
+                "SELECT session FROM runs ORDER BY started_at_ms",
+                vec![],
+                |r| get::<String>(r, 0),
+            )
+            .await?
+        }
     };
     for s in &sessions {
         report.runs += 1;
@@ -50,7 +66,15 @@ pub async fn verify(conn: &Connection, session: Option<&str>) -> Result<VerifyRe
     }
     let file_runs = match session {
         Some(s) => vec![s.to_owned()],
-        None => collect(conn, "SELECT DISTINCT run FROM files ORDER BY run", vec![], |r| get::<String>(r, 0)).await?,
+        None => {
+            collect(
+                conn,
+                "SELECT DISTINCT run FROM files ORDER BY run",
+                vec![],
+                |r| get::<String>(r, 0),
+            )
+            .await?
+        }
     };
     for run in &file_runs {
         verify_files(conn, run, &mut report).await?;
@@ -65,17 +89,34 @@ struct Expected {
     size: i64,
 }
 
-async fn verify_events(conn: &Connection, session: &str, report: &mut VerifyReport) -> Result<(), AuditError> {
-    let run = collect(conn, "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1", vec![Value::Text(session.to_owned())], |r| {
-        Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?, get::<String>(r, 2)?, get::<String>(r, 3)?, get::<String>(r, 4)?))
-    })
+async fn verify_events(
+    conn: &Connection,
+    session: &str,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    let run = collect(
+        conn,
+        "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
+        vec![Value::Text(session.to_owned())],
+        |r| {
+            Ok((
+                get::<i64>(r, 0)?,
+                get::<String>(r, 1)?,
+                get::<String>(r, 2)?,
+                get::<String>(r, 3)?,
+                get::<String>(r, 4)?,
+            ))
+        },
+    )
     .await?;
     let Some((started, prompt, backend, root, stored)) = run.into_iter().next() else {
         return Ok(());
     };
     let start = run_hash(session, started, &prompt, &backend, &root);
     if start != stored {
-        report.problems.push(format!("runs row `{session}`: hash does not match its content"));
+        report.problems.push(format!(
+            "runs row `{session}`: hash does not match its content"
+        ));
     }
     let mut prev = start;
     let mut expected: HashMap<String, Expected> = HashMap::new();
@@ -89,20 +130,35 @@ async fn verify_events(conn: &Connection, session: &str, report: &mut VerifyRepo
         report.events += 1;
         let (rowid, seq): (i64, i64) = (get(&r, 0)?, get(&r, 1)?);
         let (agent, turn) = (opt_text(&r, 2)?, opt_int(&r, 3)?);
-        let (ts, kind, payload, hash): (i64, String, String, String) = (get(&r, 4)?, get(&r, 5)?, get(&r, 6)?, get(&r, 7)?);
-        let row = EventRowRef { run: session, seq, agent: agent.as_deref(), turn, ts, kind: &kind, payload: &payload };
+        let (ts, kind, payload, hash): (i64, String, String, String) =
+            (get(&r, 4)?, get(&r, 5)?, get(&r, 6)?, get(&r, 7)?);
+        let row = EventRowRef {
+            run: session,
+            seq,
+            agent: agent.as_deref(),
+            turn,
+            ts,
+            kind: &kind,
+            payload: &payload,
+        };
         let computed = event_hash(&prev, &row);
         if first_bad.is_none() {
             if seq != want_seq {
-                first_bad = Some(format!("events row run=`{session}` seq={seq} (rowid {rowid}): expected seq {want_seq}, a row is missing"));
+                first_bad = Some(format!(
+                    "events row run=`{session}` seq={seq} (rowid {rowid}): expected seq {want_seq}, a row is missing"
+                ));
             } else if computed != hash {
-                first_bad = Some(format!("events row run=`{session}` seq={seq} (rowid {rowid}): hash chain broken, the row was changed"));
+                first_bad = Some(format!(
+                    "events row run=`{session}` seq={seq} (rowid {rowid}): hash chain broken, the row was changed"
+                ));
             }
         }
         want_seq = seq + 1;
         prev = hash;
         let line = event_line(seq, ts, agent.as_deref(), turn, &kind, &payload);
-        let file = expected.entry(events_file(session, agent.as_deref())).or_default();
+        let file = expected
+            .entry(events_file(session, agent.as_deref()))
+            .or_default();
         file.hasher.update(line.as_bytes());
         file.size += line.len() as i64;
     }
@@ -114,21 +170,35 @@ async fn verify_events(conn: &Connection, session: &str, report: &mut VerifyRepo
     for (path, want) in paths {
         let want_hash = hex(&want.hasher.finalize());
         let Some(ino) = resolve(conn, &path).await? else {
-            report.problems.push(format!("file `{path}` is missing ({} bytes of events expected)", want.size));
+            report.problems.push(format!(
+                "file `{path}` is missing ({} bytes of events expected)",
+                want.size
+            ));
             continue;
         };
         let content = read_inode(conn, ino).await?;
         if content.len() as i64 != want.size || sha256_hex(&content) != want_hash {
-            report.problems.push(describe_events_file_mismatch(conn, session, &path, ino, &content).await?);
+            report
+                .problems
+                .push(describe_events_file_mismatch(conn, session, &path, ino, &content).await?);
         }
     }
     Ok(())
 }
 
 /// Finds the first line of an events file that differs from its row.
-async fn describe_events_file_mismatch(conn: &Connection, session: &str, path: &str, ino: i64, content: &[u8]) -> Result<String, AuditError> {
+async fn describe_events_file_mismatch(
+    conn: &Connection,
+    session: &str,
+    path: &str,
+    ino: i64,
+    content: &[u8],
+) -> Result<String, AuditError> {
     let mut rows = conn
-        .query("SELECT seq, agent, turn, ts, kind, payload FROM events WHERE run = ?1 ORDER BY seq", [session])
+        .query(
+            "SELECT seq, agent, turn, ts, kind, payload FROM events WHERE run = ?1 ORDER BY seq",
+            [session],
+        )
         .await
         .map_err(AuditError::sql("read events"))?;
     let mut offset = 0usize;
@@ -137,32 +207,64 @@ async fn describe_events_file_mismatch(conn: &Connection, session: &str, path: &
         if events_file(session, agent.as_deref()) != path {
             continue;
         }
-        let line = event_line(seq, get(&r, 3)?, agent.as_deref(), turn, &get::<String>(&r, 4)?, &get::<String>(&r, 5)?);
+        let line = event_line(
+            seq,
+            get(&r, 3)?,
+            agent.as_deref(),
+            turn,
+            &get::<String>(&r, 4)?,
+            &get::<String>(&r, 5)?,
+        );
         let end = offset + line.len();
         if content.get(offset..end) != Some(line.as_bytes()) {
-            return Ok(format!("file `{path}` (ino {ino}): the line of events row seq={seq} at byte {offset} does not match the row"));
+            return Ok(format!(
+                "file `{path}` (ino {ino}): the line of events row seq={seq} at byte {offset} does not match the row"
+            ));
         }
         offset = end;
     }
-    Ok(format!("file `{path}` (ino {ino}): {} bytes after the last event row", content.len().saturating_sub(offset)))
+    Ok(format!(
+        "file `{path}` (ino {ino}): {} bytes after the last event row",
+        content.len().saturating_sub(offset)
+    ))
 }
 
-async fn verify_files(conn: &Connection, run: &str, report: &mut VerifyReport) -> Result<(), AuditError> {
-    let rows = collect(conn, "SELECT rowid, seq, path, size, sha256, hash FROM files WHERE run = ?1 ORDER BY seq", vec![Value::Text(run.to_owned())], |r| {
-        Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?, get::<String>(r, 2)?, get::<i64>(r, 3)?, get::<String>(r, 4)?, get::<String>(r, 5)?))
-    })
+async fn verify_files(
+    conn: &Connection,
+    run: &str,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    let rows = collect(
+        conn,
+        "SELECT rowid, seq, path, size, sha256, hash FROM files WHERE run = ?1 ORDER BY seq",
+        vec![Value::Text(run.to_owned())],
+        |r| {
+            Ok((
+                get::<i64>(r, 0)?,
+                get::<i64>(r, 1)?,
+                get::<String>(r, 2)?,
+                get::<i64>(r, 3)?,
+                get::<String>(r, 4)?,
+                get::<String>(r, 5)?,
+            ))
+        },
+    )
     .await?;
     let mut prev = files_genesis();
     let mut chain_reported = false;
     for (want_seq, (rowid, seq, path, size, sha, hash)) in (1..).zip(rows) {
         report.files += 1;
-        if !chain_reported && (seq != want_seq || file_hash(&prev, run, seq, &path, size, &sha) != hash) {
+        if !chain_reported
+            && (seq != want_seq || file_hash(&prev, run, seq, &path, size, &sha) != hash)
+        {
             report.problems.push(format!("files row run=`{run}` seq={seq} (rowid {rowid}) for `{path}`: hash chain broken, the row was changed or removed"));
             chain_reported = true;
         }
         prev = hash;
         match resolve(conn, &path).await? {
-            None => report.problems.push(format!("file `{path}` (files row run=`{run}` seq={seq}) is missing")),
+            None => report.problems.push(format!(
+                "file `{path}` (files row run=`{run}` seq={seq}) is missing"
+            )),
             Some(ino) => {
                 let content = read_inode(conn, ino).await?;
                 if content.len() as i64 != size || sha256_hex(&content) != sha {
@@ -176,17 +278,40 @@ async fn verify_files(conn: &Connection, run: &str, report: &mut VerifyReport) -
 
 /// The layout rules every AgentFS reader assumes.
 async fn check_agentfs(conn: &Connection, report: &mut VerifyReport) -> Result<(), AuditError> {
-    let config = collect(conn, "SELECT key, value FROM fs_config", vec![], |r| Ok((get::<String>(r, 0)?, get::<String>(r, 1)?))).await?;
-    let value = |key: &str| config.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let config = collect(conn, "SELECT key, value FROM fs_config", vec![], |r| {
+        Ok((get::<String>(r, 0)?, get::<String>(r, 1)?))
+    })
+    .await?;
+    let value = |key: &str| {
+        config
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     if value("chunk_size") != Some("4096") || CHUNK_SIZE != 4096 {
-        report.problems.push(format!("fs_config chunk_size is {:?}, expected \"4096\"", value("chunk_size")));
+        report.problems.push(format!(
+            "fs_config chunk_size is {:?}, expected \"4096\"",
+            value("chunk_size")
+        ));
     }
     if value("schema_version") != Some(SCHEMA_VERSION) {
-        report.problems.push(format!("fs_config schema_version is {:?}, expected \"{SCHEMA_VERSION}\"", value("schema_version")));
+        report.problems.push(format!(
+            "fs_config schema_version is {:?}, expected \"{SCHEMA_VERSION}\"",
+            value("schema_version")
+        ));
     }
-    let root = collect(conn, "SELECT mode FROM fs_inode WHERE ino = ?1", vec![Value::Integer(ROOT_INO)], |r| get::<i64>(r, 0)).await?;
+    let root = collect(
+        conn,
+        "SELECT mode FROM fs_inode WHERE ino = ?1",
+        vec![Value::Integer(ROOT_INO)],
+        |r| get::<i64>(r, 0),
+    )
+    .await?;
     if root.first() != Some(&DIR_MODE) {
-        report.problems.push(format!("root inode 1 has mode {:?}, expected 0o40755", root.first().map(|m| format!("{m:o}"))));
+        report.problems.push(format!(
+            "root inode 1 has mode {:?}, expected 0o40755",
+            root.first().map(|m| format!("{m:o}"))
+        ));
     }
     let forbidden = collect(
         conn,
@@ -196,7 +321,9 @@ async fn check_agentfs(conn: &Connection, report: &mut VerifyReport) -> Result<(
     )
     .await?;
     for item in forbidden {
-        report.problems.push(format!("{item}: triggers, CHECK constraints, GENERATED columns and FTS5 break AgentFS readers"));
+        report.problems.push(format!(
+            "{item}: triggers, CHECK constraints, GENERATED columns and FTS5 break AgentFS readers"
+        ));
     }
     let dangling = collect(
         conn,

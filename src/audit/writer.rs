@@ -15,9 +15,13 @@ use libsql::{Connection, Value, params_from_iter};
 use crate::audit::error::AuditError;
 use crate::audit::fs::FsWriter;
 use crate::audit::record::{
-    artifact_document, artifact_path, interrupt_document, interrupt_path, to_bytes, tool_call_row, turn_document, turn_path,
+    artifact_document, artifact_path, interrupt_document, interrupt_path, to_bytes, tool_call_row,
+    turn_document, turn_path,
 };
-use crate::audit::schema::{EventRowRef, event_hash, event_line, events_file, file_hash, files_genesis, run_hash, sha256_hex};
+use crate::audit::schema::{
+    EventRowRef, event_hash, event_line, events_file, file_hash, files_genesis, run_hash,
+    sha256_hex,
+};
 use crate::audit::target::{AuditTarget, Store, open_for_writing};
 use crate::events::event::{InterruptSummary, TurnRecord};
 
@@ -88,8 +92,17 @@ struct WriterContext {
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
 /// `ready` gets the outcome of opening the store.
-pub fn run_writer(target: AuditTarget, meta: RunMeta, options: AuditOptions, rx: Receiver<WriterMsg>, ready: SyncSender<Result<(), AuditError>>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+pub fn run_writer(
+    target: AuditTarget,
+    meta: RunMeta,
+    options: AuditOptions,
+    rx: Receiver<WriterMsg>,
+    ready: SyncSender<Result<(), AuditError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             let _ = ready.send(Err(AuditError::Spawn(err)));
@@ -112,25 +125,46 @@ pub fn run_writer(target: AuditTarget, meta: RunMeta, options: AuditOptions, rx:
 }
 
 impl WriterContext {
-    async fn open(target: &AuditTarget, meta: &RunMeta, options: AuditOptions) -> Result<Self, AuditError> {
+    async fn open(
+        target: &AuditTarget,
+        meta: &RunMeta,
+        options: AuditOptions,
+    ) -> Result<Self, AuditError> {
         let store = open_for_writing(target).await?;
         let conn = store.conn.clone();
         let mut fs = FsWriter::default();
         fs.ensure_root(&conn).await?;
         let started = meta.started_at_ms as i64;
-        let hash = run_hash(&meta.session, started, &meta.prompt, &meta.backend, &meta.project_root);
+        let hash = run_hash(
+            &meta.session,
+            started,
+            &meta.prompt,
+            &meta.backend,
+            &meta.project_root,
+        );
         conn.execute(
             "INSERT OR IGNORE INTO runs (session, started_at_ms, prompt, backend, project_root, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             (meta.session.as_str(), started, meta.prompt.as_str(), meta.backend.as_str(), meta.project_root.as_str(), hash.as_str()),
         )
         .await
         .map_err(AuditError::sql("record the run"))?;
-        let (seq, prev) = last_link(&conn, "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1", &meta.session)
-            .await?
-            .unwrap_or((0, run_start_hash(&conn, &meta.session).await?.unwrap_or(hash)));
-        let (files_seq, files_prev) = last_link(&conn, "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1", &meta.session)
-            .await?
-            .unwrap_or((0, files_genesis()));
+        let (seq, prev) = last_link(
+            &conn,
+            "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &meta.session,
+        )
+        .await?
+        .unwrap_or((
+            0,
+            run_start_hash(&conn, &meta.session).await?.unwrap_or(hash),
+        ));
+        let (files_seq, files_prev) = last_link(
+            &conn,
+            "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &meta.session,
+        )
+        .await?
+        .unwrap_or((0, files_genesis()));
         Ok(WriterContext {
             _store: store,
             conn,
@@ -157,12 +191,18 @@ impl WriterContext {
                 Err(_) => disconnected = true,
             }
             let started = Instant::now();
-            while !disconnected && closing.is_none() && waiters.is_empty() && batch.len() < MAX_BATCH {
+            while !disconnected
+                && closing.is_none()
+                && waiters.is_empty()
+                && batch.len() < MAX_BATCH
+            {
                 match rx.try_recv() {
                     Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
                     Err(TryRecvError::Empty) => {
                         // Nothing queued: a short wait lets a burst join this transaction.
-                        let left = MAX_DELAY.saturating_sub(started.elapsed()).min(Duration::from_millis(2));
+                        let left = MAX_DELAY
+                            .saturating_sub(started.elapsed())
+                            .min(Duration::from_millis(2));
                         if left.is_zero() {
                             break;
                         }
@@ -175,7 +215,10 @@ impl WriterContext {
                     Err(TryRecvError::Disconnected) => disconnected = true,
                 }
             }
-            let outcome = self.commit(&mut batch).await.map_err(|err| error_chain(&err));
+            let outcome = self
+                .commit(&mut batch)
+                .await
+                .map_err(|err| error_chain(&err));
             if let Err(detail) = &outcome {
                 tracing::error!(error = %detail, "audit writer failed to commit a batch");
             }
@@ -229,14 +272,26 @@ impl WriterContext {
         let _ = self.conn.execute("ROLLBACK", ()).await;
         self.fs.forget();
         let session = self.session.clone();
-        if let Ok(Some((seq, prev))) = last_link(&self.conn, "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1", &session).await {
+        if let Ok(Some((seq, prev))) = last_link(
+            &self.conn,
+            "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &session,
+        )
+        .await
+        {
             self.seq = seq;
             self.prev = prev;
         } else if let Ok(Some(start)) = run_start_hash(&self.conn, &session).await {
             self.seq = 0;
             self.prev = start;
         }
-        if let Ok(Some((seq, prev))) = last_link(&self.conn, "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1", &session).await {
+        if let Ok(Some((seq, prev))) = last_link(
+            &self.conn,
+            "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &session,
+        )
+        .await
+        {
             self.files_seq = seq;
             self.files_prev = prev;
         } else {
@@ -246,8 +301,15 @@ impl WriterContext {
     }
 
     async fn write_batch(&mut self, batch: &[PendingEvent]) -> Result<(), AuditError> {
-        let begin = if self.remote { "BEGIN" } else { "BEGIN IMMEDIATE" };
-        self.conn.execute(begin, ()).await.map_err(AuditError::sql("begin a transaction"))?;
+        let begin = if self.remote {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn
+            .execute(begin, ())
+            .await
+            .map_err(AuditError::sql("begin a transaction"))?;
         self.fs.begin();
         let (mut seq, mut prev) = (self.seq, self.prev.clone());
         let mut values: Vec<Value> = Vec::with_capacity(EVENT_ROWS_PER_STATEMENT * 8);
@@ -264,8 +326,16 @@ impl WriterContext {
                 payload: &event.payload,
             };
             prev = event_hash(&prev, &row);
-            let line = event_line(seq, event.ts, row.agent, event.turn, &event.kind, &event.payload);
-            self.fs.append(&events_file(&self.session, row.agent), line.as_bytes());
+            let line = event_line(
+                seq,
+                event.ts,
+                row.agent,
+                event.turn,
+                &event.kind,
+                &event.payload,
+            );
+            self.fs
+                .append(&events_file(&self.session, row.agent), line.as_bytes());
             values.extend([
                 Value::Text(self.session.clone()),
                 Value::Integer(seq),
@@ -291,12 +361,16 @@ impl WriterContext {
                 Extra::Turn(record) => self.write_turn(record).await?,
                 Extra::Interrupt(summary) => {
                     let path = interrupt_path(&self.session, summary);
-                    self.write_file(&path, &to_bytes(&interrupt_document(summary))).await?;
+                    self.write_file(&path, &to_bytes(&interrupt_document(summary)))
+                        .await?;
                 }
             }
         }
         self.fs.flush_appends(&self.conn).await?;
-        self.conn.execute("COMMIT", ()).await.map_err(AuditError::sql("commit a batch"))?;
+        self.conn
+            .execute("COMMIT", ())
+            .await
+            .map_err(AuditError::sql("commit a batch"))?;
         self.seq = seq;
         self.prev = prev;
         Ok(())
@@ -304,14 +378,17 @@ impl WriterContext {
 
     async fn write_turn(&mut self, record: &TurnRecord) -> Result<(), AuditError> {
         let path = turn_path(&self.session, record);
-        self.write_file(&path, &to_bytes(&turn_document(&self.session, record))).await?;
+        self.write_file(&path, &to_bytes(&turn_document(&self.session, record)))
+            .await?;
         let artifact = artifact_path(&self.session, record);
         let artifact_bytes = to_bytes(&artifact_document(&self.session, record));
         self.write_file(&artifact, &artifact_bytes).await?;
         if let Some(dir) = &self.memory_dir {
             let name = artifact.rsplit('/').next().unwrap_or(&artifact);
             // The store is the record; a failed mirror copy is reported, not fatal.
-            if let Err(err) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(name), &artifact_bytes)) {
+            if let Err(err) = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(dir.join(name), &artifact_bytes))
+            {
                 tracing::warn!(dir = %dir.display(), error = %err, "failed to mirror a memory artifact");
             }
         }
@@ -361,7 +438,11 @@ impl WriterContext {
     }
 }
 
-async fn insert_events(conn: &Connection, rows: usize, values: Vec<Value>) -> Result<(), AuditError> {
+async fn insert_events(
+    conn: &Connection,
+    rows: usize,
+    values: Vec<Value>,
+) -> Result<(), AuditError> {
     let mut sql = String::with_capacity(80 + rows * 18);
     sql.push_str("INSERT INTO events (run, seq, agent, turn, ts, kind, payload, hash) VALUES ");
     for i in 0..rows {
@@ -376,12 +457,25 @@ async fn insert_events(conn: &Connection, rows: usize, values: Vec<Value>) -> Re
     Ok(())
 }
 
-async fn last_link(conn: &Connection, sql: &str, session: &str) -> Result<Option<(i64, String)>, AuditError> {
-    let mut rows = conn.query(sql, [session]).await.map_err(AuditError::sql("read the end of the hash chain"))?;
-    match rows.next().await.map_err(AuditError::sql("read the end of the hash chain"))? {
+async fn last_link(
+    conn: &Connection,
+    sql: &str,
+    session: &str,
+) -> Result<Option<(i64, String)>, AuditError> {
+    let mut rows = conn
+        .query(sql, [session])
+        .await
+        .map_err(AuditError::sql("read the end of the hash chain"))?;
+    match rows
+        .next()
+        .await
+        .map_err(AuditError::sql("read the end of the hash chain"))?
+    {
         Some(row) => Ok(Some((
-            row.get::<i64>(0).map_err(AuditError::sql("read the end of the hash chain"))?,
-            row.get::<String>(1).map_err(AuditError::sql("read the end of the hash chain"))?,
+            row.get::<i64>(0)
+                .map_err(AuditError::sql("read the end of the hash chain"))?,
+            row.get::<String>(1)
+                .map_err(AuditError::sql("read the end of the hash chain"))?,
         ))),
         None => Ok(None),
     }
@@ -393,7 +487,10 @@ async fn run_start_hash(conn: &Connection, session: &str) -> Result<Option<Strin
         .await
         .map_err(AuditError::sql("read the run"))?;
     match rows.next().await.map_err(AuditError::sql("read the run"))? {
-        Some(row) => Ok(Some(row.get::<String>(0).map_err(AuditError::sql("read the run"))?)),
+        Some(row) => Ok(Some(
+            row.get::<String>(0)
+                .map_err(AuditError::sql("read the run"))?,
+        )),
         None => Ok(None),
     }
 }

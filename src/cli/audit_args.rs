@@ -27,7 +27,12 @@ pub struct AuditArgs {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The audit database file [env: AGENTFS_PATH] [default: <project-root>/.orch/audit.db].
-    #[arg(long, global = true, visible_alias = "agentfs-path", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        visible_alias = "agentfs-path",
+        value_name = "FILE"
+    )]
     pub audit_path: Option<PathBuf>,
 
     /// A libSQL server instead of a file (http://, https:// or libsql://); the token

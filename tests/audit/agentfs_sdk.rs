@@ -64,7 +64,10 @@ async fn the_agentfs_sdk_reads_turn_files_and_tool_calls() {
     std::fs::create_dir(&expected).unwrap();
     for agent in ["planner", "researcher", "builder", "api-impl"] {
         for name in ["001-plan.json", "002-follow-up.json"] {
-            let out = orch_audit(&db, &["cat", &format!("/runs/{session}/agents/{agent}/{name}")]);
+            let out = orch_audit(
+                &db,
+                &["cat", &format!("/runs/{session}/agents/{agent}/{name}")],
+            );
             assert!(out.status.success());
             std::fs::write(expected.join(format!("{agent}__{name}")), &out.stdout).unwrap();
         }
@@ -79,9 +82,16 @@ async fn the_agentfs_sdk_reads_turn_files_and_tool_calls() {
         .arg(&expected)
         .output()
         .unwrap();
-    assert!(output.status.success(), "SDK failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "SDK failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["agents"], serde_json::json!(["api-impl", "builder", "planner", "researcher"]));
+    assert_eq!(
+        report["agents"],
+        serde_json::json!(["api-impl", "builder", "planner", "researcher"])
+    );
     let files = report["files"].as_object().unwrap();
     assert_eq!(files.len(), 8);
     for (path, file) in files {

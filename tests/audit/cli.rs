@@ -23,35 +23,85 @@ async fn a_simulated_run_is_listed_shown_and_verifies() {
     assert_eq!(show["agents"][2]["turns"][1]["type"], "follow-up");
     assert_eq!(show["waves"][0]["kind"], "core");
     let text = stdout(&orch_audit(&db, &["show", session]));
-    assert!(text.contains("builder (builder, core, wave 1)  succeeded"), "{text}");
+    assert!(
+        text.contains("builder (builder, core, wave 1)  succeeded"),
+        "{text}"
+    );
 
-    let turns = json(&orch_audit(&db, &["turns", session, "--agent", "builder", "--type", "plan", "--json"]));
+    let turns = json(&orch_audit(
+        &db,
+        &[
+            "turns", session, "--agent", "builder", "--type", "plan", "--json",
+        ],
+    ));
     assert_eq!(turns.as_array().unwrap().len(), 1);
     assert_eq!(turns[0]["tags"][0], "dynamic-blueprint");
 
-    let events = json(&orch_audit(&db, &["events", session, "--agent", "planner", "--kind", "command", "--json"]).clone_with_array());
-    assert_eq!(events.as_array().unwrap().len(), 4, "2 commands per turn, 2 turns");
+    let events = json(
+        &orch_audit(
+            &db,
+            &[
+                "events", session, "--agent", "planner", "--kind", "command", "--json",
+            ],
+        )
+        .clone_with_array(),
+    );
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        4,
+        "2 commands per turn, 2 turns"
+    );
 
-    let ls = json(&orch_audit(&db, &["ls", &format!("/runs/{session}/agents/planner"), "--json"]));
-    let names: Vec<&str> = ls.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let ls = json(&orch_audit(
+        &db,
+        &["ls", &format!("/runs/{session}/agents/planner"), "--json"],
+    ));
+    let names: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["001-plan.json", "002-follow-up.json"]);
-    let turn_file = orch_audit(&db, &["cat", &format!("/runs/{session}/agents/planner/002-follow-up.json")]);
+    let turn_file = orch_audit(
+        &db,
+        &[
+            "cat",
+            &format!("/runs/{session}/agents/planner/002-follow-up.json"),
+        ],
+    );
     let doc: serde_json::Value = serde_json::from_slice(&turn_file.stdout).unwrap();
     assert_eq!(doc["thread_id"], "thread-planner");
     assert_eq!(doc["type"], "follow-up");
-    assert!(doc["response"].as_str().unwrap().len() > 4096, "spans several chunks");
+    assert!(
+        doc["response"].as_str().unwrap().len() > 4096,
+        "spans several chunks"
+    );
 
-    let jsonl = stdout(&orch_audit(&db, &["cat", &format!("/runs/{session}/events/planner.jsonl")]));
-    let timeline = stdout(&orch_audit(&db, &["cat", &format!("/runs/{session}/events/timeline.jsonl")]));
+    let jsonl = stdout(&orch_audit(
+        &db,
+        &["cat", &format!("/runs/{session}/events/planner.jsonl")],
+    ));
+    let timeline = stdout(&orch_audit(
+        &db,
+        &["cat", &format!("/runs/{session}/events/timeline.jsonl")],
+    ));
     let exported = stdout(&orch_audit(&db, &["export", session, "--format", "jsonl"]));
     assert_eq!(exported.lines().count(), published);
     assert!(jsonl.lines().count() > 10 && timeline.contains("run_finished"));
-    let interrupt = json(&orch_audit(&db, &["cat", &format!("/runs/{session}/interrupt-1.json")]));
+    let interrupt = json(&orch_audit(
+        &db,
+        &["cat", &format!("/runs/{session}/interrupt-1.json")],
+    ));
     assert_eq!(interrupt["number"], 1);
 
     let verify = orch_audit(&db, &["verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
-    assert!(stdout(&verify).starts_with("ok: 1 runs"), "{}", stdout(&verify));
+    assert!(
+        stdout(&verify).starts_with("ok: 1 runs"),
+        "{}",
+        stdout(&verify)
+    );
 }
 
 trait CloneWithArray {

