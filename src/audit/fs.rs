@@ -53,6 +53,14 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
     Some((if parent.is_empty() { "/" } else { parent }, name))
 }
 
+/// `a.json` → (`a`, `.json`); no extension → (`name`, ``).
+fn split_extension(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
+        _ => (name, ""),
+    }
+}
+
 pub async fn lookup(conn: &Connection, parent: i64, name: &str) -> Result<Option<i64>, AuditError> {
     let mut rows = conn
         .query(
@@ -190,23 +198,27 @@ impl FsWriter {
     }
 
     /// Writes a new file once. Never replaces an existing one (history is append-only).
+    /// Writes a new file once and returns the path it got. Never replaces an existing
+    /// file (history is append-only): a taken name gets a `-2`, `-3`... suffix instead.
     pub async fn create_file(
         &mut self,
         conn: &Connection,
         path: &str,
         content: &[u8],
-    ) -> Result<i64, AuditError> {
+    ) -> Result<String, AuditError> {
         let (parent_path, name) = split_path(path).ok_or_else(|| AuditError::Malformed {
             detail: format!("bad path `{path}`"),
         })?;
         let parent = self.ensure_dir(conn, parent_path).await?;
-        if lookup(conn, parent, name).await?.is_some() {
-            return Err(AuditError::Malformed {
-                detail: format!("`{path}` already exists and history is never rewritten"),
-            });
+        let mut name = name.to_owned();
+        let mut attempt = 1;
+        while lookup(conn, parent, &name).await?.is_some() {
+            attempt += 1;
+            let (stem, ext) = split_extension(path.rsplit('/').next().unwrap_or(path));
+            name = format!("{stem}-{attempt}{ext}");
         }
         let ino = self
-            .new_inode(conn, parent, name, FILE_MODE, content.len() as i64)
+            .new_inode(conn, parent, &name, FILE_MODE, content.len() as i64)
             .await?;
         let chunks: Vec<(i64, &[u8])> = content
             .chunks(CHUNK_SIZE)
@@ -214,7 +226,8 @@ impl FsWriter {
             .map(|(i, c)| (i as i64, c))
             .collect();
         insert_chunks(conn, ino, &chunks).await?;
-        Ok(ino)
+        let parent_path = parent_path.trim_end_matches('/');
+        Ok(format!("{parent_path}/{name}"))
     }
 
     /// Queues bytes to append to `path` (created on first use); written by `flush_appends`.
@@ -357,5 +370,7 @@ mod tests {
         assert_eq!(split_path("/runs/s/a.json"), Some(("/runs/s", "a.json")));
         assert_eq!(split_path("/runs"), Some(("/", "runs")));
         assert_eq!(split_path("/"), None);
+        assert_eq!(split_extension("001-plan.json"), ("001-plan", ".json"));
+        assert_eq!(split_extension("notes"), ("notes", ""));
     }
 }

@@ -288,7 +288,7 @@ async fn append_in_store(
     for (i, summary) in summaries.iter().enumerate() {
         let path = format!("{ARTIFACTS_DIR}/{}", summary_name(summary, i));
         let bytes = to_bytes(summary);
-        fs.create_file(conn, &path, &bytes).await?;
+        let path = fs.create_file(conn, &path, &bytes).await?;
         seq += 1;
         let sha = sha256_hex(&bytes);
         let hash = file_hash(&prev, MEMORY_RUN, seq, &path, bytes.len() as i64, &sha);

@@ -13,7 +13,7 @@ use crate::audit::fs::resolve;
 use crate::audit::reader::{collect, get, opt_int, opt_text, read_inode};
 use crate::audit::schema::{
     CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
-    event_hash, event_line, events_file, file_hash, files_genesis, hex, run_hash, sha256_hex,
+    event_hash, event_line, events_file, file_hash, files_genesis, hex, run_hash,
 };
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -176,8 +176,9 @@ async fn verify_events(
             ));
             continue;
         };
-        let content = read_inode(conn, ino).await?;
-        if content.len() as i64 != want.size || sha256_hex(&content) != want_hash {
+        if hash_inode(conn, ino).await? != (want.size, want_hash) {
+            // Rare path: load the file to name the first line that differs.
+            let content = read_inode(conn, ino).await?;
             report
                 .problems
                 .push(describe_events_file_mismatch(conn, session, &path, ino, &content).await?);
@@ -266,14 +267,35 @@ async fn verify_files(
                 "file `{path}` (files row run=`{run}` seq={seq}) is missing"
             )),
             Some(ino) => {
-                let content = read_inode(conn, ino).await?;
-                if content.len() as i64 != size || sha256_hex(&content) != sha {
+                if hash_inode(conn, ino).await? != (size, sha) {
                     report.problems.push(format!("file `{path}` (ino {ino}): content does not match files row run=`{run}` seq={seq} (rowid {rowid})"));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Size and SHA-256 of a file, streamed chunk by chunk (memory stays flat).
+async fn hash_inode(conn: &Connection, ino: i64) -> Result<(i64, String), AuditError> {
+    let mut rows = conn
+        .query(
+            "SELECT data FROM fs_data WHERE ino = ?1 ORDER BY chunk_index",
+            [ino],
+        )
+        .await
+        .map_err(AuditError::sql("read a file"))?;
+    let (mut hasher, mut size) = (Sha256::new(), 0i64);
+    while let Some(row) = rows.next().await.map_err(AuditError::sql("read a file"))? {
+        let bytes = match row.get_value(0).map_err(AuditError::sql("read a file"))? {
+            Value::Blob(bytes) => bytes,
+            Value::Text(text) => text.into_bytes(),
+            _ => Vec::new(),
+        };
+        size += bytes.len() as i64;
+        hasher.update(&bytes);
+    }
+    Ok((size, hex(&hasher.finalize())))
 }
 
 /// The layout rules every AgentFS reader assumes.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use libsql::{Connection, Value, params_from_iter};
 
+use crate::agent::id::is_valid_agent_id;
 use crate::audit::error::AuditError;
 use crate::audit::fs::FsWriter;
 use crate::audit::record::{
@@ -377,12 +378,18 @@ impl WriterContext {
     }
 
     async fn write_turn(&mut self, record: &TurnRecord) -> Result<(), AuditError> {
+        if !is_valid_agent_id(&record.agent) || !is_valid_agent_id(&self.session) {
+            // Ids are validated upstream; an unsafe one never becomes a path.
+            tracing::warn!(agent = %record.agent.escape_debug(), "turn file skipped: agent id or session is not path-safe");
+            return Ok(());
+        }
         let path = turn_path(&self.session, record);
-        self.write_file(&path, &to_bytes(&turn_document(&self.session, record)))
+        let path = self
+            .write_file(&path, &to_bytes(&turn_document(&self.session, record)))
             .await?;
         let artifact = artifact_path(&self.session, record);
         let artifact_bytes = to_bytes(&artifact_document(&self.session, record));
-        self.write_file(&artifact, &artifact_bytes).await?;
+        let artifact = self.write_file(&artifact, &artifact_bytes).await?;
         if let Some(dir) = &self.memory_dir {
             let name = artifact.rsplit('/').next().unwrap_or(&artifact);
             // The store is the record; a failed mirror copy is reported, not fatal.
@@ -405,8 +412,9 @@ impl WriterContext {
     }
 
     /// A whole file plus its `files` row, whose hash chain makes the content tamper-evident.
-    async fn write_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), AuditError> {
-        self.fs.create_file(&self.conn, path, bytes).await?;
+    async fn write_file(&mut self, path: &str, bytes: &[u8]) -> Result<String, AuditError> {
+        let path = self.fs.create_file(&self.conn, path, bytes).await?;
+        let path = path.as_str();
         let (seq, prev) = (self.files_seq + 1, self.files_prev.clone());
         let sha = sha256_hex(bytes);
         let size = bytes.len() as i64;
@@ -420,7 +428,7 @@ impl WriterContext {
             .map_err(AuditError::sql("record a file"))?;
         self.files_seq = seq;
         self.files_prev = hash;
-        Ok(())
+        Ok(path.to_owned())
     }
 
     /// Folds the WAL into the main file so a copy of the file alone is complete.

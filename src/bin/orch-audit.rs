@@ -10,9 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("ORCH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
         .init();
     let args = AuditArgs::parse();

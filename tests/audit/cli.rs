@@ -125,3 +125,60 @@ fn a_missing_store_or_session_has_its_own_exit_code() {
     assert_eq!(missing.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no audit store"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_turn_never_overwrites_the_first_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let session = "run-20261122-191919-0007";
+    let redactor = redactor();
+    let sink = orch::audit::AuditSink::open_shared(
+        AuditTarget::Local(db.clone()),
+        meta(session, "p"),
+        &redactor,
+    )
+    .unwrap();
+    let (bus, thread) = orch::events::SinkThread::spawn(vec![Box::new(sink)], redactor);
+    // The same agent twice (a resumed run redoing a turn): both records are kept.
+    publish_agent(
+        &bus,
+        "planner",
+        "planner",
+        orch::agent::backend::AgentKind::Core,
+        &[],
+        1,
+        1,
+    )
+    .await;
+    publish_agent(
+        &bus,
+        "planner",
+        "planner",
+        orch::agent::backend::AgentKind::Core,
+        &[],
+        1,
+        1,
+    )
+    .await;
+    thread.finish().await;
+    let ls = json(&orch_audit(
+        &db,
+        &["ls", &format!("/runs/{session}/agents/planner"), "--json"],
+    ));
+    let names: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "001-plan-2.json",
+            "001-plan.json",
+            "002-follow-up-2.json",
+            "002-follow-up.json"
+        ]
+    );
+    assert!(orch_audit(&db, &["verify"]).status.success());
+}
