@@ -60,14 +60,21 @@ pub enum AuditCommand {
         limit: Option<usize>,
     },
     /// One run: its waves, and per agent its turns, outcomes, durations and tokens.
-    Show { session: String },
+    Show {
+        /// Session name, such as run-20261122-101010-abcd (see `orch-audit runs`).
+        session: String,
+    },
     /// The finished turns of a run.
     Turns {
+        /// Session name (see `orch-audit runs`).
         session: String,
+        /// Only this agent's turns.
         #[arg(long)]
         agent: Option<String>,
+        /// Only plan or only follow-up turns.
         #[arg(long = "type", value_enum)]
         turn_type: Option<TurnTypeArg>,
+        /// Show at most this many turns.
         #[arg(long)]
         limit: Option<usize>,
         /// Include full prompts and responses.
@@ -76,7 +83,9 @@ pub enum AuditCommand {
     },
     /// The events of a run, in order.
     Events {
+        /// Session name (see `orch-audit runs`).
         session: String,
+        /// Only this agent's events.
         #[arg(long)]
         agent: Option<String>,
         /// Event kind, such as message, command, turn_finished.
@@ -90,20 +99,29 @@ pub enum AuditCommand {
         follow: bool,
     },
     /// Recompute the hash chains and AgentFS invariants; exit 1 naming the first bad row.
-    Verify { session: Option<String> },
+    Verify {
+        /// Only this run (the AgentFS invariants are always checked); default: every run.
+        session: Option<String>,
+    },
     /// Write every event of a run to stdout.
     Export {
+        /// Session name (see `orch-audit runs`).
         session: String,
+        /// Output format: one JSON object per event and line.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
     },
     /// List an AgentFS directory, such as /runs/<session>/agents.
     Ls {
+        /// An absolute AgentFS path.
         #[arg(default_value = "/")]
         path: String,
     },
     /// Print an AgentFS file.
-    Cat { path: String },
+    Cat {
+        /// An absolute AgentFS path, such as /runs/<session>/agents/planner/001-plan.json.
+        path: String,
+    },
     /// Memory artifacts: one per agent turn, plus condensed summaries.
     #[command(subcommand)]
     Memory(MemoryCommand),
@@ -113,10 +131,13 @@ pub enum AuditCommand {
 pub enum MemoryCommand {
     /// List memory artifacts, newest first.
     Inspect {
+        /// Only this agent's artifacts.
         #[arg(long)]
         agent: Option<String>,
+        /// Only plan, follow-up or summary artifacts.
         #[arg(long = "type", value_enum)]
         artifact_type: Option<ArtifactTypeArg>,
+        /// Show at most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Include full prompts and responses.
