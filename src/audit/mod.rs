@@ -1,1 +1,25 @@
-//! The append-only libSQL audit store (see issue: audit store).
+//! The append-only libSQL audit store: an AgentFS-compatible filesystem of turn files,
+//! event logs and memory artifacts, beside our own hash-chained `runs`, `events` and
+//! `files` tables.
+//!
+//! Writing: `AuditSink` (an event-bus sink) feeds one writer thread. Reading:
+//! `AuditReader` and `verify`, used by `orch-audit`. The CLI glue is in `commands`.
+
+pub mod commands;
+pub mod error;
+pub mod fs;
+pub mod memory;
+pub mod reader;
+pub mod record;
+pub mod render;
+pub mod schema;
+pub mod show;
+pub mod sink;
+pub mod target;
+pub mod verify;
+pub mod writer;
+
+pub use error::AuditError;
+pub use sink::AuditSink;
+pub use target::AuditTarget;
+pub use writer::{AuditOptions, RunMeta};

@@ -1,8 +1,18 @@
-//! `orch-audit`: read the audit store of past and running squads.
+//! `orch-audit`: reads the audit store. Parses arguments, runs the command in the
+//! library, exits with its code (documented in `orch-audit --help`).
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use orch::audit::commands;
+use orch::cli::audit_args::AuditArgs;
+use tracing_subscriber::EnvFilter;
+
 fn main() -> ExitCode {
-    eprintln!("orch-audit: not yet: the audit store reader is being built (see the issue tracker)");
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = AuditArgs::parse();
+    ExitCode::from(commands::main(args))
 }

@@ -150,7 +150,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_audit: bool,
 
-    /// Where memory artifacts go in the audit store [env: CODEX_MEMORY_DIR] [default: /memory].
+    /// Also write each memory artifact as a plain file in this directory
+    /// [env: CODEX_MEMORY_DIR] (the audit store keeps them under /memory/artifacts either way).
     #[arg(long, value_name = "DIR")]
     pub memory_dir: Option<String>,
 

@@ -1,5 +1,6 @@
 //! Command-line argument structs (clap derive), without logic.
 
+pub mod audit_args;
 pub mod launch_args;
 
 pub use launch_args::{

@@ -68,7 +68,8 @@ pub struct Config {
     pub debug_prompt: bool,
     pub stream: bool,
     pub audit: AuditTarget,
-    pub memory_dir: String,
+    /// Plain-file mirror of memory artifacts (`--memory-dir`, `CODEX_MEMORY_DIR`).
+    pub memory_dir: Option<PathBuf>,
     pub demo: DemoScenario,
 }
 
@@ -231,7 +232,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
             .memory_dir
             .clone()
             .or_else(|| env.get("CODEX_MEMORY_DIR").cloned())
-            .unwrap_or_else(|| "/memory".to_owned()),
+            .map(|dir| cwd.join(dir)),
         demo,
     })
 }

@@ -13,6 +13,8 @@ pub enum LaunchError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Backend(#[from] crate::agent::BackendError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("failed to prepare the run directory `{path}`")]
     RunDir {
         path: String,

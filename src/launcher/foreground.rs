@@ -7,8 +7,9 @@ use std::sync::Arc;
 use crate::agent::backend::{Backend, BackendError};
 use crate::agent::build_backend;
 use crate::agent::demo::DemoBackend;
+use crate::audit::{AuditOptions, AuditSink, RunMeta};
 use crate::config::resolve::backend_settings;
-use crate::config::{Config, Env};
+use crate::config::{AuditTarget, Config, Env};
 use crate::control::signals::{SignalAction, watch_signals};
 use crate::control::{ControlCommand, ControlHandler, ControlServer};
 use crate::events::event::{OrchEventKind, RunStatus};
@@ -91,6 +92,29 @@ pub async fn run_in_foreground(
             PromptDebug::Off
         };
         sinks.push(Box::new(ProgressSink::new(mode, debug)));
+    }
+    let audit_target = match &config.audit {
+        AuditTarget::Off => None,
+        AuditTarget::Local(path) => Some(crate::audit::AuditTarget::Local(path.clone())),
+        AuditTarget::Remote(url) => Some(crate::audit::AuditTarget::Remote {
+            url: url.clone(),
+            token: env.get("ORCH_AUDIT_TOKEN").cloned().unwrap_or_default(),
+        }),
+    };
+    if let Some(target) = audit_target {
+        let meta = RunMeta {
+            session: config.paths.session.clone(),
+            started_at_ms: crate::events::wire::millis(std::time::SystemTime::now()),
+            prompt: config.prompt.clone(),
+            backend: config.backend.clone(),
+            project_root: config.paths.project_root.display().to_string(),
+        };
+        let options = AuditOptions {
+            memory_dir: config.memory_dir.clone(),
+        };
+        sinks.push(Box::new(AuditSink::open_with(
+            target, meta, &redactor, options,
+        )?));
     }
     let (bus, sink_thread) = SinkThread::spawn(sinks, redactor);
 

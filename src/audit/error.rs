@@ -1,0 +1,58 @@
+//! Errors of the audit store: opening, writing, reading and verifying it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("failed to open the audit store at `{}`", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: libsql::Error,
+    },
+    #[error("no audit store at `{}`; run `launch` there first, or pass --audit-path / --audit-url", path.display())]
+    Missing { path: PathBuf },
+    #[error("failed to connect to the audit server `{url}`")]
+    Remote {
+        url: String,
+        #[source]
+        source: libsql::Error,
+    },
+    #[error("failed to create the directory `{}` for the audit store", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to {action} in the audit store")]
+    Sql {
+        action: &'static str,
+        #[source]
+        source: libsql::Error,
+    },
+    #[error("the audit store holds no run `{session}`; `orch-audit runs` lists the runs it has")]
+    UnknownSession { session: String },
+    #[error("no such path `{path}` in the audit store; `orch-audit ls /` shows what is there")]
+    UnknownPath { path: String },
+    #[error("`{path}` is a directory; use `orch-audit ls {path}`")]
+    IsDirectory { path: String },
+    #[error("the audit store is malformed: {detail}")]
+    Malformed { detail: String },
+    #[error("the audit writer stopped: {detail}")]
+    WriterGone { detail: String },
+    #[error("failed to start the audit writer thread")]
+    Spawn(#[source] std::io::Error),
+    #[error("failed to read memory artifacts from `{}`", path.display())]
+    MemoryDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AuditError {
+    /// Wraps a libsql error with what we were doing when it happened.
+    pub fn sql(action: &'static str) -> impl FnOnce(libsql::Error) -> AuditError {
+        move |source| AuditError::Sql { action, source }
+    }
+}

@@ -1,0 +1,287 @@
+//! The store's schema: AgentFS (SPEC 0.4, as agentfs-sdk 0.6.4 creates it) plus our own
+//! STRICT `runs`, `events` and `files` tables, and the hash chain over them.
+//!
+//! Owns the DDL, the constants every reader and writer agrees on, and the canonical
+//! form of a row that its hash covers. No triggers, CHECK constraints, GENERATED
+//! columns or FTS5: AgentFS readers refuse files that have them.
+
+use sha2::{Digest, Sha256};
+
+/// AgentFS chunk size for `fs_data` (the SDK default; stored in `fs_config`).
+pub const CHUNK_SIZE: usize = 4096;
+/// AgentFS schema version we write (`fs_config.schema_version`).
+pub const SCHEMA_VERSION: &str = "0.4";
+/// The root directory inode.
+pub const ROOT_INO: i64 = 1;
+/// `S_IFDIR | 0o755`.
+pub const DIR_MODE: i64 = 0o040755;
+/// `S_IFREG | 0o644`.
+pub const FILE_MODE: i64 = 0o100644;
+pub const S_IFMT: i64 = 0o170000;
+pub const S_IFDIR: i64 = 0o040000;
+pub const S_IFREG: i64 = 0o100000;
+
+/// Every statement is idempotent, so opening an existing store is harmless.
+pub const DDL: &str = "
+CREATE TABLE IF NOT EXISTS fs_config (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fs_inode (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    mode INTEGER NOT NULL,
+    nlink INTEGER NOT NULL DEFAULT 0,
+    uid INTEGER NOT NULL DEFAULT 0,
+    gid INTEGER NOT NULL DEFAULT 0,
+    size INTEGER NOT NULL DEFAULT 0,
+    atime INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    ctime INTEGER NOT NULL,
+    rdev INTEGER NOT NULL DEFAULT 0,
+    atime_nsec INTEGER NOT NULL DEFAULT 0,
+    mtime_nsec INTEGER NOT NULL DEFAULT 0,
+    ctime_nsec INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS fs_dentry (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    parent_ino INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    UNIQUE(parent_ino, name)
+);
+CREATE INDEX IF NOT EXISTS idx_fs_dentry_parent ON fs_dentry(parent_ino, name);
+CREATE TABLE IF NOT EXISTS fs_data (
+    ino INTEGER NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (ino, chunk_index)
+);
+CREATE TABLE IF NOT EXISTS fs_symlink (
+    ino INTEGER PRIMARY KEY,
+    target TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv_store (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at INTEGER DEFAULT (unixepoch()),
+    updated_at INTEGER DEFAULT (unixepoch())
+);
+CREATE INDEX IF NOT EXISTS idx_kv_store_created_at ON kv_store(created_at);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    parameters TEXT,
+    result TEXT,
+    error TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    started_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    duration_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS idx_tool_calls_name ON tool_calls(name);
+CREATE INDEX IF NOT EXISTS idx_tool_calls_started_at ON tool_calls(started_at);
+CREATE TABLE IF NOT EXISTS runs (
+    session TEXT PRIMARY KEY,
+    started_at_ms INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    project_root TEXT NOT NULL,
+    hash TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS events (
+    run TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    agent TEXT,
+    turn INTEGER,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (run, seq)
+) STRICT;
+CREATE INDEX IF NOT EXISTS idx_events_kind ON events(run, kind, seq);
+CREATE TABLE IF NOT EXISTS files (
+    run TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (run, seq)
+) STRICT;
+INSERT OR IGNORE INTO fs_config (key, value) VALUES ('chunk_size', '4096');
+INSERT OR IGNORE INTO fs_config (key, value) VALUES ('schema_version', '0.4');
+";
+
+/// The chain of `files` rows of a run starts from this value.
+pub fn files_genesis() -> String {
+    hex(&Sha256::digest(b"orch-audit files v1"))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Length-prefixed fields, so no two different rows share a canonical form.
+fn field(hasher: &mut Sha256, value: &[u8]) {
+    hasher.update((value.len() as u64).to_le_bytes());
+    hasher.update(value);
+}
+
+fn opt_field(hasher: &mut Sha256, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            hasher.update([1u8]);
+            field(hasher, v);
+        }
+        None => hasher.update([0u8]),
+    }
+}
+
+/// The hash of a `runs` row; it is also where the run's event chain starts.
+pub fn run_hash(
+    session: &str,
+    started_at_ms: i64,
+    prompt: &str,
+    backend: &str,
+    project_root: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"orch-audit run v1");
+    field(&mut h, session.as_bytes());
+    field(&mut h, &started_at_ms.to_le_bytes());
+    field(&mut h, prompt.as_bytes());
+    field(&mut h, backend.as_bytes());
+    field(&mut h, project_root.as_bytes());
+    hex(&h.finalize())
+}
+
+/// One `events` row as the chain sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRowRef<'a> {
+    pub run: &'a str,
+    pub seq: i64,
+    pub agent: Option<&'a str>,
+    pub turn: Option<i64>,
+    pub ts: i64,
+    pub kind: &'a str,
+    pub payload: &'a str,
+}
+
+/// `H(prev_hash || canonical row)`.
+pub fn event_hash(prev: &str, row: &EventRowRef<'_>) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, prev.as_bytes());
+    field(&mut h, row.run.as_bytes());
+    field(&mut h, &row.seq.to_le_bytes());
+    opt_field(&mut h, row.agent.map(str::as_bytes));
+    opt_field(
+        &mut h,
+        row.turn
+            .map(i64::to_le_bytes)
+            .as_ref()
+            .map(|b| b.as_slice()),
+    );
+    field(&mut h, &row.ts.to_le_bytes());
+    field(&mut h, row.kind.as_bytes());
+    field(&mut h, row.payload.as_bytes());
+    hex(&h.finalize())
+}
+
+/// `H(prev_hash || canonical row)` for a `files` row (a whole file written once).
+pub fn file_hash(prev: &str, run: &str, seq: i64, path: &str, size: i64, sha256: &str) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, prev.as_bytes());
+    field(&mut h, run.as_bytes());
+    field(&mut h, &seq.to_le_bytes());
+    field(&mut h, path.as_bytes());
+    field(&mut h, &size.to_le_bytes());
+    field(&mut h, sha256.as_bytes());
+    hex(&h.finalize())
+}
+
+/// The line an event gets in its `/runs/<session>/events/<agent>.jsonl` file. Built
+/// from the stored row's text, so `verify` can rebuild every file byte for byte.
+pub fn event_line(
+    seq: i64,
+    ts: i64,
+    agent: Option<&str>,
+    turn: Option<i64>,
+    kind: &str,
+    payload: &str,
+) -> String {
+    let agent = agent.map_or_else(|| "null".to_owned(), json_string);
+    let turn = turn.map_or_else(|| "null".to_owned(), |t| t.to_string());
+    format!(
+        "{{\"seq\":{seq},\"ts_ms\":{ts},\"agent\":{agent},\"turn\":{turn},\"kind\":{},\"payload\":{payload}}}\n",
+        json_string(kind)
+    )
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// The events file an event belongs to: its agent's, or the run's `timeline.jsonl`
+/// (`timeline` is reserved and never an agent id).
+pub fn events_file(session: &str, agent: Option<&str>) -> String {
+    match agent.filter(|a| crate::agent::id::is_valid_agent_id(a)) {
+        Some(agent) => format!("/runs/{session}/events/{agent}.jsonl"),
+        None => format!("/runs/{session}/events/timeline.jsonl"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_hash_covers_every_field_and_the_previous_hash() {
+        let row = EventRowRef {
+            run: "r",
+            seq: 1,
+            agent: Some("a"),
+            turn: Some(1),
+            ts: 5,
+            kind: "message",
+            payload: "{}",
+        };
+        let base = event_hash("p", &row);
+        assert_ne!(base, event_hash("q", &row));
+        assert_ne!(base, event_hash("p", &EventRowRef { agent: None, ..row }));
+        assert_ne!(base, event_hash("p", &EventRowRef { turn: None, ..row }));
+        assert_ne!(
+            base,
+            event_hash(
+                "p",
+                &EventRowRef {
+                    payload: "{ }",
+                    ..row
+                }
+            )
+        );
+        assert_eq!(base, event_hash("p", &row));
+    }
+
+    #[test]
+    fn event_lines_are_json_and_keep_the_payload_verbatim() {
+        let line = event_line(3, 10, Some("planner"), None, "message", r#"{"text":"hi"}"#);
+        let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(value["payload"]["text"], "hi");
+        assert_eq!(value["turn"], serde_json::Value::Null);
+        assert_eq!(
+            events_file("s", Some("../x")),
+            "/runs/s/events/timeline.jsonl"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! `orch-audit show`: one run folded into waves and agents with their turns.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::error::AuditError;
+use crate::audit::reader::{AuditReader, EventFilter, RunSummary};
+use crate::audit::render::{duration, time_of};
+use crate::events::event::TurnRecord;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunDetail {
+    pub run: RunSummary,
+    pub waves: Vec<WaveInfo>,
+    pub agents: Vec<AgentDetail>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WaveInfo {
+    pub wave: i64,
+    pub kind: String,
+    pub agents: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentDetail {
+    pub agent: String,
+    pub role: String,
+    pub kind: String,
+    pub wave: i64,
+    pub status: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub turns: Vec<TurnInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TurnInfo {
+    pub turn: u32,
+    #[serde(rename = "type")]
+    pub turn_type: String,
+    pub outcome: String,
+    pub duration_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub backend: String,
+}
+
+pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail, AuditError> {
+    let run = reader.run(session).await?;
+    let mut waves = Vec::new();
+    let mut agents: Vec<AgentDetail> = Vec::new();
+    for kind in [
+        "wave_scheduled",
+        "agent_started",
+        "turn_finished",
+        "agent_finished",
+    ] {
+        let filter = EventFilter {
+            kind: Some(kind.into()),
+            ..EventFilter::default()
+        };
+        for row in reader.events(session, &filter).await? {
+            let p = &row.payload;
+            let text = |key: &str| p.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+            match kind {
+                "wave_scheduled" => waves.push(WaveInfo {
+                    wave: p.get("wave").and_then(Value::as_i64).unwrap_or(0),
+                    kind: text("wave_kind"),
+                    agents: p
+                        .get("agents")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect(),
+                }),
+                "agent_started" => agents.push(AgentDetail {
+                    agent: row.agent.clone().unwrap_or_default(),
+                    role: text("role"),
+                    kind: text("agent_kind"),
+                    wave: p.get("wave").and_then(Value::as_i64).unwrap_or(0),
+                    status: "running".into(),
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    turns: Vec::new(),
+                }),
+                "turn_finished" => {
+                    let Ok(t) = serde_json::from_value::<TurnRecord>(row.payload.clone()) else {
+                        continue;
+                    };
+                    let agent = find_or_add(&mut agents, &t.agent);
+                    agent.input_tokens += t.usage.input_tokens;
+                    agent.output_tokens += t.usage.output_tokens;
+                    agent.turns.push(TurnInfo {
+                        turn: t.turn,
+                        turn_type: t.kind.as_str().into(),
+                        outcome: t.outcome.label().into(),
+                        duration_ms: t.duration_ms(),
+                        input_tokens: t.usage.input_tokens,
+                        output_tokens: t.usage.output_tokens,
+                        backend: t.backend.clone(),
+                    });
+                }
+                _ => {
+                    let name = row.agent.clone().unwrap_or_default();
+                    let status = p
+                        .get("status")
+                        .and_then(|s| s.get("status"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("finished");
+                    find_or_add(&mut agents, &name).status = status.to_owned();
+                }
+            }
+        }
+    }
+    Ok(RunDetail { run, waves, agents })
+}
+
+fn find_or_add<'a>(agents: &'a mut Vec<AgentDetail>, name: &str) -> &'a mut AgentDetail {
+    let index = match agents.iter().position(|a| a.agent == name) {
+        Some(i) => i,
+        None => {
+            agents.push(AgentDetail {
+                agent: name.to_owned(),
+                role: String::new(),
+                kind: String::new(),
+                wave: 0,
+                status: "running".into(),
+                input_tokens: 0,
+                output_tokens: 0,
+                turns: Vec::new(),
+            });
+            agents.len() - 1
+        }
+    };
+    &mut agents[index]
+}
+
+pub fn render(d: &RunDetail) -> String {
+    let r = &d.run;
+    let mut out = format!(
+        "run {}  started {}  status {}  backend {}\nagents {}  tokens in {} out {}  events {}\nprompt: {}\n",
+        r.session,
+        time_of(r.started_at_ms),
+        r.status,
+        r.backend,
+        r.agents,
+        r.input_tokens,
+        r.output_tokens,
+        r.events,
+        crate::audit::memory::truncate(&r.prompt.replace('\n', " "), 200)
+    );
+    if !d.waves.is_empty() {
+        out.push_str("\nwaves:\n");
+        for w in &d.waves {
+            let _ = writeln!(
+                out,
+                "  {:>2} {:<13} {}",
+                w.wave,
+                w.kind,
+                w.agents.join(", ")
+            );
+        }
+    }
+    out.push_str("\nagents:\n");
+    for a in &d.agents {
+        let _ = writeln!(
+            out,
+            "  {} ({}, {}, wave {})  {}  tokens in {} out {}",
+            a.agent, a.role, a.kind, a.wave, a.status, a.input_tokens, a.output_tokens
+        );
+        for t in &a.turns {
+            let _ = writeln!(
+                out,
+                "     {:03}-{:<9} {:<11} {:>8}  in {:>8}  out {:>7}  {}",
+                t.turn,
+                t.turn_type,
+                t.outcome,
+                duration(t.duration_ms),
+                t.input_tokens,
+                t.output_tokens,
+                t.backend
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,167 @@
+//! `AuditSink`: the event-bus sink that feeds the audit writer thread.
+//!
+//! `handle` encodes an event (wire form, JSON payload) on the bus's sink thread and
+//! queues it on a bounded channel; the writer thread owns the connection. `flush` is a
+//! durable commit barrier; `close` commits everything, checkpoints and joins.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use crate::audit::error::AuditError;
+use crate::audit::target::AuditTarget;
+use crate::audit::writer::{AuditOptions, Extra, PendingEvent, RunMeta, WriterMsg, run_writer};
+use crate::events::event::{OrchEvent, OrchEventKind};
+use crate::events::sink::Sink;
+use crate::events::wire::encode;
+use crate::redact::Redactor;
+
+/// Events queued between the sink thread and the writer before `handle` blocks.
+const QUEUE_CAPACITY: usize = 8192;
+
+pub struct AuditSink {
+    tx: Option<SyncSender<WriterMsg>>,
+    handle: Option<JoinHandle<()>>,
+    target: String,
+}
+
+impl AuditSink {
+    /// Opens (or creates) the store, records the run and starts the writer thread.
+    /// Blocks until the store is open; the run's prompt is redacted before it is stored.
+    pub fn open(
+        target: AuditTarget,
+        meta: RunMeta,
+        redactor: &Redactor,
+    ) -> Result<AuditSink, AuditError> {
+        AuditSink::open_with(target, meta, redactor, AuditOptions::default())
+    }
+
+    /// `open` with options (a memory directory that mirrors the artifacts).
+    pub fn open_with(
+        target: AuditTarget,
+        mut meta: RunMeta,
+        redactor: &Redactor,
+        options: AuditOptions,
+    ) -> Result<AuditSink, AuditError> {
+        redactor.redact_in_place(&mut meta.prompt);
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let (ready_tx, ready_rx) = sync_channel(1);
+        let described = target.describe();
+        let handle = std::thread::Builder::new()
+            .name("orch-audit-writer".into())
+            .spawn(move || run_writer(target, meta, options, rx, ready_tx))
+            .map_err(AuditError::Spawn)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(AuditSink {
+                tx: Some(tx),
+                handle: Some(handle),
+                target: described,
+            }),
+            Ok(Err(err)) => {
+                let _ = handle.join();
+                Err(err)
+            }
+            Err(_) => {
+                let _ = handle.join();
+                Err(AuditError::WriterGone {
+                    detail: "the writer thread ended while opening the store".into(),
+                })
+            }
+        }
+    }
+
+    /// Convenience for tests and tools: an `Arc` redactor works too.
+    pub fn open_shared(
+        target: AuditTarget,
+        meta: RunMeta,
+        redactor: &Arc<Redactor>,
+    ) -> Result<AuditSink, AuditError> {
+        AuditSink::open(target, meta, redactor.as_ref())
+    }
+
+    fn send(&self, msg: WriterMsg) -> io::Result<()> {
+        match &self.tx {
+            Some(tx) => tx.send(msg).map_err(|_| gone(&self.target)),
+            None => Err(gone(&self.target)),
+        }
+    }
+
+    fn barrier(&self, close: bool) -> io::Result<()> {
+        let (done_tx, done_rx) = sync_channel(1);
+        self.send(if close {
+            WriterMsg::Close(done_tx)
+        } else {
+            WriterMsg::Barrier(done_tx)
+        })?;
+        match done_rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(detail)) => Err(io::Error::other(detail)),
+            Err(_) => Err(gone(&self.target)),
+        }
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        if self.tx.is_none() {
+            return Ok(());
+        }
+        let result = self.barrier(true);
+        self.tx = None;
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+        result
+    }
+}
+
+fn gone(target: &str) -> io::Error {
+    io::Error::other(format!("the audit writer for `{target}` has stopped"))
+}
+
+/// Encodes an event into the row the writer stores.
+pub fn pending_event(event: &OrchEvent) -> PendingEvent {
+    let wire = encode(event);
+    let extra = match &event.kind {
+        OrchEventKind::TurnFinished(record) => Extra::Turn(record.clone()),
+        OrchEventKind::RunPaused(summary) => Extra::Interrupt(summary.clone()),
+        _ => Extra::None,
+    };
+    PendingEvent {
+        ts: wire.ts_ms as i64,
+        agent: wire.agent,
+        turn: wire.turn.map(i64::from),
+        kind: wire.kind,
+        payload: serde_json::to_string(&wire.payload).unwrap_or_else(|_| "null".to_owned()),
+        extra,
+    }
+}
+
+impl Sink for AuditSink {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn handle(&mut self, event: &OrchEvent) -> io::Result<()> {
+        self.send(WriterMsg::Event(pending_event(event)))
+    }
+
+    /// Returns once everything handled so far is committed.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.tx.is_none() {
+            return Ok(());
+        }
+        self.barrier(false)
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        self.shutdown()
+    }
+}
+
+impl Drop for AuditSink {
+    fn drop(&mut self) {
+        if let Err(err) = self.shutdown() {
+            tracing::warn!(error = %err, "audit store was not closed cleanly");
+        }
+    }
+}

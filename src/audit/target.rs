@@ -1,0 +1,147 @@
+//! Where the store lives (a local file or a libSQL server) and how a connection to it
+//! is opened: WAL and the schema for the writer, plain connections for readers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libsql::{Builder, Connection, Database};
+
+use crate::audit::error::AuditError;
+use crate::audit::schema::DDL;
+
+/// A local database file, or a libSQL server (sqld, Turso) reached over HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuditTarget {
+    Local(PathBuf),
+    /// `http://`, `https://` or `libsql://` URL and its auth token (may be empty).
+    Remote {
+        url: String,
+        token: String,
+    },
+}
+
+impl AuditTarget {
+    pub fn is_remote(&self) -> bool {
+        matches!(self, AuditTarget::Remote { .. })
+    }
+
+    /// For messages: the path or URL.
+    pub fn describe(&self) -> String {
+        match self {
+            AuditTarget::Local(path) => path.display().to_string(),
+            AuditTarget::Remote { url, .. } => url.clone(),
+        }
+    }
+}
+
+/// An open database and one connection to it. The `Database` must outlive the
+/// connection, so both are kept.
+pub struct Store {
+    _db: Database,
+    pub conn: Connection,
+    pub remote: bool,
+}
+
+async fn build(target: &AuditTarget) -> Result<Store, AuditError> {
+    match target {
+        AuditTarget::Local(path) => {
+            let db = Builder::new_local(path)
+                .build()
+                .await
+                .map_err(|source| AuditError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+            let conn = db.connect().map_err(|source| AuditError::Open {
+                path: path.clone(),
+                source,
+            })?;
+            conn.busy_timeout(Duration::from_secs(10))
+                .map_err(|source| AuditError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
+            Ok(Store {
+                _db: db,
+                conn,
+                remote: false,
+            })
+        }
+        AuditTarget::Remote { url, token } => {
+            let remote_err = |source| AuditError::Remote {
+                url: url.clone(),
+                source,
+            };
+            let db = Builder::new_remote(url.clone(), token.clone())
+                .build()
+                .await
+                .map_err(remote_err)?;
+            let conn = db.connect().map_err(|source| AuditError::Remote {
+                url: url.clone(),
+                source,
+            })?;
+            Ok(Store {
+                _db: db,
+                conn,
+                remote: true,
+            })
+        }
+    }
+}
+
+/// Opens the store for writing: creates the file and its directory if needed, turns
+/// on WAL and creates the schema.
+pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError> {
+    if let AuditTarget::Local(path) = target {
+        create_parent(path)?;
+    }
+    let store = build(target).await?;
+    if !store.remote {
+        // `journal_mode` answers with a row, so it is a query, not an execute.
+        let mut rows = store
+            .conn
+            .query("PRAGMA journal_mode=WAL", ())
+            .await
+            .map_err(AuditError::sql("turn on WAL"))?;
+        while rows
+            .next()
+            .await
+            .map_err(AuditError::sql("turn on WAL"))?
+            .is_some()
+        {}
+        // WAL + NORMAL survives a killed process; only a power cut may lose the last commit.
+        store
+            .conn
+            .execute("PRAGMA synchronous=NORMAL", ())
+            .await
+            .map_err(AuditError::sql("set synchronous"))?;
+    }
+    store
+        .conn
+        .execute_batch(DDL)
+        .await
+        .map_err(AuditError::sql("create the schema"))?;
+    Ok(store)
+}
+
+/// Opens an existing store for reading (and for `memory condense`, which appends).
+pub async fn open_existing(target: &AuditTarget) -> Result<Store, AuditError> {
+    if let AuditTarget::Local(path) = target
+        && !path.exists()
+    {
+        return Err(AuditError::Missing { path: path.clone() });
+    }
+    build(target).await
+}
+
+fn create_parent(path: &Path) -> Result<(), AuditError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| AuditError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}

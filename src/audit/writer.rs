@@ -1,0 +1,516 @@
+//! The single writer: one thread, one connection, group commit.
+//!
+//! Events arrive already encoded from `AuditSink`; the writer drains what is queued
+//! (at most `MAX_BATCH` events), writes it in one transaction — `events` rows with
+//! their hash chain, lines appended to the AgentFS events files, turn files, memory
+//! artifacts, interrupt summaries, `tool_calls` rows — and commits. Barriers
+//! (`flush`, `close`) are answered only after the commit that covers them.
+//! There is no update or delete of history here, by design.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use libsql::{Connection, Value, params_from_iter};
+
+use crate::agent::id::is_valid_agent_id;
+use crate::audit::error::AuditError;
+use crate::audit::fs::FsWriter;
+use crate::audit::record::{
+    artifact_document, artifact_path, interrupt_document, interrupt_path, to_bytes, tool_call_row,
+    turn_document, turn_path,
+};
+use crate::audit::schema::{
+    EventRowRef, event_hash, event_line, events_file, file_hash, files_genesis, run_hash,
+    sha256_hex,
+};
+use crate::audit::target::{AuditTarget, Store, open_for_writing};
+use crate::events::event::{InterruptSummary, TurnRecord};
+
+/// Most events per transaction.
+pub const MAX_BATCH: usize = 1000;
+/// Longest an event waits for its transaction when no barrier asks sooner.
+pub const MAX_DELAY: Duration = Duration::from_millis(50);
+/// Rows per multi-row `INSERT INTO events`.
+const EVENT_ROWS_PER_STATEMENT: usize = 100;
+
+/// What the run is, recorded once in `runs` (the start of its hash chain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunMeta {
+    pub session: String,
+    pub started_at_ms: u64,
+    pub prompt: String,
+    pub backend: String,
+    pub project_root: String,
+}
+
+/// Choices beyond the run itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Also write each memory artifact as a plain file here (`--memory-dir`,
+    /// `CODEX_MEMORY_DIR`); the store keeps its own copy either way.
+    pub memory_dir: Option<std::path::PathBuf>,
+}
+
+/// One event, encoded by the sink thread.
+#[derive(Debug)]
+pub struct PendingEvent {
+    pub ts: i64,
+    pub agent: Option<String>,
+    pub turn: Option<i64>,
+    pub kind: String,
+    pub payload: String,
+    pub extra: Extra,
+}
+
+/// Events that also become files.
+#[derive(Debug)]
+pub enum Extra {
+    None,
+    Turn(Box<TurnRecord>),
+    Interrupt(Box<InterruptSummary>),
+}
+
+pub enum WriterMsg {
+    Event(PendingEvent),
+    /// Answered once everything sent before it is committed.
+    Barrier(SyncSender<Result<(), String>>),
+    /// Commit, checkpoint, answer, stop.
+    Close(SyncSender<Result<(), String>>),
+}
+
+struct WriterContext {
+    _store: Store,
+    conn: Connection,
+    remote: bool,
+    session: String,
+    seq: i64,
+    prev: String,
+    files_seq: i64,
+    files_prev: String,
+    fs: FsWriter,
+    memory_dir: Option<std::path::PathBuf>,
+}
+
+/// Runs the writer on the current thread until `Close` or until every sender is gone.
+/// `ready` gets the outcome of opening the store.
+pub fn run_writer(
+    target: AuditTarget,
+    meta: RunMeta,
+    options: AuditOptions,
+    rx: Receiver<WriterMsg>,
+    ready: SyncSender<Result<(), AuditError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            let _ = ready.send(Err(AuditError::Spawn(err)));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut ctx = match WriterContext::open(&target, &meta, options).await {
+            Ok(ctx) => {
+                let _ = ready.send(Ok(()));
+                ctx
+            }
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        };
+        ctx.serve(rx).await;
+    });
+}
+
+impl WriterContext {
+    async fn open(
+        target: &AuditTarget,
+        meta: &RunMeta,
+        options: AuditOptions,
+    ) -> Result<Self, AuditError> {
+        let store = open_for_writing(target).await?;
+        let conn = store.conn.clone();
+        let mut fs = FsWriter::default();
+        fs.ensure_root(&conn).await?;
+        let started = meta.started_at_ms as i64;
+        let hash = run_hash(
+            &meta.session,
+            started,
+            &meta.prompt,
+            &meta.backend,
+            &meta.project_root,
+        );
+        conn.execute(
+            "INSERT OR IGNORE INTO runs (session, started_at_ms, prompt, backend, project_root, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            (meta.session.as_str(), started, meta.prompt.as_str(), meta.backend.as_str(), meta.project_root.as_str(), hash.as_str()),
+        )
+        .await
+        .map_err(AuditError::sql("record the run"))?;
+        let (seq, prev) = last_link(
+            &conn,
+            "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &meta.session,
+        )
+        .await?
+        .unwrap_or((
+            0,
+            run_start_hash(&conn, &meta.session).await?.unwrap_or(hash),
+        ));
+        let (files_seq, files_prev) = last_link(
+            &conn,
+            "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &meta.session,
+        )
+        .await?
+        .unwrap_or((0, files_genesis()));
+        Ok(WriterContext {
+            _store: store,
+            conn,
+            remote: target.is_remote(),
+            session: meta.session.clone(),
+            seq,
+            prev,
+            files_seq,
+            files_prev,
+            fs,
+            memory_dir: options.memory_dir,
+        })
+    }
+
+    async fn serve(&mut self, rx: Receiver<WriterMsg>) {
+        let mut batch: Vec<PendingEvent> = Vec::with_capacity(MAX_BATCH);
+        let mut waiters: Vec<SyncSender<Result<(), String>>> = Vec::new();
+        let mut closing: Option<SyncSender<Result<(), String>>> = None;
+        let mut disconnected = false;
+        loop {
+            // Block for the first message, then take what is queued, up to a batch.
+            match rx.recv() {
+                Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
+                Err(_) => disconnected = true,
+            }
+            let started = Instant::now();
+            while !disconnected
+                && closing.is_none()
+                && waiters.is_empty()
+                && batch.len() < MAX_BATCH
+            {
+                match rx.try_recv() {
+                    Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
+                    Err(TryRecvError::Empty) => {
+                        // Nothing queued: a short wait lets a burst join this transaction.
+                        let left = MAX_DELAY
+                            .saturating_sub(started.elapsed())
+                            .min(Duration::from_millis(2));
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => disconnected = true,
+                }
+            }
+            let outcome = self
+                .commit(&mut batch)
+                .await
+                .map_err(|err| error_chain(&err));
+            if let Err(detail) = &outcome {
+                tracing::error!(error = %detail, "audit writer failed to commit a batch");
+            }
+            for waiter in waiters.drain(..) {
+                let _ = waiter.send(outcome.clone());
+            }
+            if let Some(done) = closing.take() {
+                let result = outcome.and(self.checkpoint().await);
+                let _ = done.send(result);
+                return;
+            }
+            if disconnected {
+                let _ = self.checkpoint().await;
+                return;
+            }
+        }
+    }
+
+    fn take(
+        &self,
+        msg: WriterMsg,
+        batch: &mut Vec<PendingEvent>,
+        waiters: &mut Vec<SyncSender<Result<(), String>>>,
+        closing: &mut Option<SyncSender<Result<(), String>>>,
+    ) {
+        match msg {
+            WriterMsg::Event(event) => batch.push(event),
+            WriterMsg::Barrier(done) => waiters.push(done),
+            WriterMsg::Close(done) => *closing = Some(done),
+        }
+    }
+
+    /// Writes the batch in one transaction; retries once from fresh state on failure.
+    async fn commit(&mut self, batch: &mut Vec<PendingEvent>) -> Result<(), AuditError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut result = self.write_batch(batch).await;
+        if result.is_err() {
+            self.recover().await;
+            result = self.write_batch(batch).await;
+            if result.is_err() {
+                self.recover().await;
+            }
+        }
+        batch.clear();
+        result
+    }
+
+    async fn recover(&mut self) {
+        let _ = self.conn.execute("ROLLBACK", ()).await;
+        self.fs.forget();
+        let session = self.session.clone();
+        if let Ok(Some((seq, prev))) = last_link(
+            &self.conn,
+            "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &session,
+        )
+        .await
+        {
+            self.seq = seq;
+            self.prev = prev;
+        } else if let Ok(Some(start)) = run_start_hash(&self.conn, &session).await {
+            self.seq = 0;
+            self.prev = start;
+        }
+        if let Ok(Some((seq, prev))) = last_link(
+            &self.conn,
+            "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
+            &session,
+        )
+        .await
+        {
+            self.files_seq = seq;
+            self.files_prev = prev;
+        } else {
+            self.files_seq = 0;
+            self.files_prev = files_genesis();
+        }
+    }
+
+    async fn write_batch(&mut self, batch: &[PendingEvent]) -> Result<(), AuditError> {
+        let begin = if self.remote {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn
+            .execute(begin, ())
+            .await
+            .map_err(AuditError::sql("begin a transaction"))?;
+        self.fs.begin();
+        let (mut seq, mut prev) = (self.seq, self.prev.clone());
+        let mut values: Vec<Value> = Vec::with_capacity(EVENT_ROWS_PER_STATEMENT * 8);
+        let mut rows_in_statement = 0;
+        for event in batch {
+            seq += 1;
+            let row = EventRowRef {
+                run: &self.session,
+                seq,
+                agent: event.agent.as_deref(),
+                turn: event.turn,
+                ts: event.ts,
+                kind: &event.kind,
+                payload: &event.payload,
+            };
+            prev = event_hash(&prev, &row);
+            let line = event_line(
+                seq,
+                event.ts,
+                row.agent,
+                event.turn,
+                &event.kind,
+                &event.payload,
+            );
+            self.fs
+                .append(&events_file(&self.session, row.agent), line.as_bytes());
+            values.extend([
+                Value::Text(self.session.clone()),
+                Value::Integer(seq),
+                event.agent.clone().map_or(Value::Null, Value::Text),
+                event.turn.map_or(Value::Null, Value::Integer),
+                Value::Integer(event.ts),
+                Value::Text(event.kind.clone()),
+                Value::Text(event.payload.clone()),
+                Value::Text(prev.clone()),
+            ]);
+            rows_in_statement += 1;
+            if rows_in_statement == EVENT_ROWS_PER_STATEMENT {
+                insert_events(&self.conn, rows_in_statement, std::mem::take(&mut values)).await?;
+                rows_in_statement = 0;
+            }
+        }
+        if rows_in_statement > 0 {
+            insert_events(&self.conn, rows_in_statement, values).await?;
+        }
+        for event in batch {
+            match &event.extra {
+                Extra::None => {}
+                Extra::Turn(record) => self.write_turn(record).await?,
+                Extra::Interrupt(summary) => {
+                    let path = interrupt_path(&self.session, summary);
+                    self.write_file(&path, &to_bytes(&interrupt_document(summary)))
+                        .await?;
+                }
+            }
+        }
+        self.fs.flush_appends(&self.conn).await?;
+        self.conn
+            .execute("COMMIT", ())
+            .await
+            .map_err(AuditError::sql("commit a batch"))?;
+        self.seq = seq;
+        self.prev = prev;
+        Ok(())
+    }
+
+    async fn write_turn(&mut self, record: &TurnRecord) -> Result<(), AuditError> {
+        if !is_valid_agent_id(&record.agent) || !is_valid_agent_id(&self.session) {
+            // Ids are validated upstream; an unsafe one never becomes a path.
+            tracing::warn!(agent = %record.agent.escape_debug(), "turn file skipped: agent id or session is not path-safe");
+            return Ok(());
+        }
+        let path = turn_path(&self.session, record);
+        let path = self
+            .write_file(&path, &to_bytes(&turn_document(&self.session, record)))
+            .await?;
+        let artifact = artifact_path(&self.session, record);
+        let artifact_bytes = to_bytes(&artifact_document(&self.session, record));
+        let artifact = self.write_file(&artifact, &artifact_bytes).await?;
+        if let Some(dir) = &self.memory_dir {
+            let name = artifact.rsplit('/').next().unwrap_or(&artifact);
+            // The store is the record; a failed mirror copy is reported, not fatal.
+            if let Err(err) = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(dir.join(name), &artifact_bytes))
+            {
+                tracing::warn!(dir = %dir.display(), error = %err, "failed to mirror a memory artifact");
+            }
+        }
+        let row = tool_call_row(&self.session, record, &path);
+        self.conn
+            .execute(
+                "INSERT INTO tool_calls (name, parameters, result, error, status, started_at, completed_at, duration_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                (row.name, row.parameters, row.result, row.error, row.status, row.started_at, row.completed_at, row.duration_ms),
+            )
+            .await
+            .map_err(AuditError::sql("record a tool call"))?;
+        Ok(())
+    }
+
+    /// A whole file plus its `files` row, whose hash chain makes the content tamper-evident.
+    async fn write_file(&mut self, path: &str, bytes: &[u8]) -> Result<String, AuditError> {
+        let path = self.fs.create_file(&self.conn, path, bytes).await?;
+        let path = path.as_str();
+        let (seq, prev) = (self.files_seq + 1, self.files_prev.clone());
+        let sha = sha256_hex(bytes);
+        let size = bytes.len() as i64;
+        let hash = file_hash(&prev, &self.session, seq, path, size, &sha);
+        self.conn
+            .execute(
+                "INSERT INTO files (run, seq, path, size, sha256, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                (self.session.as_str(), seq, path, size, sha.as_str(), hash.as_str()),
+            )
+            .await
+            .map_err(AuditError::sql("record a file"))?;
+        self.files_seq = seq;
+        self.files_prev = hash;
+        Ok(path.to_owned())
+    }
+
+    /// Folds the WAL into the main file so a copy of the file alone is complete.
+    async fn checkpoint(&self) -> Result<(), String> {
+        if self.remote {
+            return Ok(());
+        }
+        match self.conn.query("PRAGMA wal_checkpoint(TRUNCATE)", ()).await {
+            Ok(mut rows) => {
+                while let Ok(Some(_)) = rows.next().await {}
+                Ok(())
+            }
+            Err(err) => Err(format!("failed to checkpoint the audit store: {err}")),
+        }
+    }
+}
+
+async fn insert_events(
+    conn: &Connection,
+    rows: usize,
+    values: Vec<Value>,
+) -> Result<(), AuditError> {
+    let mut sql = String::with_capacity(80 + rows * 18);
+    sql.push_str("INSERT INTO events (run, seq, agent, turn, ts, kind, payload, hash) VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?,?,?)");
+    }
+    conn.execute(&sql, params_from_iter(values))
+        .await
+        .map_err(AuditError::sql("insert events"))?;
+    Ok(())
+}
+
+async fn last_link(
+    conn: &Connection,
+    sql: &str,
+    session: &str,
+) -> Result<Option<(i64, String)>, AuditError> {
+    let mut rows = conn
+        .query(sql, [session])
+        .await
+        .map_err(AuditError::sql("read the end of the hash chain"))?;
+    match rows
+        .next()
+        .await
+        .map_err(AuditError::sql("read the end of the hash chain"))?
+    {
+        Some(row) => Ok(Some((
+            row.get::<i64>(0)
+                .map_err(AuditError::sql("read the end of the hash chain"))?,
+            row.get::<String>(1)
+                .map_err(AuditError::sql("read the end of the hash chain"))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+async fn run_start_hash(conn: &Connection, session: &str) -> Result<Option<String>, AuditError> {
+    let mut rows = conn
+        .query("SELECT hash FROM runs WHERE session = ?1", [session])
+        .await
+        .map_err(AuditError::sql("read the run"))?;
+    match rows.next().await.map_err(AuditError::sql("read the run"))? {
+        Some(row) => Ok(Some(
+            row.get::<String>(0)
+                .map_err(AuditError::sql("read the run"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The error and its sources, for a one-line message.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
