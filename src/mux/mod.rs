@@ -1,1 +1,12 @@
 //! Zellij and tmux: layouts, sessions, panes.
+
+pub mod error;
+pub mod layout;
+pub mod plan;
+
+pub use error::MuxError;
+pub use layout::{tail_argv, zellij_layout, zellij_tab_layout};
+pub use plan::{
+    AgentPane, LayoutPlan, PaneKind, PanePlan, SlotPlacement, TabAction, TabPlan, display_title,
+    placement_for_slot, plan_layout,
+};
