@@ -3,10 +3,14 @@
 pub mod error;
 pub mod layout;
 pub mod plan;
+pub mod zellij_config;
 
 pub use error::MuxError;
 pub use layout::{tail_argv, zellij_layout, zellij_tab_layout};
 pub use plan::{
     AgentPane, LayoutPlan, PaneKind, PanePlan, SlotPlacement, TabAction, TabPlan, display_title,
     placement_for_slot, plan_layout,
+};
+pub use zellij_config::{
+    KEY_HELP, interrupt_argv, write_zellij_config_dir, zellij_config_kdl,
 };
