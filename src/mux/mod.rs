@@ -3,6 +3,7 @@
 pub mod error;
 pub mod layout;
 pub mod plan;
+pub mod zellij;
 pub mod zellij_config;
 
 pub use error::MuxError;
@@ -13,4 +14,7 @@ pub use plan::{
 };
 pub use zellij_config::{
     KEY_HELP, interrupt_argv, write_zellij_config_dir, zellij_config_kdl,
+};
+pub use zellij::{
+    PaneInfo, SessionInfo, SessionState, ZellijClient, parse_session_list, validate_session_name,
 };
