@@ -45,6 +45,8 @@ pub enum MuxError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("no agents to show: a session needs at least one agent pane")]
+    NoAgents,
     #[error("the interrupt command is empty")]
     EmptyCommand,
 }

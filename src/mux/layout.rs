@@ -27,12 +27,18 @@ pub fn tail_argv(log: &str) -> Vec<String> {
 pub fn zellij_layout(plan: &LayoutPlan, cwd: &Path) -> Result<String, MuxError> {
     let mut layout = KdlNode::new("layout");
     let children = layout.ensure_children();
-    children.nodes_mut().push(string_node("cwd", path_str(cwd)?));
+    children
+        .nodes_mut()
+        .push(string_node("cwd", path_str(cwd)?));
     let mut template = KdlNode::new("default_tab_template");
     let template_children = template.ensure_children();
-    template_children.nodes_mut().push(bar_pane("zellij:tab-bar"));
+    template_children
+        .nodes_mut()
+        .push(bar_pane("zellij:tab-bar"));
     template_children.nodes_mut().push(KdlNode::new("children"));
-    template_children.nodes_mut().push(bar_pane("zellij:status-bar"));
+    template_children
+        .nodes_mut()
+        .push(bar_pane("zellij:status-bar"));
     children.nodes_mut().push(template);
     for (index, tab) in plan.tabs.iter().enumerate() {
         let mut node = KdlNode::new("tab");
@@ -51,7 +57,9 @@ pub fn zellij_layout(plan: &LayoutPlan, cwd: &Path) -> Result<String, MuxError> 
 pub fn zellij_tab_layout(tab: &TabPlan, cwd: &Path) -> Result<String, MuxError> {
     let mut layout = KdlNode::new("layout");
     let children = layout.ensure_children();
-    children.nodes_mut().push(string_node("cwd", path_str(cwd)?));
+    children
+        .nodes_mut()
+        .push(string_node("cwd", path_str(cwd)?));
     children.nodes_mut().push(bar_pane("zellij:tab-bar"));
     let mut body = KdlNode::new("pane");
     body.set_children(tab_body(tab)?);
@@ -162,7 +170,10 @@ mod tests {
         (0..n)
             .map(|i| {
                 let name = names[i % names.len()].to_owned();
-                AgentPane::new(name, PathBuf::from(format!("/repo/.orch/runs/run-x/logs/a{i}.log")))
+                AgentPane::new(
+                    name,
+                    PathBuf::from(format!("/repo/.orch/runs/run-x/logs/a{i}.log")),
+                )
             })
             .collect()
     }
@@ -187,7 +198,10 @@ mod tests {
     fn layouts_are_v1_and_names_round_trip_as_data() {
         for n in [1, 4, 5, 9, 13] {
             let text = layout_for(n);
-            assert!(!text.contains("=#true") && !text.contains("=#false"), "{text}");
+            assert!(
+                !text.contains("=#true") && !text.contains("=#false"),
+                "{text}"
+            );
             let doc = KdlDocument::parse_v1(&text).unwrap();
             let layout = &doc.nodes()[0];
             let tabs: Vec<&KdlNode> = layout
@@ -217,7 +231,10 @@ mod tests {
                 out.push(name.clone());
                 assert_eq!(node.get("command"), Some(&KdlValue::String("tail".into())));
                 let args = node.children().unwrap().get("args").unwrap();
-                let args: Vec<_> = args.iter().map(|e| e.value().as_string().unwrap()).collect();
+                let args: Vec<_> = args
+                    .iter()
+                    .map(|e| e.value().as_string().unwrap())
+                    .collect();
                 assert_eq!(&args[..3], &["-n", "+1", "-F"]);
                 assert!(args[3].ends_with(".log"));
             }
@@ -243,6 +260,10 @@ mod tests {
         let layout = &doc.nodes()[0];
         let cwd = layout.children().unwrap().get_arg("cwd").unwrap();
         assert_eq!(cwd.as_string(), Some("/tmp/we\"ird\n{ root } $(x)"));
-        assert_eq!(layout.children().unwrap().nodes().len(), 4, "cwd, template, two tabs");
+        assert_eq!(
+            layout.children().unwrap().nodes().len(),
+            4,
+            "cwd, template, two tabs"
+        );
     }
 }

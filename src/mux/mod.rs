@@ -3,6 +3,8 @@
 pub mod error;
 pub mod layout;
 pub mod plan;
+pub mod shell_quote;
+pub mod tmux;
 pub mod zellij;
 pub mod zellij_config;
 
@@ -12,9 +14,9 @@ pub use plan::{
     AgentPane, LayoutPlan, PaneKind, PanePlan, SlotPlacement, TabAction, TabPlan, display_title,
     placement_for_slot, plan_layout,
 };
-pub use zellij_config::{
-    KEY_HELP, interrupt_argv, write_zellij_config_dir, zellij_config_kdl,
-};
+pub use shell_quote::{shell_join, shell_quote};
+pub use tmux::{TmuxClient, TmuxPane, run_shell_string};
 pub use zellij::{
     PaneInfo, SessionInfo, SessionState, ZellijClient, parse_session_list, validate_session_name,
 };
+pub use zellij_config::{KEY_HELP, interrupt_argv, write_zellij_config_dir, zellij_config_kdl};

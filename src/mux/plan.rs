@@ -156,7 +156,9 @@ pub fn plan_layout(
                 panes: Vec::new(),
             });
         }
-        tabs[placement.tab_index].panes.push(agent_pane(slot, agent));
+        tabs[placement.tab_index]
+            .panes
+            .push(agent_pane(slot, agent));
     }
     LayoutPlan { tabs }
 }
@@ -214,7 +216,10 @@ mod tests {
             (4, &[("core-logs", 4), ("spawned-agents", 1)]),
             (5, &[("core-logs", 4), ("spawned-agents", 2)]),
             (8, &[("core-logs", 4), ("spawned-agents", 5)]),
-            (9, &[("core-logs", 4), ("spawned-agents", 5), ("agent-logs-1", 1)]),
+            (
+                9,
+                &[("core-logs", 4), ("spawned-agents", 5), ("agent-logs-1", 1)],
+            ),
             (
                 13,
                 &[
@@ -244,9 +249,15 @@ mod tests {
 
     #[test]
     fn autonomous_orchestrator_takes_the_next_slot() {
-        let auto = AgentPane::new("autonomous-orchestrator", "/logs/autonomous-orchestrator.log");
+        let auto = AgentPane::new(
+            "autonomous-orchestrator",
+            "/logs/autonomous-orchestrator.log",
+        );
         let plan = plan_layout(&agents(4), Path::new("/t.log"), Some(&auto));
-        assert_eq!(shape(&plan), tabs(&[("core-logs", 4), ("spawned-agents", 2)]));
+        assert_eq!(
+            shape(&plan),
+            tabs(&[("core-logs", 4), ("spawned-agents", 2)])
+        );
         assert_eq!(plan.tabs[1].panes[1].title, "autonomous-orchestrator");
         assert_eq!(plan.tabs[1].panes[1].kind, PaneKind::Agent { slot: 4 });
     }
@@ -274,8 +285,10 @@ mod tests {
                 }
                 let tab = &mut grown.tabs[placement.tab_index];
                 assert_eq!(tab.name, placement.tab_name);
-                tab.panes
-                    .push(agent_pane(slot, &AgentPane::new(format!("a{slot}"), format!("/logs/a{slot}.log"))));
+                tab.panes.push(agent_pane(
+                    slot,
+                    &AgentPane::new(format!("a{slot}"), format!("/logs/a{slot}.log")),
+                ));
             }
             assert_eq!(grown, fresh, "{total} agents");
         }
@@ -284,7 +297,10 @@ mod tests {
     #[test]
     fn placement_names_and_positions() {
         let p = placement_for_slot(8);
-        assert_eq!((p.tab_index, p.tab_name.as_str(), p.position), (2, "agent-logs-1", 0));
+        assert_eq!(
+            (p.tab_index, p.tab_name.as_str(), p.position),
+            (2, "agent-logs-1", 0)
+        );
         assert_eq!(p.tab_action, TabAction::CreateNew);
         assert_eq!(placement_for_slot(4).tab_action, TabAction::UseExisting);
         assert_eq!(placement_for_slot(11).tab_action, TabAction::UseExisting);

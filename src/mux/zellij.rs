@@ -407,7 +407,8 @@ mod tests {
 
     #[test]
     fn session_list_lines_parse() {
-        let text = "run-a [Created 3s ago] \nrun-b [Created 1h ago] (EXITED - attach to resurrect)\n";
+        let text =
+            "run-a [Created 3s ago] \nrun-b [Created 1h ago] (EXITED - attach to resurrect)\n";
         assert_eq!(
             parse_session_list(text),
             vec![
@@ -460,6 +461,9 @@ mod tests {
         assert!(matches!(err, MuxError::ProgramNotFound { .. }), "{err:?}");
         let message = err.to_string();
         assert!(message.contains("ORCH_ZELLIJ_BIN"), "{message}");
-        assert!(message.contains("cargo install --locked zellij"), "{message}");
+        assert!(
+            message.contains("cargo install --locked zellij"),
+            "{message}"
+        );
     }
 }

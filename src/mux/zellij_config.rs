@@ -75,7 +75,8 @@ pub fn zellij_config_kdl(interrupt_argv: &[String]) -> Result<String, MuxError> 
     doc.nodes_mut().push(keybinds);
     doc.nodes_mut().push(bool_node("show_startup_tips", false));
     doc.nodes_mut().push(bool_node("show_release_notes", false));
-    doc.nodes_mut().push(bool_node("session_serialization", false));
+    doc.nodes_mut()
+        .push(bool_node("session_serialization", false));
     Ok(emit_doc_v1(doc))
 }
 
@@ -140,21 +141,42 @@ mod tests {
     fn run_arguments_are_data() {
         let text = zellij_config_kdl(&sample_argv()).unwrap();
         let doc = KdlDocument::parse_v1(&text).unwrap();
-        let shared = doc.get("keybinds").unwrap().children().unwrap().get("shared").unwrap();
-        assert!(shared.entries().is_empty(), "Ctrl+S must be bound in every mode");
+        let shared = doc
+            .get("keybinds")
+            .unwrap()
+            .children()
+            .unwrap()
+            .get("shared")
+            .unwrap();
+        assert!(
+            shared.entries().is_empty(),
+            "Ctrl+S must be bound in every mode"
+        );
         let bind = shared.children().unwrap().get("bind").unwrap();
         assert_eq!(bind.get(0).and_then(|v| v.as_string()), Some("Ctrl s"));
         let run = bind.children().unwrap().get("Run").unwrap();
         let args: Vec<&str> = run.iter().filter_map(|e| e.value().as_string()).collect();
         assert_eq!(args, sample_argv());
         let options = run.children().unwrap();
-        assert_eq!(options.get_arg("floating").and_then(|v| v.as_bool()), Some(true));
-        assert_eq!(options.get_arg("close_on_exit").and_then(|v| v.as_bool()), Some(true));
-        assert!(!text.contains("#true") && !text.contains("#false"), "KDL v1 only");
+        assert_eq!(
+            options.get_arg("floating").and_then(|v| v.as_bool()),
+            Some(true)
+        );
+        assert_eq!(
+            options.get_arg("close_on_exit").and_then(|v| v.as_bool()),
+            Some(true)
+        );
+        assert!(
+            !text.contains("#true") && !text.contains("#false"),
+            "KDL v1 only"
+        );
     }
 
     #[test]
     fn an_empty_command_is_refused() {
-        assert!(matches!(zellij_config_kdl(&[]), Err(MuxError::EmptyCommand)));
+        assert!(matches!(
+            zellij_config_kdl(&[]),
+            Err(MuxError::EmptyCommand)
+        ));
     }
 }
