@@ -11,8 +11,8 @@ pub mod zellij_config;
 pub use error::MuxError;
 pub use layout::{tail_argv, zellij_layout, zellij_tab_layout};
 pub use plan::{
-    AgentPane, LayoutPlan, PaneKind, PanePlan, SlotPlacement, TabAction, TabPlan, display_title,
-    placement_for_slot, plan_layout,
+    AgentPane, LayoutPlan, PaneKind, PanePlan, SlotPlacement, TabAction, TabPlan, agent_pane,
+    display_title, placement_for_slot, plan_layout,
 };
 pub use shell_quote::{shell_join, shell_quote};
 pub use tmux::{TmuxClient, TmuxPane, run_shell_string};

@@ -137,7 +137,7 @@ impl TmuxClient {
         if plan.tabs.iter().any(|tab| tab.panes.is_empty()) {
             return Err(MuxError::NoAgents);
         }
-        let cwd = path_str(cwd)?.to_owned();
+        let cwd = format_literal(path_str(cwd)?);
         for (index, tab) in plan.tabs.iter().enumerate() {
             for (position, pane) in tab.panes.iter().enumerate() {
                 let pane_id = if index == 0 && position == 0 {
@@ -150,7 +150,7 @@ impl TmuxClient {
                         "-s",
                         session,
                         "-n",
-                        &tab.name,
+                        &format_literal(&tab.name),
                         "-c",
                         &cwd,
                         "-x",
@@ -189,10 +189,12 @@ impl TmuxClient {
         cwd: &Path,
         pane: &PanePlan,
     ) -> Result<String, MuxError> {
-        let cwd = path_str(cwd)?;
+        let cwd = format_literal(path_str(cwd)?);
         let pane_id = match placement.tab_action {
-            TabAction::CreateNew => self.new_window(session, &placement.tab_name, cwd, pane)?,
-            TabAction::UseExisting => self.split_window(session, placement.tab_index, cwd, pane)?,
+            TabAction::CreateNew => self.new_window(session, &placement.tab_name, &cwd, pane)?,
+            TabAction::UseExisting => {
+                self.split_window(session, placement.tab_index, &cwd, pane)?
+            }
         };
         self.set_title(&pane_id, &pane.title)?;
         Ok(pane_id)
@@ -277,7 +279,7 @@ impl TmuxClient {
             "-t",
             &target,
             "-n",
-            name,
+            &format_literal(name),
             "-c",
             cwd,
         ]);
@@ -311,7 +313,7 @@ impl TmuxClient {
     }
 
     fn set_title(&self, pane_id: &str, title: &str) -> Result<(), MuxError> {
-        self.run(["select-pane", "-t", pane_id, "-T", title])
+        self.run(["select-pane", "-t", pane_id, "-T", &format_literal(title)])
             .map(drop)
     }
 
@@ -374,6 +376,12 @@ impl TmuxClient {
 /// `=name`: tmux matches the session name exactly, not as a prefix or pattern.
 fn exact(session: &str) -> String {
     format!("={session}")
+}
+
+/// tmux expands `#{…}`/`#(…)` in start directories, window names and pane titles;
+/// `##` is a literal `#`, so doubling every `#` keeps the text as data.
+fn format_literal(text: &str) -> String {
+    text.replace('#', "##")
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
