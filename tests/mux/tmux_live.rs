@@ -130,7 +130,7 @@ fn tmux_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() {
         let log = root.join(format!("logs/a{slot}.log"));
         let placement = placement_for_slot(slot);
         std::fs::write(&log, "").unwrap();
-        let pane = agent_pane(slot, &AgentPane::new(name, &log));
+        let pane = agent_pane(slot, &AgentPane::new(*name, &log));
         let pane_id = client.add_pane(session, &placement, &root, &pane).unwrap();
         append_line(&log, &format!("late agent {slot} here"));
         wait_for_text(client, &pane_id, &format!("late agent {slot} here"));
