@@ -8,3 +8,5 @@
 mod support;
 #[path = "mux/tmux_live.rs"]
 mod tmux_live;
+#[path = "mux/zellij_live.rs"]
+mod zellij_live;

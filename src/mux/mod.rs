@@ -1,6 +1,7 @@
 //! Zellij and tmux: layouts, sessions, panes.
 
 pub mod error;
+pub mod kind;
 pub mod layout;
 pub mod plan;
 pub mod shell_quote;
@@ -9,6 +10,7 @@ pub mod zellij;
 pub mod zellij_config;
 
 pub use error::MuxError;
+pub use kind::MuxKind;
 pub use layout::{tail_argv, zellij_layout, zellij_tab_layout};
 pub use plan::{
     AgentPane, LayoutPlan, PaneKind, PanePlan, SlotPlacement, TabAction, TabPlan, agent_pane,

@@ -15,6 +15,8 @@ use std::process::{Command, Output, Stdio};
 use serde::Deserialize;
 
 use crate::mux::error::MuxError;
+use crate::mux::layout::{path_str, tail_argv, zellij_tab_layout};
+use crate::mux::plan::{PanePlan, SlotPlacement, TabAction, TabPlan};
 
 /// Longest session name we create: Zellij puts it in a socket path (≤ 108 bytes).
 pub const MAX_SESSION_NAME: usize = 60;
@@ -291,6 +293,60 @@ impl ZellijClient {
 
     pub fn go_to_tab_name(&self, session: &str, name: &str) -> Result<(), MuxError> {
         self.action(session, ["go-to-tab-name", name]).map(drop)
+    }
+
+    /// Name of the tab the session's focus is on (`action current-tab-info`).
+    pub fn current_tab_name(&self, session: &str) -> Result<String, MuxError> {
+        let out = self.action(session, ["current-tab-info"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "name: core-logs\nid: 0" in 0.45; fall back to the first line.
+        let line = text
+            .lines()
+            .find_map(|line| line.strip_prefix("name:"))
+            .or_else(|| text.lines().next())
+            .unwrap_or_default();
+        Ok(line.trim().to_owned())
+    }
+
+    /// Adds the pane of an agent spawned mid-run where `placement_for_slot` put it: into
+    /// a new tab (with the bars, like the generated ones) or into its existing tab. The
+    /// session's focus returns to the tab it was on.
+    pub fn add_agent_pane(
+        &self,
+        session: &str,
+        placement: &SlotPlacement,
+        pane: &PanePlan,
+        cwd: &Path,
+    ) -> Result<(), MuxError> {
+        let focused = self.current_tab_name(session)?;
+        match placement.tab_action {
+            TabAction::CreateNew => {
+                let tab = TabPlan {
+                    name: placement.tab_name.clone(),
+                    panes: vec![pane.clone()],
+                };
+                let layout = zellij_tab_layout(&tab, cwd)?;
+                self.action::<_, OsString>(
+                    session,
+                    [
+                        "new-tab".into(),
+                        "--name".into(),
+                        placement.tab_name.clone().into(),
+                        "--layout-string".into(),
+                        layout.into(),
+                    ],
+                )?;
+            }
+            TabAction::UseExisting => {
+                self.go_to_tab_name(session, &placement.tab_name)?;
+                let argv = tail_argv(path_str(&pane.log)?);
+                self.new_pane(session, &pane.title, cwd, &argv)?;
+            }
+        }
+        if !focused.is_empty() && focused != placement.tab_name {
+            self.go_to_tab_name(session, &focused)?;
+        }
+        Ok(())
     }
 
     /// Every pane of the session with its tab.
