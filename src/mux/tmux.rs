@@ -18,8 +18,8 @@ use std::process::{Command, Output, Stdio};
 use crate::mux::error::MuxError;
 use crate::mux::layout::{path_str, tail_argv};
 use crate::mux::plan::{LayoutPlan, PanePlan, SlotPlacement, TabAction};
+use crate::mux::session::validate_session_name;
 use crate::mux::shell_quote::shell_join;
-use crate::mux::zellij::validate_session_name;
 
 const INHERITED_SESSION_VARS: &[&str] = &["TMUX", "TMUX_PANE"];
 
