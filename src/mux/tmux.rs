@@ -434,4 +434,12 @@ mod tests {
             .map(OsString::from)
         );
     }
+
+    #[test]
+    fn a_missing_binary_says_what_to_do() {
+        let client = TmuxClient::new("/nonexistent/tmux-for-orch-tests", "orch-x");
+        let err = client.has_session("run-x").unwrap_err();
+        assert!(matches!(err, MuxError::ProgramNotFound { .. }), "{err:?}");
+        assert!(err.to_string().contains("ORCH_TMUX_BIN"), "{err}");
+    }
 }

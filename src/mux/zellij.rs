@@ -43,6 +43,11 @@ pub struct PaneInfo {
     #[serde(default)]
     pub tab_position: Option<usize>,
     #[serde(default)]
+    pub tab_id: Option<usize>,
+    /// The command line of a terminal pane (`tail -n +1 -F …`).
+    #[serde(default)]
+    pub pane_command: Option<String>,
+    #[serde(default)]
     pub exited: bool,
     #[serde(default)]
     pub is_floating: bool,
@@ -263,7 +268,7 @@ impl ZellijClient {
     pub fn current_tab_name(&self, session: &str) -> Result<String, MuxError> {
         let out = self.action(session, ["current-tab-info"])?;
         let text = String::from_utf8_lossy(&out.stdout);
-        // "name: core-logs\nid: 0" in 0.45; fall back to the first line.
+        // 0.45 prints "name: <tab>", "id: <n>", "position: <n>", one per line.
         let line = text
             .lines()
             .find_map(|line| line.strip_prefix("name:"))
@@ -282,7 +287,8 @@ impl ZellijClient {
         pane: &PanePlan,
         cwd: &Path,
     ) -> Result<(), MuxError> {
-        let focused = self.current_tab_name(session)?;
+        // Without an attached client there may be no focused tab: nothing to restore.
+        let focused = self.current_tab_name(session).unwrap_or_default();
         match placement.tab_action {
             TabAction::CreateNew => {
                 let tab = TabPlan {
