@@ -89,7 +89,7 @@ impl TmuxClient {
             "-f".into(),
             "/dev/null".into(),
         ];
-        argv.extend(args.into_iter().map(Into::into));
+        argv.extend(args.into_iter().map(|arg| literal_arg(arg.into())));
         argv
     }
 
@@ -373,6 +373,22 @@ impl TmuxClient {
     }
 }
 
+/// tmux reads an argument ending in `;` as a command separator (the `;` is dropped) and
+/// `\;` at the end as a literal `;`. We never chain commands, so a final `;` always gets
+/// a backslash in front: `foo;` → `foo\;`, which tmux turns back into `foo;`.
+fn literal_arg(arg: OsString) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let bytes = arg.as_bytes();
+    match bytes.split_last() {
+        Some((b';', rest)) => {
+            let mut escaped = rest.to_vec();
+            escaped.extend_from_slice(b"\\;");
+            OsString::from_vec(escaped)
+        }
+        _ => arg,
+    }
+}
+
 /// `=name`: tmux matches the session name exactly, not as a prefix or pattern.
 fn exact(session: &str) -> String {
     format!("={session}")
@@ -441,5 +457,14 @@ mod tests {
         let err = client.has_session("run-x").unwrap_err();
         assert!(matches!(err, MuxError::ProgramNotFound { .. }), "{err:?}");
         assert!(err.to_string().contains("ORCH_TMUX_BIN"), "{err}");
+    }
+
+    #[test]
+    fn a_final_semicolon_stays_data() {
+        let lit = |s: &str| literal_arg(s.into()).into_string().unwrap();
+        assert_eq!(lit("foo;"), "foo\\;");
+        assert_eq!(lit(";"), "\\;");
+        assert_eq!(lit("x\\;"), "x\\\\;");
+        assert_eq!(lit("a;b"), "a;b");
     }
 }

@@ -100,7 +100,7 @@ pub const HOSTILE_NAMES: &[&str] = &[
     "naïve ✓ 日本",
     "it's $(touch /tmp/orch-pwned) `id`",
     "#{session_name} ##",
-    "semi;colon && echo no",
+    "semi;colon && echo no;",
     "builder",
     "ninth",
 ];

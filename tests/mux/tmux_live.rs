@@ -29,7 +29,7 @@ fn tmux_client(bin: &Path, tmp: &Path, socket: &str) -> TmuxClient {
 
 /// A project root whose path tries to break shell and tmux-format quoting.
 fn hostile_root(tmp: &Path) -> PathBuf {
-    let root = tmp.join("pro'ject $(x) #{session_name} `y`");
+    let root = tmp.join("pro'ject $(x) #{session_name} `y`;");
     std::fs::create_dir_all(root.join("logs")).unwrap();
     root
 }
@@ -142,6 +142,9 @@ fn tmux_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() {
         pane_titled(&panes, "ninth").unwrap().window_name,
         "agent-logs-1"
     );
+    for name in HOSTILE_NAMES {
+        pane_titled(&panes, name).unwrap();
+    }
 
     // Ctrl+S typed through a real client: an outer tmux runs `tmux attach` in a pane.
     let outer = ServerGuard(tmux_client(&bin, tmp.path(), "orch-outer"));
