@@ -237,10 +237,9 @@ impl ZellijClient {
     ) -> Result<String, MuxError> {
         let mut args: Vec<OsString> = vec![
             "new-pane".into(),
-            "--name".into(),
-            name.into(),
-            "--cwd".into(),
-            cwd.into(),
+            // `--opt=value`: a value starting with `-` is still a value.
+            opt_eq("--name", name),
+            opt_eq("--cwd", cwd),
             "--".into(),
         ];
         args.extend(command.iter().map(OsString::from));
@@ -252,10 +251,8 @@ impl ZellijClient {
     pub fn new_tab(&self, session: &str, name: &str, layout: &Path) -> Result<(), MuxError> {
         let args: Vec<OsString> = vec![
             "new-tab".into(),
-            "--name".into(),
-            name.into(),
-            "--layout".into(),
-            layout.into(),
+            opt_eq("--name", name),
+            opt_eq("--layout", layout),
         ];
         self.action(session, args).map(drop)
     }
@@ -300,10 +297,8 @@ impl ZellijClient {
                     session,
                     [
                         "new-tab".into(),
-                        "--name".into(),
-                        placement.tab_name.clone().into(),
-                        "--layout-string".into(),
-                        layout.into(),
+                        opt_eq("--name", &placement.tab_name),
+                        opt_eq("--layout-string", &layout),
                     ],
                 )?;
             }
@@ -342,10 +337,9 @@ impl ZellijClient {
         payload: &str,
         plugin: Option<&str>,
     ) -> Result<(), MuxError> {
-        let mut args: Vec<OsString> = vec!["pipe".into(), "--name".into(), name.into()];
+        let mut args: Vec<OsString> = vec!["pipe".into(), opt_eq("--name", name)];
         if let Some(plugin) = plugin {
-            args.push("--plugin".into());
-            args.push(plugin.into());
+            args.push(opt_eq("--plugin", plugin));
         }
         args.push("--".into());
         args.push(payload.into());
@@ -403,6 +397,14 @@ impl ZellijClient {
                 }
             })
     }
+}
+
+/// `--opt=value` as one argument, so clap never mistakes a value for a flag.
+fn opt_eq(opt: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
+    let mut arg = OsString::from(opt);
+    arg.push("=");
+    arg.push(value);
+    arg
 }
 
 #[cfg(test)]
