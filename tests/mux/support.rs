@@ -101,6 +101,6 @@ pub const HOSTILE_NAMES: &[&str] = &[
     "it's $(touch /tmp/orch-pwned) `id`",
     "#{session_name} ##",
     "semi;colon && echo no;",
-    "builder",
+    "-n --name=x leading dash",
     "ninth",
 ];
