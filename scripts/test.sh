@@ -10,5 +10,6 @@ ensure_sqlite3
 ensure_codex
 ensure_sqld
 ensure_agentfs_sdk
+ensure_zellij
 export ORCH_TEST_REQUIRE_TOOLS=1
 cargo test --locked --all-targets "$@"
