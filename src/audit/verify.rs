@@ -31,7 +31,21 @@ impl VerifyReport {
 }
 
 /// Verifies one run, or every run (and every `files` chain) when `session` is `None`.
+/// Runs in one read transaction: a run writing meanwhile cannot make the rows and the
+/// files it reads disagree.
 pub async fn verify(conn: &Connection, session: Option<&str>) -> Result<VerifyReport, AuditError> {
+    conn.execute("BEGIN", ())
+        .await
+        .map_err(AuditError::sql("begin a read transaction"))?;
+    let result = verify_snapshot(conn, session).await;
+    let _ = conn.execute("ROLLBACK", ()).await;
+    result
+}
+
+async fn verify_snapshot(
+    conn: &Connection,
+    session: Option<&str>,
+) -> Result<VerifyReport, AuditError> {
     let mut report = VerifyReport::default();
     check_agentfs(conn, &mut report).await?;
     let sessions = match session {

@@ -329,20 +329,49 @@ async fn throughput() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
     let redactor = redactor();
-    let sink = AuditSink::open_shared(AuditTarget::Local(db.clone()), meta("run-bench", "bench"), &redactor).unwrap();
+    let sink = AuditSink::open_shared(
+        AuditTarget::Local(db.clone()),
+        meta("run-bench", "bench"),
+        &redactor,
+    )
+    .unwrap();
     let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
-    let n: u64 = std::env::var("ORCH_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n: u64 = std::env::var("ORCH_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let started = std::time::Instant::now();
     for i in 0..n {
         let agent = ["a", "b", "c", "d"][(i % 4) as usize];
         bus.publish(OrchEventKind::Agent {
             agent: agent.into(),
             turn: 1,
-            event: AgentEvent::Message { text: format!("streamed delta number {i} with some ordinary text") },
+            event: AgentEvent::Message {
+                text: format!("streamed delta number {i} with some ordinary text"),
+            },
         })
         .await;
     }
     thread.finish().await;
     let secs = started.elapsed().as_secs_f64();
-    println!("{n} events in {secs:.2}s = {:.0} events/s; file {} bytes", n as f64 / secs, std::fs::metadata(&db).unwrap().len());
+    println!(
+        "{n} events in {secs:.2}s = {:.0} events/s; file {} bytes",
+        n as f64 / secs,
+        std::fs::metadata(&db).unwrap().len()
+    );
+}
+
+#[test]
+fn verify_passes_while_a_run_is_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let session = "run-20261122-202020-0008";
+    let _child = start_writer(&db, session);
+    assert!(wait_until(Duration::from_secs(60), || stored_events(
+        &db, session
+    ) > 500));
+    for _ in 0..5 {
+        let verify = orch_audit(&db, &["verify"]);
+        assert!(verify.status.success(), "mid-run: {}", stdout(&verify));
+    }
 }
