@@ -158,3 +158,28 @@ async fn planted_secrets_never_reach_the_store_in_clear_text() {
         !exported.contains(PLANTED_KEY) && exported.contains("[redacted:ORCH_TEST_SERVICE_TOKEN]")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_rows_are_noticed() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    // The last turn file's row: the file is still there, nothing vouches for it.
+    sqlite(
+        &db,
+        &format!(
+            "DELETE FROM files WHERE run='{SESSION}' AND seq=(SELECT MAX(seq) FROM files WHERE run='{SESSION}')"
+        ),
+    );
+    verify_fails_with(&db, "is not vouched for by any events or files row");
+    // Every event row of the run: its events files are left over.
+    sqlite(&copy, &format!("DELETE FROM events WHERE run='{SESSION}'"));
+    verify_fails_with(
+        &copy,
+        &format!("file `/runs/{SESSION}/events/planner.jsonl`"),
+    );
+}
