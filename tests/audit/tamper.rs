@@ -60,7 +60,7 @@ async fn one_changed_byte_in_an_event_row_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_store(dir.path()).await;
     assert!(orch_audit(&db, &["verify"]).status.success());
-    // Flip one character of the payload of event 17 (a streamed reasoning/message).
+    // Change exactly one byte of the payload of event 17 (a streamed agent event).
     let before = sqlite(
         &db,
         &format!("SELECT payload FROM events WHERE run='{SESSION}' AND seq=17"),
@@ -68,7 +68,7 @@ async fn one_changed_byte_in_an_event_row_is_named() {
     sqlite(
         &db,
         &format!(
-            "UPDATE events SET payload = replace(payload, 'e', 'E') WHERE run='{SESSION}' AND seq=17"
+            "UPDATE events SET payload = substr(payload, 1, 20) || 'Z' || substr(payload, 22) WHERE run='{SESSION}' AND seq=17"
         ),
     );
     assert_ne!(
