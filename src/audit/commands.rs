@@ -93,7 +93,7 @@ pub fn main(args: AuditArgs) -> u8 {
         Ok(code) => code,
         Err(Failure::BrokenPipe) => EXIT_OK,
         Err(Failure::Audit(err)) => {
-            eprintln!("orch-audit: {}", crate::audit::writer::error_chain(&err));
+            eprintln!("orch-audit: {}", crate::audit::error::error_chain(&err));
             match err {
                 AuditError::UnknownSession { .. }
                 | AuditError::UnknownPath { .. }

@@ -56,3 +56,15 @@ impl AuditError {
         move |source| AuditError::Sql { action, source }
     }
 }
+
+/// The error and its sources, for a one-line message.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

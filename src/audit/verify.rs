@@ -2,7 +2,7 @@
 //! every AgentFS file matches what the chains vouch for, and checks the AgentFS
 //! invariants readers rely on. Names the first bad row of each kind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use libsql::{Connection, Value};
 use serde::Serialize;
@@ -31,7 +31,21 @@ impl VerifyReport {
 }
 
 /// Verifies one run, or every run (and every `files` chain) when `session` is `None`.
+/// Runs in one read transaction: a run writing meanwhile cannot make the rows and the
+/// files it reads disagree.
 pub async fn verify(conn: &Connection, session: Option<&str>) -> Result<VerifyReport, AuditError> {
+    conn.execute("BEGIN", ())
+        .await
+        .map_err(AuditError::sql("begin a read transaction"))?;
+    let result = verify_snapshot(conn, session).await;
+    let _ = conn.execute("ROLLBACK", ()).await;
+    result
+}
+
+async fn verify_snapshot(
+    conn: &Connection,
+    session: Option<&str>,
+) -> Result<VerifyReport, AuditError> {
     let mut report = VerifyReport::default();
     check_agentfs(conn, &mut report).await?;
     let sessions = match session {
@@ -79,7 +93,57 @@ pub async fn verify(conn: &Connection, session: Option<&str>) -> Result<VerifyRe
     for run in &file_runs {
         verify_files(conn, run, &mut report).await?;
     }
+    check_accounted(conn, session, &mut report).await?;
     Ok(report)
+}
+
+/// Every file of ours (under `/runs` and `/memory/artifacts`) must be vouched for by a
+/// `files` row or by `events` rows; otherwise the row that did was removed.
+async fn check_accounted(
+    conn: &Connection,
+    session: Option<&str>,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    let mut known: HashSet<String> = collect(conn, "SELECT path FROM files", vec![], |r| {
+        get::<String>(r, 0)
+    })
+    .await?
+    .into_iter()
+    .collect();
+    let pairs = collect(
+        conn,
+        "SELECT DISTINCT run, agent FROM events",
+        vec![],
+        |r| Ok((get::<String>(r, 0)?, opt_text(r, 1)?)),
+    )
+    .await?;
+    known.extend(
+        pairs
+            .iter()
+            .map(|(run, agent)| events_file(run, agent.as_deref())),
+    );
+    let files = collect(
+        conn,
+        "WITH RECURSIVE tree(ino, path) AS (SELECT ?1, '' UNION ALL \
+         SELECT d.ino, tree.path || '/' || d.name FROM fs_dentry d JOIN tree ON d.parent_ino = tree.ino) \
+         SELECT tree.ino, tree.path FROM tree JOIN fs_inode i ON i.ino = tree.ino WHERE (i.mode & ?2) = ?3 ORDER BY tree.path",
+        vec![Value::Integer(ROOT_INO), Value::Integer(S_IFMT), Value::Integer(S_IFREG)],
+        |r| Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?)),
+    )
+    .await?;
+    let scope = session.map(|s| format!("/runs/{s}/"));
+    for (ino, path) in files {
+        let ours = match &scope {
+            Some(prefix) => path.starts_with(prefix.as_str()),
+            None => path.starts_with("/runs/") || path.starts_with("/memory/artifacts/"),
+        };
+        if ours && !known.contains(&path) {
+            report.problems.push(format!(
+                "file `{path}` (ino {ino}) is not vouched for by any events or files row: a row was removed"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Per events file: running hash and size of the lines the rows say it holds.

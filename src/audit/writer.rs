@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use libsql::{Connection, Value, params_from_iter};
 
 use crate::agent::id::is_valid_agent_id;
-use crate::audit::error::AuditError;
+use crate::audit::error::{AuditError, error_chain};
 use crate::audit::fs::FsWriter;
 use crate::audit::record::{
     artifact_document, artifact_path, interrupt_document, interrupt_path, to_bytes, tool_call_row,
@@ -501,16 +501,4 @@ async fn run_start_hash(conn: &Connection, session: &str) -> Result<Option<Strin
         )),
         None => Ok(None),
     }
-}
-
-/// The error and its sources, for a one-line message.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

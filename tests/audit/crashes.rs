@@ -360,3 +360,18 @@ async fn throughput() {
         std::fs::metadata(&db).unwrap().len()
     );
 }
+
+#[test]
+fn verify_passes_while_a_run_is_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let session = "run-20261122-202020-0008";
+    let _child = start_writer(&db, session);
+    assert!(wait_until(Duration::from_secs(60), || stored_events(
+        &db, session
+    ) > 500));
+    for _ in 0..5 {
+        let verify = orch_audit(&db, &["verify"]);
+        assert!(verify.status.success(), "mid-run: {}", stdout(&verify));
+    }
+}

@@ -60,7 +60,7 @@ async fn one_changed_byte_in_an_event_row_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_store(dir.path()).await;
     assert!(orch_audit(&db, &["verify"]).status.success());
-    // Flip one character of the payload of event 17 (a streamed reasoning/message).
+    // Change exactly one byte of the payload of event 17 (a streamed agent event).
     let before = sqlite(
         &db,
         &format!("SELECT payload FROM events WHERE run='{SESSION}' AND seq=17"),
@@ -68,7 +68,7 @@ async fn one_changed_byte_in_an_event_row_is_named() {
     sqlite(
         &db,
         &format!(
-            "UPDATE events SET payload = replace(payload, 'e', 'E') WHERE run='{SESSION}' AND seq=17"
+            "UPDATE events SET payload = substr(payload, 1, 20) || 'Z' || substr(payload, 22) WHERE run='{SESSION}' AND seq=17"
         ),
     );
     assert_ne!(
@@ -156,5 +156,30 @@ async fn planted_secrets_never_reach_the_store_in_clear_text() {
     let exported = stdout(&orch_audit(&db, &["export", SESSION, "--format", "jsonl"]));
     assert!(
         !exported.contains(PLANTED_KEY) && exported.contains("[redacted:ORCH_TEST_SERVICE_TOKEN]")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_rows_are_noticed() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    // The last turn file's row: the file is still there, nothing vouches for it.
+    sqlite(
+        &db,
+        &format!(
+            "DELETE FROM files WHERE run='{SESSION}' AND seq=(SELECT MAX(seq) FROM files WHERE run='{SESSION}')"
+        ),
+    );
+    verify_fails_with(&db, "is not vouched for by any events or files row");
+    // Every event row of the run: its events files are left over.
+    sqlite(&copy, &format!("DELETE FROM events WHERE run='{SESSION}'"));
+    verify_fails_with(
+        &copy,
+        &format!("file `/runs/{SESSION}/events/planner.jsonl`"),
     );
 }
