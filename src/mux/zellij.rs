@@ -128,18 +128,19 @@ impl ZellijClient {
             "setup".into(),
             "--check".into(),
         ];
-        let out = self.run(args)?;
+        let out = self.output(args)?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        // Zellij 0.45 prints parse errors but may still exit 0: look for them.
-        if text.contains("Error") || text.contains("error") || text.contains("Failed") {
+        // A broken layout fails the command; a broken config.kdl is only reported as
+        // `[CONFIG ERROR]` (Zellij would fall back to its defaults): both are failures.
+        if !out.status.success() || text.contains("[CONFIG ERROR]") {
             return Err(MuxError::CommandFailed {
-                command: format!("zellij setup --check -l {}", layout.display()),
-                status: "exit 0 with errors".to_owned(),
-                stderr: text,
+                command: format!("zellij setup --check --layout {}", layout.display()),
+                status: out.status.to_string(),
+                stderr: text.trim().to_owned(),
             });
         }
         Ok(text)
