@@ -93,6 +93,17 @@ fn generated_layouts_and_config_pass_zellij_setup_check() {
         client.check_layout(&broken).is_err(),
         "setup --check accepted a broken layout"
     );
+
+    // …and a broken config dir is reported too (Zellij would silently use defaults).
+    let bad_dir = tmp.path().join("bad-zellij");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    std::fs::write(bad_dir.join("config.kdl"), "show_startup_tips #false\n").unwrap();
+    let bad_client = hermetic_client(&bin, tmp.path(), &bad_dir);
+    let good = tmp.path().join("layout-1.kdl");
+    assert!(
+        bad_client.check_layout(&good).is_err(),
+        "setup --check accepted a broken config"
+    );
 }
 
 /// Deletes the session (killing it if needed) when the test ends, pass or fail.
