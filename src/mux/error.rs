@@ -39,7 +39,9 @@ pub enum MuxError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to parse the pane list of zellij session `{session}`")]
+    #[error("zellij session `{session}` has no tab `{tab}` to add a pane to")]
+    MissingTab { session: String, tab: String },
+    #[error("failed to parse the pane or tab list of zellij session `{session}`")]
     PaneList {
         session: String,
         #[source]

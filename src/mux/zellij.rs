@@ -30,6 +30,16 @@ pub struct ZellijClient {
     pub env: Vec<(OsString, OsString)>,
 }
 
+/// One tab from `zellij action list-tabs --json` (unknown fields are ignored).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct TabInfo {
+    pub position: usize,
+    pub name: String,
+    pub tab_id: usize,
+    #[serde(default)]
+    pub active: bool,
+}
+
 /// One pane from `zellij action list-panes --json --all` (unknown fields are ignored).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct PaneInfo {
@@ -276,18 +286,17 @@ impl ZellijClient {
     }
 
     /// Adds the pane of an agent spawned mid-run where `placement_for_slot` put it: into
-    /// a new tab (with the bars, like the generated ones) or into its existing tab. The
-    /// session's focus returns to the tab it was on.
+    /// a new tab (with the bars, like the generated ones) or into its existing tab. No
+    /// client's focus moves (`--no-focus`, `--tab-id`). Returns the new pane's id when
+    /// zellij reports one.
     pub fn add_agent_pane(
         &self,
         session: &str,
         placement: &SlotPlacement,
         pane: &PanePlan,
         cwd: &Path,
-    ) -> Result<(), MuxError> {
-        // Without an attached client there may be no focused tab: nothing to restore.
-        let focused = self.current_tab_name(session).unwrap_or_default();
-        match placement.tab_action {
+    ) -> Result<String, MuxError> {
+        let out = match placement.tab_action {
             TabAction::CreateNew => {
                 let tab = TabPlan {
                     name: placement.tab_name.clone(),
@@ -298,21 +307,48 @@ impl ZellijClient {
                     session,
                     [
                         "new-tab".into(),
+                        "--no-focus".into(),
                         opt_eq("--name", &placement.tab_name),
                         opt_eq("--layout-string", &layout),
                     ],
-                )?;
+                )?
             }
             TabAction::UseExisting => {
-                self.go_to_tab_name(session, &placement.tab_name)?;
-                let argv = tail_argv(path_str(&pane.log)?);
-                self.new_pane(session, &pane.title, cwd, &argv)?;
+                let tab_id = self
+                    .list_tabs(session)?
+                    .into_iter()
+                    .find(|tab| tab.name == placement.tab_name)
+                    .map(|tab| tab.tab_id)
+                    .ok_or_else(|| MuxError::MissingTab {
+                        session: session.to_owned(),
+                        tab: placement.tab_name.clone(),
+                    })?;
+                let mut args: Vec<OsString> = vec![
+                    "new-pane".into(),
+                    "--no-focus".into(),
+                    opt_eq("--tab-id", tab_id.to_string()),
+                    opt_eq("--name", &pane.title),
+                    opt_eq("--cwd", cwd),
+                    "--".into(),
+                ];
+                args.extend(
+                    tail_argv(path_str(&pane.log)?)
+                        .into_iter()
+                        .map(OsString::from),
+                );
+                self.action(session, args)?
             }
-        }
-        if !focused.is_empty() && focused != placement.tab_name {
-            self.go_to_tab_name(session, &focused)?;
-        }
-        Ok(())
+        };
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Every tab of the session (`action list-tabs --json`).
+    pub fn list_tabs(&self, session: &str) -> Result<Vec<TabInfo>, MuxError> {
+        let out = self.action(session, ["list-tabs", "--json"])?;
+        serde_json::from_slice(&out.stdout).map_err(|source| MuxError::PaneList {
+            session: session.to_owned(),
+            source,
+        })
     }
 
     /// Every pane of the session with its tab.

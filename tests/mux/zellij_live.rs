@@ -206,31 +206,7 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
     append_line(&timeline, "timeline: run started");
     wait_for_text(&client, session, &timeline_pane, "timeline: run started");
 
-    // Agents spawned mid-run: slots 5..=8; slot 8 opens `agent-logs-1`.
-    for (slot, name) in HOSTILE_NAMES.iter().enumerate().skip(5) {
-        let log = root.join(format!("logs/a{slot}.log"));
-        std::fs::write(&log, "").unwrap();
-        let placement = placement_for_slot(slot);
-        let planned = agent_pane(slot, &AgentPane::new(*name, &log));
-        client
-            .add_agent_pane(session, &placement, &planned, &root)
-            .unwrap();
-        let pane = wait_for_pane(&client, session, name);
-        assert_eq!(
-            pane.tab_name.as_deref(),
-            Some(placement.tab_name.as_str()),
-            "{name}"
-        );
-        append_line(&log, &format!("late agent {slot} here"));
-        wait_for_text(&client, session, &pane, &format!("late agent {slot} here"));
-    }
-    assert_eq!(
-        client.current_tab_name(session).unwrap(),
-        "core-logs",
-        "focus came back"
-    );
-
-    // Ctrl+S typed through a real client: an outer tmux runs `zellij attach` in a pane.
+    // A real client: an outer tmux runs `zellij attach` in a pane (Ctrl+S is typed there).
     let outer = TmuxGuard(
         orch::mux::TmuxClient::new(&tmux, "orch-outer-zj").with_env("TMUX_TMPDIR", tmp.path()),
     );
@@ -282,6 +258,40 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
             Err(screen)
         }
     });
+    // Agents spawned mid-run: slots 5..=8; slot 8 opens `agent-logs-1`. A client is
+    // attached by now, as in real use: Zellij 0.45 cannot lay out a new tab in a session
+    // with no client (0x0 viewport, "Not enough room for panes").
+    for (slot, name) in HOSTILE_NAMES.iter().enumerate().skip(5) {
+        let log = root.join(format!("logs/a{slot}.log"));
+        std::fs::write(&log, "").unwrap();
+        let placement = placement_for_slot(slot);
+        let planned = agent_pane(slot, &AgentPane::new(*name, &log));
+        client
+            .add_agent_pane(session, &placement, &planned, &root)
+            .unwrap();
+        let pane = wait_for_pane(&client, session, name);
+        assert_eq!(
+            pane.tab_name.as_deref(),
+            Some(placement.tab_name.as_str()),
+            "{name}"
+        );
+        append_line(&log, &format!("late agent {slot} here"));
+        wait_for_text(&client, session, &pane, &format!("late agent {slot} here"));
+    }
+    let tabs = client.list_tabs(session).unwrap();
+    let names: Vec<&str> = tabs.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["core-logs", "spawned-agents", "agent-logs-1"]);
+    let active: Vec<&str> = tabs
+        .iter()
+        .filter(|t| t.active)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        active,
+        ["core-logs"],
+        "adding panes must not move the user's focus"
+    );
+
     assert!(
         outer
             .0
