@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -18,6 +19,9 @@ use crate::mux::error::MuxError;
 use crate::mux::layout::{path_str, tail_argv, zellij_tab_layout};
 use crate::mux::plan::{PanePlan, SlotPlacement, TabAction, TabPlan};
 use crate::mux::session::{SessionInfo, SessionState, parse_session_list, validate_session_name};
+
+/// How long a stale session may take to die before we give up on its name.
+pub const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 const INHERITED_SESSION_VARS: &[&str] = &["ZELLIJ", "ZELLIJ_SESSION_NAME", "ZELLIJ_PANE_ID"];
 
@@ -180,15 +184,57 @@ impl ZellijClient {
         self.run(["delete-session", "--force", name]).map(drop)
     }
 
-    /// Makes `name` free for a new session: a stale one (exited, or running from an
-    /// earlier attempt) is killed and deleted. Returns what was there.
+    /// Makes `name` free for a new session: a stale one (running from an earlier attempt,
+    /// or exited but resurrectable) is killed, then deleted. Returns what was there.
     pub fn remove_stale_session(&self, name: &str) -> Result<Option<SessionState>, MuxError> {
         validate_session_name(name)?;
         let Some(existing) = self.session(name)? else {
             return Ok(None);
         };
-        self.delete_session(name)?;
+        if existing.state == SessionState::Running {
+            // `delete-session --force` kills, then races the dying server and may fail
+            // with "not found"; kill, wait for it to go, then delete what is left.
+            let _ = self.kill_session(name);
+            self.wait_for_session(name, |state| state != Some(SessionState::Running))?;
+        }
+        if self.session(name)?.is_some() {
+            let _ = self.delete_session(name);
+            self.wait_for_session(name, |state| state.is_none())?;
+        }
         Ok(Some(existing.state))
+    }
+
+    /// Polls `list-sessions` until `done(state of name)`, at most [`SESSION_WAIT`].
+    fn wait_for_session(
+        &self,
+        name: &str,
+        done: impl Fn(Option<SessionState>) -> bool,
+    ) -> Result<(), MuxError> {
+        let start = Instant::now();
+        loop {
+            let state = self.session(name)?.map(|session| session.state);
+            if done(state) {
+                return Ok(());
+            }
+            if start.elapsed() >= SESSION_WAIT {
+                return Err(MuxError::StaleSession {
+                    session: name.to_owned(),
+                    waited: SESSION_WAIT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many real clients (terminals) are attached to `session`.
+    pub fn attached_clients(&self, session: &str) -> Result<usize, MuxError> {
+        let out = self.action(session, ["list-clients"])?;
+        // A header line, then one line per client; the asking CLI is not listed.
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter(|line| !line.trim().is_empty())
+            .count())
     }
 
     /// Starts `session` headless with `layout` (no terminal needed); returns once the
@@ -298,6 +344,15 @@ impl ZellijClient {
     ) -> Result<String, MuxError> {
         let out = match placement.tab_action {
             TabAction::CreateNew => {
+                // Zellij 0.45 lays out a new tab at the clients' size; with none attached
+                // it has 0x0, logs "Not enough room for panes", drops the panes and still
+                // exits 0. Say so instead, so the caller can add the pane after attach.
+                if self.attached_clients(session)? == 0 {
+                    return Err(MuxError::NoClientForNewTab {
+                        session: session.to_owned(),
+                        tab: placement.tab_name.clone(),
+                    });
+                }
                 let tab = TabPlan {
                     name: placement.tab_name.clone(),
                     panes: vec![pane.clone()],

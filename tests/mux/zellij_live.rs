@@ -114,7 +114,7 @@ struct SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let _ = self.client.delete_session(&self.session);
+        let _ = self.client.remove_stale_session(&self.session);
     }
 }
 
@@ -205,6 +205,18 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
     assert_eq!(timeline_pane.tab_name.as_deref(), Some("spawned-agents"));
     append_line(&timeline, "timeline: run started");
     wait_for_text(&client, session, &timeline_pane, "timeline: run started");
+
+    // Without an attached client Zellij cannot lay out a new tab: a clear error, no
+    // silently lost pane.
+    assert_eq!(client.attached_clients(session).unwrap(), 0);
+    let ninth = agent_pane(8, &AgentPane::new("ninth", root.join("logs/a8.log")));
+    let err = client
+        .add_agent_pane(session, &placement_for_slot(8), &ninth, &root)
+        .unwrap_err();
+    assert!(
+        matches!(err, orch::mux::MuxError::NoClientForNewTab { .. }),
+        "{err:?}"
+    );
 
     // A real client: an outer tmux runs `zellij attach` in a pane (Ctrl+S is typed there).
     let outer = TmuxGuard(
