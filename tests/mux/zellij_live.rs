@@ -334,3 +334,66 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
         "a name was executed"
     );
 }
+
+/// The argv the launcher execs in the user's terminal opens the session with our layout.
+#[test]
+fn new_session_with_layout_argv_opens_the_session_in_a_real_terminal() {
+    let Some(bin) = zellij_bin() else { return };
+    let Some(tmux) = require_tool("tmux", "ORCH_TMUX_BIN", &[]) else {
+        return;
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("orch-zj")
+        .tempdir()
+        .unwrap();
+    let root = hostile_root(tmp.path());
+    let session = "run-20261122-101010-z002";
+    let config_dir = tmp.path().join("zellij");
+    let marker = tmp.path().join("interrupt-marker");
+    let script = marker_script(tmp.path(), &marker);
+    write_zellij_config_dir(
+        &config_dir,
+        &interrupt_argv(&script, session, &root).unwrap(),
+    )
+    .unwrap();
+    let client = hermetic_client(&bin, tmp.path(), &config_dir);
+    let agents = hostile_agents(&root, 2);
+    for agent in &agents {
+        std::fs::write(&agent.log, "hello from the log\n").unwrap();
+    }
+    let timeline = root.join("logs/timeline.log");
+    let layout = tmp.path().join("layout.kdl");
+    let plan = plan_layout(&agents, &timeline, None);
+    std::fs::write(&layout, zellij_layout(&plan, &root).unwrap()).unwrap();
+
+    let _session = SessionGuard {
+        client: client.clone(),
+        session: session.to_owned(),
+    };
+    let outer = TmuxGuard(
+        orch::mux::TmuxClient::new(&tmux, "orch-outer-zj2").with_env("TMUX_TMPDIR", tmp.path()),
+    );
+    let mut args: Vec<String> = ["new-session", "-d", "-s", "outer", "-x", "160", "-y", "45"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(["--", "env", "-u", "TMUX", "-u", "ZELLIJ"].map(str::to_owned));
+    args.extend(
+        client
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())),
+    );
+    args.push(bin.display().to_string());
+    args.extend(
+        client
+            .new_session_with_layout_argv(session, &layout)
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    assert!(outer.0.command(&args).status().unwrap().success());
+    let pane = wait_for_pane(&client, session, &agents[1].name);
+    assert_eq!(pane.tab_name.as_deref(), Some("core-logs"));
+    wait_for_text(&client, session, &pane, "hello from the log");
+    assert_eq!(client.attached_clients(session).unwrap(), 1);
+}
