@@ -39,7 +39,21 @@ pub enum MuxError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to parse the pane list of zellij session `{session}`")]
+    #[error("zellij session `{session}` has no tab `{tab}` to add a pane to")]
+    MissingTab { session: String, tab: String },
+    #[error(
+        "zellij session `{session}` has no attached client, so tab `{tab}` cannot be laid \
+         out yet: add the pane again once a terminal is attached (`launch attach`)"
+    )]
+    NoClientForNewTab { session: String, tab: String },
+    #[error(
+        "stale zellij session `{session}` was still there after {waited:?}: remove it with `zellij delete-session --force {session}`"
+    )]
+    StaleSession {
+        session: String,
+        waited: std::time::Duration,
+    },
+    #[error("failed to parse the pane or tab list of zellij session `{session}`")]
     PaneList {
         session: String,
         #[source]

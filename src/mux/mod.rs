@@ -22,5 +22,5 @@ pub use session::{
 };
 pub use shell_quote::{shell_join, shell_quote};
 pub use tmux::{TmuxClient, TmuxPane, run_shell_string};
-pub use zellij::{PaneInfo, ZellijClient};
+pub use zellij::{PaneInfo, TabInfo, ZellijClient};
 pub use zellij_config::{KEY_HELP, interrupt_argv, write_zellij_config_dir, zellij_config_kdl};

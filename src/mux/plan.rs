@@ -80,6 +80,34 @@ impl LayoutPlan {
     }
 }
 
+impl LayoutPlan {
+    /// Agent panes of this plan that a live session lacks, in slot order. `live` holds
+    /// `(tab name, pane title)` of the session's panes (from `list-panes`). The launcher
+    /// uses it to add panes that could not be added earlier (e.g. a new Zellij tab while
+    /// no client was attached): pass each one's slot to [`placement_for_slot`].
+    pub fn missing_agent_panes(&self, live: &[(String, String)]) -> Vec<PanePlan> {
+        let mut unmatched: Vec<&(String, String)> = live.iter().collect();
+        let mut missing = Vec::new();
+        for tab in &self.tabs {
+            for pane in &tab.panes {
+                if !matches!(pane.kind, PaneKind::Agent { .. }) {
+                    continue;
+                }
+                let found = unmatched
+                    .iter()
+                    .position(|(t, title)| *t == tab.name && *title == pane.title);
+                match found {
+                    Some(index) => {
+                        unmatched.swap_remove(index);
+                    }
+                    None => missing.push(pane.clone()),
+                }
+            }
+        }
+        missing
+    }
+}
+
 /// Whether a pane added mid-run goes into an existing tab or needs a new one first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TabAction {
@@ -292,6 +320,35 @@ mod tests {
             }
             assert_eq!(grown, fresh, "{total} agents");
         }
+    }
+
+    #[test]
+    fn missing_panes_are_found_by_tab_and_title() {
+        let mut all = agents(9);
+        all[5].name = "a0".to_owned(); // a duplicate title in another tab
+        let plan = plan_layout(&all, Path::new("/t.log"), None);
+        let live: Vec<(String, String)> = [
+            ("core-logs", "a0"),
+            ("core-logs", "a1"),
+            ("core-logs", "a2"),
+            ("core-logs", "a3"),
+            ("spawned-agents", "timeline"),
+            ("spawned-agents", "a4"),
+            ("spawned-agents", "a6"),
+            ("spawned-agents", "a7"),
+        ]
+        .iter()
+        .map(|(t, p)| ((*t).to_owned(), (*p).to_owned()))
+        .collect();
+        let missing: Vec<PaneKind> = plan
+            .missing_agent_panes(&live)
+            .iter()
+            .map(|p| p.kind)
+            .collect();
+        assert_eq!(
+            missing,
+            [PaneKind::Agent { slot: 5 }, PaneKind::Agent { slot: 8 }]
+        );
     }
 
     #[test]

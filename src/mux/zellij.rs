@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -18,6 +19,9 @@ use crate::mux::error::MuxError;
 use crate::mux::layout::{path_str, tail_argv, zellij_tab_layout};
 use crate::mux::plan::{PanePlan, SlotPlacement, TabAction, TabPlan};
 use crate::mux::session::{SessionInfo, SessionState, parse_session_list, validate_session_name};
+
+/// How long a stale session may take to die before we give up on its name.
+pub const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 const INHERITED_SESSION_VARS: &[&str] = &["ZELLIJ", "ZELLIJ_SESSION_NAME", "ZELLIJ_PANE_ID"];
 
@@ -28,6 +32,16 @@ pub struct ZellijClient {
     pub config_dir: Option<PathBuf>,
     /// Extra environment for every invocation (tests: HOME, XDG_*, ZELLIJ_SOCKET_DIR).
     pub env: Vec<(OsString, OsString)>,
+}
+
+/// One tab from `zellij action list-tabs --json` (unknown fields are ignored).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct TabInfo {
+    pub position: usize,
+    pub name: String,
+    pub tab_id: usize,
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// One pane from `zellij action list-panes --json --all` (unknown fields are ignored).
@@ -128,18 +142,19 @@ impl ZellijClient {
             "setup".into(),
             "--check".into(),
         ];
-        let out = self.run(args)?;
+        let out = self.output(args)?;
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        // Zellij 0.45 prints parse errors but may still exit 0: look for them.
-        if text.contains("Error") || text.contains("error") || text.contains("Failed") {
+        // A broken layout fails the command; a broken config.kdl is only reported as
+        // `[CONFIG ERROR]` (Zellij would fall back to its defaults): both are failures.
+        if !out.status.success() || text.contains("[CONFIG ERROR]") {
             return Err(MuxError::CommandFailed {
-                command: format!("zellij setup --check -l {}", layout.display()),
-                status: "exit 0 with errors".to_owned(),
-                stderr: text,
+                command: format!("zellij setup --check --layout {}", layout.display()),
+                status: out.status.to_string(),
+                stderr: text.trim().to_owned(),
             });
         }
         Ok(text)
@@ -169,15 +184,57 @@ impl ZellijClient {
         self.run(["delete-session", "--force", name]).map(drop)
     }
 
-    /// Makes `name` free for a new session: a stale one (exited, or running from an
-    /// earlier attempt) is killed and deleted. Returns what was there.
+    /// Makes `name` free for a new session: a stale one (running from an earlier attempt,
+    /// or exited but resurrectable) is killed, then deleted. Returns what was there.
     pub fn remove_stale_session(&self, name: &str) -> Result<Option<SessionState>, MuxError> {
         validate_session_name(name)?;
         let Some(existing) = self.session(name)? else {
             return Ok(None);
         };
-        self.delete_session(name)?;
+        if existing.state == SessionState::Running {
+            // `delete-session --force` kills, then races the dying server and may fail
+            // with "not found"; kill, wait for it to go, then delete what is left.
+            let _ = self.kill_session(name);
+            self.wait_for_session(name, |state| state != Some(SessionState::Running))?;
+        }
+        if self.session(name)?.is_some() {
+            let _ = self.delete_session(name);
+            self.wait_for_session(name, |state| state.is_none())?;
+        }
         Ok(Some(existing.state))
+    }
+
+    /// Polls `list-sessions` until `done(state of name)`, at most [`SESSION_WAIT`].
+    fn wait_for_session(
+        &self,
+        name: &str,
+        done: impl Fn(Option<SessionState>) -> bool,
+    ) -> Result<(), MuxError> {
+        let start = Instant::now();
+        loop {
+            let state = self.session(name)?.map(|session| session.state);
+            if done(state) {
+                return Ok(());
+            }
+            if start.elapsed() >= SESSION_WAIT {
+                return Err(MuxError::StaleSession {
+                    session: name.to_owned(),
+                    waited: SESSION_WAIT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many real clients (terminals) are attached to `session`.
+    pub fn attached_clients(&self, session: &str) -> Result<usize, MuxError> {
+        let out = self.action(session, ["list-clients"])?;
+        // A header line, then one line per client; the asking CLI is not listed.
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter(|line| !line.trim().is_empty())
+            .count())
     }
 
     /// Starts `session` headless with `layout` (no terminal needed); returns once the
@@ -275,19 +332,27 @@ impl ZellijClient {
     }
 
     /// Adds the pane of an agent spawned mid-run where `placement_for_slot` put it: into
-    /// a new tab (with the bars, like the generated ones) or into its existing tab. The
-    /// session's focus returns to the tab it was on.
+    /// a new tab (with the bars, like the generated ones) or into its existing tab. No
+    /// client's focus moves (`--no-focus`, `--tab-id`). Returns the new pane's id when
+    /// zellij reports one.
     pub fn add_agent_pane(
         &self,
         session: &str,
         placement: &SlotPlacement,
         pane: &PanePlan,
         cwd: &Path,
-    ) -> Result<(), MuxError> {
-        // Without an attached client there may be no focused tab: nothing to restore.
-        let focused = self.current_tab_name(session).unwrap_or_default();
-        match placement.tab_action {
+    ) -> Result<String, MuxError> {
+        let out = match placement.tab_action {
             TabAction::CreateNew => {
+                // Zellij 0.45 lays out a new tab at the clients' size; with none attached
+                // it has 0x0, logs "Not enough room for panes", drops the panes and still
+                // exits 0. Say so instead, so the caller can add the pane after attach.
+                if self.attached_clients(session)? == 0 {
+                    return Err(MuxError::NoClientForNewTab {
+                        session: session.to_owned(),
+                        tab: placement.tab_name.clone(),
+                    });
+                }
                 let tab = TabPlan {
                     name: placement.tab_name.clone(),
                     panes: vec![pane.clone()],
@@ -297,21 +362,48 @@ impl ZellijClient {
                     session,
                     [
                         "new-tab".into(),
+                        "--no-focus".into(),
                         opt_eq("--name", &placement.tab_name),
                         opt_eq("--layout-string", &layout),
                     ],
-                )?;
+                )?
             }
             TabAction::UseExisting => {
-                self.go_to_tab_name(session, &placement.tab_name)?;
-                let argv = tail_argv(path_str(&pane.log)?);
-                self.new_pane(session, &pane.title, cwd, &argv)?;
+                let tab_id = self
+                    .list_tabs(session)?
+                    .into_iter()
+                    .find(|tab| tab.name == placement.tab_name)
+                    .map(|tab| tab.tab_id)
+                    .ok_or_else(|| MuxError::MissingTab {
+                        session: session.to_owned(),
+                        tab: placement.tab_name.clone(),
+                    })?;
+                let mut args: Vec<OsString> = vec![
+                    "new-pane".into(),
+                    "--no-focus".into(),
+                    opt_eq("--tab-id", tab_id.to_string()),
+                    opt_eq("--name", &pane.title),
+                    opt_eq("--cwd", cwd),
+                    "--".into(),
+                ];
+                args.extend(
+                    tail_argv(path_str(&pane.log)?)
+                        .into_iter()
+                        .map(OsString::from),
+                );
+                self.action(session, args)?
             }
-        }
-        if !focused.is_empty() && focused != placement.tab_name {
-            self.go_to_tab_name(session, &focused)?;
-        }
-        Ok(())
+        };
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Every tab of the session (`action list-tabs --json`).
+    pub fn list_tabs(&self, session: &str) -> Result<Vec<TabInfo>, MuxError> {
+        let out = self.action(session, ["list-tabs", "--json"])?;
+        serde_json::from_slice(&out.stdout).map_err(|source| MuxError::PaneList {
+            session: session.to_owned(),
+            source,
+        })
     }
 
     /// Every pane of the session with its tab.

@@ -93,6 +93,17 @@ fn generated_layouts_and_config_pass_zellij_setup_check() {
         client.check_layout(&broken).is_err(),
         "setup --check accepted a broken layout"
     );
+
+    // …and a broken config dir is reported too (Zellij would silently use defaults).
+    let bad_dir = tmp.path().join("bad-zellij");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    std::fs::write(bad_dir.join("config.kdl"), "show_startup_tips #false\n").unwrap();
+    let bad_client = hermetic_client(&bin, tmp.path(), &bad_dir);
+    let good = tmp.path().join("layout-1.kdl");
+    assert!(
+        bad_client.check_layout(&good).is_err(),
+        "setup --check accepted a broken config"
+    );
 }
 
 /// Deletes the session (killing it if needed) when the test ends, pass or fail.
@@ -103,7 +114,7 @@ struct SessionGuard {
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let _ = self.client.delete_session(&self.session);
+        let _ = self.client.remove_stale_session(&self.session);
     }
 }
 
@@ -195,31 +206,19 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
     append_line(&timeline, "timeline: run started");
     wait_for_text(&client, session, &timeline_pane, "timeline: run started");
 
-    // Agents spawned mid-run: slots 5..=8; slot 8 opens `agent-logs-1`.
-    for (slot, name) in HOSTILE_NAMES.iter().enumerate().skip(5) {
-        let log = root.join(format!("logs/a{slot}.log"));
-        std::fs::write(&log, "").unwrap();
-        let placement = placement_for_slot(slot);
-        let planned = agent_pane(slot, &AgentPane::new(*name, &log));
-        client
-            .add_agent_pane(session, &placement, &planned, &root)
-            .unwrap();
-        let pane = wait_for_pane(&client, session, name);
-        assert_eq!(
-            pane.tab_name.as_deref(),
-            Some(placement.tab_name.as_str()),
-            "{name}"
-        );
-        append_line(&log, &format!("late agent {slot} here"));
-        wait_for_text(&client, session, &pane, &format!("late agent {slot} here"));
-    }
-    assert_eq!(
-        client.current_tab_name(session).unwrap(),
-        "core-logs",
-        "focus came back"
+    // Without an attached client Zellij cannot lay out a new tab: a clear error, no
+    // silently lost pane.
+    assert_eq!(client.attached_clients(session).unwrap(), 0);
+    let ninth = agent_pane(8, &AgentPane::new("ninth", root.join("logs/a8.log")));
+    let err = client
+        .add_agent_pane(session, &placement_for_slot(8), &ninth, &root)
+        .unwrap_err();
+    assert!(
+        matches!(err, orch::mux::MuxError::NoClientForNewTab { .. }),
+        "{err:?}"
     );
 
-    // Ctrl+S typed through a real client: an outer tmux runs `zellij attach` in a pane.
+    // A real client: an outer tmux runs `zellij attach` in a pane (Ctrl+S is typed there).
     let outer = TmuxGuard(
         orch::mux::TmuxClient::new(&tmux, "orch-outer-zj").with_env("TMUX_TMPDIR", tmp.path()),
     );
@@ -271,6 +270,40 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
             Err(screen)
         }
     });
+    // Agents spawned mid-run: slots 5..=8; slot 8 opens `agent-logs-1`. A client is
+    // attached by now, as in real use: Zellij 0.45 cannot lay out a new tab in a session
+    // with no client (0x0 viewport, "Not enough room for panes").
+    for (slot, name) in HOSTILE_NAMES.iter().enumerate().skip(5) {
+        let log = root.join(format!("logs/a{slot}.log"));
+        std::fs::write(&log, "").unwrap();
+        let placement = placement_for_slot(slot);
+        let planned = agent_pane(slot, &AgentPane::new(*name, &log));
+        client
+            .add_agent_pane(session, &placement, &planned, &root)
+            .unwrap();
+        let pane = wait_for_pane(&client, session, name);
+        assert_eq!(
+            pane.tab_name.as_deref(),
+            Some(placement.tab_name.as_str()),
+            "{name}"
+        );
+        append_line(&log, &format!("late agent {slot} here"));
+        wait_for_text(&client, session, &pane, &format!("late agent {slot} here"));
+    }
+    let tabs = client.list_tabs(session).unwrap();
+    let names: Vec<&str> = tabs.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["core-logs", "spawned-agents", "agent-logs-1"]);
+    let active: Vec<&str> = tabs
+        .iter()
+        .filter(|t| t.active)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        active,
+        ["core-logs"],
+        "adding panes must not move the user's focus"
+    );
+
     assert!(
         outer
             .0
@@ -300,4 +333,67 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
         !Path::new("/tmp/orch-pwned").exists(),
         "a name was executed"
     );
+}
+
+/// The argv the launcher execs in the user's terminal opens the session with our layout.
+#[test]
+fn new_session_with_layout_argv_opens_the_session_in_a_real_terminal() {
+    let Some(bin) = zellij_bin() else { return };
+    let Some(tmux) = require_tool("tmux", "ORCH_TMUX_BIN", &[]) else {
+        return;
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("orch-zj")
+        .tempdir()
+        .unwrap();
+    let root = hostile_root(tmp.path());
+    let session = "run-20261122-101010-z002";
+    let config_dir = tmp.path().join("zellij");
+    let marker = tmp.path().join("interrupt-marker");
+    let script = marker_script(tmp.path(), &marker);
+    write_zellij_config_dir(
+        &config_dir,
+        &interrupt_argv(&script, session, &root).unwrap(),
+    )
+    .unwrap();
+    let client = hermetic_client(&bin, tmp.path(), &config_dir);
+    let agents = hostile_agents(&root, 2);
+    for agent in &agents {
+        std::fs::write(&agent.log, "hello from the log\n").unwrap();
+    }
+    let timeline = root.join("logs/timeline.log");
+    let layout = tmp.path().join("layout.kdl");
+    let plan = plan_layout(&agents, &timeline, None);
+    std::fs::write(&layout, zellij_layout(&plan, &root).unwrap()).unwrap();
+
+    let _session = SessionGuard {
+        client: client.clone(),
+        session: session.to_owned(),
+    };
+    let outer = TmuxGuard(
+        orch::mux::TmuxClient::new(&tmux, "orch-outer-zj2").with_env("TMUX_TMPDIR", tmp.path()),
+    );
+    let mut args: Vec<String> = ["new-session", "-d", "-s", "outer", "-x", "160", "-y", "45"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(["--", "env", "-u", "TMUX", "-u", "ZELLIJ"].map(str::to_owned));
+    args.extend(
+        client
+            .env
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())),
+    );
+    args.push(bin.display().to_string());
+    args.extend(
+        client
+            .new_session_with_layout_argv(session, &layout)
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    assert!(outer.0.command(&args).status().unwrap().success());
+    let pane = wait_for_pane(&client, session, &agents[1].name);
+    assert_eq!(pane.tab_name.as_deref(), Some("core-logs"));
+    wait_for_text(&client, session, &pane, "hello from the log");
+    assert_eq!(client.attached_clients(session).unwrap(), 1);
 }
