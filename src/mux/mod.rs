@@ -1,6 +1,7 @@
 //! Zellij and tmux: layouts, sessions, panes.
 
 pub mod error;
+mod exec;
 pub mod kind;
 pub mod layout;
 pub mod plan;

@@ -13,9 +13,16 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::mux::error::MuxError;
+use crate::mux::exec::{self, Tool};
+
+const TOOL: Tool = Tool {
+    name: "tmux",
+    install: "tmux (your package manager's `tmux`)",
+    env: "ORCH_TMUX_BIN",
+};
 use crate::mux::layout::{path_str, tail_argv};
 use crate::mux::plan::{LayoutPlan, PanePlan, SlotPlacement, TabAction};
 use crate::mux::session::validate_session_name;
@@ -329,21 +336,7 @@ impl TmuxClient {
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let out = self.output(args.clone())?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(MuxError::CommandFailed {
-                command: format!(
-                    "tmux {}",
-                    args.iter()
-                        .map(|a| a.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        exec::check(out, &TOOL, &args)
     }
 
     fn output<I, S>(&self, args: I) -> Result<Output, MuxError>
@@ -351,25 +344,7 @@ impl TmuxClient {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| {
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    MuxError::ProgramNotFound {
-                        program: self.bin.clone(),
-                        tool: "tmux (your package manager's `tmux`)",
-                        env: "ORCH_TMUX_BIN",
-                    }
-                } else {
-                    MuxError::Spawn {
-                        program: self.bin.clone(),
-                        source,
-                    }
-                }
-            })
+        exec::output(self.command(args), &self.bin, &TOOL)
     }
 }
 

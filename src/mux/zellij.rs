@@ -10,12 +10,19 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::mux::error::MuxError;
+use crate::mux::exec::{self, Tool};
+
+const TOOL: Tool = Tool {
+    name: "zellij",
+    install: "zellij (`cargo install --locked zellij`)",
+    env: "ORCH_ZELLIJ_BIN",
+};
 use crate::mux::layout::{path_str, tail_argv, zellij_tab_layout};
 use crate::mux::plan::{PanePlan, SlotPlacement, TabAction, TabPlan};
 use crate::mux::session::{SessionInfo, SessionState, parse_session_list, validate_session_name};
@@ -446,21 +453,7 @@ impl ZellijClient {
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let out = self.output(args.clone())?;
-        if out.status.success() {
-            Ok(out)
-        } else {
-            Err(MuxError::CommandFailed {
-                command: format!(
-                    "zellij {}",
-                    args.iter()
-                        .map(|a| a.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        exec::check(out, &TOOL, &args)
     }
 
     /// Runs zellij and returns whatever it answered.
@@ -469,25 +462,7 @@ impl ZellijClient {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        self.command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| {
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    MuxError::ProgramNotFound {
-                        program: self.bin.clone(),
-                        tool: "zellij (`cargo install --locked zellij`)",
-                        env: "ORCH_ZELLIJ_BIN",
-                    }
-                } else {
-                    MuxError::Spawn {
-                        program: self.bin.clone(),
-                        source,
-                    }
-                }
-            })
+        exec::output(self.command(args), &self.bin, &TOOL)
     }
 }
 
