@@ -30,6 +30,9 @@ use crate::mux::session::{SessionInfo, SessionState, parse_session_list, validat
 /// How long a stale session may take to die before we give up on its name.
 pub const SESSION_WAIT: Duration = Duration::from_secs(10);
 
+/// How often an empty listing answer is asked again (see `json_action`).
+const LISTING_TRIES: u64 = 6;
+
 const INHERITED_SESSION_VARS: &[&str] = &["ZELLIJ", "ZELLIJ_SESSION_NAME", "ZELLIJ_PANE_ID"];
 
 /// The `zellij` binary plus how to run it for one run.
@@ -406,20 +409,35 @@ impl ZellijClient {
 
     /// Every tab of the session (`action list-tabs --json`).
     pub fn list_tabs(&self, session: &str) -> Result<Vec<TabInfo>, MuxError> {
-        let out = self.action(session, ["list-tabs", "--json"])?;
-        serde_json::from_slice(&out.stdout).map_err(|source| MuxError::PaneList {
-            session: session.to_owned(),
-            source,
-        })
+        self.json_action(session, &["list-tabs", "--json"])
     }
 
     /// Every pane of the session with its tab.
     pub fn list_panes(&self, session: &str) -> Result<Vec<PaneInfo>, MuxError> {
-        let out = self.action(session, ["list-panes", "--json", "--all"])?;
-        serde_json::from_slice(&out.stdout).map_err(|source| MuxError::PaneList {
-            session: session.to_owned(),
-            source,
-        })
+        self.json_action(session, &["list-panes", "--json", "--all"])
+    }
+
+    /// Runs a listing action and parses its JSON answer. A busy server (laying out a
+    /// tab, starting panes) sometimes answers a listing with nothing at all and exit 0;
+    /// that empty answer is asked again a few times before it counts as an error.
+    fn json_action<T: serde::de::DeserializeOwned>(
+        &self,
+        session: &str,
+        args: &[&str],
+    ) -> Result<T, MuxError> {
+        let mut tries = 0;
+        loop {
+            let out = self.action(session, args.iter().copied())?;
+            tries += 1;
+            if out.stdout.iter().all(u8::is_ascii_whitespace) && tries < LISTING_TRIES {
+                std::thread::sleep(Duration::from_millis(50 * tries));
+                continue;
+            }
+            return serde_json::from_slice(&out.stdout).map_err(|source| MuxError::PaneList {
+                session: session.to_owned(),
+                source,
+            });
+        }
     }
 
     /// The visible text of a pane (`terminal_3`, `plugin_1` or `3`).
