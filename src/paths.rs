@@ -60,6 +60,17 @@ impl RunPaths {
         self.run_dir.join("layout.kdl")
     }
 
+    /// The agent panes of a Zellij/tmux run, in slot order (`launch attach` rebuilds
+    /// the session from it).
+    pub fn panes_file(&self) -> PathBuf {
+        self.run_dir.join("panes.json")
+    }
+
+    /// stdout/stderr of the detached orchestrator of a Zellij/tmux run.
+    pub fn orchestrator_log(&self) -> PathBuf {
+        self.run_dir.join("orchestrator.log")
+    }
+
     pub fn zellij_config_dir(&self) -> PathBuf {
         self.run_dir.join("zellij")
     }

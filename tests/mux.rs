@@ -4,6 +4,8 @@
 //! A missing tool skips the test with a message, or fails it under
 //! `ORCH_TEST_REQUIRE_TOOLS=1`.
 
+#[path = "mux/launcher_live.rs"]
+mod launcher_live;
 #[path = "mux/support.rs"]
 mod support;
 #[path = "mux/tmux_live.rs"]

@@ -29,6 +29,8 @@ pub struct LaunchCli {
 pub enum LaunchCommand {
     /// Control a running squad through its control socket.
     Ctl(CtlArgs),
+    /// Show a run's Zellij/tmux session again (rebuilt if it was closed).
+    Attach(AttachArgs),
     /// List the runs of this repository with their state.
     Ls(LsArgs),
     /// Run the orchestrator of a prepared run directory (spawned by `launch` itself).
@@ -189,6 +191,16 @@ pub enum CtlCommand {
     Stop,
     /// What the Ctrl+S keybind runs: pause, and show where the summary is.
     Interrupt,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The run to show [default: the newest Zellij/tmux run of this repository].
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// The repository of the run [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

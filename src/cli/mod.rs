@@ -4,5 +4,6 @@ pub mod audit_args;
 pub mod launch_args;
 
 pub use launch_args::{
-    CtlArgs, CtlCommand, LaunchCli, LaunchCommand, LsArgs, MuxChoice, OrchestrateArgs, RunArgs,
+    AttachArgs, CtlArgs, CtlCommand, LaunchCli, LaunchCommand, LsArgs, MuxChoice, OrchestrateArgs,
+    RunArgs,
 };

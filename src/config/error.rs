@@ -23,6 +23,12 @@ pub enum ConfigError {
     Invalid(String),
     #[error("project root `{}` does not exist or is not a directory", path.display())]
     ProjectRoot { path: PathBuf },
+    #[error(
+        "`{}` is not inside a git repository: the agents edit a repository, so run \
+         `launch` from one (or `git init` here), or name the directory with --project-root",
+        cwd.display()
+    )]
+    NotARepository { cwd: PathBuf },
 }
 
 /// 1-based line and column of a byte offset in `text`.

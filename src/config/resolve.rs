@@ -71,6 +71,28 @@ pub struct Config {
     /// Plain-file mirror of memory artifacts (`--memory-dir`, `CODEX_MEMORY_DIR`).
     pub memory_dir: Option<PathBuf>,
     pub demo: DemoScenario,
+    /// The multiplexer binaries (`ORCH_ZELLIJ_BIN`, `ORCH_TMUX_BIN`, else PATH).
+    pub mux_programs: MuxPrograms,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MuxPrograms {
+    pub zellij: PathBuf,
+    pub tmux: PathBuf,
+}
+
+impl MuxPrograms {
+    pub fn from_env(env: &Env) -> Self {
+        let program = |var: &str, name: &str| {
+            env.get(var)
+                .filter(|value| !value.is_empty())
+                .map_or_else(|| PathBuf::from(name), PathBuf::from)
+        };
+        MuxPrograms {
+            zellij: program("ORCH_ZELLIJ_BIN", "zellij"),
+            tmux: program("ORCH_TMUX_BIN", "tmux"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +145,9 @@ pub fn group_settings(group: &GroupSpec, cli: &OrchestrationSettings) -> GroupSe
 pub fn project_root(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigError> {
     let root = match flag {
         Some(path) => cwd.join(path),
-        None => find_repo_root(cwd).unwrap_or_else(|| cwd.to_path_buf()),
+        None => find_repo_root(cwd).ok_or_else(|| ConfigError::NotARepository {
+            cwd: cwd.to_path_buf(),
+        })?,
     };
     if !root.is_dir() {
         return Err(ConfigError::ProjectRoot { path: root });
@@ -234,6 +258,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
             .or_else(|| env.get("CODEX_MEMORY_DIR").cloned())
             .map(|dir| cwd.join(dir)),
         demo,
+        mux_programs: MuxPrograms::from_env(env),
     })
 }
 

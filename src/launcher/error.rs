@@ -21,8 +21,41 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
-    #[error("--mux {0} is not available in this build yet; use --mux none")]
-    MuxUnavailable(&'static str),
+    #[error(transparent)]
+    Mux(#[from] crate::mux::MuxError),
+    #[error(
+        "run {session} is still going: `launch attach --session {session}` shows it, or pick another --session"
+    )]
+    RunGoesOn { session: String },
+    #[error(
+        "run {session} has no panes (it ran with --mux none): follow it with `orch-audit events {session} --follow`"
+    )]
+    NoPanes { session: String },
+    #[error("`launch attach` needs a terminal to show run {session} in")]
+    NeedsTerminal { session: String },
+    #[error("failed to find the path of the running `launch` binary")]
+    OwnBinary {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start the orchestrator")]
+    Orchestrator {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the orchestrator exited ({status}) before the run started:\n{output}")]
+    OrchestratorExited { status: String, output: String },
+    #[error("the orchestrator did not answer within {waited:?}; see {log}")]
+    OrchestratorSilent {
+        waited: std::time::Duration,
+        log: String,
+    },
+    #[error("failed to run {mux} in this terminal")]
+    Terminal {
+        mux: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no run found in {root}: start one with `launch --prompt ...`")]
     NoRun { root: String },
     #[error("failed to read run directory `{path}`: {message}")]
@@ -50,9 +83,15 @@ pub fn report_error(err: &LaunchError) -> ExitCode {
     }
     eprintln!("{message}");
     ExitCode::from(match err {
-        LaunchError::Config(_) | LaunchError::MuxUnavailable(_) | LaunchError::Backend(_) => {
-            exit::USAGE
-        }
+        LaunchError::Config(_)
+        | LaunchError::Backend(_)
+        | LaunchError::RunGoesOn { .. }
+        | LaunchError::NoPanes { .. }
+        | LaunchError::NeedsTerminal { .. }
+        | LaunchError::Mux(
+            crate::mux::MuxError::ProgramNotFound { .. }
+            | crate::mux::MuxError::BadSessionName { .. },
+        ) => exit::USAGE,
         _ => exit::RUN_FAILED,
     })
 }

@@ -93,6 +93,9 @@ pub async fn run_in_foreground(
         };
         sinks.push(Box::new(ProgressSink::new(mode, debug)));
     }
+    if let Some(panes) = crate::launcher::panes::PaneSink::start(&config) {
+        sinks.push(Box::new(panes));
+    }
     let audit_target = match &config.audit {
         AuditTarget::Off => None,
         AuditTarget::Local(path) => Some(crate::audit::AuditTarget::Local(path.clone())),
@@ -117,6 +120,14 @@ pub async fn run_in_foreground(
         )?));
     }
     let (bus, sink_thread) = SinkThread::spawn(sinks, redactor);
+    if let Some(live) = crate::launcher::panes::live_session(&config) {
+        // The timeline pane opens with the keys of the session.
+        bus.publish(OrchEventKind::Notice {
+            level: crate::events::event::NoticeLevel::Info,
+            message: live.key_help().to_owned(),
+        })
+        .await;
+    }
 
     let control = Arc::new(RunControl::new(&config.paths.session));
     let handler = ControlHandler {

@@ -4,6 +4,8 @@ pub mod ctl;
 pub mod error;
 pub mod foreground;
 pub mod metrics;
+pub mod mux_run;
+pub mod panes;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,7 @@ pub fn main(cli: LaunchCli) -> ExitCode {
                 exit::RUN_FAILED
             })
         }),
+        Some(LaunchCommand::Attach(args)) => mux_run::attach(&args, &cwd),
         Some(LaunchCommand::Ls(args)) => ctl::ls(&args, &cwd).map(|runs| {
             if args.json {
                 println!("{}", serde_json::to_string(&runs).unwrap_or_default());
@@ -102,10 +105,8 @@ fn finish(
 }
 
 fn run(config: Config, env: &crate::config::Env) -> Result<ExitCode, LaunchError> {
-    match config.mux {
-        MuxChoice::None => {}
-        MuxChoice::Zellij => return Err(LaunchError::MuxUnavailable("zellij")),
-        MuxChoice::Tmux => return Err(LaunchError::MuxUnavailable("tmux")),
+    if config.mux != MuxChoice::None {
+        return mux_run::run_in_mux(config, env);
     }
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
@@ -118,13 +119,7 @@ fn orchestrate(
     run_dir: &std::path::Path,
     env: &crate::config::Env,
 ) -> Result<ExitCode, LaunchError> {
-    let path = run_dir.join("config.json");
-    let bad = |message: String| LaunchError::BadRunDir {
-        path: path.display().to_string(),
-        message,
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-    let config: Config = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let config = mux_run::read_run_config(run_dir)?;
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;

@@ -28,6 +28,10 @@ use crate::mux::plan::{LayoutPlan, PanePlan, SlotPlacement, TabAction};
 use crate::mux::session::validate_session_name;
 use crate::mux::shell_quote::shell_join;
 
+/// The key hints of a tmux run (status line, timeline, `launch` output).
+pub const TMUX_KEY_HELP: &str =
+    "Ctrl+S pause the squad and show the interrupt summary · Ctrl+B d detach";
+
 const INHERITED_SESSION_VARS: &[&str] = &["TMUX", "TMUX_PANE"];
 
 /// A tmux binary talking to one private server.
@@ -70,7 +74,7 @@ impl TmuxClient {
         self
     }
 
-    /// `tmux -L <socket> -f /dev/null <args>`.
+    /// `tmux -u -L <socket> -f /dev/null <args>`.
     pub fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
@@ -90,7 +94,10 @@ impl TmuxClient {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        // `-u`: UTF-8 whatever the locale says. Without it (no LANG, as under a scrubbed
+        // environment) tmux prints tabs and non-ASCII in `-F` output as `_`.
         let mut argv: Vec<OsString> = vec![
+            "-u".into(),
             "-L".into(),
             self.socket.clone().into(),
             "-f".into(),
@@ -414,6 +421,7 @@ mod tests {
         assert_eq!(
             client.attach_argv("run-x"),
             [
+                "-u",
                 "-L",
                 "orch-run-x",
                 "-f",

@@ -10,5 +10,5 @@ pub mod scheduler;
 pub mod turn;
 
 pub use control::{RunControl, RunMode};
-pub use run::{AgentReport, Orchestrator, RunReport};
+pub use run::{AUTONOMOUS_ID, AgentReport, Orchestrator, RunReport};
 pub use turn::{BackendSet, Shared};

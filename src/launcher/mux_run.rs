@@ -1,0 +1,305 @@
+//! `launch` with `--mux zellij|tmux`, and `launch attach`.
+//!
+//! Owns the order of a multiplexer run: check the multiplexer and the backend, clear a
+//! stale session of the same name, write the run directory (config, `panes.json`, the
+//! Zellij layout and private config dir), start the orchestrator detached (its own
+//! session and process group, output in `orchestrator.log`), wait until its control
+//! socket answers, then show the session in the user's terminal. Without a terminal the
+//! session is created in the background and `launch` says how to attach. Quitting or
+//! detaching the multiplexer never stops the run.
+//!
+//! Does not drive the agents (the orchestrator does, see `foreground`) and does not add
+//! panes mid-run (see `panes`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cli::AttachArgs;
+use crate::config::resolve::project_root;
+use crate::config::{Config, Env};
+use crate::control::ControlCommand;
+use crate::control::client::send;
+use crate::launcher::error::{LaunchError, exit};
+use crate::launcher::foreground::{backend_factory, prepare_run_dir};
+use crate::launcher::panes::{PaneRecord, live_session};
+use crate::mux::{LiveSession, Stale, interrupt_argv};
+use crate::paths::{RunPaths, list_sessions};
+
+/// How long the detached orchestrator may take to open its control socket.
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `config` in Zellij or tmux (see the module docs).
+pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
+    let live = live_session(&config).ok_or(LaunchError::NoPanes {
+        session: config.paths.session.clone(),
+    })?;
+    live.check_installed()?;
+    // The run's own backend must work at all before anything starts (e.g. `codex`).
+    backend_factory(&config, env)(&config.backend)?;
+    let paths = config.run_paths();
+    let session = config.paths.session.clone();
+    if orchestrator_answers(&paths) {
+        return Err(LaunchError::RunGoesOn { session });
+    }
+    if let Some(stale) = live.remove_stale()? {
+        let state = match stale {
+            Stale::Running => "running",
+            Stale::Exited => "exited",
+        };
+        eprintln!(
+            "note: replaced a stale {} session named `{session}` ({state}, left by an earlier run)",
+            live.kind()
+        );
+    }
+    prepare_run_dir(&config)?;
+    let record = PaneRecord::initial(&config);
+    write_record(&record, &paths)?;
+    // Panes open before their agents start: an empty log keeps `tail -F` quiet.
+    for log in record
+        .agents
+        .iter()
+        .map(|agent| agent.log.clone())
+        .chain([paths.timeline_log()])
+    {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| LaunchError::RunDir {
+                path: log.display().to_string(),
+                source,
+            })?;
+    }
+    let interrupt = interrupt_argv(&launch_binary()?, &session, &paths.project_root)?;
+    let plan = record.plan(&paths);
+    live.write_files(&plan, &paths.project_root, &interrupt)?;
+
+    let mut orchestrator = spawn_orchestrator(&paths)?;
+    wait_until_ready(&mut orchestrator, &paths)?;
+    eprintln!(
+        "run {session}: {} session `{session}`, logs in {}\n  {}",
+        live.kind(),
+        paths.logs_dir().display(),
+        live.key_help()
+    );
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let create_in_terminal = terminal && matches!(live, LiveSession::Zellij { .. });
+    if !create_in_terminal {
+        live.create_in_background(&plan, &paths.project_root, &interrupt)?;
+    }
+    if !terminal {
+        eprintln!(
+            "no terminal here: the session runs in the background; `launch attach --session {session}` shows it, `launch ctl status --session {session}` reports progress"
+        );
+        return Ok(ExitCode::from(exit::SUCCESS));
+    }
+    show(&live, create_in_terminal)?;
+    Ok(after_terminal(&paths))
+}
+
+/// `launch attach`: shows a run's session again, rebuilding it (with every agent pane
+/// known so far) when it is gone, or lacks panes and no orchestrator will add them.
+pub fn attach(args: &AttachArgs, cwd: &Path) -> Result<ExitCode, LaunchError> {
+    let root = project_root(args.project_root.as_deref(), cwd)?;
+    let session = match &args.session {
+        Some(session) => session.clone(),
+        None => list_sessions(&root)
+            .into_iter()
+            .find(|s| {
+                read_run_config(&RunPaths::new(&root, s).run_dir)
+                    .is_ok_and(|config| live_session(&config).is_some())
+            })
+            .ok_or_else(|| LaunchError::NoRun {
+                root: root.display().to_string(),
+            })?,
+    };
+    let paths = RunPaths::new(&root, &session);
+    let config = read_run_config(&paths.run_dir)?;
+    let live = live_session(&config).ok_or(LaunchError::NoPanes {
+        session: session.clone(),
+    })?;
+    live.check_installed()?;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(LaunchError::NeedsTerminal { session });
+    }
+    let mut record =
+        PaneRecord::read(&paths.panes_file()).unwrap_or_else(|_| PaneRecord::initial(&config));
+    let plan = record.plan(&paths);
+    let alive = orchestrator_answers(&paths);
+    let usable = live.is_running()?
+        && (alive
+            || live
+                .panes()
+                .is_ok_and(|panes| plan.missing_agent_panes(&panes).is_empty()));
+    if usable {
+        show(&live, false)?;
+        return Ok(after_terminal(&paths));
+    }
+    live.remove_stale()?;
+    record.layout_slots = record.agents.len();
+    write_record(&record, &paths)?;
+    let interrupt = interrupt_argv(&launch_binary()?, &session, &paths.project_root)?;
+    live.write_files(&plan, &paths.project_root, &interrupt)?;
+    let create_in_terminal = matches!(live, LiveSession::Zellij { .. });
+    if !create_in_terminal {
+        live.create_in_background(&plan, &paths.project_root, &interrupt)?;
+    }
+    show(&live, create_in_terminal)?;
+    Ok(after_terminal(&paths))
+}
+
+/// Reads the resolved config a run was started with (`<run dir>/config.json`).
+pub fn read_run_config(run_dir: &Path) -> Result<Config, LaunchError> {
+    let path = run_dir.join("config.json");
+    let bad = |message: String| LaunchError::BadRunDir {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// Runs the multiplexer in the user's terminal until it exits or detaches.
+fn show(live: &LiveSession, create: bool) -> Result<(), LaunchError> {
+    let mut command = live.terminal_command(create)?;
+    let status = command.status().map_err(|source| LaunchError::Terminal {
+        mux: live.kind(),
+        source,
+    })?;
+    if !status.success() {
+        eprintln!("note: {} exited with {status}", live.kind());
+    }
+    Ok(())
+}
+
+/// What the user sees once the multiplexer is gone: the outcome, or how to come back.
+fn after_terminal(paths: &RunPaths) -> ExitCode {
+    let session = &paths.session;
+    let status = std::fs::read_to_string(paths.state_file())
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|state| state.get("status")?.as_str().map(str::to_owned));
+    match status.as_deref() {
+        Some("succeeded") => {
+            eprintln!(
+                "run {session} succeeded; logs in {}",
+                paths.logs_dir().display()
+            );
+            ExitCode::from(exit::SUCCESS)
+        }
+        Some("stopped") => {
+            eprintln!(
+                "run {session} stopped; logs in {}",
+                paths.logs_dir().display()
+            );
+            ExitCode::from(exit::STOPPED)
+        }
+        Some(other) => {
+            eprintln!(
+                "error: run {session} {other}; see {} and {}",
+                paths.timeline_log().display(),
+                paths.orchestrator_log().display()
+            );
+            ExitCode::from(exit::RUN_FAILED)
+        }
+        None if orchestrator_answers(paths) => {
+            eprintln!(
+                "run {session} goes on in the background: `launch attach --session {session}` shows it again, `launch ctl status --session {session}` reports progress"
+            );
+            ExitCode::from(exit::SUCCESS)
+        }
+        None => {
+            eprintln!(
+                "error: the orchestrator of run {session} ended without a status; see {}",
+                paths.orchestrator_log().display()
+            );
+            ExitCode::from(exit::RUN_FAILED)
+        }
+    }
+}
+
+fn write_record(record: &PaneRecord, paths: &RunPaths) -> Result<(), LaunchError> {
+    record
+        .write(&paths.panes_file())
+        .map_err(|source| LaunchError::RunDir {
+            path: paths.panes_file().display().to_string(),
+            source,
+        })
+}
+
+/// Whether a live orchestrator answers on the run's control socket.
+fn orchestrator_answers(paths: &RunPaths) -> bool {
+    paths.control_socket().exists()
+        && send(&paths.control_socket(), ControlCommand::Status, "launch").is_ok()
+}
+
+/// The absolute path of this `launch` binary (what Ctrl+S runs).
+fn launch_binary() -> Result<PathBuf, LaunchError> {
+    std::env::current_exe().map_err(|source| LaunchError::OwnBinary { source })
+}
+
+/// `launch orchestrate --run-dir D` in a new session (no controlling terminal, its own
+/// process group), stdin closed, output appended to `orchestrator.log`.
+fn spawn_orchestrator(paths: &RunPaths) -> Result<Child, LaunchError> {
+    use std::os::unix::process::CommandExt;
+    let log_path = paths.orchestrator_log();
+    let run_dir_err = |source| LaunchError::RunDir {
+        path: log_path.display().to_string(),
+        source,
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(run_dir_err)?;
+    let mut command = Command::new(launch_binary()?);
+    command
+        .arg("orchestrate")
+        .arg("--run-dir")
+        .arg(&paths.run_dir)
+        .current_dir(&paths.project_root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(run_dir_err)?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    command
+        .spawn()
+        .map_err(|source| LaunchError::Orchestrator { source })
+}
+
+/// Waits until the orchestrator's control socket answers; if it exits first, its
+/// output is the error.
+fn wait_until_ready(child: &mut Child, paths: &RunPaths) -> Result<(), LaunchError> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            if paths.state_file().exists() {
+                return Ok(()); // a run short enough to end before we looked
+            }
+            let output = std::fs::read_to_string(paths.orchestrator_log()).unwrap_or_default();
+            return Err(LaunchError::OrchestratorExited {
+                status: status.to_string(),
+                output: output.trim().to_owned(),
+            });
+        }
+        if orchestrator_answers(paths) {
+            return Ok(());
+        }
+        if start.elapsed() > READY_WAIT {
+            return Err(LaunchError::OrchestratorSilent {
+                waited: READY_WAIT,
+                log: paths.orchestrator_log().display().to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,246 @@
+//! The agent panes of a Zellij or tmux run.
+//!
+//! Owns which agents have a pane, in which slot order (the core agents of the chosen
+//! groups, then the autonomous orchestrator when enabled, then every agent that starts
+//! mid-run, in start order), the `panes.json` record of that order, and the keeper: a
+//! sink on the orchestrator's event stream plus a thread that adds the pane of every
+//! agent that starts mid-run to the live session.
+//!
+//! The keeper never blocks the event stream: the sink only passes agent ids to the
+//! thread, which runs the multiplexer commands. A pane that cannot be added yet (the
+//! session is not open yet, or Zellij has no client to lay out a new tab) is tried again
+//! every second until it is there or the run ends; `launch attach` rebuilds a session
+//! that lacks panes once the orchestrator is gone.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::MuxChoice;
+use crate::config::{Config, resolve::group_settings};
+use crate::events::Sink;
+use crate::events::event::{OrchEvent, OrchEventKind};
+use crate::mux::plan::{AgentPane, LayoutPlan, TIMELINE_PANE, plan_layout};
+use crate::mux::{LiveSession, ZellijFiles};
+use crate::orchestrator::AUTONOMOUS_ID;
+use crate::paths::RunPaths;
+
+/// How long the keeper waits before trying a pane again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// `panes.json`: the agents with a pane, in slot order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaneRecord {
+    /// Agent panes the session was created with (slots below this come from the layout;
+    /// the keeper adds only the ones after).
+    pub layout_slots: usize,
+    pub agents: Vec<PaneAgent>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaneAgent {
+    pub id: String,
+    pub log: PathBuf,
+}
+
+impl PaneRecord {
+    /// The panes of a run before it starts: core agents, then the autonomous one.
+    pub fn initial(config: &Config) -> Self {
+        let paths = config.run_paths();
+        let mut seen = HashSet::new();
+        let mut agents = Vec::new();
+        let mut autonomous = false;
+        for group in &config.agents.groups {
+            autonomous |= group_settings(group, &config.cli_orchestration).autonomous;
+            for agent in &group.agents {
+                if seen.insert(agent.id.clone())
+                    && let Some(log) = paths.agent_log(&agent.id)
+                {
+                    agents.push(PaneAgent {
+                        id: agent.id.clone(),
+                        log,
+                    });
+                }
+            }
+        }
+        if autonomous
+            && !matches!(config.concise, crate::config::Concise::NoWaves)
+            && let Some(log) = paths.agent_log(AUTONOMOUS_ID)
+        {
+            agents.push(PaneAgent {
+                id: AUTONOMOUS_ID.to_owned(),
+                log,
+            });
+        }
+        PaneRecord {
+            layout_slots: agents.len(),
+            agents,
+        }
+    }
+
+    /// The tab plan for every agent of the record.
+    pub fn plan(&self, paths: &RunPaths) -> LayoutPlan {
+        let agents: Vec<AgentPane> = self
+            .agents
+            .iter()
+            .map(|agent| AgentPane::new(agent.id.as_str(), agent.log.as_path()))
+            .collect();
+        plan_layout(&agents, &paths.timeline_log(), None)
+    }
+
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text)
+            .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+    }
+
+    /// Writes the record atomically (a reader never sees half of it).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(tmp, path)
+    }
+}
+
+/// The live session of a run, from its resolved config; `None` with `--mux none`.
+pub fn live_session(config: &Config) -> Option<LiveSession> {
+    let paths = config.run_paths();
+    match config.mux {
+        MuxChoice::None => None,
+        MuxChoice::Zellij => Some(LiveSession::zellij(
+            &config.mux_programs.zellij,
+            &config.paths.session,
+            ZellijFiles {
+                layout: paths.layout_file(),
+                config_dir: paths.zellij_config_dir(),
+            },
+        )),
+        MuxChoice::Tmux => Some(LiveSession::tmux(
+            &config.mux_programs.tmux,
+            &config.paths.session,
+        )),
+    }
+}
+
+/// Adds the panes of `record` that the session lacks, from slot `layout_slots` on.
+/// `Ok(())` when nothing is missing any more; the error says why a pane is not there
+/// yet (the session is not open, or is still being laid out, or a command failed).
+pub fn fill_panes(live: &LiveSession, record: &PaneRecord, paths: &RunPaths) -> Result<(), String> {
+    let plan = record.plan(paths);
+    match live.panes() {
+        Ok(panes) if panes.iter().any(|(_, title)| title == TIMELINE_PANE) => {}
+        Ok(_) => return Err("the session is still being laid out".to_owned()),
+        Err(err) => return Err(err.to_string()),
+    }
+    live.add_missing_panes(&plan, record.layout_slots, &paths.project_root)
+        .map(drop)
+        .map_err(|err| err.to_string())
+}
+
+/// The keeper's sink: hands the id of every agent that starts to the keeper thread.
+pub struct PaneSink {
+    seen: HashSet<String>,
+    tx: Option<mpsc::Sender<String>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PaneSink {
+    /// Starts the keeper of `config`'s session; `None` with `--mux none`.
+    pub fn start(config: &Config) -> Option<Self> {
+        let live = live_session(config)?;
+        let paths = config.run_paths();
+        let record =
+            PaneRecord::read(&paths.panes_file()).unwrap_or_else(|_| PaneRecord::initial(config));
+        let seen = record.agents.iter().map(|a| a.id.clone()).collect();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("orch-panes".into())
+            .spawn(move || keep_panes(&rx, &live, record, &paths))
+            .ok()?;
+        Some(PaneSink {
+            seen,
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Sink for PaneSink {
+    fn name(&self) -> &'static str {
+        "panes"
+    }
+
+    fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
+        if let OrchEventKind::AgentStarted { agent, .. } = &event.kind
+            && self.seen.insert(agent.clone())
+            && let Some(tx) = &self.tx
+        {
+            let _ = tx.send(agent.clone());
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        Ok(())
+    }
+}
+
+fn keep_panes(
+    rx: &mpsc::Receiver<String>,
+    live: &LiveSession,
+    mut record: PaneRecord,
+    paths: &RunPaths,
+) {
+    let file = paths.panes_file();
+    let mut missing = false;
+    let mut last_problem = String::new();
+    loop {
+        let next = if missing {
+            rx.recv_timeout(RETRY)
+        } else {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        let mut ended = false;
+        let add = |agent: String, record: &mut PaneRecord| {
+            if let Some(log) = paths.agent_log(&agent) {
+                record.agents.push(PaneAgent { id: agent, log });
+            }
+        };
+        match next {
+            Ok(agent) => {
+                add(agent, &mut record);
+                while let Ok(agent) = rx.try_recv() {
+                    add(agent, &mut record);
+                }
+                if let Err(err) = record.write(&file) {
+                    tracing::warn!(error = %err, path = %file.display(), "failed to record the agent panes");
+                }
+                missing = true;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => ended = true,
+        }
+        if missing {
+            match fill_panes(live, &record, paths) {
+                Ok(()) => missing = false,
+                // Said once per new problem, in orchestrator.log; retried every second.
+                Err(problem) if problem != last_problem => {
+                    eprintln!("note: an agent pane is not added yet: {problem}");
+                    last_problem = problem;
+                }
+                Err(_) => {}
+            }
+        }
+        if ended {
+            return;
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! One run's live multiplexer session, whichever multiplexer it is.
+//!
+//! Owns what the launcher and the orchestrator do to a run's session without caring
+//! whether it is Zellij or tmux: check the binary, clear a stale session of the same
+//! name, create the session (in the background, or in the user's terminal), attach, list
+//! the agent panes it shows, and add the pane of an agent that started mid-run.
+//!
+//! Does not decide which agents exist (the caller passes a [`LayoutPlan`] or a slot) and
+//! does not read the environment (binaries come from the resolved config).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::mux::error::MuxError;
+use crate::mux::layout::zellij_layout;
+use crate::mux::plan::{LayoutPlan, PanePlan, placement_for_slot};
+use crate::mux::session::SessionState;
+use crate::mux::tmux::TmuxClient;
+use crate::mux::zellij::ZellijClient;
+use crate::mux::zellij_config::write_zellij_config_dir;
+
+/// The files a Zellij session of a run is made from.
+#[derive(Clone, Debug)]
+pub struct ZellijFiles {
+    /// `layout.kdl` of the run.
+    pub layout: PathBuf,
+    /// The private `--config-dir` (holds `config.kdl` with the Ctrl+S binding).
+    pub config_dir: PathBuf,
+}
+
+/// A run's session in Zellij or tmux.
+#[derive(Clone, Debug)]
+pub enum LiveSession {
+    Zellij {
+        client: ZellijClient,
+        session: String,
+        files: ZellijFiles,
+    },
+    Tmux {
+        client: TmuxClient,
+        session: String,
+    },
+}
+
+/// What the name of a new session was taken by before we cleared it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stale {
+    Running,
+    Exited,
+}
+
+impl LiveSession {
+    /// A Zellij session that uses the run's private config dir.
+    pub fn zellij(bin: &Path, session: &str, files: ZellijFiles) -> Self {
+        LiveSession::Zellij {
+            client: ZellijClient::new(bin).with_config_dir(&files.config_dir),
+            session: session.to_owned(),
+            files,
+        }
+    }
+
+    /// A tmux session on the run's own server (`-L orch-<session>`).
+    pub fn tmux(bin: &Path, session: &str) -> Self {
+        LiveSession::Tmux {
+            client: TmuxClient::new(bin, tmux_socket(session)),
+            session: session.to_owned(),
+        }
+    }
+
+    pub fn session(&self) -> &str {
+        match self {
+            LiveSession::Zellij { session, .. } | LiveSession::Tmux { session, .. } => session,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LiveSession::Zellij { .. } => "zellij",
+            LiveSession::Tmux { .. } => "tmux",
+        }
+    }
+
+    /// The keys of the session, as we show them to users.
+    pub fn key_help(&self) -> &'static str {
+        match self {
+            LiveSession::Zellij { .. } => crate::mux::zellij_config::KEY_HELP,
+            LiveSession::Tmux { .. } => crate::mux::tmux::TMUX_KEY_HELP,
+        }
+    }
+
+    /// Fails with `ProgramNotFound` (and how to install it) when the binary is missing.
+    pub fn check_installed(&self) -> Result<(), MuxError> {
+        match self {
+            LiveSession::Zellij { client, .. } => client.version().map(drop),
+            LiveSession::Tmux { client, .. } => client.command(["-V"]).output().map_or_else(
+                |source| {
+                    Err(if source.kind() == std::io::ErrorKind::NotFound {
+                        MuxError::ProgramNotFound {
+                            program: client.bin.clone(),
+                            tool: "tmux (your package manager's `tmux`)",
+                            env: "ORCH_TMUX_BIN",
+                        }
+                    } else {
+                        MuxError::Spawn {
+                            program: client.bin.clone(),
+                            source,
+                        }
+                    })
+                },
+                |_| Ok(()),
+            ),
+        }
+    }
+
+    /// Whether a live (running) session of this name exists.
+    pub fn is_running(&self) -> Result<bool, MuxError> {
+        match self {
+            LiveSession::Zellij {
+                client, session, ..
+            } => Ok(client
+                .session(session)?
+                .is_some_and(|s| s.state == SessionState::Running)),
+            LiveSession::Tmux { client, session } => client.has_session(session),
+        }
+    }
+
+    /// Frees the name for a new session; says what held it.
+    pub fn remove_stale(&self) -> Result<Option<Stale>, MuxError> {
+        match self {
+            LiveSession::Zellij {
+                client, session, ..
+            } => Ok(client
+                .remove_stale_session(session)?
+                .map(|state| match state {
+                    SessionState::Running => Stale::Running,
+                    SessionState::Exited => Stale::Exited,
+                })),
+            LiveSession::Tmux { client, session } => Ok(client
+                .remove_stale_session(session)?
+                .then_some(Stale::Running)),
+        }
+    }
+
+    /// Writes what the session is made from: Zellij's layout and config dir. tmux needs
+    /// no files (the session is built command by command).
+    pub fn write_files(
+        &self,
+        plan: &LayoutPlan,
+        cwd: &Path,
+        interrupt_argv: &[String],
+    ) -> Result<(), MuxError> {
+        if let LiveSession::Zellij { files, .. } = self {
+            write_zellij_config_dir(&files.config_dir, interrupt_argv)?;
+            let layout = zellij_layout(plan, cwd)?;
+            std::fs::write(&files.layout, layout).map_err(|source| MuxError::Write {
+                path: files.layout.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Creates the session without a terminal: `plan` must be the one `write_files` got.
+    pub fn create_in_background(
+        &self,
+        plan: &LayoutPlan,
+        cwd: &Path,
+        interrupt_argv: &[String],
+    ) -> Result<(), MuxError> {
+        match self {
+            LiveSession::Zellij {
+                client,
+                session,
+                files,
+            } => client.attach_create_background(session, &files.layout),
+            LiveSession::Tmux { client, session } => {
+                client.create_session(session, plan, cwd, interrupt_argv)
+            }
+        }
+    }
+
+    /// The command that shows the session in the user's terminal, creating it first if
+    /// `create` (Zellij creates it from the layout; tmux's was created in the background
+    /// by `create_in_background`, so tmux only attaches).
+    pub fn terminal_command(&self, create: bool) -> Result<Command, MuxError> {
+        match self {
+            LiveSession::Zellij {
+                client,
+                session,
+                files,
+            } => {
+                let mut command = client.command::<_, OsString>([]);
+                let argv = if create {
+                    client.new_session_with_layout_argv(session, &files.layout)?
+                } else {
+                    client.attach_argv(session)
+                };
+                // `command` already carries the config dir; take only what follows it.
+                let skip = client.argv::<_, OsString>([]).len();
+                command.args(&argv[skip..]);
+                Ok(command)
+            }
+            LiveSession::Tmux { client, session } => {
+                let mut command = client.command::<_, OsString>([]);
+                let skip = client.argv::<_, OsString>([]).len();
+                command.args(&client.attach_argv(session)[skip..]);
+                Ok(command)
+            }
+        }
+    }
+
+    /// `(tab, pane title)` of every pane the session shows.
+    pub fn panes(&self) -> Result<Vec<(String, String)>, MuxError> {
+        match self {
+            LiveSession::Zellij {
+                client, session, ..
+            } => Ok(client
+                .list_panes(session)?
+                .into_iter()
+                .filter(|pane| !pane.is_plugin)
+                .map(|pane| (pane.tab_name.unwrap_or_default(), pane.title))
+                .collect()),
+            LiveSession::Tmux { client, session } => Ok(client
+                .list_panes(session)?
+                .into_iter()
+                .map(|pane| (pane.window_name, pane.title))
+                .collect()),
+        }
+    }
+
+    /// Adds the pane of the agent in `slot` (see [`placement_for_slot`]).
+    pub fn add_pane(&self, pane: &PanePlan, slot: usize, cwd: &Path) -> Result<(), MuxError> {
+        let placement = placement_for_slot(slot);
+        match self {
+            LiveSession::Zellij {
+                client, session, ..
+            } => client
+                .add_agent_pane(session, &placement, pane, cwd)
+                .map(drop),
+            LiveSession::Tmux { client, session } => {
+                client.add_pane(session, &placement, cwd, pane).map(drop)
+            }
+        }
+    }
+
+    /// Adds every agent pane of `plan` from slot `from_slot` on that the session lacks,
+    /// in slot order, and returns how many it added. Stops at the first pane that cannot
+    /// be added yet (e.g. a new Zellij tab while no client is attached); calling again
+    /// later picks up from there. Slots below `from_slot` came with the session's layout
+    /// and are never added twice, even while the session is still laying them out.
+    pub fn add_missing_panes(
+        &self,
+        plan: &LayoutPlan,
+        from_slot: usize,
+        cwd: &Path,
+    ) -> Result<usize, MuxError> {
+        let live = self.panes()?;
+        let mut added = 0;
+        for pane in plan.missing_agent_panes(&live) {
+            let crate::mux::plan::PaneKind::Agent { slot } = pane.kind else {
+                continue;
+            };
+            if slot < from_slot {
+                continue;
+            }
+            self.add_pane(&pane, slot, cwd)?;
+            added += 1;
+        }
+        Ok(added)
+    }
+}
+
+/// The `-L` socket name of a run's private tmux server.
+pub fn tmux_socket(session: &str) -> String {
+    format!("orch-{session}")
+}

@@ -1,0 +1,514 @@
+//! The real `launch` binary in Zellij and tmux: a demo run whose panes (agents spawned
+//! mid-run included) show their logs, Ctrl+S typed through `launch attach` in an outer
+//! tmux pausing the run, `launch ctl resume` finishing it; and the clear outcomes of a
+//! stale session, a missing zellij binary and a directory outside any repository.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use orch::mux::{TmuxClient, ZellijClient, placement_for_slot};
+
+use crate::support::{require_tool, wait_for};
+
+/// A demo run with mid-run agents takes about 30 s at this delay; CI machines are slow.
+const RUN_WAIT: Duration = Duration::from_secs(180);
+const WAIT: Duration = Duration::from_secs(45);
+const DELAY: &str = "delay=250,waves=2";
+
+/// A private repo, home and tool environment for one test.
+struct Sandbox {
+    tmp: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    fn new(zellij: Option<&Path>) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("orch-ln")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        let mut env = vec![
+            ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+            ("TERM".to_owned(), "xterm-256color".to_owned()),
+            ("SHELL".to_owned(), "/bin/sh".to_owned()),
+        ];
+        for (var, sub) in [
+            ("HOME", "home"),
+            ("XDG_CONFIG_HOME", "home/.config"),
+            ("XDG_DATA_HOME", "home/.local/share"),
+            ("XDG_STATE_HOME", "home/.local/state"),
+            ("XDG_CACHE_HOME", "home/.cache"),
+            ("XDG_RUNTIME_DIR", "home/run"),
+            ("TMPDIR", "tmp"),
+            ("TMUX_TMPDIR", "tmux"),
+            ("ZELLIJ_SOCKET_DIR", "zj"),
+            ("CODEX_HOME", "home/.codex"),
+        ] {
+            let dir = tmp.path().join(sub);
+            std::fs::create_dir_all(&dir).unwrap();
+            env.push((var.to_owned(), dir.display().to_string()));
+        }
+        if let Some(bin) = zellij {
+            env.push(("ORCH_ZELLIJ_BIN".to_owned(), bin.display().to_string()));
+        }
+        Sandbox { tmp, env }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("repo")
+    }
+
+    fn run_dir(&self, session: &str) -> PathBuf {
+        self.root().join(".orch/runs").join(session)
+    }
+
+    /// `launch <args>` in the repo, private environment, no terminal.
+    fn launch(&self, args: &[&str]) -> Output {
+        self.launch_in(&self.root(), args)
+    }
+
+    fn launch_in(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_launch"))
+            .current_dir(dir)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// The argv an outer terminal runs for `launch attach --session S`.
+    fn attach_argv(&self, session: &str) -> Vec<String> {
+        let mut argv = vec!["env".to_owned(), "-i".to_owned()];
+        argv.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.extend(
+            [
+                env!("CARGO_BIN_EXE_launch"),
+                "attach",
+                "--session",
+                session,
+                "--project-root",
+            ]
+            .map(str::to_owned),
+        );
+        argv.push(self.root().display().to_string());
+        argv
+    }
+
+    fn zellij(&self, bin: &Path) -> ZellijClient {
+        self.env
+            .iter()
+            .fold(ZellijClient::new(bin), |client, (k, v)| {
+                client.with_env(k, v)
+            })
+    }
+
+    fn tmux(&self, bin: &Path, socket: &str) -> TmuxClient {
+        self.env
+            .iter()
+            .fold(TmuxClient::new(bin, socket), |client, (k, v)| {
+                client.with_env(k, v)
+            })
+    }
+
+    fn timeline(&self, session: &str) -> String {
+        std::fs::read_to_string(self.run_dir(session).join("logs/timeline.log")).unwrap_or_default()
+    }
+
+    fn orchestrator_log(&self, session: &str) -> String {
+        std::fs::read_to_string(self.run_dir(session).join("orchestrator.log")).unwrap_or_default()
+    }
+
+    fn state(&self, session: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.run_dir(session).join("state.json")).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(value["status"].as_str()?.to_owned())
+    }
+
+    /// Agent ids with a pane, in slot order (`panes.json`).
+    fn pane_agents(&self, session: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(self.run_dir(session).join("panes.json")).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn wait_until_finished(&self, session: &str) -> String {
+        wait_for("the run to finish", RUN_WAIT, || {
+            self.state(session).ok_or_else(|| self.timeline(session))
+        })
+    }
+}
+
+/// Stops the run, its Zellij or tmux session and the outer tmux when a test ends.
+struct RunGuard<'a> {
+    sandbox: &'a Sandbox,
+    session: String,
+    zellij: Option<ZellijClient>,
+    tmux: Vec<TmuxClient>,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if self.sandbox.state(&self.session).is_none() {
+            let _ = self
+                .sandbox
+                .launch(&["ctl", "stop", "--session", &self.session]);
+        }
+        for tmux in &self.tmux {
+            let _ = tmux.kill_server();
+        }
+        if let Some(zellij) = &self.zellij {
+            let _ = zellij.remove_stale_session(&self.session);
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn outer_tmux(sandbox: &Sandbox, bin: &Path, argv: Vec<String>) -> TmuxClient {
+    let outer = sandbox.tmux(bin, "orch-outer");
+    let mut args: Vec<String> = ["new-session", "-d", "-s", "outer", "-x", "170", "-y", "48"]
+        .map(str::to_owned)
+        .to_vec();
+    args.push("--".to_owned());
+    args.extend(argv);
+    let status = outer.command(&args).status().unwrap();
+    assert!(status.success(), "outer tmux did not start");
+    outer
+}
+
+fn outer_screen(outer: &TmuxClient) -> Result<String, String> {
+    outer.capture_pane("=outer:").map_err(|err| err.to_string())
+}
+
+/// Whether a pane's screen shows `text`; a narrow pane wraps lines, and a space at the
+/// wrap point is not in the dump, so whitespace is ignored.
+fn shows(screen: &str, text: &str) -> bool {
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    squeeze(screen).contains(&squeeze(text))
+}
+
+/// The log line that ends an agent's log when it succeeded.
+fn done_line(agent: &str) -> String {
+    format!("── {agent} succeeded")
+}
+
+fn start_demo(sandbox: &Sandbox, mux: &str, session: &str) {
+    let out = sandbox.launch(&[
+        "--prompt",
+        "Ship the MVP",
+        "--backend",
+        "demo",
+        "--mux",
+        mux,
+        "--session",
+        session,
+        "--autonomous",
+        "--demo-scenario",
+        DELAY,
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "launch failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("launch attach --session {session}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Ctrl+S"), "key help missing: {stderr}");
+}
+
+/// Ctrl+S in the outer terminal once the dynamic wave runs: the run pauses, the summary
+/// is in `interrupt.log` and the timeline, nothing new starts; resume finishes it.
+fn ctrl_s_pauses_then_resume_finishes(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
+    wait_for("the dynamic wave", RUN_WAIT, || {
+        let timeline = sandbox.timeline(session);
+        if timeline.contains("agent_started backend-api") {
+            Ok(())
+        } else {
+            Err(timeline)
+        }
+    });
+    outer
+        .command(["send-keys", "-t", "=outer:", "C-s"])
+        .status()
+        .unwrap();
+    let interrupt_log = sandbox.run_dir(session).join("logs/interrupt.log");
+    let summary = wait_for("the interrupt summary", WAIT, || {
+        std::fs::read_to_string(&interrupt_log).map_err(|e| e.to_string())
+    });
+    assert!(summary.contains("requested by ctrl-s"), "{summary}");
+    assert!(
+        summary.contains("finished:  planner, researcher, builder"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("pending:   integration-tests"),
+        "{summary}"
+    );
+    assert!(sandbox.timeline(session).contains("run_paused #1"));
+    // Paused: integration-tests (which waits for the wave) does not start.
+    std::thread::sleep(Duration::from_millis(1500));
+    let timeline = sandbox.timeline(session);
+    assert!(
+        !timeline.contains("agent_started integration-tests"),
+        "an agent started while paused:\n{timeline}"
+    );
+    assert_eq!(sandbox.state(session), None, "the run ended while paused");
+    let resume = sandbox.launch(&["ctl", "resume", "--session", session]);
+    assert!(resume.status.success(), "{}", text(&resume.stderr));
+    assert_eq!(sandbox.wait_until_finished(session), "succeeded");
+}
+
+#[test]
+fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
+    let Some(zellij) = require_tool("zellij", "ORCH_ZELLIJ_BIN", &["/root/.cargo/bin/zellij"])
+    else {
+        return;
+    };
+    let Some(tmux) = require_tool("tmux", "ORCH_TMUX_BIN", &[]) else {
+        return;
+    };
+    let sandbox = Sandbox::new(Some(&zellij));
+    let session = "run-20261122-101010-zl01";
+    let client = sandbox.zellij(&zellij);
+    let mut guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.to_owned(),
+        zellij: Some(client.clone()),
+        tmux: Vec::new(),
+    };
+    start_demo(&sandbox, "zellij", session);
+
+    // The background session has the layout's panes before any client attaches.
+    for title in [
+        "planner",
+        "researcher",
+        "builder",
+        "autonomous-orchestrator",
+        "timeline",
+    ] {
+        wait_for(&format!("pane {title}"), WAIT, || {
+            let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+            panes
+                .iter()
+                .any(|p| p.title == title && !p.is_plugin)
+                .then_some(())
+                .ok_or_else(|| format!("{panes:#?}"))
+        });
+    }
+
+    let outer = outer_tmux(&sandbox, &tmux, sandbox.attach_argv(session));
+    guard.tmux.push(outer.clone());
+    wait_for("the zellij client to draw the session", WAIT, || {
+        let screen = outer_screen(&outer)?;
+        (screen.contains("core-logs") && screen.contains("planner"))
+            .then_some(())
+            .ok_or(screen)
+    });
+    ctrl_s_pauses_then_resume_finishes(&sandbox, &outer, session);
+
+    // Every agent, the ones spawned mid-run included, has a pane in its slot's tab that
+    // shows its log.
+    let agents = sandbox.pane_agents(session);
+    assert!(
+        agents.len() >= 9,
+        "expected a third tab's worth: {agents:?}"
+    );
+    for (slot, agent) in agents.iter().enumerate() {
+        let placement = placement_for_slot(slot);
+        let line = done_line(agent);
+        wait_for(&format!("{agent}'s pane to show {line:?}"), WAIT, || {
+            let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+            let pane = panes
+                .iter()
+                .find(|p| p.title == *agent && !p.is_plugin)
+                .ok_or_else(|| {
+                    format!(
+                        "no pane {agent}: {panes:#?}\norchestrator.log:\n{}",
+                        sandbox.orchestrator_log(session)
+                    )
+                })?;
+            assert_eq!(pane.tab_name.as_deref(), Some(placement.tab_name.as_str()));
+            let screen = client
+                .dump_screen(session, &pane.pane_id())
+                .map_err(|e| e.to_string())?;
+            shows(&screen, &line).then_some(()).ok_or(screen)
+        });
+    }
+    let panes = client.list_panes(session).unwrap();
+    let timeline = panes.iter().find(|p| p.title == "timeline").unwrap();
+    let screen = client.dump_screen(session, &timeline.pane_id()).unwrap();
+    assert!(screen.contains("run_finished"), "{screen}");
+    let tabs: Vec<String> = client
+        .list_tabs(session)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(tabs, ["core-logs", "spawned-agents", "agent-logs-1"]);
+    drop(guard);
+}
+
+#[test]
+fn tmux_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
+    let Some(tmux) = require_tool("tmux", "ORCH_TMUX_BIN", &[]) else {
+        return;
+    };
+    let sandbox = Sandbox::new(None);
+    let session = "run-20261122-101010-tm01";
+    let client = sandbox.tmux(&tmux, &orch::mux::tmux_socket(session));
+    let mut guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.to_owned(),
+        zellij: None,
+        tmux: vec![client.clone()],
+    };
+    start_demo(&sandbox, "tmux", session);
+    let outer = outer_tmux(&sandbox, &tmux, sandbox.attach_argv(session));
+    guard.tmux.push(outer.clone());
+    wait_for("the inner tmux to draw", WAIT, || {
+        let screen = outer_screen(&outer)?;
+        screen.contains("core-logs").then_some(()).ok_or(screen)
+    });
+    ctrl_s_pauses_then_resume_finishes(&sandbox, &outer, session);
+
+    let agents = sandbox.pane_agents(session);
+    assert!(agents.len() >= 9, "{agents:?}");
+    for (slot, agent) in agents.iter().enumerate() {
+        let placement = placement_for_slot(slot);
+        let line = done_line(agent);
+        wait_for(&format!("{agent}'s pane to show {line:?}"), WAIT, || {
+            let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+            let pane = panes.iter().find(|p| p.title == *agent).ok_or_else(|| {
+                format!(
+                    "no pane {agent}: {panes:#?}\norchestrator.log:\n{}",
+                    sandbox.orchestrator_log(session)
+                )
+            })?;
+            assert_eq!(pane.window_name, placement.tab_name);
+            let screen = client
+                .capture_pane(&pane.pane_id)
+                .map_err(|e| e.to_string())?;
+            shows(&screen, &line).then_some(()).ok_or(screen)
+        });
+    }
+    drop(guard);
+}
+
+#[test]
+fn a_stale_session_is_replaced_and_bad_setups_fail_clearly() {
+    let Some(zellij) = require_tool("zellij", "ORCH_ZELLIJ_BIN", &["/root/.cargo/bin/zellij"])
+    else {
+        return;
+    };
+    let sandbox = Sandbox::new(Some(&zellij));
+    let session = "run-20261122-101010-st01";
+    let client = sandbox.zellij(&zellij);
+    let guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.to_owned(),
+        zellij: Some(client.clone()),
+        tmux: Vec::new(),
+    };
+
+    // A session of the same name left by someone else, with one unrelated pane.
+    let layout = sandbox.tmp.path().join("stale.kdl");
+    std::fs::write(
+        &layout,
+        "layout {\n    pane name=\"leftover\" command=\"cat\"\n}\n",
+    )
+    .unwrap();
+    client.attach_create_background(session, &layout).unwrap();
+    let out = sandbox.launch(&[
+        "--prompt",
+        "Ship the MVP",
+        "--backend",
+        "demo",
+        "--session",
+        session,
+        "--demo-scenario",
+        "delay=0",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "replaced a stale zellij session named `{session}`"
+        )),
+        "{stderr}"
+    );
+    wait_for("the run's own panes", WAIT, || {
+        let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+        let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
+        (titles.contains(&"planner") && !titles.contains(&"leftover"))
+            .then_some(())
+            .ok_or_else(|| format!("{titles:?}"))
+    });
+    assert_eq!(sandbox.wait_until_finished(session), "succeeded");
+    drop(guard);
+
+    // `launch attach` without a terminal says so.
+    let out = sandbox.launch(&["attach", "--session", session]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("needs a terminal"));
+}
+
+#[test]
+fn a_missing_zellij_or_a_directory_outside_a_repo_fails_before_anything_starts() {
+    let missing = Path::new("/nonexistent/zellij-for-orch-tests");
+    let sandbox = Sandbox::new(Some(missing));
+    let out = sandbox.launch(&["--prompt", "Ship the MVP", "--backend", "demo"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cargo install --locked zellij"), "{stderr}");
+    assert!(stderr.contains("ORCH_ZELLIJ_BIN"), "{stderr}");
+    assert!(
+        !sandbox.root().join(".orch").exists(),
+        "a run directory was written although nothing could run"
+    );
+
+    let outside = sandbox.tmp.path().join("not-a-repo");
+    std::fs::create_dir_all(&outside).unwrap();
+    let out = sandbox.launch_in(
+        &outside,
+        &[
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not inside a git repository"), "{stderr}");
+    assert!(!outside.join(".orch").exists());
+    // Naming the directory is a choice the user made: it runs.
+    let out = sandbox.launch_in(
+        &outside,
+        &[
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--project-root",
+            ".",
+            "--demo-scenario",
+            "delay=0",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
