@@ -18,3 +18,6 @@ mod codex_failures;
 
 #[path = "backends/fake_cli.rs"]
 mod fake_cli;
+
+#[path = "backends/codex_squad.rs"]
+mod codex_squad;
