@@ -21,3 +21,6 @@ mod fake_cli;
 
 #[path = "backends/codex_squad.rs"]
 mod codex_squad;
+
+#[path = "backends/http_squad.rs"]
+mod http_squad;
