@@ -24,3 +24,6 @@ mod codex_squad;
 
 #[path = "backends/http_squad.rs"]
 mod http_squad;
+
+#[path = "backends/squad_failures.rs"]
+mod squad_failures;
