@@ -6,7 +6,7 @@
 //! and the timeline.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use time::OffsetDateTime;
