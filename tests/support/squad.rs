@@ -12,10 +12,8 @@ use serde_json::Value;
 
 use crate::support::model_server::Request;
 
-/// The dynamic agents of the builder's blueprint: a parallel pair, then a dependant.
-pub const DYNAMIC_AGENTS: [&str; 3] = ["api", "docs", "review"];
-
-/// Every agent of the squad, core first.
+/// Every agent of the squad: the core three, then the blueprint's parallel pair and
+/// their dependant.
 pub const SQUAD: [&str; 6] = ["planner", "researcher", "builder", "api", "docs", "review"];
 
 /// The builder's final answer, fenced as a model would write it.
