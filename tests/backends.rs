@@ -18,3 +18,12 @@ mod codex_failures;
 
 #[path = "backends/fake_cli.rs"]
 mod fake_cli;
+
+#[path = "backends/codex_squad.rs"]
+mod codex_squad;
+
+#[path = "backends/http_squad.rs"]
+mod http_squad;
+
+#[path = "backends/squad_failures.rs"]
+mod squad_failures;

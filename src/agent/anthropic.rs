@@ -82,7 +82,8 @@ impl AnthropicBackend {
         })
     }
 
-    /// The JSON body for one turn: the conversation so far plus the new prompt.
+    /// The JSON body for one turn: the agent's role as the system prompt, the
+    /// conversation so far and the new prompt.
     pub fn body(&self, request: &TurnRequest, model: &str) -> Value {
         let mut messages: Vec<Value> = request
             .history
@@ -90,7 +91,13 @@ impl AnthropicBackend {
             .map(|m| json!({"role": role(m.role), "content": m.content}))
             .collect();
         messages.push(json!({"role": "user", "content": request.prompt}));
-        json!({"model": model, "max_tokens": self.http.max_tokens, "stream": true, "messages": messages})
+        json!({
+            "model": model,
+            "max_tokens": self.http.max_tokens,
+            "stream": true,
+            "system": request.system_prompt(),
+            "messages": messages,
+        })
     }
 
     async fn run(

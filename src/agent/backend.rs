@@ -108,6 +108,21 @@ pub struct TurnRequest {
     pub cwd: PathBuf,
 }
 
+impl TurnRequest {
+    /// The system prompt of backends that take one (the HTTP APIs): who the agent is,
+    /// so the role holds on every turn, and that its tool calls are not executed.
+    pub fn system_prompt(&self) -> String {
+        format!(
+            "You are the {} (agent `{}`) in a squad of AI coding agents working in the repository at {}. \
+             Your answers are read by the orchestrator and by the agents after you. \
+             Tools are not executed here: say exactly which files to change and how.",
+            self.role,
+            self.agent,
+            self.cwd.display()
+        )
+    }
+}
+
 /// What a backend reports when a turn ends (successfully or not).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TurnResult {

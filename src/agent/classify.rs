@@ -220,9 +220,15 @@ fn parse_clock_time(text: &str) -> Option<Time> {
     None
 }
 
-/// Seconds from `now` to the next time the clock shows `at` (in `now`'s offset).
+/// Seconds from `now` to the next time the clock shows `at` (in `now`'s offset). The
+/// CLIs name the minute only ("4:05 PM"): when that minute is the current one, the reset
+/// falls within it, so this waits for the minute's end rather than until tomorrow.
 fn secs_until(at: Time, now: OffsetDateTime) -> u64 {
     let mut target = now.replace_time(at);
+    let minute = TimeDuration::minutes(1);
+    if target <= now && now < target + minute {
+        return ((target + minute) - now).whole_seconds().max(0) as u64;
+    }
     if target <= now {
         target += TimeDuration::days(1);
     }
@@ -278,6 +284,9 @@ mod tests {
                 resets_in_secs: Some(65 * 60)
             }
         );
+        // The current minute means the end of it, not tomorrow.
+        let same_minute = datetime!(2026-03-02 16:05:20 UTC);
+        assert_eq!(parse_reset_in_secs(msg, same_minute), Some(40));
         // A time already past today means tomorrow.
         let late = datetime!(2026-03-02 17:00:00 UTC);
         assert_eq!(parse_reset_in_secs(msg, late), Some(23 * 3600 + 5 * 60));

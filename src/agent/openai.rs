@@ -42,18 +42,18 @@ impl OpenAiBackend {
         })
     }
 
-    /// The JSON body for one turn: the conversation so far plus the new prompt.
+    /// The JSON body for one turn: the agent's role as a system message, the
+    /// conversation so far and the new prompt.
     pub fn body(&self, request: &TurnRequest, model: &str) -> Value {
-        let mut messages: Vec<Value> = request
-            .history
-            .iter()
-            .map(|m| {
+        let system = json!({"role": "system", "content": request.system_prompt()});
+        let mut messages: Vec<Value> = std::iter::once(system)
+            .chain(request.history.iter().map(|m| {
                 let role = match m.role {
                     ChatRole::User => "user",
                     ChatRole::Assistant => "assistant",
                 };
                 json!({"role": role, "content": m.content})
-            })
+            }))
             .collect();
         messages.push(json!({"role": "user", "content": request.prompt}));
         json!({

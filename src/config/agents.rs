@@ -82,10 +82,29 @@ pub enum ConfigSource {
     File(PathBuf),
 }
 
+/// How failed turns are retried and parked (a top-level `retry` node); `None` keeps
+/// the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrySettings {
+    /// Tries of one backend for a transient failure, the first included.
+    pub max_tries: Option<u32>,
+    /// First backoff delay; it doubles with each try (with jitter).
+    pub base_delay_ms: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+    /// Times one turn may be parked for a usage limit.
+    pub max_parks: Option<u32>,
+    /// Longest park, whatever reset time the backend names.
+    pub max_park_ms: Option<u64>,
+    /// Park time when the backend names no reset time.
+    pub default_park_ms: Option<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentsConfig {
     pub source: ConfigSource,
     pub groups: Vec<GroupSpec>,
+    #[serde(default)]
+    pub retry: RetrySettings,
 }
 
 /// A problem with the meaning of a config (not its syntax).

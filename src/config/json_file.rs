@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::config::agents::{
     AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
+    RetrySettings,
 };
 use crate::config::error::ConfigError;
 use crate::config::kdl_file::default_blueprint_agent;
@@ -209,6 +210,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
     let mut config = AgentsConfig {
         source: ConfigSource::File(path.to_path_buf()),
         groups,
+        retry: RetrySettings::default(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

@@ -6,7 +6,8 @@
 //!     agent "planner" { role "Planner"; plan-prompt "..."; follow-up-prompt "..." }
 //! }
 //! ```
-//! Top-level `agent` and `orchestration` nodes form one group named `default`.
+//! Top-level `agent` and `orchestration` nodes form one group named `default`. A
+//! top-level `retry { max-tries 5; base-delay-ms 1000; max-park-ms … }` tunes retries.
 //! Unknown settings are errors with line and column (a typo never passes silently).
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use kdl::{KdlDocument, KdlNode, KdlValue};
 
 use crate::config::agents::{
     AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
+    RetrySettings,
 };
 use crate::config::error::{ConfigError, line_column};
 
@@ -68,6 +70,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     };
     let mut loose_offsets = Vec::new();
     let mut loose_offset = None;
+    let mut retry = RetrySettings::default();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -85,11 +88,12 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 loose_offset.get_or_insert(node.span().offset());
                 loose.orchestration = parse_orchestration(&ctx, node)?;
             }
+            "retry" => retry = parse_retry(&ctx, node)?,
             other => {
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent` or `orchestration`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration` or `retry`)"
                     ),
                 ));
             }
@@ -110,6 +114,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut config = AgentsConfig {
         source: ConfigSource::File(path.to_path_buf()),
         groups,
+        retry,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -284,6 +289,37 @@ fn parse_orchestration(ctx: &Ctx, node: &KdlNode) -> Result<OrchestrationSetting
     Ok(settings)
 }
 
+fn parse_retry(ctx: &Ctx, node: &KdlNode) -> Result<RetrySettings, ConfigError> {
+    /// A day: no delay or park of ours should be longer.
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let mut retry = RetrySettings::default();
+    for child in children(node) {
+        match key(child).as_str() {
+            "max-tries" => retry.max_tries = Some(single_u32(ctx, child)?),
+            "max-parks" => retry.max_parks = Some(single_u32(ctx, child)?),
+            "base-delay-ms" => retry.base_delay_ms = Some(single_ms(ctx, child, DAY_MS)?),
+            "max-delay-ms" => retry.max_delay_ms = Some(single_ms(ctx, child, DAY_MS)?),
+            "max-park-ms" => retry.max_park_ms = Some(single_ms(ctx, child, DAY_MS)?),
+            "default-park-ms" => retry.default_park_ms = Some(single_ms(ctx, child, DAY_MS)?),
+            other => return Err(ctx.err(child, format!("unknown retry setting `{other}`"))),
+        }
+    }
+    Ok(retry)
+}
+
+fn single_ms(ctx: &Ctx, node: &KdlNode, max: u64) -> Result<u64, ConfigError> {
+    match single_value(ctx, node)? {
+        KdlValue::Integer(n) if *n >= 0 && *n <= i128::from(max) => Ok(*n as u64),
+        other => Err(ctx.err(
+            node,
+            format!(
+                "`{}` takes milliseconds from 0 to {max}, found `{other}`",
+                key(node)
+            ),
+        )),
+    }
+}
+
 fn parse_relay(ctx: &Ctx, node: &KdlNode) -> Result<RelaySettings, ConfigError> {
     let mut relay = RelaySettings::default();
     if !node.entries().is_empty() {
@@ -356,6 +392,34 @@ group "web" {
             "the agent named builder writes the blueprint by default"
         );
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_top_level_retry_node_tunes_retries_beside_groups() {
+        let config = parse(
+            "retry {\n  max-tries 3\n  base-delay-ms 0\n  max-park-ms 86400000\n}\ngroup \"g\" {\n  agent \"a\" { plan-prompt \"x\"; follow-up-prompt \"y\" }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.retry,
+            RetrySettings {
+                max_tries: Some(3),
+                base_delay_ms: Some(0),
+                max_park_ms: Some(86_400_000),
+                ..RetrySettings::default()
+            }
+        );
+        let err = parse("retry {\n  max-park-ms 86400001\n}\nagent \"a\" { plan-prompt \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("orch.kdl:2:") && err.contains("takes milliseconds from 0 to 86400000"),
+            "{err}"
+        );
+        let err = parse("retry { backoff 3 }\nagent \"a\" { plan-prompt \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown retry setting `backoff`"), "{err}");
     }
 
     #[test]

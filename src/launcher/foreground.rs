@@ -174,12 +174,13 @@ pub async fn run_in_foreground(
         }
     };
 
+    let policy = RetryPolicy::with_settings(&config.agents.retry);
     let shared = Arc::new(Shared {
         backends,
         config,
         bus: bus.clone(),
         control: control.clone(),
-        policy: RetryPolicy::default(),
+        policy,
     });
     let report = Orchestrator::new(shared).run().await;
     if report.status == RunStatus::Stopped {

@@ -5,6 +5,7 @@
 //! backends decide them), never from assistant text.
 
 use crate::agent::event::{FailureClass, TurnOutcome};
+use crate::config::agents::RetrySettings;
 use crate::events::event::RetryDecision;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +30,21 @@ impl Default for RetryPolicy {
             max_parks: 3,
             default_park_ms: 15 * 60 * 1000,
             max_park_ms: 6 * 60 * 60 * 1000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults with what the agents config's `retry` node sets.
+    pub fn with_settings(settings: &RetrySettings) -> Self {
+        let default = RetryPolicy::default();
+        RetryPolicy {
+            max_transient_tries: settings.max_tries.unwrap_or(default.max_transient_tries),
+            base_delay_ms: settings.base_delay_ms.unwrap_or(default.base_delay_ms),
+            max_delay_ms: settings.max_delay_ms.unwrap_or(default.max_delay_ms),
+            max_parks: settings.max_parks.unwrap_or(default.max_parks),
+            default_park_ms: settings.default_park_ms.unwrap_or(default.default_park_ms),
+            max_park_ms: settings.max_park_ms.unwrap_or(default.max_park_ms),
         }
     }
 }
@@ -167,6 +183,23 @@ mod tests {
             RetryDecision::Retry {
                 attempt: 2,
                 delay_ms: 500
+            }
+        );
+    }
+
+    #[test]
+    fn the_retry_node_overrides_only_what_it_sets() {
+        let policy = RetryPolicy::with_settings(&RetrySettings {
+            base_delay_ms: Some(50),
+            max_park_ms: Some(2_000),
+            ..RetrySettings::default()
+        });
+        assert_eq!(
+            policy,
+            RetryPolicy {
+                base_delay_ms: 50,
+                max_park_ms: 2_000,
+                ..RetryPolicy::default()
             }
         );
     }

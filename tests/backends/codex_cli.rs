@@ -4,16 +4,12 @@
 
 use std::time::Duration;
 
+use crate::support::codex::{PATCH, codex_bin, codex_env, git_repo, shell_call};
+use crate::support::model_server::{ModelServer, Reply, Request, responses_text};
+use crate::support::{collecting_bus, request, turn_events};
 use orch::agent::codex::CodexBackend;
 use orch::agent::settings::{BackendSettings, CliSettings};
 use orch::agent::{AgentEvent, Backend, ItemStatus, TurnOutcome, Usage};
-use serde_json::{Value, json};
-
-use crate::support::codex::{codex_bin, codex_env, git_repo};
-use crate::support::model_server::{ModelServer, Reply, Request, responses_call, responses_text};
-use crate::support::{collecting_bus, request, turn_events};
-
-const PATCH: &str = "apply_patch <<'PATCH'\n*** Begin Patch\n*** Update File: README.md\n@@\n-old line\n+new line from codex\n*** End Patch\nPATCH\n";
 
 fn usage(k: u64) -> Usage {
     Usage {
@@ -22,19 +18,6 @@ fn usage(k: u64) -> Usage {
         output_tokens: 40 * k + 3,
         reasoning_output_tokens: 5 * k,
     }
-}
-
-/// Calls whichever shell tool this Codex version offers.
-fn shell_call(req: &Request, id: &str, cmd: &str, usage: Usage) -> Reply {
-    let tools = req.tool_names();
-    let (name, args): (&str, Value) = if tools.iter().any(|t| t == "exec_command") {
-        ("exec_command", json!({"cmd": cmd}))
-    } else if tools.iter().any(|t| t == "shell_command") {
-        ("shell_command", json!({"command": cmd}))
-    } else {
-        ("shell", json!({"command": ["bash", "-lc", cmd]}))
-    };
-    responses_call(id, name, &args, usage)
 }
 
 pub fn codex_script(req: &Request) -> Reply {

@@ -147,6 +147,12 @@ async fn anthropic_runs_the_squad_and_resends_the_conversation() {
     assert_eq!(last.body["messages"].as_array().unwrap().len(), 3);
     assert_eq!(last.body["model"], "claude-sonnet-4-5");
     assert_eq!(last.body["stream"], true);
+    // The agent's role travels as the system prompt on every turn.
+    let system = last.body["system"].as_str().unwrap();
+    assert!(
+        system.starts_with("You are the api-dev (agent `api-dev`) in a squad"),
+        "{system}"
+    );
     let header = |name: &str| {
         last.headers
             .iter()
@@ -192,7 +198,16 @@ async fn openai_chat_runs_the_squad() {
     assert_eq!(last.path, "/v1/chat/completions");
     assert_eq!(last.body["model"], "qwen2.5-coder:7b");
     assert_eq!(last.body["stream_options"]["include_usage"], true);
-    assert_eq!(last.body["messages"].as_array().unwrap().len(), 3);
+    let messages = last.body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "system, user, assistant, user");
+    assert_eq!(messages[0]["role"], "system");
+    assert!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are the api-dev (agent `api-dev`) in a squad"),
+        "{messages:?}"
+    );
     sinks.finish().await;
 }
 

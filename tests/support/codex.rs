@@ -5,7 +5,13 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::model_server::ModelServer;
+use serde_json::{Value, json};
+
+use crate::support::model_server::{ModelServer, Reply, Request, responses_call};
+use orch::agent::Usage;
+
+/// An apply_patch edit of the README that `git_repo` writes (old line → new line).
+pub const PATCH: &str = "apply_patch <<'PATCH'\n*** Begin Patch\n*** Update File: README.md\n@@\n-old line\n+new line from codex\n*** End Patch\nPATCH\n";
 
 /// The codex binary, or `None` (after saying why) when it is not installed.
 pub fn codex_bin() -> Option<PathBuf> {
@@ -28,15 +34,25 @@ pub fn codex_bin() -> Option<PathBuf> {
     None
 }
 
+/// The env var holding the scripted provider's key, and its value.
+pub const SCRIPTED_KEY: (&str, &str) = ("ORCH_SCRIPTED_API_KEY", "sk-scripted-test-key");
+
+/// Writes `codex_home/config.toml`: the scripted server as the only model provider.
+/// Settings appended to the file land in the provider's table.
+pub fn write_codex_config(codex_home: &Path, server: &ModelServer) {
+    std::fs::create_dir_all(codex_home).unwrap();
+    let config = format!(
+        "model = \"orch-test-model\"\nmodel_provider = \"scripted\"\n\n[model_providers.scripted]\nname = \"scripted\"\nbase_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"{}\"\n",
+        server.url(),
+        SCRIPTED_KEY.0
+    );
+    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+}
+
 /// A private CODEX_HOME/HOME/XDG tree pointing Codex at `server`, and the env for it.
 pub fn codex_env(root: &Path, server: &ModelServer) -> Vec<(OsString, OsString)> {
     let codex_home = root.join("codex-home");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    let config = format!(
-        "model = \"orch-test-model\"\nmodel_provider = \"scripted\"\n\n[model_providers.scripted]\nname = \"scripted\"\nbase_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"ORCH_SCRIPTED_API_KEY\"\n",
-        server.url()
-    );
-    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    write_codex_config(&codex_home, server);
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |k: &str, v: &Path| env.push((k.into(), v.as_os_str().to_owned()));
     set("HOME", &root.join("home"));
@@ -53,10 +69,7 @@ pub fn codex_env(root: &Path, server: &ModelServer) -> Vec<(OsString, OsString)>
         "PATH".into(),
         std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
     ));
-    env.push((
-        "ORCH_SCRIPTED_API_KEY".into(),
-        "sk-scripted-test-key".into(),
-    ));
+    env.push((SCRIPTED_KEY.0.into(), SCRIPTED_KEY.1.into()));
     env
 }
 
@@ -68,4 +81,53 @@ pub fn git_repo(dir: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A stand-in `codex` that records its arguments (NUL-separated, one file per run in
+/// `argv_dir`) and then runs the real CLI.
+pub fn recording_codex(dir: &Path, real: &Path, argv_dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(argv_dir).unwrap();
+    let path = dir.join("codex");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$(mktemp '{}/run.XXXXXX')\"\nexec '{}' \"$@\"\n",
+        argv_dir.display(),
+        real.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The argument lists `recording_codex` saw.
+pub fn recorded_argvs(argv_dir: &Path) -> Vec<Vec<String>> {
+    let mut runs: Vec<Vec<String>> = std::fs::read_dir(argv_dir)
+        .unwrap()
+        .map(|entry| {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            bytes
+                .split(|b| *b == 0)
+                .map(|arg| String::from_utf8_lossy(arg).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .map(|mut args| {
+            args.pop(); // after the last NUL
+            args
+        })
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// Calls whichever shell tool this Codex version offers.
+pub fn shell_call(req: &Request, id: &str, cmd: &str, usage: Usage) -> Reply {
+    let tools = req.tool_names();
+    let (name, args): (&str, Value) = if tools.iter().any(|t| t == "exec_command") {
+        ("exec_command", json!({"cmd": cmd}))
+    } else if tools.iter().any(|t| t == "shell_command") {
+        ("shell_command", json!({"command": cmd}))
+    } else {
+        ("shell", json!({"command": ["bash", "-lc", cmd]}))
+    };
+    responses_call(id, name, &args, usage)
 }

@@ -32,6 +32,7 @@ pub fn fixture_names() -> Vec<String> {
 pub mod codex;
 pub mod model_server;
 pub mod repo;
+pub mod squad;
 
 #[allow(unused_imports)]
 pub use repo::*;

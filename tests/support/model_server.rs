@@ -116,6 +116,17 @@ pub struct Recorded {
     pub usage: Usage,
 }
 
+impl Recorded {
+    /// The request again, as the script saw it.
+    pub fn request(&self) -> Request {
+        Request {
+            path: self.path.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
 type Script = dyn Fn(&Request) -> Reply + Send + Sync;
 
 pub struct ModelServer {
