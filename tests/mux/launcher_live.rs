@@ -228,8 +228,8 @@ fn start_demo(sandbox: &Sandbox, mux: &str, session: &str) {
 }
 
 /// Ctrl+S in the outer terminal once the dynamic wave runs: the run pauses, the summary
-/// is in `interrupt.log` and the timeline, nothing new starts; resume finishes it.
-fn ctrl_s_pauses_then_resume_finishes(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
+/// is in `interrupt.log` and the timeline, nothing new starts.
+fn ctrl_s_pauses(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
     wait_for("the dynamic wave", RUN_WAIT, || {
         let timeline = sandbox.timeline(session);
         if timeline.contains("agent_started backend-api") {
@@ -264,6 +264,10 @@ fn ctrl_s_pauses_then_resume_finishes(sandbox: &Sandbox, outer: &TmuxClient, ses
         "an agent started while paused:\n{timeline}"
     );
     assert_eq!(sandbox.state(session), None, "the run ended while paused");
+}
+
+/// `launch ctl resume` finishes a paused run.
+fn resume_finishes(sandbox: &Sandbox, session: &str) {
     let resume = sandbox.launch(&["ctl", "resume", "--session", session]);
     assert!(resume.status.success(), "{}", text(&resume.stderr));
     assert_eq!(sandbox.wait_until_finished(session), "succeeded");
@@ -315,7 +319,37 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
             .then_some(())
             .ok_or(screen)
     });
-    ctrl_s_pauses_then_resume_finishes(&sandbox, &outer, session);
+    ctrl_s_pauses(&sandbox, &outer, session);
+
+    // Ctrl+Q quits Zellij (and its session); the run goes on, and `launch attach`
+    // rebuilds the session with every pane known so far.
+    outer
+        .command(["send-keys", "-t", "=outer:", "C-q"])
+        .status()
+        .unwrap();
+    wait_for("zellij to quit", WAIT, || {
+        match client.session(session).map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(info) => Err(format!("{info:?}")),
+        }
+    });
+    let status = sandbox.launch(&["ctl", "status", "--session", session]);
+    assert!(
+        text(&status.stdout).contains("mode: Paused"),
+        "{}",
+        text(&status.stdout)
+    );
+    let _ = outer.kill_server();
+    let outer = outer_tmux(&sandbox, &tmux, sandbox.attach_argv(session));
+    guard.tmux.push(outer.clone());
+    wait_for("the rebuilt session's mid-run panes", WAIT, || {
+        let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+        let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
+        (titles.contains(&"backend-api") && titles.contains(&"frontend-ui"))
+            .then_some(())
+            .ok_or_else(|| format!("{titles:?}"))
+    });
+    resume_finishes(&sandbox, session);
 
     // Every agent, the ones spawned mid-run included, has a pane in its slot's tab that
     // shows its log.
@@ -380,7 +414,8 @@ fn tmux_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
         let screen = outer_screen(&outer)?;
         screen.contains("core-logs").then_some(()).ok_or(screen)
     });
-    ctrl_s_pauses_then_resume_finishes(&sandbox, &outer, session);
+    ctrl_s_pauses(&sandbox, &outer, session);
+    resume_finishes(&sandbox, session);
 
     let agents = sandbox.pane_agents(session);
     assert!(agents.len() >= 9, "{agents:?}");
