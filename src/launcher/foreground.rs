@@ -43,11 +43,14 @@ fn run_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Launc
     }
 }
 
-/// Writes the run directory: logs/, config.json, orchestrator.pid.
-pub fn prepare_run_dir(config: &Config) -> Result<(), LaunchError> {
+/// Writes the run directory: logs/ and config.json, the latter redacted like every
+/// other file of the run (the prompt and agent prompts may hold secrets).
+pub fn prepare_run_dir(config: &Config, redactor: &Redactor) -> Result<(), LaunchError> {
     let paths = config.run_paths();
     std::fs::create_dir_all(paths.logs_dir()).map_err(run_dir_error(&paths.run_dir))?;
-    let json = serde_json::to_string_pretty(config).unwrap_or_default();
+    let mut value = serde_json::to_value(config).unwrap_or_default();
+    redactor.redact_json(&mut value);
+    let json = serde_json::to_string_pretty(&value).unwrap_or_default();
     std::fs::write(paths.config_file(), json).map_err(run_dir_error(&paths.run_dir))?;
     Ok(())
 }
@@ -61,7 +64,10 @@ pub async fn run_in_foreground(
     // Fail before anything starts when the run's own backend cannot work at all.
     backends.get(&config.backend)?;
     let paths = config.run_paths();
-    prepare_run_dir(&config)?;
+    let redactor = Arc::new(Redactor::from_env(
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ));
+    prepare_run_dir(&config, &redactor)?;
     if interactive {
         eprintln!(
             "run {}: logs in {}",
@@ -72,9 +78,6 @@ pub async fn run_in_foreground(
     std::fs::write(paths.pid_file(), std::process::id().to_string())
         .map_err(run_dir_error(&paths.run_dir))?;
 
-    let redactor = Arc::new(Redactor::from_env(
-        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(
         LogSink::create(paths.clone()).map_err(run_dir_error(&paths.run_dir))?,
     )];

@@ -114,6 +114,10 @@ fn run(config: Config, env: &crate::config::Env) -> Result<ExitCode, LaunchError
     Ok(finish(metrics, &report, &session, &logs))
 }
 
+/// Runs the orchestrator of a prepared run directory. Its config.json is redacted (see
+/// `foreground::prepare_run_dir`), so a secret in the prompt reaches the agents as a
+/// `[redacted:…]` marker here; whoever spawns this must pass secrets through the
+/// environment, which the agents inherit.
 fn orchestrate(
     run_dir: &std::path::Path,
     env: &crate::config::Env,
