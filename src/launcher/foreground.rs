@@ -12,7 +12,6 @@ use crate::config::resolve::backend_settings;
 use crate::config::{AuditTarget, Config, Env};
 use crate::control::signals::{SignalAction, watch_signals};
 use crate::control::{ControlCommand, ControlHandler, ControlServer};
-use crate::events::event::{OrchEventKind, RunStatus};
 use crate::events::log_sink::LogSink;
 use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
@@ -174,12 +173,6 @@ pub async fn run_in_foreground(
         policy: RetryPolicy::default(),
     });
     let report = Orchestrator::new(shared).run().await;
-    if report.status == RunStatus::Stopped {
-        let summary =
-            control.interrupt_summary(vec![format!("logs: {}", paths.logs_dir().display())]);
-        bus.publish(OrchEventKind::RunPaused(Box::new(summary)))
-            .await;
-    }
     if let Some(task) = signal_task {
         task.abort();
     }
