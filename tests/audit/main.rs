@@ -5,5 +5,8 @@ mod cli;
 mod crashes;
 mod memory;
 mod remote;
+#[allow(dead_code)]
+#[path = "../support/repo.rs"]
+mod repo;
 mod support;
 mod tamper;
