@@ -9,5 +9,6 @@ mod remote;
 #[allow(dead_code)]
 #[path = "../support/repo.rs"]
 mod repo;
+mod secrets;
 mod support;
 mod tamper;
