@@ -12,6 +12,7 @@ use crate::config::resolve::backend_settings;
 use crate::config::{AuditTarget, Config, Env};
 use crate::control::signals::{SignalAction, watch_signals};
 use crate::control::{ControlCommand, ControlHandler, ControlServer};
+use crate::events::AgentStatus;
 use crate::events::log_sink::LogSink;
 use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
@@ -118,7 +119,7 @@ pub async fn run_in_foreground(
             target, meta, &redactor, options,
         )?));
     }
-    let (bus, sink_thread) = SinkThread::spawn(sinks, redactor);
+    let (bus, sink_thread) = SinkThread::spawn(sinks, redactor.clone());
 
     let control = Arc::new(RunControl::new(&config.paths.session));
     let handler = ControlHandler {
@@ -172,7 +173,17 @@ pub async fn run_in_foreground(
         control: control.clone(),
         policy: RetryPolicy::default(),
     });
-    let report = Orchestrator::new(shared).run().await;
+    let mut report = Orchestrator::new(shared).run().await;
+    // The caller prints failure reasons (backend error text) on the terminal.
+    for agent in &mut report.agents {
+        if let AgentStatus::Failed { reason } = &mut agent.status {
+            redactor.redact_in_place(reason);
+        }
+    }
+    report
+        .problems
+        .iter_mut()
+        .for_each(|p| redactor.redact_in_place(p));
     if let Some(task) = signal_task {
         task.abort();
     }
