@@ -205,6 +205,9 @@ impl Orchestrator {
         } else {
             RunStatus::Failed
         };
+        // No pause summary may follow `run_finished`, the run's last event (see
+        // `RunControl::summary_gate`).
+        let mut ended = shared.control.summary_gate().await;
         if status == RunStatus::Stopped {
             // The stop's interrupt summary comes before `run_finished`, the run's last
             // event: readers take a run that ends with `run_paused` for a paused one.
@@ -221,6 +224,8 @@ impl Orchestrator {
             failed,
         })
         .await;
+        *ended = true;
+        drop(ended);
         RunReport {
             status,
             agents: report,

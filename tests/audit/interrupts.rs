@@ -177,8 +177,11 @@ fn assert_complete(run: &Run) -> Vec<serde_json::Value> {
         (1..=rows.len() as i64).collect::<Vec<_>>(),
         "the run's sequence has no gap and no repeat"
     );
-    assert_eq!(rows.last().unwrap()["kind"], "run_finished");
-    assert_eq!(rows.last().unwrap()["payload"]["status"], "stopped");
+    // The stop's interrupt summary, then the end; no pause summary overtakes them.
+    let n = rows.len();
+    assert_eq!(rows[n - 2]["kind"], "run_paused", "{}", rows[n - 2]);
+    assert_eq!(rows[n - 1]["kind"], "run_finished", "{}", rows[n - 1]);
+    assert_eq!(rows[n - 1]["payload"]["status"], "stopped");
     let runs = json(&orch_audit(&db, &["runs", "--json"]));
     assert_eq!(runs[0]["status"], "stopped", "{runs}");
 
