@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/tools.sh
 ensure_tmux
 ensure_sqlite3
+ensure_openssl
 ensure_codex
 ensure_sqld
 ensure_agentfs_sdk

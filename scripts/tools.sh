@@ -25,6 +25,12 @@ ensure_sqlite3() {
   apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null
 }
 
+ensure_openssl() {
+  command -v openssl >/dev/null 2>&1 && return
+  say "installing openssl (apt; signs the sqld auth token in the remote audit tests)"
+  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+}
+
 ensure_codex() {
   local bin="$ORCH_TOOLS_DIR/npm/node_modules/.bin/codex"
   if [ ! -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -q "$CODEX_VERSION"; then

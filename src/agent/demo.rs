@@ -5,7 +5,10 @@
 //! delays, so a newcomer sees the whole run on a fresh machine. Tests make it
 //! misbehave through a scenario (`--demo-scenario`), a comma-separated list of:
 //! - `delay=MS`: pause between events (default 120)
-//! - `events=N`: N extra streamed events per turn (for event-counting tests)
+//! - `events=N`: N extra streamed events per turn (for event-counting tests), tool
+//!   calls whose arguments count up (`{"step":0}`, `{"step":1}`...)
+//! - `gap=MS`: pause between those extra events (default 0), for a wave that streams
+//!   slowly enough to be interrupted mid-turn
 //! - `blueprint=KIND`: `chain`, or a broken answer every time: `bad-json`, `cycle`,
 //!   `unknown-dep`, `duplicate-id`, `evil-id`, `too-many`; `KIND-once` breaks only
 //!   the first answer, so the repair turn succeeds
@@ -45,6 +48,7 @@ pub enum DemoFailure {
 pub struct DemoScenario {
     pub delay_ms: u64,
     pub extra_events: u32,
+    pub event_gap_ms: u64,
     pub blueprint: DemoBlueprint,
     pub crash: Vec<String>,
     pub huge: Vec<String>,
@@ -57,6 +61,7 @@ impl Default for DemoScenario {
         DemoScenario {
             delay_ms: 120,
             extra_events: 0,
+            event_gap_ms: 0,
             blueprint: DemoBlueprint::Valid,
             crash: Vec::new(),
             huge: Vec::new(),
@@ -89,6 +94,7 @@ impl DemoScenario {
             match key {
                 "delay" => scenario.delay_ms = number(value)?,
                 "events" => scenario.extra_events = number(value)? as u32,
+                "gap" => scenario.event_gap_ms = number(value)?,
                 "waves" => scenario.waves = number(value)? as u32,
                 "crash" => scenario.crash.push(value.to_owned()),
                 "huge" => scenario.huge.push(value.to_owned()),
@@ -419,7 +425,11 @@ impl Backend for DemoBackend {
                     }),
                 })
                 .await;
+            let gap = Duration::from_millis(scenario.event_gap_ms);
             for i in 0..scenario.extra_events {
+                if !gap.is_zero() {
+                    tokio::time::sleep(gap).await;
+                }
                 events
                     .emit(AgentEvent::ToolCall {
                         id: Some(format!("tool-{i}")),
@@ -494,10 +504,11 @@ mod tests {
     #[test]
     fn scenarios_parse_and_reject_unknown_items() {
         let s = DemoScenario::parse(
-            "delay=5, blueprint=cycle-once, crash=api, fail=ui:transient:2, waves=2",
+            "delay=5, blueprint=cycle-once, crash=api, fail=ui:transient:2, waves=2, events=7, gap=3",
         )
         .unwrap();
         assert_eq!(s.delay_ms, 5);
+        assert_eq!((s.extra_events, s.event_gap_ms), (7, 3));
         assert_eq!(
             s.blueprint,
             DemoBlueprint::Broken {

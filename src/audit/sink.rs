@@ -28,7 +28,8 @@ pub struct AuditSink {
 
 impl AuditSink {
     /// Opens (or creates) the store, records the run and starts the writer thread.
-    /// Blocks until the store is open; the run's prompt is redacted before it is stored.
+    /// Blocks until the store is open; every field of the run is redacted before it is
+    /// stored (the `runs` row holds the prompt).
     pub fn open(
         target: AuditTarget,
         meta: RunMeta,
@@ -44,7 +45,16 @@ impl AuditSink {
         redactor: &Redactor,
         options: AuditOptions,
     ) -> Result<AuditSink, AuditError> {
-        redactor.redact_in_place(&mut meta.prompt);
+        let RunMeta {
+            session,
+            started_at_ms: _,
+            prompt,
+            backend,
+            project_root,
+        } = &mut meta;
+        for text in [session, prompt, backend, project_root] {
+            redactor.redact_in_place(text);
+        }
         let (tx, rx) = sync_channel(QUEUE_CAPACITY);
         let (ready_tx, ready_rx) = sync_channel(1);
         let described = target.describe();

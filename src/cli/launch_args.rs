@@ -158,8 +158,9 @@ pub struct RunArgs {
     pub memory_dir: Option<String>,
 
     /// Make the demo backend misbehave, for tests: comma-separated items such as
-    /// `delay=MS`, `blueprint=cycle`, `blueprint=bad-json-once`, `crash=AGENT`,
-    /// `huge=AGENT`, `fail=AGENT:transient`, `waves=N` [env: ORCH_DEMO_SCENARIO].
+    /// `delay=MS`, `events=N`, `gap=MS`, `blueprint=cycle`, `blueprint=bad-json-once`,
+    /// `crash=AGENT`, `huge=AGENT`, `fail=AGENT:transient`, `waves=N`
+    /// [env: ORCH_DEMO_SCENARIO].
     #[arg(long, value_name = "SPEC")]
     pub demo_scenario: Option<String>,
 }
@@ -214,7 +215,7 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct OrchestrateArgs {
-    /// The run directory holding config.json.
+    /// The run directory (the resolved config comes as JSON on stdin).
     #[arg(long, value_name = "DIR")]
     pub run_dir: PathBuf,
 }

@@ -45,6 +45,10 @@ impl ControlHandler {
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.control.wait_idle().await;
+                        let ended = this.control.summary_gate().await;
+                        if *ended || this.control.is_stopping() {
+                            return; // the stop's summary covers this pause
+                        }
                         let summary = this.control.interrupt_summary(this.next_steps());
                         this.bus
                             .publish(OrchEventKind::RunPaused(Box::new(summary)))

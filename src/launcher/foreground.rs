@@ -12,7 +12,7 @@ use crate::config::resolve::backend_settings;
 use crate::config::{AuditTarget, Config, Env};
 use crate::control::signals::{SignalAction, watch_signals};
 use crate::control::{ControlCommand, ControlHandler, ControlServer};
-use crate::events::event::{OrchEventKind, RunStatus};
+use crate::events::AgentStatus;
 use crate::events::log_sink::LogSink;
 use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
@@ -43,11 +43,14 @@ fn run_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Launc
     }
 }
 
-/// Writes the run directory: logs/, config.json, orchestrator.pid.
-pub fn prepare_run_dir(config: &Config) -> Result<(), LaunchError> {
+/// Writes the run directory: logs/ and config.json, the latter redacted like every
+/// other file of the run (the prompt and agent prompts may hold secrets).
+pub fn prepare_run_dir(config: &Config, redactor: &Redactor) -> Result<(), LaunchError> {
     let paths = config.run_paths();
     std::fs::create_dir_all(paths.logs_dir()).map_err(run_dir_error(&paths.run_dir))?;
-    let json = serde_json::to_string_pretty(config).unwrap_or_default();
+    let mut value = serde_json::to_value(config).unwrap_or_default();
+    redactor.redact_json(&mut value);
+    let json = serde_json::to_string_pretty(&value).unwrap_or_default();
     std::fs::write(paths.config_file(), json).map_err(run_dir_error(&paths.run_dir))?;
     Ok(())
 }
@@ -61,7 +64,10 @@ pub async fn run_in_foreground(
     // Fail before anything starts when the run's own backend cannot work at all.
     backends.get(&config.backend)?;
     let paths = config.run_paths();
-    prepare_run_dir(&config)?;
+    let redactor = Arc::new(Redactor::from_env(
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ));
+    prepare_run_dir(&config, &redactor)?;
     if interactive {
         eprintln!(
             "run {}: logs in {}",
@@ -72,9 +78,6 @@ pub async fn run_in_foreground(
     std::fs::write(paths.pid_file(), std::process::id().to_string())
         .map_err(run_dir_error(&paths.run_dir))?;
 
-    let redactor = Arc::new(Redactor::from_env(
-        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(
         LogSink::create(paths.clone()).map_err(run_dir_error(&paths.run_dir))?,
     )];
@@ -119,10 +122,10 @@ pub async fn run_in_foreground(
             target, meta, &redactor, options,
         )?));
     }
-    let (bus, sink_thread) = SinkThread::spawn(sinks, redactor);
+    let (bus, sink_thread) = SinkThread::spawn(sinks, redactor.clone());
     if let Some(live) = crate::launcher::panes::live_session(&config) {
         // The timeline pane opens with the keys of the session.
-        bus.publish(OrchEventKind::Notice {
+        bus.publish(crate::events::OrchEventKind::Notice {
             level: crate::events::event::NoticeLevel::Info,
             message: live.key_help().to_owned(),
         })
@@ -182,13 +185,17 @@ pub async fn run_in_foreground(
         control: control.clone(),
         policy,
     });
-    let report = Orchestrator::new(shared).run().await;
-    if report.status == RunStatus::Stopped {
-        let summary =
-            control.interrupt_summary(vec![format!("logs: {}", paths.logs_dir().display())]);
-        bus.publish(OrchEventKind::RunPaused(Box::new(summary)))
-            .await;
+    let mut report = Orchestrator::new(shared).run().await;
+    // The caller prints failure reasons (backend error text) on the terminal.
+    for agent in &mut report.agents {
+        if let AgentStatus::Failed { reason } = &mut agent.status {
+            redactor.redact_in_place(reason);
+        }
     }
+    report
+        .problems
+        .iter_mut()
+        .for_each(|p| redactor.redact_in_place(p));
     if let Some(task) = signal_task {
         task.abort();
     }

@@ -115,11 +115,28 @@ fn run(config: Config, env: &crate::config::Env) -> Result<ExitCode, LaunchError
     Ok(finish(metrics, &report, &session, &logs))
 }
 
+/// Runs the orchestrator the launcher spawned for a Zellij/tmux run. Its resolved config
+/// comes as JSON on stdin, not from `<run dir>/config.json`, which is redacted: a secret
+/// in the prompt must reach the agents as it was typed.
 fn orchestrate(
     run_dir: &std::path::Path,
     env: &crate::config::Env,
 ) -> Result<ExitCode, LaunchError> {
-    let config = mux_run::read_run_config(run_dir)?;
+    let bad = |message: String| LaunchError::BadRunDir {
+        path: run_dir.display().to_string(),
+        message,
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| bad(format!("failed to read the run config from stdin: {e}")))?;
+    let config: Config = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("the run config on stdin is not valid: {e}")))?;
+    if config.run_paths().run_dir != run_dir {
+        return Err(bad(format!(
+            "the run config on stdin is for `{}`",
+            config.run_paths().run_dir.display()
+        )));
+    }
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;

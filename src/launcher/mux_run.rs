@@ -26,6 +26,7 @@ use crate::launcher::foreground::{backend_factory, prepare_run_dir};
 use crate::launcher::panes::{PaneRecord, live_session};
 use crate::mux::{LiveSession, Stale, interrupt_argv};
 use crate::paths::{RunPaths, list_sessions};
+use crate::redact::Redactor;
 
 /// How long the detached orchestrator may take to open its control socket.
 const READY_WAIT: Duration = Duration::from_secs(30);
@@ -53,7 +54,8 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
             live.kind()
         );
     }
-    prepare_run_dir(&config)?;
+    let redactor = Redactor::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    prepare_run_dir(&config, &redactor)?;
     let record = PaneRecord::initial(&config);
     write_record(&record, &paths)?;
     // Panes open before their agents start: an empty log keeps `tail -F` quiet.
@@ -76,7 +78,7 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
     let plan = record.plan(&paths);
     live.write_files(&plan, &paths.project_root, &interrupt)?;
 
-    let mut orchestrator = spawn_orchestrator(&paths)?;
+    let mut orchestrator = spawn_orchestrator(&paths, &config)?;
     wait_until_ready(&mut orchestrator, &paths)?;
     eprintln!(
         "run {session}: {} session `{session}`, logs in {}\n  {}",
@@ -241,8 +243,9 @@ fn launch_binary() -> Result<PathBuf, LaunchError> {
 }
 
 /// `launch orchestrate --run-dir D` in a new session (no controlling terminal, its own
-/// process group), stdin closed, output appended to `orchestrator.log`.
-fn spawn_orchestrator(paths: &RunPaths) -> Result<Child, LaunchError> {
+/// process group), the resolved config (unredacted: it never touches a file) on its
+/// stdin, output appended to `orchestrator.log`.
+fn spawn_orchestrator(paths: &RunPaths, config: &Config) -> Result<Child, LaunchError> {
     use std::os::unix::process::CommandExt;
     let log_path = paths.orchestrator_log();
     let run_dir_err = |source| LaunchError::RunDir {
@@ -260,7 +263,7 @@ fn spawn_orchestrator(paths: &RunPaths) -> Result<Child, LaunchError> {
         .arg("--run-dir")
         .arg(&paths.run_dir)
         .current_dir(&paths.project_root)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(log.try_clone().map_err(run_dir_err)?)
         .stderr(log);
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
@@ -271,9 +274,15 @@ fn spawn_orchestrator(paths: &RunPaths) -> Result<Child, LaunchError> {
                 .map_err(std::io::Error::from)
         });
     }
-    command
+    let mut child = command
         .spawn()
-        .map_err(|source| LaunchError::Orchestrator { source })
+        .map_err(|source| LaunchError::Orchestrator { source })?;
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows as the child's own error ("not valid") in its log.
+        let _ = std::io::Write::write_all(&mut stdin, &json);
+    }
+    Ok(child)
 }
 
 /// Waits until the orchestrator's control socket answers; if it exits first, its

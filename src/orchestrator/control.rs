@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, Notify, watch};
 
 use crate::agent::event::Usage;
 use crate::events::event::InterruptSummary;
@@ -69,6 +69,9 @@ pub struct RunControl {
     mode: watch::Sender<RunMode>,
     tracker: Mutex<Tracker>,
     idle: Notify,
+    /// Held while an interrupt summary or the end of the run is published; true once
+    /// the run has ended. See `summary_gate`.
+    summary_gate: AsyncMutex<bool>,
 }
 
 impl RunControl {
@@ -78,6 +81,7 @@ impl RunControl {
             mode: watch::Sender::new(RunMode::Running),
             tracker: Mutex::new(Tracker::default()),
             idle: Notify::new(),
+            summary_gate: AsyncMutex::new(false),
         }
     }
 
@@ -215,6 +219,15 @@ impl RunControl {
             usage: t.usage,
             pauses: t.pauses,
         }
+    }
+
+    /// Orders a pause's summary against the end of the run. A pause's summary waits for
+    /// the running turns, so a stop or the run's end can overtake it: whoever publishes
+    /// holds this gate, the run's end sets it to true, and a pause publishes only while
+    /// the run is neither ended nor stopping (a stop writes its own summary). So no
+    /// summary follows `run_finished`, and none is published after the sinks closed.
+    pub async fn summary_gate(&self) -> AsyncMutexGuard<'_, bool> {
+        self.summary_gate.lock().await
     }
 
     /// The summary of the current pause (or stop).

@@ -205,12 +205,27 @@ impl Orchestrator {
         } else {
             RunStatus::Failed
         };
+        // No pause summary may follow `run_finished`, the run's last event (see
+        // `RunControl::summary_gate`).
+        let mut ended = shared.control.summary_gate().await;
+        if status == RunStatus::Stopped {
+            // The stop's interrupt summary comes before `run_finished`, the run's last
+            // event: readers take a run that ends with `run_paused` for a paused one.
+            let logs = config.run_paths().logs_dir();
+            let summary = shared
+                .control
+                .interrupt_summary(vec![format!("logs: {}", logs.display())]);
+            bus.publish(OrchEventKind::RunPaused(Box::new(summary)))
+                .await;
+        }
         bus.publish(OrchEventKind::RunFinished {
             status,
             usage,
             failed,
         })
         .await;
+        *ended = true;
+        drop(ended);
         RunReport {
             status,
             agents: report,

@@ -1,35 +1,37 @@
-//! Turso's own AgentFS Python SDK (agentfs-sdk 0.6.4) reads a copy of our audit file:
-//! turn files byte for byte, and the `tool_calls` rows.
+//! Turso's own AgentFS Python SDK (agentfs-sdk 0.6.4) opens a copy of a demo run's
+//! audit file (written by the real `launch`): every turn file byte for byte, the
+//! events files, and one `tool_calls` row per finished turn.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 
-use orch::audit::AuditTarget;
-
+use crate::repo::TestRepo;
 use crate::support::*;
 
+/// Lists and reads through the SDK only; writes each turn file's bytes to `out_dir`.
 const SCRIPT: &str = r#"
-import asyncio, json, sys
+import asyncio, json, os, sys
 from agentfs_sdk import AgentFS, AgentFSOptions
 
-async def main(db, session, expected_dir):
+async def main(db, session, out_dir):
     fs_ = await AgentFS.open(AgentFSOptions(path=db))
-    out = {"files": {}, "tools": []}
-    agents = await fs_.fs.readdir(f"/runs/{session}/agents")
-    out["agents"] = sorted(agents)
-    for agent in agents:
+    out = {"files": {}, "events": {}, "tools": []}
+    for agent in sorted(await fs_.fs.readdir(f"/runs/{session}/agents")):
         for name in sorted(await fs_.fs.readdir(f"/runs/{session}/agents/{agent}")):
             path = f"/runs/{session}/agents/{agent}/{name}"
             data = await fs_.fs.read_file(path, encoding=None)
-            expected = open(f"{expected_dir}/{agent}__{name}", "rb").read()
-            out["files"][path] = {"size": len(data), "same": data == expected}
             st = await fs_.fs.stat(path)
-            assert st.is_file() and st.size == len(data), (path, st)
-    events = await fs_.fs.read_file(f"/runs/{session}/events/planner.jsonl")
-    out["planner_events"] = len(events.splitlines())
+            assert st.is_file() and st.size == len(data), (path, st.size, len(data))
+            dump = os.path.join(out_dir, f"{agent}__{name}")
+            with open(dump, "wb") as f:
+                f.write(data)
+            out["files"][path] = dump
+    for name in sorted(await fs_.fs.readdir(f"/runs/{session}/events")):
+        text = await fs_.fs.read_file(f"/runs/{session}/events/{name}")
+        out["events"][name] = [json.loads(line)["seq"] for line in text.splitlines()]
     for call in await fs_.tools.get_recent(0):
-        out["tools"].append({"name": call.name, "status": call.status, "duration_ms": call.duration_ms,
-                             "path": call.parameters["path"]})
-    out["stats"] = [s.name for s in await fs_.tools.get_stats()]
+        out["tools"].append({"name": call.name, "status": call.status,
+                             "duration_ms": call.duration_ms, "parameters": call.parameters})
     await fs_.close()
     print(json.dumps(out))
 
@@ -49,37 +51,44 @@ fn python_with_sdk() -> Option<String> {
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agentfs_sdk_reads_turn_files_and_tool_calls() {
+#[test]
+fn the_agentfs_sdk_reads_a_demo_runs_turn_files_and_tool_calls() {
     let Some(python) = python_with_sdk() else {
         return skip_or_fail("python3 with agentfs-sdk==0.6.4");
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("audit.db");
-    let session = "run-20261122-121212-cafe";
-    simulate_run(AuditTarget::Local(db.clone()), session, &Shape::default()).await;
+    let repo = TestRepo::new();
+    // A long task makes every plan turn's file span several 4096-byte chunks.
+    let prompt = format!(
+        "Ship the MVP. {}",
+        "Keep the API small and tested. ".repeat(200)
+    );
+    let out = demo_launch(&repo, "delay=1", &["--prompt", &prompt])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = repo_db(&repo);
+    let session = only_session(&repo);
+    let rows = export(&db, &session);
+    let turns: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|r| r["kind"] == "turn_finished")
+        .collect();
+    assert_eq!(turns.len(), 12, "six agents, two turns each");
 
-    // What orch-audit says each turn file holds, for a byte-for-byte comparison.
-    let expected = dir.path().join("expected");
-    std::fs::create_dir(&expected).unwrap();
-    for agent in ["planner", "researcher", "builder", "api-impl"] {
-        for name in ["001-plan.json", "002-follow-up.json"] {
-            let out = orch_audit(
-                &db,
-                &["cat", &format!("/runs/{session}/agents/{agent}/{name}")],
-            );
-            assert!(out.status.success());
-            std::fs::write(expected.join(format!("{agent}__{name}")), &out.stdout).unwrap();
-        }
-    }
     // The SDK writes on open (schema_version, atime): give it a copy.
-    let copy = dir.path().join("copy.db");
+    let copy = repo.dir.path().join("copy.db");
     std::fs::copy(&db, &copy).unwrap();
+    let dumps = repo.dir.path().join("sdk-read");
+    std::fs::create_dir(&dumps).unwrap();
     let output = Command::new(python)
         .args(["-c", SCRIPT])
         .arg(&copy)
-        .arg(session)
-        .arg(&expected)
+        .arg(&session)
+        .arg(&dumps)
         .output()
         .unwrap();
     assert!(
@@ -88,22 +97,84 @@ async fn the_agentfs_sdk_reads_turn_files_and_tool_calls() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(
-        report["agents"],
-        serde_json::json!(["api-impl", "builder", "planner", "researcher"])
-    );
+
+    // Every turn file: the SDK's bytes are orch-audit's bytes, and they hold the turn
+    // exactly as its turn_finished event recorded it.
     let files = report["files"].as_object().unwrap();
-    assert_eq!(files.len(), 8);
-    for (path, file) in files {
-        assert_eq!(file["same"], true, "{path} differs as read by the SDK");
-        assert!(file["size"].as_u64().unwrap() > 4096, "{path} spans chunks");
+    assert_eq!(files.len(), turns.len(), "one file per finished turn");
+    for turn in &turns {
+        let p = &turn["payload"];
+        let path = format!(
+            "/runs/{session}/agents/{}/{:03}-{}.json",
+            p["agent"].as_str().unwrap(),
+            p["turn"].as_u64().unwrap(),
+            p["kind"].as_str().unwrap()
+        );
+        let dump = files
+            .get(&path)
+            .unwrap_or_else(|| panic!("the SDK did not list {path}"));
+        let sdk_bytes = std::fs::read(dump.as_str().unwrap()).unwrap();
+        let ours = orch_audit(&db, &["cat", &path]);
+        assert!(ours.status.success());
+        assert_eq!(sdk_bytes, ours.stdout, "{path} differs as read by the SDK");
+        if p["kind"] == "plan" {
+            // Plan prompts carry the task; follow-ups continue the same thread.
+            assert!(sdk_bytes.len() > 4096, "{path} spans chunks");
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&sdk_bytes).unwrap();
+        for (file_key, event_key) in [
+            ("agent", "agent"),
+            ("turn", "turn"),
+            ("type", "kind"),
+            ("prompt", "prompt"),
+            ("response", "response"),
+            ("thread_id", "thread_id"),
+            ("usage", "usage"),
+            ("outcome", "outcome"),
+        ] {
+            assert_eq!(doc[file_key], p[event_key], "{path}: `{file_key}`");
+        }
+        assert_eq!(doc["session"], session.as_str());
     }
-    assert!(report["planner_events"].as_u64().unwrap() > 10);
+
+    // Every events file lists exactly its agent's rows, in order.
+    let mut want: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for row in &rows {
+        let file = match row["agent"].as_str() {
+            Some(agent) => format!("{agent}.jsonl"),
+            None => "timeline.jsonl".to_owned(),
+        };
+        want.entry(file)
+            .or_default()
+            .push(row["seq"].as_i64().unwrap());
+    }
+    let got: BTreeMap<String, Vec<i64>> = serde_json::from_value(report["events"].clone()).unwrap();
+    assert_eq!(got, want);
+
+    // One tool_calls row per finished turn, pointing at its turn file.
     let tools = report["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 8, "one tool_calls row per finished turn");
-    assert!(tools.iter().all(|t| t["status"] == "success"));
-    assert!(tools.iter().any(|t| t["name"] == "turn:builder:follow-up"
-        && t["path"] == format!("/runs/{session}/agents/builder/002-follow-up.json")));
+    assert_eq!(
+        tools.len(),
+        turns.len(),
+        "one tool_calls row per finished turn"
+    );
+    for tool in tools {
+        let params = &tool["parameters"];
+        let path = params["path"].as_str().unwrap();
+        assert!(files.contains_key(path), "{tool}");
+        assert_eq!(tool["status"], "success", "{tool}");
+        assert_eq!(
+            tool["name"],
+            format!(
+                "turn:{}:{}",
+                params["agent"].as_str().unwrap(),
+                params["type"].as_str().unwrap()
+            )
+        );
+        assert_eq!(params["session"], session.as_str());
+        assert!(tool["duration_ms"].as_i64().unwrap() >= 0);
+    }
     // And the original still verifies (the SDK only touched the copy).
-    assert!(orch_audit(&db, &["verify"]).status.success());
+    let verify = orch_audit(&db, &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
 }

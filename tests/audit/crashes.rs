@@ -4,10 +4,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -21,6 +21,9 @@ use crate::support::*;
 const CHILD_DB: &str = "ORCH_TEST_CHILD_DB";
 const CHILD_SESSION: &str = "ORCH_TEST_CHILD_SESSION";
 
+/// The writer child gives up by itself after this long, whatever happens to its test.
+const CHILD_LIFETIME: Duration = Duration::from_secs(120);
+
 /// Not a test on its own: the writer process that the tests below start and signal.
 #[test]
 #[ignore = "run as a child process by the crash tests"]
@@ -28,6 +31,9 @@ fn writer_child() {
     let (Ok(db), Ok(session)) = (std::env::var(CHILD_DB), std::env::var(CHILD_SESSION)) else {
         return;
     };
+    // Stops by itself: with the test process that started it, or after its lifetime.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + CHILD_LIFETIME;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,6 +94,9 @@ fn writer_child() {
             .await;
             emitted += 1;
             if emitted % 64 == 0 {
+                if Instant::now() > deadline {
+                    break;
+                }
                 tokio::task::yield_now().await;
             }
         }
@@ -104,15 +113,6 @@ fn writer_child() {
         thread.finish().await;
         println!("emitted {emitted}");
     });
-}
-
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_writer(db: &Path, session: &str) -> ChildGuard {
@@ -134,6 +134,22 @@ fn start_writer(db: &Path, session: &str) -> ChildGuard {
     ChildGuard(child)
 }
 
+/// The numbers of the child's `event #N` messages, in stored order.
+fn message_numbers(db: &Path, session: &str) -> Vec<usize> {
+    let messages = orch_audit(db, &["events", session, "--kind", "message", "--json"]);
+    stdout(&messages)
+        .lines()
+        .filter_map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["payload"]["text"]
+                .as_str()?
+                .strip_prefix("event #")?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 fn stored_events(db: &Path, session: &str) -> i64 {
     let out = orch_audit(db, &["runs", "--json"]);
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
@@ -145,10 +161,6 @@ fn stored_events(db: &Path, session: &str) -> i64 {
                 .map(|r| r["events"].as_i64().unwrap_or(0))
         })
         .unwrap_or(0)
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> bool {
-    wait_until(limit, || matches!(child.try_wait(), Ok(Some(_))))
 }
 
 #[test]
@@ -164,7 +176,7 @@ fn sigint_mid_stream_keeps_every_emitted_event_exactly_once() {
     );
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGINT).unwrap();
     assert!(
-        wait_exit(&mut child.0, Duration::from_secs(60)),
+        child.wait_exit(Duration::from_secs(60)).is_some(),
         "the writer did not stop after SIGINT"
     );
     let mut stdout_text = String::new();
@@ -181,21 +193,10 @@ fn sigint_mid_stream_keeps_every_emitted_event_exactly_once() {
 
     let verify = orch_audit(&db, &["verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
-    let messages = orch_audit(&db, &["events", session, "--kind", "message", "--json"]);
-    let mut seen = vec![0u8; emitted];
-    for line in stdout(&messages).lines() {
-        let row: serde_json::Value = serde_json::from_str(line).unwrap();
-        let n: usize = row["payload"]["text"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("event #")
-            .parse()
-            .unwrap();
-        seen[n] += 1;
-    }
-    assert!(
-        seen.iter().all(|c| *c == 1),
-        "every emitted event is stored exactly once ({emitted} emitted)"
+    assert_eq!(
+        message_numbers(&db, session),
+        (0..emitted).collect::<Vec<_>>(),
+        "every emitted event is stored exactly once, in order"
     );
     let runs = json(&orch_audit(&db, &["runs", "--json"]));
     assert_eq!(runs[0]["status"], "stopped");
@@ -213,7 +214,7 @@ async fn kill_9_leaves_a_valid_store_that_a_resumed_run_continues() {
         "the writer never got going"
     );
     kill(Pid::from_raw(child.0.id() as i32), Signal::SIGKILL).unwrap();
-    assert!(wait_exit(&mut child.0, Duration::from_secs(20)));
+    assert!(child.wait_exit(Duration::from_secs(20)).is_some());
     let verify = orch_audit(&db, &["verify"]);
     assert!(
         verify.status.success(),
@@ -222,6 +223,13 @@ async fn kill_9_leaves_a_valid_store_that_a_resumed_run_continues() {
     );
     let before = stored_events(&db, session);
     assert!(before > 3000);
+    // Only a tail can be missing: the stored messages are #0, #1... with no hole.
+    let numbers = message_numbers(&db, session);
+    assert_eq!(
+        numbers,
+        (0..numbers.len()).collect::<Vec<_>>(),
+        "after kill -9 the store holds a prefix of what was emitted"
+    );
 
     // `launch --resume` reopens the same session: the chain and the events files continue.
     let redactor = redactor();
@@ -291,8 +299,10 @@ async fn follow_tails_a_run_while_it_writes_and_ends_with_it() {
         .spawn()
         .unwrap();
     let mut follower = ChildGuard(follower);
-    let mut lines = BufReader::new(follower.0.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    // Every read has a deadline: a follower that hangs fails the test, never CI.
+    let lines = LineReader::spawn(follower.0.stdout.take().unwrap());
+    let limit = Duration::from_secs(20);
+    let first = lines.next_within(limit, "the first event").unwrap();
     assert!(first.contains("agent_started"), "{first}");
     // Each event published now must show up while the run is still going.
     for i in 0..5 {
@@ -305,7 +315,9 @@ async fn follow_tails_a_run_while_it_writes_and_ends_with_it() {
         })
         .await;
         bus.flush().await;
-        let line = lines.next().unwrap().unwrap();
+        let line = lines
+            .next_within(limit, &format!("live event {i}"))
+            .expect("the follower ended early");
         assert!(line.contains(&format!("live {i}")), "{line}");
     }
     bus.publish(OrchEventKind::RunFinished {
@@ -315,10 +327,13 @@ async fn follow_tails_a_run_while_it_writes_and_ends_with_it() {
     })
     .await;
     thread.finish().await;
-    let last = lines.next().unwrap().unwrap();
+    let last = lines.next_within(limit, "run_finished").unwrap();
     assert!(last.contains("run_finished"), "{last}");
-    assert!(lines.next().is_none(), "follow ends when the run finishes");
-    assert!(wait_exit(&mut follower.0, Duration::from_secs(20)));
+    assert!(
+        lines.next_within(limit, "the end of the output").is_none(),
+        "follow ends when the run finishes"
+    );
+    assert!(follower.wait_exit(limit).is_some());
 }
 
 /// A rough throughput check (`cargo test --release --test audit throughput -- --ignored --nocapture`);

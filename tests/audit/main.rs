@@ -3,7 +3,12 @@
 mod agentfs_sdk;
 mod cli;
 mod crashes;
+mod interrupts;
 mod memory;
 mod remote;
+#[allow(dead_code)]
+#[path = "../support/repo.rs"]
+mod repo;
+mod secrets;
 mod support;
 mod tamper;

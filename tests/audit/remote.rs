@@ -1,13 +1,15 @@
-//! The remote store: a run written to a real sqld on loopback, read back by
-//! `orch-audit --audit-url`.
+//! The remote store: runs written to a real sqld on loopback that demands a token
+//! (Ed25519 JWT auth), by the sink and by `launch --audit-url` with `ORCH_AUDIT_TOKEN`,
+//! then listed and verified by `orch-audit --audit-url`.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use orch::audit::AuditTarget;
 
+use crate::repo::TestRepo;
 use crate::support::*;
 
 fn sqld_binary() -> Option<PathBuf> {
@@ -24,14 +26,11 @@ fn sqld_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Kills and reaps sqld however the test ends.
-struct Sqld(Child);
-
-impl Drop for Sqld {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn has_openssl() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn free_port() -> u16 {
@@ -42,23 +41,111 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
-    let Some(sqld) = sqld_binary() else {
-        return skip_or_fail("sqld (ORCH_SQLD_BIN or on PATH)");
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An Ed25519 key pair in `dir` (`jwt-public.pem` for sqld) and a read-write token
+/// signed with it.
+fn jwt(dir: &Path) -> String {
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            "jwt-private.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            "jwt-private.pem",
+            "-pubout",
+            "-out",
+            "jwt-public.pem",
+        ],
+    );
+    let signing_input = format!(
+        "{}.{}",
+        base64url(br#"{"alg":"EdDSA","typ":"JWT"}"#),
+        base64url(br#"{"a":"rw"}"#)
+    );
+    std::fs::write(dir.join("jwt-input"), &signing_input).unwrap();
+    openssl(
+        dir,
+        &[
+            "pkeyutl",
+            "-sign",
+            "-inkey",
+            "jwt-private.pem",
+            "-rawin",
+            "-in",
+            "jwt-input",
+            "-out",
+            "jwt-sig",
+        ],
+    );
+    let signature = std::fs::read(dir.join("jwt-sig")).unwrap();
+    format!("{signing_input}.{}", base64url(&signature))
+}
+
+/// A sqld that only answers requests carrying `token`; killed and reaped however the
+/// test ends.
+struct Sqld {
+    _process: ChildGuard,
+    url: String,
+    token: String,
+    data: PathBuf,
+}
+
+fn start_sqld(dir: &Path) -> Option<Sqld> {
+    let Some(binary) = sqld_binary() else {
+        skip_or_fail("sqld (ORCH_SQLD_BIN or on PATH)");
+        return None;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = Sqld(
-        Command::new(sqld)
-            .current_dir(dir.path())
-            .args([
-                "--db-path",
-                dir.path().join("data.sqld").to_str().unwrap(),
-                "--http-listen-addr",
-                &addr,
-            ])
+    if !has_openssl() {
+        skip_or_fail("openssl (signs the sqld auth token)");
+        return None;
+    }
+    let token = jwt(dir);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let data = dir.join("data.sqld");
+    let process = ChildGuard(
+        Command::new(binary)
+            .current_dir(dir)
+            .arg("--db-path")
+            .arg(&data)
+            .args(["--http-listen-addr", &addr])
+            .arg("--auth-jwt-key-file")
+            .arg(dir.join("jwt-public.pem"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -72,36 +159,138 @@ async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
         .is_ok()),
         "sqld did not listen on {addr}"
     );
-    let url = format!("http://{addr}");
+    Some(Sqld {
+        _process: process,
+        url: format!("http://{addr}"),
+        token,
+        data,
+    })
+}
+
+impl Sqld {
+    /// `orch-audit --audit-url` with this token (or another one).
+    fn orch_audit(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_orch-audit"))
+            .args(["--audit-url", &self.url])
+            .args(args)
+            .env("ORCH_AUDIT_TOKEN", token)
+            .env_remove("AGENTFS_PATH")
+            .output()
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sqld) = start_sqld(dir.path()) else {
+        return;
+    };
     let session = "run-20261122-151515-0003";
     let shape = Shape {
         chatter: 30,
         ..Shape::default()
     };
     let target = AuditTarget::Remote {
-        url: url.clone(),
-        token: String::new(),
+        url: sqld.url.clone(),
+        token: sqld.token.clone(),
     };
     let published = simulate_run(target, session, &shape).await;
 
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-            .args(["--audit-url", &url])
-            .args(args)
-            .env("ORCH_AUDIT_TOKEN", "")
-            .env_remove("AGENTFS_PATH")
-            .output()
-            .unwrap()
-    };
-    let runs = json(&run(&["runs", "--json"]));
+    let runs = json(&sqld.orch_audit(&sqld.token, &["runs", "--json"]));
     assert_eq!(runs[0]["session"], session);
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[0]["events"], published as i64);
-    let verify = run(&["verify", session]);
+    let verify = sqld.orch_audit(&sqld.token, &["verify", session]);
     assert!(verify.status.success(), "{}", stdout(&verify));
-    let turn = run(&[
-        "cat",
-        &format!("/runs/{session}/agents/builder/001-plan.json"),
-    ]);
+    let turn = sqld.orch_audit(
+        &sqld.token,
+        &[
+            "cat",
+            &format!("/runs/{session}/agents/builder/001-plan.json"),
+        ],
+    );
     assert!(turn.status.success() && turn.stdout.len() > 4096);
+    // The server really checks the token.
+    let refused = sqld.orch_audit("", &["runs", "--json"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "no token, no store: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[test]
+fn launch_writes_a_run_to_sqld_with_the_token_and_orch_audit_lists_and_verifies_it() {
+    let repo = TestRepo::new();
+    let Some(sqld) = start_sqld(repo.dir.path()) else {
+        return;
+    };
+    let out = demo_launch(
+        &repo,
+        "delay=1,events=3",
+        &["--prompt", "Ship the MVP", "--audit-url", &sqld.url],
+    )
+    .env("ORCH_AUDIT_TOKEN", &sqld.token)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let session = only_session(&repo);
+    assert!(
+        !repo_db(&repo).exists(),
+        "a remote run writes no local store"
+    );
+
+    let runs = json(&sqld.orch_audit(&sqld.token, &["runs", "--json"]));
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["session"], session.as_str());
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["agents"], 6);
+    let text = stdout(&sqld.orch_audit(&sqld.token, &["runs"]));
+    assert!(text.contains(&session), "{text}");
+    let verify = sqld.orch_audit(&sqld.token, &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(
+        stdout(&verify).starts_with("ok: 1 runs"),
+        "{}",
+        stdout(&verify)
+    );
+    let turns = json(&sqld.orch_audit(&sqld.token, &["turns", &session, "--json"]));
+    assert_eq!(turns.as_array().unwrap().len(), 12);
+    let exported = sqld.orch_audit(&sqld.token, &["export", &session]);
+    assert_eq!(
+        stdout(&exported).lines().count() as i64,
+        runs[0]["events"].as_i64().unwrap()
+    );
+
+    // The token is redacted like any secret-named variable: in no file of the server,
+    // and in no file of the run.
+    let mut files = Vec::new();
+    let mut dirs = vec![sqld.data.clone(), repo.root().join(".orch")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 3, "{files:?}");
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(sqld.token.len())
+                .any(|w| w == sqld.token.as_bytes()),
+            "the token is in {}",
+            file.display()
+        );
+    }
 }

@@ -299,3 +299,107 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// A process a test started; killed and reaped however the test ends, so a failed
+/// assertion never leaves it running.
+pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.0.id() as i32)
+    }
+
+    /// Waits for the process to exit on its own, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a child's output lines on a thread, so every read can have a deadline.
+pub struct LineReader(std::sync::mpsc::Receiver<String>);
+
+impl LineReader {
+    pub fn spawn(stream: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LineReader(rx)
+    }
+
+    /// The next line; panics after `limit`. `None` once the stream has ended.
+    pub fn next_within(&self, limit: Duration, what: &str) -> Option<String> {
+        match self.0.recv_timeout(limit) {
+            Ok(line) => Some(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no line within {limit:?} while waiting for {what}")
+            }
+        }
+    }
+}
+
+/// The store of a repo's runs.
+pub fn repo_db(repo: &crate::repo::TestRepo) -> PathBuf {
+    repo.root().join(".orch/audit.db")
+}
+
+/// The session of a repo's only run.
+pub fn only_session(repo: &crate::repo::TestRepo) -> String {
+    repo.only_run()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("session directory name")
+        .to_owned()
+}
+
+/// `launch --backend demo --mux none` in the repo, with a scenario and more arguments.
+pub fn demo_launch(repo: &crate::repo::TestRepo, scenario: &str, args: &[&str]) -> Command {
+    let mut cmd = repo.launch();
+    cmd.args([
+        "--backend",
+        "demo",
+        "--mux",
+        "none",
+        "--demo-scenario",
+        scenario,
+    ])
+    .args(args);
+    cmd
+}
+
+/// Every event of a run as exported JSON lines.
+pub fn export(db: &Path, session: &str) -> Vec<serde_json::Value> {
+    let out = orch_audit(db, &["export", session, "--format", "jsonl"]);
+    assert!(
+        out.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("export line is JSON"))
+        .collect()
+}

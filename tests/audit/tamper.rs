@@ -183,3 +183,195 @@ async fn removed_rows_are_noticed() {
         &format!("file `/runs/{SESSION}/events/planner.jsonl`"),
     );
 }
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// One byte of `bytes` changed: the middle-most ASCII letter or digit becomes another
+/// one, so the text stays valid UTF-8 (and JSON) and keeps its length.
+fn one_byte_changed(bytes: &[u8]) -> Vec<u8> {
+    let mid = bytes.len() / 2;
+    let at = (0..bytes.len())
+        .map(|i| {
+            if i % 2 == 0 {
+                mid + i / 2
+            } else {
+                mid.wrapping_sub(i / 2 + 1)
+            }
+        })
+        .find(|&i| bytes.get(i).is_some_and(u8::is_ascii_alphanumeric))
+        .expect("an ASCII letter or digit to change");
+    let mut changed = bytes.to_vec();
+    changed[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+    changed
+}
+
+/// A fresh copy of the demo run's store, tampered with by `sql`, must fail `verify`
+/// naming `needle`.
+fn tampered_copy_fails(db: &Path, dir: &Path, case: &str, sql: &str, needle: &str) {
+    let copy = dir.join(format!("{case}.db"));
+    std::fs::copy(db, &copy).unwrap();
+    let before = orch_audit(&copy, &["verify"]);
+    assert!(
+        before.status.success(),
+        "{case}: untouched copy: {}",
+        stdout(&before)
+    );
+    sqlite(&copy, sql);
+    let after = orch_audit(&copy, &["verify"]);
+    assert_eq!(
+        after.status.code(),
+        Some(1),
+        "{case}: verify must fail after `{sql}`: {}",
+        stdout(&after)
+    );
+    assert!(
+        stdout(&after).contains(needle),
+        "{case}: expected `{needle}` in:\n{}",
+        stdout(&after)
+    );
+    let json_report = json_verify(&copy);
+    assert!(!json_report["problems"].as_array().unwrap().is_empty());
+}
+
+fn json_verify(db: &Path) -> serde_json::Value {
+    let out = orch_audit(db, &["verify", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+}
+
+#[test]
+fn one_changed_byte_in_any_event_kind_or_turn_file_of_a_demo_run_is_named() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let repo = crate::repo::TestRepo::new();
+    let out = demo_launch(
+        &repo,
+        "delay=1,events=3,fail=frontend-ui:transient",
+        &["--prompt", "Ship the MVP"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = repo_db(&repo);
+    let session = only_session(&repo);
+    let work = repo.dir.path().join("tamper");
+    std::fs::create_dir(&work).unwrap();
+
+    // The first row of every kind the run stored: one byte of its payload.
+    let kinds = sqlite(
+        &db,
+        &format!(
+            "SELECT kind, MIN(seq) FROM events WHERE run='{session}' GROUP BY kind ORDER BY 2"
+        ),
+    );
+    let kinds: Vec<(String, i64)> = kinds
+        .lines()
+        .map(|l| {
+            let (kind, seq) = l.split_once('|').unwrap();
+            (kind.to_owned(), seq.parse().unwrap())
+        })
+        .collect();
+    for kind in [
+        "run_started",
+        "agent_started",
+        "turn_started",
+        "message",
+        "tool_call",
+        "turn_retrying",
+        "turn_finished",
+        "blueprint_accepted",
+        "run_finished",
+    ] {
+        assert!(
+            kinds.iter().any(|(k, _)| k == kind),
+            "no `{kind}` in {kinds:?}"
+        );
+    }
+    for (kind, seq) in &kinds {
+        let payload = unhex(&sqlite(
+            &db,
+            &format!("SELECT hex(payload) FROM events WHERE run='{session}' AND seq={seq}"),
+        ));
+        let changed = one_byte_changed(&payload);
+        tampered_copy_fails(
+            &db,
+            &work,
+            kind,
+            &format!(
+                "UPDATE events SET payload = CAST(X'{}' AS TEXT) WHERE run='{session}' AND seq={seq}",
+                hex(&changed)
+            ),
+            &format!("events row run=`{session}` seq={seq} "),
+        );
+    }
+    // The other columns of an event row: its agent, its time.
+    let (_, seq) = kinds.iter().find(|(k, _)| k == "message").unwrap();
+    let agent = sqlite(
+        &db,
+        &format!("SELECT agent FROM events WHERE run='{session}' AND seq={seq}"),
+    );
+    let changed = String::from_utf8(one_byte_changed(agent.as_bytes())).unwrap();
+    tampered_copy_fails(
+        &db,
+        &work,
+        "agent-column",
+        &format!("UPDATE events SET agent = '{changed}' WHERE run='{session}' AND seq={seq}"),
+        &format!("events row run=`{session}` seq={seq} "),
+    );
+    tampered_copy_fails(
+        &db,
+        &work,
+        "ts-column",
+        &format!("UPDATE events SET ts = ts + 1 WHERE run='{session}' AND seq={seq}"),
+        &format!("events row run=`{session}` seq={seq} "),
+    );
+
+    // Every turn file: one byte of one of its chunks.
+    let turn_files = sqlite(
+        &db,
+        &format!(
+            "SELECT path FROM files WHERE run='{session}' AND path LIKE '/runs/%/agents/%' ORDER BY seq"
+        ),
+    );
+    let turn_files: Vec<&str> = turn_files.lines().collect();
+    assert!(turn_files.len() >= 12, "{turn_files:?}");
+    for (i, path) in turn_files.iter().enumerate() {
+        let listed = json(&orch_audit(&db, &["ls", path, "--json"]));
+        let ino = listed[0]["ino"].as_i64().unwrap();
+        let chunks: i64 = sqlite(
+            &db,
+            &format!("SELECT COUNT(*) FROM fs_data WHERE ino={ino}"),
+        )
+        .parse()
+        .unwrap();
+        let chunk = i as i64 % chunks;
+        let data = unhex(&sqlite(
+            &db,
+            &format!("SELECT hex(data) FROM fs_data WHERE ino={ino} AND chunk_index={chunk}"),
+        ));
+        let changed = one_byte_changed(&data);
+        tampered_copy_fails(
+            &db,
+            &work,
+            &format!("turn-file-{i}"),
+            &format!(
+                "UPDATE fs_data SET data = X'{}' WHERE ino={ino} AND chunk_index={chunk}",
+                hex(&changed)
+            ),
+            &format!("file `{path}` (ino {ino}): content does not match files row"),
+        );
+    }
+}

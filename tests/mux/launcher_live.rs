@@ -243,8 +243,10 @@ fn ctrl_s_pauses(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
         .status()
         .unwrap();
     let interrupt_log = sandbox.run_dir(session).join("logs/interrupt.log");
+    // The log is appended as the summary is written: wait for its last line.
     let summary = wait_for("the interrupt summary", WAIT, || {
-        std::fs::read_to_string(&interrupt_log).map_err(|e| e.to_string())
+        let text = std::fs::read_to_string(&interrupt_log).map_err(|e| e.to_string())?;
+        text.contains("stop for good").then_some(text.clone()).ok_or(text)
     });
     assert!(summary.contains("requested by ctrl-s"), "{summary}");
     assert!(
