@@ -12,10 +12,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "Turn one prompt into a squad of AI coding agents.\n\n\
         Runs planner → researcher → builder, then the specialist agents of the builder's \
         blueprint as a dependency graph, some in parallel. Each agent's log is in \
-        .orch/runs/<session>/logs/.\n\n\
-        While a run goes on: Ctrl+S in its Zellij/tmux session (or Ctrl+C with --mux none, \
-        or `launch ctl pause`) pauses the squad and writes an interrupt summary; \
-        `launch ctl resume` continues.",
+        .orch/runs/<session>/logs/ and, by default, in its own pane of a Zellij session \
+        (--mux tmux: tmux windows; --mux none: progress on stderr only).\n\n\
+        Keys in the session: Ctrl+S pauses the squad and shows the interrupt summary in \
+        the timeline pane; Alt+S is Zellij's scroll/search; Ctrl+Q (tmux: Ctrl+B d) \
+        leaves while the run goes on, and `launch attach` comes back. Ctrl+C with \
+        --mux none, or `launch ctl pause`, pauses too; `launch ctl resume` continues.",
     args_conflicts_with_subcommands = true
 )]
 pub struct LaunchCli {
@@ -75,7 +77,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
 
-    /// Where agents' panes go.
+    /// Where agents' panes go [default: zellij; ORCH_ZELLIJ_BIN/ORCH_TMUX_BIN name the binary].
     #[arg(long, value_enum, value_name = "MUX")]
     pub mux: Option<MuxChoice>,
 

@@ -246,7 +246,9 @@ fn ctrl_s_pauses(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
     // The log is appended as the summary is written: wait for its last line.
     let summary = wait_for("the interrupt summary", WAIT, || {
         let text = std::fs::read_to_string(&interrupt_log).map_err(|e| e.to_string())?;
-        text.contains("stop for good").then_some(text.clone()).ok_or(text)
+        text.contains("stop for good")
+            .then_some(text.clone())
+            .ok_or(text)
     });
     assert!(summary.contains("requested by ctrl-s"), "{summary}");
     assert!(
