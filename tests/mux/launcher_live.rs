@@ -518,36 +518,25 @@ fn a_missing_zellij_or_a_directory_outside_a_repo_fails_before_anything_starts()
 
     let outside = sandbox.tmp.path().join("not-a-repo");
     std::fs::create_dir_all(&outside).unwrap();
-    let out = sandbox.launch_in(
-        &outside,
-        &[
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-        ],
-    );
+    let headless = [
+        "--prompt",
+        "Ship the MVP",
+        "--backend",
+        "demo",
+        "--mux",
+        "none",
+    ];
+    let out = sandbox.launch_in(&outside, &headless);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not inside a git repository"), "{stderr}");
     assert!(!outside.join(".orch").exists());
     // Naming the directory is a choice the user made: it runs.
-    let out = sandbox.launch_in(
-        &outside,
-        &[
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-            "--project-root",
-            ".",
-            "--demo-scenario",
-            "delay=0",
-        ],
-    );
+    let named = [
+        &headless[..],
+        &["--project-root", ".", "--demo-scenario", "delay=0"],
+    ]
+    .concat();
+    let out = sandbox.launch_in(&outside, &named);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
