@@ -27,6 +27,11 @@ pub enum MuxError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{command}` did not finish within {waited:?} and was killed")]
+    TimedOut {
+        command: String,
+        waited: std::time::Duration,
+    },
     #[error("`{command}` failed ({status}): {stderr}")]
     CommandFailed {
         command: String,

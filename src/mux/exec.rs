@@ -1,8 +1,10 @@
 //! Running a multiplexer's CLI (zellij, tmux) as argv, with errors that say what to do.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::mux::error::MuxError;
 
@@ -16,13 +18,19 @@ pub(crate) struct Tool {
     pub env: &'static str,
 }
 
-/// Runs `command` with stdin closed and returns whatever it answered.
+/// How long one multiplexer command may take. Zellij 0.45 can leave an `action` waiting
+/// forever (e.g. a listing while a client is creating the session); nothing we ask of a
+/// multiplexer takes more than a moment otherwise.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs `command` with stdin closed and returns whatever it answered; kills it and fails
+/// with `TimedOut` after [`COMMAND_TIMEOUT`].
 pub(crate) fn output(mut command: Command, bin: &Path, tool: &Tool) -> Result<Output, MuxError> {
-    command
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 MuxError::ProgramNotFound {
@@ -36,7 +44,54 @@ pub(crate) fn output(mut command: Command, bin: &Path, tool: &Tool) -> Result<Ou
                     source,
                 }
             }
-        })
+        })?;
+    // Drain both pipes while waiting, so a chatty command never blocks on a full pipe.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() >= COMMAND_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let args: Vec<_> = command
+                    .get_args()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                return Err(MuxError::TimedOut {
+                    command: format!("{} {}", tool.name, args.join(" ")),
+                    waited: COMMAND_TIMEOUT,
+                });
+            }
+            Ok(None) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(MuxError::Spawn {
+                    program: bin.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// Turns a non-zero exit into `CommandFailed`, naming the command and its stderr.

@@ -229,7 +229,12 @@ fn start_demo(sandbox: &Sandbox, mux: &str, session: &str) {
 
 /// Ctrl+S in the outer terminal once the dynamic wave runs: the run pauses, the summary
 /// is in `interrupt.log` and the timeline, nothing new starts.
-fn ctrl_s_pauses(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
+fn ctrl_s_pauses(
+    sandbox: &Sandbox,
+    outer: &TmuxClient,
+    session: &str,
+    timeline_pane: &dyn Fn() -> Result<String, String>,
+) {
     wait_for("the dynamic wave", RUN_WAIT, || {
         let timeline = sandbox.timeline(session);
         if timeline.contains("agent_started backend-api") {
@@ -259,7 +264,27 @@ fn ctrl_s_pauses(sandbox: &Sandbox, outer: &TmuxClient, session: &str) {
         summary.contains("pending:   integration-tests"),
         "{summary}"
     );
-    assert!(sandbox.timeline(session).contains("run_paused #1"));
+    // In-flight turns finished before the summary was written.
+    let timeline = sandbox.timeline(session);
+    let paused = timeline
+        .find("run_paused #1")
+        .expect("run_paused in the timeline");
+    for agent in ["backend-api", "frontend-ui"] {
+        let finished = timeline
+            .find(&format!("turn_finished {agent} "))
+            .unwrap_or_else(|| panic!("{agent} never finished a turn:\n{timeline}"));
+        assert!(
+            finished < paused,
+            "{agent}'s turn ended after the summary:\n{timeline}"
+        );
+    }
+    // The summary shows in the timeline pane.
+    wait_for("the summary in the timeline pane", WAIT, || {
+        let screen = timeline_pane()?;
+        shows(&screen, "pending:   integration-tests")
+            .then_some(())
+            .ok_or(screen)
+    });
     // Paused: integration-tests (which waits for the wave) does not start.
     std::thread::sleep(Duration::from_millis(1500));
     let timeline = sandbox.timeline(session);
@@ -323,7 +348,17 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
             .then_some(())
             .ok_or(screen)
     });
-    ctrl_s_pauses(&sandbox, &outer, session);
+    let timeline_pane = || {
+        let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+        let pane = panes
+            .iter()
+            .find(|p| p.title == "timeline" && !p.is_plugin)
+            .ok_or_else(|| format!("no timeline pane: {panes:#?}"))?;
+        client
+            .dump_screen(session, &pane.pane_id())
+            .map_err(|e| e.to_string())
+    };
+    ctrl_s_pauses(&sandbox, &outer, session, &timeline_pane);
 
     // Ctrl+Q quits Zellij (and its session); the run goes on, and `launch attach`
     // rebuilds the session with every pane known so far.
@@ -418,7 +453,17 @@ fn tmux_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
         let screen = outer_screen(&outer)?;
         screen.contains("core-logs").then_some(()).ok_or(screen)
     });
-    ctrl_s_pauses(&sandbox, &outer, session);
+    let timeline_pane = || {
+        let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+        let pane = panes
+            .iter()
+            .find(|p| p.title == "timeline")
+            .ok_or_else(|| format!("no timeline pane: {panes:#?}"))?;
+        client
+            .capture_pane(&pane.pane_id)
+            .map_err(|e| e.to_string())
+    };
+    ctrl_s_pauses(&sandbox, &outer, session, &timeline_pane);
     resume_finishes(&sandbox, session);
 
     let agents = sandbox.pane_agents(session);
