@@ -4,9 +4,10 @@
 //! stale session of the same name, write the run directory (config, `panes.json`, the
 //! Zellij layout and private config dir), start the orchestrator detached (its own
 //! session and process group, output in `orchestrator.log`), wait until its control
-//! socket answers, then show the session in the user's terminal. Without a terminal the
-//! session is created in the background and `launch` says how to attach. Quitting or
-//! detaching the multiplexer never stops the run.
+//! socket answers, create the session in the background (Zellij: retried when a session
+//! of the same name was killed just before), then attach the user's terminal to it.
+//! Without a terminal `launch` says how to attach instead. Quitting or detaching the
+//! multiplexer never stops the run.
 //!
 //! Does not drive the agents (the orchestrator does, see `foreground`) and does not add
 //! panes mid-run (see `panes`).
@@ -87,17 +88,14 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
         live.key_help()
     );
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let create_in_terminal = terminal && matches!(live, LiveSession::Zellij { .. });
-    if !create_in_terminal {
-        live.create_in_background(&plan, &paths.project_root, &interrupt)?;
-    }
+    live.create_in_background(&plan, &paths.project_root, &interrupt)?;
     if !terminal {
         eprintln!(
             "no terminal here: the session runs in the background; `launch attach --session {session}` shows it, `launch ctl status --session {session}` reports progress"
         );
         return Ok(ExitCode::from(exit::SUCCESS));
     }
-    show(&live, create_in_terminal)?;
+    show(&live)?;
     Ok(after_terminal(&paths))
 }
 
@@ -136,7 +134,7 @@ pub fn attach(args: &AttachArgs, cwd: &Path) -> Result<ExitCode, LaunchError> {
                 .panes()
                 .is_ok_and(|panes| plan.missing_agent_panes(&panes).is_empty()));
     if usable {
-        show(&live, false)?;
+        show(&live)?;
         return Ok(after_terminal(&paths));
     }
     live.remove_stale()?;
@@ -144,11 +142,8 @@ pub fn attach(args: &AttachArgs, cwd: &Path) -> Result<ExitCode, LaunchError> {
     write_record(&record, &paths)?;
     let interrupt = interrupt_argv(&launch_binary()?, &session, &paths.project_root)?;
     live.write_files(&plan, &paths.project_root, &interrupt)?;
-    let create_in_terminal = matches!(live, LiveSession::Zellij { .. });
-    if !create_in_terminal {
-        live.create_in_background(&plan, &paths.project_root, &interrupt)?;
-    }
-    show(&live, create_in_terminal)?;
+    live.create_in_background(&plan, &paths.project_root, &interrupt)?;
+    show(&live)?;
     Ok(after_terminal(&paths))
 }
 
@@ -164,8 +159,8 @@ pub fn read_run_config(run_dir: &Path) -> Result<Config, LaunchError> {
 }
 
 /// Runs the multiplexer in the user's terminal until it exits or detaches.
-fn show(live: &LiveSession, create: bool) -> Result<(), LaunchError> {
-    let mut command = live.terminal_command(create)?;
+fn show(live: &LiveSession) -> Result<(), LaunchError> {
+    let mut command = live.terminal_command()?;
     let status = command.status().map_err(|source| LaunchError::Terminal {
         mux: live.kind(),
         source,

@@ -27,6 +27,11 @@ pub enum MuxError {
         #[source]
         source: std::io::Error,
     },
+    #[error("zellij session `{session}` did not start within {waited:?} (tried 3 times)")]
+    SessionDidNotStart {
+        session: String,
+        waited: std::time::Duration,
+    },
     #[error("`{command}` did not finish within {waited:?} and was killed")]
     TimedOut {
         command: String,

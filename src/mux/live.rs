@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::mux::error::MuxError;
 use crate::mux::layout::zellij_layout;
@@ -161,7 +162,8 @@ impl LiveSession {
         Ok(())
     }
 
-    /// Creates the session without a terminal: `plan` must be the one `write_files` got.
+    /// Creates the session without a terminal (`launch` then attaches the user's terminal
+    /// when there is one): `plan` must be the one `write_files` got.
     pub fn create_in_background(
         &self,
         plan: &LayoutPlan,
@@ -173,29 +175,21 @@ impl LiveSession {
                 client,
                 session,
                 files,
-            } => client.attach_create_background(session, &files.layout),
+            } => create_zellij_session(client, session, &files.layout),
             LiveSession::Tmux { client, session } => {
                 client.create_session(session, plan, cwd, interrupt_argv)
             }
         }
     }
 
-    /// The command that shows the session in the user's terminal, creating it first if
-    /// `create` (Zellij creates it from the layout; tmux's was created in the background
-    /// by `create_in_background`, so tmux only attaches).
-    pub fn terminal_command(&self, create: bool) -> Result<Command, MuxError> {
+    /// The command that shows the (already created) session in the user's terminal.
+    pub fn terminal_command(&self) -> Result<Command, MuxError> {
         match self {
             LiveSession::Zellij {
-                client,
-                session,
-                files,
+                client, session, ..
             } => {
                 let mut command = client.command::<_, OsString>([]);
-                let argv = if create {
-                    client.new_session_with_layout_argv(session, &files.layout)?
-                } else {
-                    client.attach_argv(session)
-                };
+                let argv = client.attach_argv(session);
                 // `command` already carries the config dir; take only what follows it.
                 let skip = client.argv::<_, OsString>([]).len();
                 command.args(&argv[skip..]);
@@ -268,6 +262,58 @@ impl LiveSession {
             added += 1;
         }
         Ok(added)
+    }
+}
+
+/// How many times a Zellij session is created before we give up on it.
+const CREATE_TRIES: u32 = 3;
+/// How long a created Zellij session may take to show up as running.
+const CREATE_WAIT: Duration = Duration::from_secs(10);
+
+/// `attach --create-background`, checked: the session must then show up as running.
+/// Right after a session of the same name was killed (a stale one, or one the user quit),
+/// Zellij 0.45 sometimes never starts the new server, or its client waits forever; the
+/// name is cleared again and the creation retried.
+fn create_zellij_session(
+    client: &ZellijClient,
+    session: &str,
+    layout: &Path,
+) -> Result<(), MuxError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let outcome = client
+            .attach_create_background(session, layout)
+            .and_then(|()| wait_until_running(client, session));
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(err @ (MuxError::ProgramNotFound { .. } | MuxError::BadSessionName { .. })) => {
+                return Err(err);
+            }
+            Err(err) if tries >= CREATE_TRIES => return Err(err),
+            Err(_) => {
+                client.remove_stale_session(session)?;
+            }
+        }
+    }
+}
+
+fn wait_until_running(client: &ZellijClient, session: &str) -> Result<(), MuxError> {
+    let start = Instant::now();
+    loop {
+        if client
+            .session(session)?
+            .is_some_and(|s| s.state == SessionState::Running)
+        {
+            return Ok(());
+        }
+        if start.elapsed() >= CREATE_WAIT {
+            return Err(MuxError::SessionDidNotStart {
+                session: session.to_owned(),
+                waited: CREATE_WAIT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
