@@ -720,15 +720,15 @@ def write_report(path, opts, m, res):
     a(f"Overhead of `launch` over the direct runs: median {median([(r['launch_s'] - r['direct_s']) * 1000 for r in lo]):.0f} ms "
       f"for the whole squad ({lo[-1]['turns']} turns recorded in the audit store).")
     a("")
-    a("## Notes")
+    a("## Where the targets stand, and why")
     a("")
-    for note in NOTES:
+    for note in notes(res, opts):
         a(f"- {note}")
     a("")
     a("## How to run")
     a("")
     a("```sh")
-    a("scripts/bench.sh           # full: about 20–30 minutes on 2 cores; writes BENCHMARKS.md")
+    a("scripts/bench.sh           # full: about 10 minutes on 2 cores after the release build; writes BENCHMARKS.md")
     a("scripts/bench.sh --quick   # 100k events, one iteration: a smoke test (writes target/bench/BENCHMARKS.md)")
     a("```")
     a("")
@@ -740,7 +740,72 @@ def write_report(path, opts, m, res):
     Path(path).write_text("\n".join(L) + "\n")
 
 
-NOTES = []
+def notes(res, opts):
+    """The analysis beside the numbers (profiles were taken with `perf record`)."""
+    tp, au = res["throughput"], res["audit"]
+    best = max(r["orch_eps"] for r in tp)
+    raw = median([r["raw_eps"] for r in tp])
+    noaudit = median([r["orch_noaudit_eps"] for r in tp])
+    out = [
+        f"**Throughput** (median {median([r['orch_eps'] for r in tp]):,.0f} events/s, best run "
+        f"{best:,.0f}): the limit is the audit store, not parsing or the log (`--no-audit` runs at "
+        f"{noaudit:,.0f} events/s). Each event is stored twice, as a hash-chained `events` row with "
+        "two indexes and as its line in the AgentFS `events/<agent>.jsonl` file, by one writer "
+        "thread on one connection, as the design asks. SQLite alone, inserting the same rows with "
+        f"no chain and no file, reaches {raw:,.0f} events/s here; orch end to end runs at "
+        f"{median([r['orch_eps'] / r['raw_eps'] for r in tp]):.2f}× that in the same runs. A `perf` "
+        "profile of the writer (about 10 µs of CPU per event before the changes below) showed "
+        "SQLite's b-tree and WAL work at about half, the automatic WAL checkpoint at about 13 %, "
+        "SHA-256 of the chain at about 11 %, statement parsing at about 10 %, and malloc/free "
+        "throughout. Parsing (tokio thread) and the sink thread (log lines, event encoding) need "
+        "about 4 µs per event each, so the pipeline needs about 18 µs of CPU per event on a "
+        "machine with two cores that other builds share: 100,000 events/s is at the edge of what "
+        "two idle cores can do, and was reached only in quiet moments.",
+        "**Changed for these numbers:** (1) a dry event queue no longer makes the sink thread wait "
+        "for an audit commit (it did, so every log line waited for a database commit: in a 2 s "
+        "paced run, agent → log p50/p99 was 2.9/86 ms before and 0.3/4 ms after); the writer keeps its "
+        "group commit (≤ 1000 events or ≤ 50 ms); `EventBus::flush` is still a durable barrier. "
+        "(2) The writer prepares its 100-row `INSERT` once instead of parsing it per 100 events. "
+        "(3) The row hash is computed in one pass over one buffer (same bytes, so older stores "
+        "still verify). All tests pass (`cargo test --lib`, `--test audit`, `--test engine`).",
+        "**Not done (next steps, each with a cost):** checkpointing the WAL from a second "
+        "connection on another thread (moves ~13 % of the writer's work off its thread, but the "
+        "second core is already busy); a `WITHOUT ROWID` `events` table (one b-tree fewer per "
+        "row, but Turso's AgentFS readers must be shown to accept it); a faster allocator "
+        "(a new dependency); encoding each event's JSON once instead of building a "
+        "`serde_json::Value` first.",
+        f"**AgentFS SDK ratio:** orch's writer is ×{median([r['orch_eps'] / r['sdk_per_event_eps'] for r in au]):.0f} "
+        "the SDK used the natural way (one `pwrite` per event), but only "
+        f"×{median([r['orch_eps'] / r['sdk_batched_eps'] for r in au]):.1f} the SDK given orch's own batching "
+        "(1000 events per transaction). ×10 over the batched SDK would need about "
+        f"{10 * median([r['sdk_batched_eps'] for r in au]):,.0f} events/s, above what SQLite inserts of "
+        "the bare rows reach on this machine (the raw reference), so that target is out of reach for "
+        "any writer that keeps each event as an SQLite row here; it is met against the per-event SDK.",
+        "**Latency:** the median to the log is well under a millisecond, but the p99 target is "
+        "missed in these 8-second paced runs. The tail is CPU scheduling: four agents writing "
+        "20,000 lines/s between them, the parser, the sink thread, the audit writer and the probe "
+        "share two cores. A run of the same load with `--no-audit` (measured after the full run, "
+        "quiet machine) gave p50 0.28 ms, p99 9.1 ms; with the audit store 0.86 / 33.6 ms; a 2-second "
+        "run (`--quick`) gave p99 4.0 ms. Meeting 5 ms at this load would take the audit writer's "
+        "work (notably its WAL checkpoints and fsync) off the cores the sink thread needs, i.e. more "
+        "cores, or a lighter writer (see above). The figures include the probe's poll period "
+        "(200 µs for logs, 2 ms for the store); the audit figure is dominated by the group "
+        "commit's 50 ms window, by design.",
+        "**verify** recomputes one SHA-256 per row and rebuilds every AgentFS events file byte for "
+        "byte from the rows (about 0.5 GB of row text and file chunks for a million events), "
+        "in one read transaction; it stands at about 3.3–3.5 s here, so the 3 s target is missed "
+        "by about 15 %. The hashing is inherent; the remaining cost is reading and comparing the "
+        "file chunks, which could overlap with hashing on a second thread (not done).",
+        "**Scheduling** overhead over the critical path is process start-up, parsing and the "
+        "hand-off to the next agent along the longest chain; the orchestrator sleeps while agents "
+        "run (0 ticks over the idle windows).",
+        "**Memory** is dominated by fixed buffers (64 KiB read buffer and 64 KiB log writer per "
+        "running agent, the bounded bus and audit queues), so it does not grow with the number of "
+        "events.",
+        "`tests/audit/crashes.rs` still holds an `#[ignore]`d `throughput` measurement from before "
+        "this script; it was left alone.",
+    ]
+    return out
 
 
 def main():
@@ -749,7 +814,8 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--sdk-dir", required=True)
     ap.add_argument("--sdk-version", default="")
-    ap.add_argument("--only", default="")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the report from target/bench/results.json")
     opts = ap.parse_args()
     if opts.quick:
         opts.events, opts.runs, opts.light_runs = 100_000, 1, 1
@@ -760,6 +826,14 @@ def main():
         opts.sdk_per_event, opts.rate, opts.lat_events, opts.sat_events = 20_000, 5_000, 40_000, 250_000
         opts.mem_sizes, opts.idle_s = [100_000, 1_000_000], 5
     out = Path(opts.out) if opts.out else (ROOT / "target/bench/BENCHMARKS.md" if opts.quick else ROOT / "BENCHMARKS.md")
+    if opts.report_only:
+        res = json.loads((ROOT / "target" / "bench" / "results.json").read_text())
+        res["memory"] = {int(k): v for k, v in res["memory"].items()}
+        for key, value in res.get("options", {}).items():
+            setattr(opts, key, value)
+        write_report(out, opts, res["machine"], res)
+        log(f"rewrote {out}")
+        return
     base = ROOT / "target" / "bench" / "scratch"
     shutil.rmtree(base, ignore_errors=True)
     s = Scratch(base)
@@ -784,6 +858,7 @@ def main():
     res["audit_cli"] = bench_audit_cli(s, keep, opts.light_runs)
     res["launch"] = bench_launch_overhead(s, opts.light_runs)
     res["machine"] = m
+    res["options"] = {k: v for k, v in vars(opts).items() if k not in ("out", "report_only")}
     res["total_s"] = time.perf_counter() - t0
     (ROOT / "target" / "bench").mkdir(parents=True, exist_ok=True)
     (ROOT / "target" / "bench" / "results.json").write_text(json.dumps(res, indent=1, default=str))
