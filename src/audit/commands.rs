@@ -22,6 +22,9 @@ pub const EXIT_STORE: u8 = 3;
 pub const EXIT_NOT_FOUND: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// Events read per query by `events`, so a long run streams out in pages.
+const EVENTS_PAGE: i64 = 5000;
+
 /// Everything a command needs, resolved once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -239,6 +242,7 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
             agent,
             kind,
             since,
+            limit,
             follow,
         } => {
             reader.ensure_run(&session).await?;
@@ -255,10 +259,13 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
                 kind,
                 since_ms,
                 after_seq: 0,
-                limit: Some(5000),
+                limit: Some(EVENTS_PAGE),
             };
-            loop {
+            let mut left = limit.unwrap_or(usize::MAX);
+            while left > 0 {
+                filter.limit = Some(EVENTS_PAGE.min(i64::try_from(left).unwrap_or(i64::MAX)));
                 let rows = reader.events(&session, &filter).await?;
+                left -= rows.len();
                 let mut text = String::new();
                 for row in &rows {
                     if config.json {

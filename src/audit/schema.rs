@@ -138,6 +138,7 @@ fn field(hasher: &mut Sha256, value: &[u8]) {
     hasher.update(value);
 }
 
+#[cfg(test)]
 fn opt_field(hasher: &mut Sha256, value: Option<&[u8]>) {
     match value {
         Some(v) => {
@@ -180,22 +181,40 @@ pub struct EventRowRef<'a> {
 
 /// `H(prev_hash || canonical row)`.
 pub fn event_hash(prev: &str, row: &EventRowRef<'_>) -> String {
-    let mut h = Sha256::new();
-    field(&mut h, prev.as_bytes());
-    field(&mut h, row.run.as_bytes());
-    field(&mut h, &row.seq.to_le_bytes());
-    opt_field(&mut h, row.agent.map(str::as_bytes));
-    opt_field(
-        &mut h,
-        row.turn
-            .map(i64::to_le_bytes)
-            .as_ref()
-            .map(|b| b.as_slice()),
-    );
-    field(&mut h, &row.ts.to_le_bytes());
-    field(&mut h, row.kind.as_bytes());
-    field(&mut h, row.payload.as_bytes());
-    hex(&h.finalize())
+    // The same bytes as a `field`/`opt_field` sequence, gathered first: one hasher
+    // update per row is measurably cheaper than sixteen small ones on the writer's path.
+    let mut buf = Vec::with_capacity(96 + prev.len() + row.run.len() + row.payload.len());
+    let mut put = |value: &[u8]| {
+        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        buf.extend_from_slice(value);
+    };
+    put(prev.as_bytes());
+    put(row.run.as_bytes());
+    put(&row.seq.to_le_bytes());
+    match row.agent {
+        Some(agent) => {
+            buf.push(1);
+            buf.extend_from_slice(&(agent.len() as u64).to_le_bytes());
+            buf.extend_from_slice(agent.as_bytes());
+        }
+        None => buf.push(0),
+    }
+    match row.turn {
+        Some(turn) => {
+            buf.push(1);
+            buf.extend_from_slice(&8u64.to_le_bytes());
+            buf.extend_from_slice(&turn.to_le_bytes());
+        }
+        None => buf.push(0),
+    }
+    let mut put = |value: &[u8]| {
+        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        buf.extend_from_slice(value);
+    };
+    put(&row.ts.to_le_bytes());
+    put(row.kind.as_bytes());
+    put(row.payload.as_bytes());
+    hex(&Sha256::digest(&buf))
 }
 
 /// `H(prev_hash || canonical row)` for a `files` row (a whole file written once).
@@ -271,6 +290,46 @@ mod tests {
             )
         );
         assert_eq!(base, event_hash("p", &row));
+    }
+
+    /// The chain must not change with how the bytes reach the hasher: stores written
+    /// before stay verifiable.
+    #[test]
+    fn event_hash_matches_the_field_by_field_form() {
+        let streamed = |prev: &str, row: &EventRowRef<'_>| {
+            let mut h = Sha256::new();
+            field(&mut h, prev.as_bytes());
+            field(&mut h, row.run.as_bytes());
+            field(&mut h, &row.seq.to_le_bytes());
+            opt_field(&mut h, row.agent.map(str::as_bytes));
+            opt_field(
+                &mut h,
+                row.turn
+                    .map(i64::to_le_bytes)
+                    .as_ref()
+                    .map(|b| b.as_slice()),
+            );
+            field(&mut h, &row.ts.to_le_bytes());
+            field(&mut h, row.kind.as_bytes());
+            field(&mut h, row.payload.as_bytes());
+            hex(&h.finalize())
+        };
+        let row = EventRowRef {
+            run: "run-1",
+            seq: 42,
+            agent: Some("builder"),
+            turn: Some(2),
+            ts: 1_700_000_000_123,
+            kind: "command",
+            payload: r#"{"command":"cargo test"}"#,
+        };
+        for row in [
+            row,
+            EventRowRef { agent: None, ..row },
+            EventRowRef { turn: None, ..row },
+        ] {
+            assert_eq!(event_hash("prev", &row), streamed("prev", &row));
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `AuditSink`: the event-bus sink that feeds the audit writer thread.
 //!
 //! `handle` encodes an event (wire form, JSON payload) on the bus's sink thread and
-//! queues it on a bounded channel; the writer thread owns the connection. `flush` is a
-//! durable commit barrier; `close` commits everything, checkpoints and joins.
+//! queues it on a bounded channel; the writer thread owns the connection, and commits
+//! by itself within `MAX_DELAY`. `flush` is a durable commit barrier (`idle` is not);
+//! `close` commits everything, checkpoints and joins.
 
 use std::io;
 use std::sync::Arc;
@@ -153,6 +154,12 @@ impl Sink for AuditSink {
 
     fn handle(&mut self, event: &OrchEvent) -> io::Result<()> {
         self.send(WriterMsg::Event(pending_event(event)))
+    }
+
+    /// Nothing to do: the writer commits on its own within `MAX_DELAY` (group commit),
+    /// and waiting for that here would hold up every other sink (the log panes).
+    fn idle(&mut self) -> io::Result<()> {
+        Ok(())
     }
 
     /// Returns once everything handled so far is committed.

@@ -10,7 +10,7 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
-use libsql::{Connection, Value, params_from_iter};
+use libsql::{Connection, Statement, Value, params_from_iter};
 
 use crate::agent::id::is_valid_agent_id;
 use crate::audit::error::{AuditError, error_chain};
@@ -89,6 +89,9 @@ struct WriterContext {
     files_prev: String,
     fs: FsWriter,
     memory_dir: Option<std::path::PathBuf>,
+    /// The full-size `INSERT INTO events`, prepared once (local stores only): parsing a
+    /// 100-row statement for every 100 events costs more than binding it.
+    insert_full: Option<Statement>,
 }
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
@@ -177,6 +180,7 @@ impl WriterContext {
             files_prev,
             fs,
             memory_dir: options.memory_dir,
+            insert_full: None,
         })
     }
 
@@ -272,6 +276,7 @@ impl WriterContext {
     async fn recover(&mut self) {
         let _ = self.conn.execute("ROLLBACK", ()).await;
         self.fs.forget();
+        self.insert_full = None;
         let session = self.session.clone();
         if let Ok(Some((seq, prev))) = last_link(
             &self.conn,
@@ -349,7 +354,8 @@ impl WriterContext {
             ]);
             rows_in_statement += 1;
             if rows_in_statement == EVENT_ROWS_PER_STATEMENT {
-                insert_events(&self.conn, rows_in_statement, std::mem::take(&mut values)).await?;
+                self.insert_full_statement(std::mem::take(&mut values))
+                    .await?;
                 rows_in_statement = 0;
             }
         }
@@ -374,6 +380,30 @@ impl WriterContext {
             .map_err(AuditError::sql("commit a batch"))?;
         self.seq = seq;
         self.prev = prev;
+        Ok(())
+    }
+
+    /// Inserts exactly `EVENT_ROWS_PER_STATEMENT` rows, through the prepared statement
+    /// when the store is local.
+    async fn insert_full_statement(&mut self, values: Vec<Value>) -> Result<(), AuditError> {
+        if self.remote {
+            return insert_events(&self.conn, EVENT_ROWS_PER_STATEMENT, values).await;
+        }
+        if self.insert_full.is_none() {
+            let sql = insert_events_sql(EVENT_ROWS_PER_STATEMENT);
+            let statement = self
+                .conn
+                .prepare(&sql)
+                .await
+                .map_err(AuditError::sql("prepare the events insert"))?;
+            self.insert_full = Some(statement);
+        }
+        let Some(statement) = &self.insert_full else {
+            return Ok(());
+        };
+        let result = statement.execute(params_from_iter(values)).await;
+        statement.reset();
+        result.map_err(AuditError::sql("insert events"))?;
         Ok(())
     }
 
@@ -446,11 +476,7 @@ impl WriterContext {
     }
 }
 
-async fn insert_events(
-    conn: &Connection,
-    rows: usize,
-    values: Vec<Value>,
-) -> Result<(), AuditError> {
+fn insert_events_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(80 + rows * 18);
     sql.push_str("INSERT INTO events (run, seq, agent, turn, ts, kind, payload, hash) VALUES ");
     for i in 0..rows {
@@ -459,7 +485,15 @@ async fn insert_events(
         }
         sql.push_str("(?,?,?,?,?,?,?,?)");
     }
-    conn.execute(&sql, params_from_iter(values))
+    sql
+}
+
+async fn insert_events(
+    conn: &Connection,
+    rows: usize,
+    values: Vec<Value>,
+) -> Result<(), AuditError> {
+    conn.execute(&insert_events_sql(rows), params_from_iter(values))
         .await
         .map_err(AuditError::sql("insert events"))?;
     Ok(())

@@ -94,6 +94,9 @@ pub enum AuditCommand {
         /// Only events at or after this time: RFC 3339, or an age such as 30s, 10m, 2h, 1d.
         #[arg(long)]
         since: Option<String>,
+        /// Show at most this many events, the first ones (with --follow: stop after them).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
         /// Keep printing new events while the run writes, until it finishes (Ctrl+C stops).
         #[arg(long)]
         follow: bool,

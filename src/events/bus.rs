@@ -76,13 +76,13 @@ fn run_sinks(
 ) {
     let mut dirty = false;
     loop {
-        // Drain what is queued without flushing; flush when the queue runs dry, so a
-        // burst is written in large writes and a lone event is visible at once.
+        // Drain what is queued without flushing; tell the sinks when the queue runs dry,
+        // so a burst is written in large writes and a lone event is visible at once.
         let message = match rx.try_recv() {
             Ok(message) => message,
             Err(mpsc::error::TryRecvError::Empty) => {
                 if dirty {
-                    flush_all(&mut sinks);
+                    idle_all(&mut sinks);
                 }
                 match rx.blocking_recv() {
                     Some(message) => message,
@@ -116,10 +116,72 @@ fn run_sinks(
     }
 }
 
+fn idle_all(sinks: &mut [Box<dyn Sink>]) {
+    for sink in sinks.iter_mut() {
+        if let Err(err) = sink.idle() {
+            tracing::warn!(sink = sink.name(), error = %err, "sink failed to flush");
+        }
+    }
+}
+
 fn flush_all(sinks: &mut [Box<dyn Sink>]) {
     for sink in sinks.iter_mut() {
         if let Err(err) = sink.flush() {
             tracing::warn!(sink = sink.name(), error = %err, "sink failed to flush");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Records which hooks the sink thread calls, in order.
+    struct Recorder(Arc<Mutex<Vec<&'static str>>>);
+
+    impl Sink for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn handle(&mut self, _event: &OrchEvent) -> std::io::Result<()> {
+            self.0.lock().unwrap().push("handle");
+            Ok(())
+        }
+        fn idle(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().push("idle");
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().push("flush");
+            Ok(())
+        }
+    }
+
+    /// A dry queue only nudges the sinks (`idle`); the durable `flush` (the audit
+    /// store's commit barrier) runs only when someone asks for it.
+    #[tokio::test]
+    async fn a_dry_queue_calls_idle_and_only_an_explicit_flush_calls_flush() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let (bus, thread) = SinkThread::spawn(
+            vec![Box::new(Recorder(calls.clone()))],
+            Arc::new(Redactor::default()),
+        );
+        bus.publish(OrchEventKind::RunResumed).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !calls.lock().unwrap().contains(&"idle") {
+            assert!(
+                Instant::now() < deadline,
+                "no idle call: {:?}",
+                calls.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!calls.lock().unwrap().contains(&"flush"));
+        bus.flush().await;
+        assert_eq!(calls.lock().unwrap().last(), Some(&"flush"));
+        thread.finish().await;
     }
 }

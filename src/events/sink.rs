@@ -6,7 +6,12 @@ use crate::events::event::OrchEvent;
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
     fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()>;
-    /// Called whenever the queue runs dry, and on `EventBus::flush`.
+    /// Called whenever the queue runs dry: make what was handled visible soon, without
+    /// waiting for anything slow (a pane tails the log; a durable commit can wait).
+    fn idle(&mut self) -> std::io::Result<()> {
+        self.flush()
+    }
+    /// Called on `EventBus::flush`: returns once everything handled is written.
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }

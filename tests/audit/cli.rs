@@ -51,6 +51,21 @@ async fn a_simulated_run_is_listed_shown_and_verifies() {
         4,
         "2 commands per turn, 2 turns"
     );
+    let first_three = json(
+        &orch_audit(
+            &db,
+            &[
+                "events", session, "--agent", "planner", "--kind", "command", "--limit", "3",
+                "--json",
+            ],
+        )
+        .clone_with_array(),
+    );
+    assert_eq!(
+        first_three.as_array().unwrap()[..],
+        events.as_array().unwrap()[..3],
+        "--limit keeps the first events"
+    );
 
     let ls = json(&orch_audit(
         &db,
