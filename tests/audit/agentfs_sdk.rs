@@ -65,11 +65,7 @@ fn the_agentfs_sdk_reads_a_demo_runs_turn_files_and_tool_calls() {
     let out = demo_launch(&repo, "delay=1", &["--prompt", &prompt])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let db = repo_db(&repo);
     let session = only_session(&repo);
     let rows = export(&db, &session);

@@ -277,13 +277,7 @@ fn a_second_sigint_mid_stream_stops_with_every_emitted_event_stored_once() {
     run.wait_timeline("pause_requested source=SIGINT");
     run.signal(Signal::SIGINT);
     run.wait_stopped();
-    let rows = assert_complete(&run);
-    assert!(
-        rows.iter()
-            .any(|r| r["kind"] == "turn_finished"
-                && r["payload"]["outcome"]["status"] == "interrupted"),
-        "the stop cut a streaming turn short"
-    );
+    assert_cut_short(&assert_complete(&run), "the stop");
 }
 
 #[test]
@@ -291,12 +285,16 @@ fn sigterm_mid_stream_stops_with_every_emitted_event_stored_once() {
     let mut run = start_streaming_wave();
     run.signal(Signal::SIGTERM);
     run.wait_stopped();
-    let rows = assert_complete(&run);
+    assert_cut_short(&assert_complete(&run), "SIGTERM");
+    assert!(run.timeline().contains("stop_requested source=SIGTERM"));
+}
+
+/// `what` ended at least one streaming turn early (its record says `interrupted`).
+fn assert_cut_short(rows: &[serde_json::Value], what: &str) {
     assert!(
         rows.iter()
             .any(|r| r["kind"] == "turn_finished"
                 && r["payload"]["outcome"]["status"] == "interrupted"),
-        "SIGTERM cut a streaming turn short"
+        "{what} cut no streaming turn short"
     );
-    assert!(run.timeline().contains("stop_requested source=SIGTERM"));
 }

@@ -235,11 +235,7 @@ fn launch_writes_a_run_to_sqld_with_the_token_and_orch_audit_lists_and_verifies_
     .env("ORCH_AUDIT_TOKEN", &sqld.token)
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let session = only_session(&repo);
     assert!(
         !repo_db(&repo).exists(),

@@ -403,3 +403,12 @@ pub fn export(db: &Path, session: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("export line is JSON"))
         .collect()
 }
+
+/// Fails with the process's stderr unless it exited 0.
+pub fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -260,11 +260,7 @@ fn one_changed_byte_in_any_event_kind_or_turn_file_of_a_demo_run_is_named() {
     )
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let db = repo_db(&repo);
     let session = only_session(&repo);
     let work = repo.dir.path().join("tamper");
