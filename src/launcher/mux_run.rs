@@ -159,16 +159,33 @@ pub fn read_run_config(run_dir: &Path) -> Result<Config, LaunchError> {
 }
 
 /// Runs the multiplexer in the user's terminal until it exits or detaches.
+/// A failed attach right after the session was created (Zellij: "No session with the
+/// name … found" while it still starts) is tried again, this many times in all.
+const ATTACH_TRIES: u32 = 3;
+
 fn show(live: &LiveSession) -> Result<(), LaunchError> {
-    let mut command = live.terminal_command()?;
-    let status = command.status().map_err(|source| LaunchError::Terminal {
-        mux: live.kind(),
-        source,
-    })?;
-    if !status.success() {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let started = Instant::now();
+        let status = live
+            .terminal_command()?
+            .status()
+            .map_err(|source| LaunchError::Terminal {
+                mux: live.kind(),
+                source,
+            })?;
+        if status.success() {
+            return Ok(());
+        }
+        let quick = started.elapsed() < Duration::from_secs(2);
+        if quick && tries < ATTACH_TRIES && live.is_running().unwrap_or(false) {
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
         eprintln!("note: {} exited with {status}", live.kind());
+        return Ok(());
     }
-    Ok(())
 }
 
 /// What the user sees once the multiplexer is gone: the outcome, or how to come back.

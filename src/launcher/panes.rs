@@ -9,14 +9,14 @@
 //! The keeper never blocks the event stream: the sink only passes agent ids to the
 //! thread, which runs the multiplexer commands. A pane that cannot be added yet (the
 //! session is not open yet, or Zellij has no client to lay out a new tab) is tried again
-//! every second until it is there or the run ends; `launch attach` rebuilds a session
+//! every second until it is there, at most a minute past the end of the run; `launch attach` rebuilds a session
 //! that lacks panes once the orchestrator is gone.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ use crate::paths::RunPaths;
 
 /// How long the keeper waits before trying a pane again.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long after the run ended the keeper still tries to add a missing pane.
+const END_GRACE: Duration = Duration::from_secs(60);
 
 /// `panes.json`: the agents with a pane, in slot order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,13 +204,16 @@ fn keep_panes(
     let file = paths.panes_file();
     let mut missing = false;
     let mut last_problem = String::new();
+    let mut ended: Option<Instant> = None;
     loop {
-        let next = if missing {
-            rx.recv_timeout(RETRY)
-        } else {
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        let next = match (ended, missing) {
+            (Some(_), _) => {
+                std::thread::sleep(RETRY);
+                Err(RecvTimeoutError::Disconnected)
+            }
+            (None, true) => rx.recv_timeout(RETRY),
+            (None, false) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        let mut ended = false;
         let add = |agent: String, record: &mut PaneRecord| {
             if let Some(log) = paths.agent_log(&agent) {
                 record.agents.push(PaneAgent { id: agent, log });
@@ -226,7 +231,9 @@ fn keep_panes(
                 missing = true;
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => ended = true,
+            Err(RecvTimeoutError::Disconnected) => {
+                ended.get_or_insert_with(Instant::now);
+            }
         }
         if missing {
             match fill_panes(live, &record, paths) {
@@ -239,8 +246,17 @@ fn keep_panes(
                 Err(_) => {}
             }
         }
-        if ended {
-            return;
+        match ended {
+            Some(_) if !missing => return,
+            // The run is over, but a pane is still missing (e.g. a new Zellij tab waits
+            // for a client): keep trying a while, then leave it to `launch attach`.
+            Some(since) if since.elapsed() >= END_GRACE => {
+                eprintln!(
+                    "note: gave up adding agent panes {END_GRACE:?} after the run ended; `launch attach` rebuilds the session with them"
+                );
+                return;
+            }
+            _ => {}
         }
     }
 }

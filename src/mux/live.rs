@@ -282,9 +282,11 @@ fn create_zellij_session(
     let mut tries = 0;
     loop {
         tries += 1;
-        let outcome = client
-            .attach_create_background(session, layout)
-            .and_then(|()| wait_until_running(client, session));
+        let outcome = match client.attach_create_background(session, layout) {
+            // The client may hang after its server came up fine: a running session counts.
+            Ok(()) | Err(MuxError::TimedOut { .. }) => wait_until_running(client, session),
+            Err(err) => Err(err),
+        };
         match outcome {
             Ok(()) => return Ok(()),
             Err(err @ (MuxError::ProgramNotFound { .. } | MuxError::BadSessionName { .. })) => {

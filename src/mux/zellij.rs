@@ -261,22 +261,6 @@ impl ZellijClient {
         self.run(args).map(drop)
     }
 
-    /// Argv (after the program) that opens `session` with `layout` in the user's
-    /// terminal: `--config-dir D --session S --new-session-with-layout L`.
-    pub fn new_session_with_layout_argv(
-        &self,
-        session: &str,
-        layout: &Path,
-    ) -> Result<Vec<OsString>, MuxError> {
-        validate_session_name(session)?;
-        Ok(self.argv::<_, OsString>([
-            "--session".into(),
-            session.into(),
-            "--new-session-with-layout".into(),
-            layout.into(),
-        ]))
-    }
-
     /// Argv (after the program) that attaches the user's terminal to `session`.
     pub fn attach_argv(&self, session: &str) -> Vec<OsString> {
         self.argv(["attach", session])
@@ -499,20 +483,9 @@ mod tests {
     #[test]
     fn argv_puts_the_config_dir_first() {
         let client = ZellijClient::new("/bin/zellij").with_config_dir("/run/zellij");
-        let argv = client
-            .new_session_with_layout_argv("run-x", Path::new("/run/layout.kdl"))
-            .unwrap();
         assert_eq!(
-            argv,
-            [
-                "--config-dir",
-                "/run/zellij",
-                "--session",
-                "run-x",
-                "--new-session-with-layout",
-                "/run/layout.kdl"
-            ]
-            .map(OsString::from)
+            client.attach_argv("run-x"),
+            ["--config-dir", "/run/zellij", "attach", "run-x"].map(OsString::from)
         );
     }
 

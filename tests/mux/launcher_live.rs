@@ -176,16 +176,49 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// An outer terminal (tmux on its own socket) running `argv`; its screen stays readable
+/// after `argv` exits (`remain-on-exit`), so a failure shows what the command printed.
 fn outer_tmux(sandbox: &Sandbox, bin: &Path, argv: Vec<String>) -> TmuxClient {
     let outer = sandbox.tmux(bin, "orch-outer");
-    let mut args: Vec<String> = ["new-session", "-d", "-s", "outer", "-x", "170", "-y", "48"]
-        .map(str::to_owned)
-        .to_vec();
-    args.push("--".to_owned());
-    args.extend(argv);
-    let status = outer.command(&args).status().unwrap();
-    assert!(status.success(), "outer tmux did not start");
+    let run = |args: Vec<String>| {
+        let status = outer.command(&args).status().unwrap();
+        assert!(status.success(), "outer tmux failed: {args:?}");
+    };
+    let words = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    run(words(&[
+        "new-session",
+        "-d",
+        "-s",
+        "outer",
+        "-x",
+        "170",
+        "-y",
+        "48",
+        "--",
+        "sleep",
+        "600",
+    ]));
+    run(words(&["set-option", "-g", "remain-on-exit", "on"]));
+    let mut respawn = words(&["respawn-pane", "-k", "-t", "=outer:", "--"]);
+    respawn.extend(argv);
+    run(respawn);
     outer
+}
+
+/// Zellij drops a client whose terminal reads too slowly ("lost connection to the zellij
+/// server"), which a detached outer tmux on a loaded CI machine sometimes is; a user would
+/// attach again, and so does the test.
+fn reattach_if_dropped(outer: &TmuxClient, sandbox: &Sandbox, session: &str) {
+    let dead = outer
+        .list_panes("outer")
+        .is_ok_and(|panes| panes.iter().any(|pane| pane.is_dead));
+    if dead {
+        let mut respawn: Vec<String> = ["respawn-pane", "-k", "-t", "=outer:", "--"]
+            .map(str::to_owned)
+            .to_vec();
+        respawn.extend(sandbox.attach_argv(session));
+        let _ = outer.command(&respawn).status();
+    }
 }
 
 fn outer_screen(outer: &TmuxClient) -> Result<String, String> {
@@ -242,6 +275,11 @@ fn ctrl_s_pauses(
         } else {
             Err(timeline)
         }
+    });
+    reattach_if_dropped(outer, sandbox, session);
+    wait_for("a client showing the session", WAIT, || {
+        let screen = outer_screen(outer)?;
+        screen.contains("core-logs").then_some(()).ok_or(screen)
     });
     outer
         .command(["send-keys", "-t", "=outer:", "C-s"])
@@ -401,14 +439,16 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
         let placement = placement_for_slot(slot);
         let line = done_line(agent);
         wait_for(&format!("{agent}'s pane to show {line:?}"), WAIT, || {
+            reattach_if_dropped(&outer, &sandbox, session);
             let panes = client.list_panes(session).map_err(|e| e.to_string())?;
             let pane = panes
                 .iter()
                 .find(|p| p.title == *agent && !p.is_plugin)
                 .ok_or_else(|| {
                     format!(
-                        "no pane {agent}: {panes:#?}\norchestrator.log:\n{}",
-                        sandbox.orchestrator_log(session)
+                        "no pane {agent}: {panes:#?}\norchestrator.log:\n{}\nthe terminal:\n{}",
+                        sandbox.orchestrator_log(session),
+                        outer_screen(&outer).unwrap_or_else(|e| e)
                     )
                 })?;
             assert_eq!(pane.tab_name.as_deref(), Some(placement.tab_name.as_str()));
