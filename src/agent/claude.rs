@@ -5,43 +5,24 @@
 //! `stream::claude`.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::agent::backend::{
     Backend, BackendError, BoxFuture, TurnEvents, TurnRequest, TurnResult,
 };
 use crate::agent::classify::local_now;
-use crate::agent::cli_turn::run_cli_turn;
-use crate::agent::process::{ProcessSpec, resolve_program};
-use crate::agent::settings::{BackendSettings, CliSettings};
+use crate::agent::cli_turn::CliCommand;
+use crate::agent::settings::BackendSettings;
 use crate::agent::stream::ClaudeParser;
 
 pub struct ClaudeBackend {
-    program: PathBuf,
-    cli: CliSettings,
-    env: Vec<(OsString, OsString)>,
-    kill_grace: Duration,
-    max_line: usize,
+    command: CliCommand,
 }
 
 impl ClaudeBackend {
     /// Finds the `claude` binary (`ORCH_CLAUDE_BIN` or PATH).
     pub fn new(settings: &BackendSettings) -> Result<Self, BackendError> {
-        let program = resolve_program(
-            "claude",
-            settings.claude.bin.as_deref(),
-            "ORCH_CLAUDE_BIN",
-            settings.env_var("PATH").map(OsString::as_os_str),
-        )?;
-        let mut env = settings.env.clone();
-        env.extend(settings.claude.extra_env.iter().cloned());
         Ok(ClaudeBackend {
-            program,
-            cli: settings.claude.clone(),
-            env,
-            kill_grace: settings.kill_grace,
-            max_line: settings.max_line_bytes,
+            command: CliCommand::resolve("claude", "ORCH_CLAUDE_BIN", &settings.claude, settings)?,
         })
     }
 
@@ -53,14 +34,14 @@ impl ClaudeBackend {
             "stream-json".into(),
             "--verbose".into(),
         ];
-        if let Some(model) = request.model.as_ref().or(self.cli.model.as_ref()) {
+        if let Some(model) = self.command.model(request) {
             args.push("--model".into());
             args.push(model.into());
         }
         if let Some(session) = &request.resume {
             args.push(format!("--resume={session}").into());
         }
-        args.extend(self.cli.extra_args.iter().map(OsString::from));
+        args.extend(self.command.cli.extra_args.iter().map(OsString::from));
         args.push("--".into());
         args.push(request.prompt.clone().into());
         args
@@ -71,15 +52,12 @@ impl ClaudeBackend {
         request: &TurnRequest,
         events: &TurnEvents,
     ) -> Result<TurnResult, BackendError> {
-        let spec = ProcessSpec {
-            program: self.program.clone(),
-            args: self.args(request),
-            cwd: request.cwd.clone(),
-            env: self.env.clone(),
-            kill_grace: self.kill_grace,
-        };
         let parser = ClaudeParser::new(local_now());
-        Ok(run_cli_turn(&spec, parser, self.max_line, events).await?.0)
+        Ok(self
+            .command
+            .run(request, self.args(request), parser, events)
+            .await?
+            .0)
     }
 }
 
@@ -89,7 +67,7 @@ impl Backend for ClaudeBackend {
     }
 
     fn mini_model(&self) -> Option<String> {
-        self.cli.mini_model.clone()
+        self.command.cli.mini_model.clone()
     }
 
     fn turn<'a>(

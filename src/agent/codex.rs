@@ -7,27 +7,20 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use crate::agent::backend::{
     Backend, BackendError, BoxFuture, TurnEvents, TurnRequest, TurnResult,
 };
 use crate::agent::classify::local_now;
-use crate::agent::cli_turn::run_cli_turn;
+use crate::agent::cli_turn::CliCommand;
 use crate::agent::event::Usage;
-use crate::agent::process::{ProcessSpec, resolve_program};
-use crate::agent::settings::{BackendSettings, CliSettings};
+use crate::agent::settings::BackendSettings;
 use crate::agent::stream::CodexParser;
 
 pub struct CodexBackend {
-    program: PathBuf,
-    cli: CliSettings,
+    command: CliCommand,
     sandbox: String,
-    env: Vec<(OsString, OsString)>,
-    kill_grace: Duration,
-    max_line: usize,
     /// Thread id → usage Codex last reported for it (cumulative).
     threads: Mutex<HashMap<String, Usage>>,
 }
@@ -35,21 +28,9 @@ pub struct CodexBackend {
 impl CodexBackend {
     /// Finds the `codex` binary (`ORCH_CODEX_BIN` or PATH) and keeps the settings.
     pub fn new(settings: &BackendSettings) -> Result<Self, BackendError> {
-        let program = resolve_program(
-            "codex",
-            settings.codex.bin.as_deref(),
-            "ORCH_CODEX_BIN",
-            settings.env_var("PATH").map(OsString::as_os_str),
-        )?;
-        let mut env = settings.env.clone();
-        env.extend(settings.codex.extra_env.iter().cloned());
         Ok(CodexBackend {
-            program,
-            cli: settings.codex.clone(),
+            command: CliCommand::resolve("codex", "ORCH_CODEX_BIN", &settings.codex, settings)?,
             sandbox: settings.codex_sandbox.clone(),
-            env,
-            kill_grace: settings.kill_grace,
-            max_line: settings.max_line_bytes,
             threads: Mutex::new(HashMap::new()),
         })
     }
@@ -61,7 +42,7 @@ impl CodexBackend {
             "--json".into(),
             "--skip-git-repo-check".into(),
         ];
-        if let Some(model) = request.model.as_ref().or(self.cli.model.as_ref()) {
+        if let Some(model) = self.command.model(request) {
             args.push("-m".into());
             args.push(model.into());
         }
@@ -71,7 +52,7 @@ impl CodexBackend {
                     args.push("--sandbox".into());
                     args.push(self.sandbox.clone().into());
                 }
-                args.extend(self.cli.extra_args.iter().map(OsString::from));
+                args.extend(self.command.cli.extra_args.iter().map(OsString::from));
                 args.push("--".into());
             }
             Some(thread_id) => {
@@ -80,7 +61,7 @@ impl CodexBackend {
                     args.push("-c".into());
                     args.push(format!("sandbox_mode=\"{}\"", self.sandbox).into());
                 }
-                args.extend(self.cli.extra_args.iter().map(OsString::from));
+                args.extend(self.command.cli.extra_args.iter().map(OsString::from));
                 args.push("resume".into());
                 args.push("--".into());
                 args.push(thread_id.into());
@@ -107,16 +88,12 @@ impl CodexBackend {
         request: &TurnRequest,
         events: &TurnEvents,
     ) -> Result<TurnResult, BackendError> {
-        let spec = ProcessSpec {
-            program: self.program.clone(),
-            args: self.args(request),
-            cwd: request.cwd.clone(),
-            env: self.env.clone(),
-            kill_grace: self.kill_grace,
-        };
         let now = local_now();
         let parser = CodexParser::new(self.usage_before(request), now);
-        let (result, parser) = run_cli_turn(&spec, parser, self.max_line, events).await?;
+        let (result, parser) = self
+            .command
+            .run(request, self.args(request), parser, events)
+            .await?;
         if let (Some(thread_id), Some(total)) = (&result.thread_id, parser.cumulative_usage()) {
             let mut threads = self
                 .threads
@@ -134,7 +111,7 @@ impl Backend for CodexBackend {
     }
 
     fn mini_model(&self) -> Option<String> {
-        self.cli.mini_model.clone()
+        self.command.cli.mini_model.clone()
     }
 
     fn turn<'a>(

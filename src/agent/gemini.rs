@@ -5,49 +5,30 @@
 //! `stream::gemini`.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::agent::backend::{
     Backend, BackendError, BoxFuture, TurnEvents, TurnRequest, TurnResult,
 };
-use crate::agent::cli_turn::run_cli_turn;
-use crate::agent::process::{ProcessSpec, resolve_program};
-use crate::agent::settings::{BackendSettings, CliSettings};
+use crate::agent::cli_turn::CliCommand;
+use crate::agent::settings::BackendSettings;
 use crate::agent::stream::GeminiParser;
 
 pub struct GeminiBackend {
-    program: PathBuf,
-    cli: CliSettings,
-    env: Vec<(OsString, OsString)>,
-    kill_grace: Duration,
-    max_line: usize,
+    command: CliCommand,
 }
 
 impl GeminiBackend {
     /// Finds the `gemini` binary (`ORCH_GEMINI_BIN` or PATH).
     pub fn new(settings: &BackendSettings) -> Result<Self, BackendError> {
-        let program = resolve_program(
-            "gemini",
-            settings.gemini.bin.as_deref(),
-            "ORCH_GEMINI_BIN",
-            settings.env_var("PATH").map(OsString::as_os_str),
-        )?;
-        let mut env = settings.env.clone();
-        env.extend(settings.gemini.extra_env.iter().cloned());
         Ok(GeminiBackend {
-            program,
-            cli: settings.gemini.clone(),
-            env,
-            kill_grace: settings.kill_grace,
-            max_line: settings.max_line_bytes,
+            command: CliCommand::resolve("gemini", "ORCH_GEMINI_BIN", &settings.gemini, settings)?,
         })
     }
 
     /// The arguments for one turn (without the program).
     pub fn args(&self, request: &TurnRequest) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-o".into(), "stream-json".into()];
-        if let Some(model) = request.model.as_ref().or(self.cli.model.as_ref()) {
+        if let Some(model) = self.command.model(request) {
             args.push("-m".into());
             args.push(model.into());
         }
@@ -55,7 +36,7 @@ impl GeminiBackend {
             args.push("-r".into());
             args.push(session.into());
         }
-        args.extend(self.cli.extra_args.iter().map(OsString::from));
+        args.extend(self.command.cli.extra_args.iter().map(OsString::from));
         // `--prompt=` keeps a prompt that starts with `-` from reading as a flag.
         args.push(format!("--prompt={}", request.prompt).into());
         args
@@ -66,15 +47,12 @@ impl GeminiBackend {
         request: &TurnRequest,
         events: &TurnEvents,
     ) -> Result<TurnResult, BackendError> {
-        let spec = ProcessSpec {
-            program: self.program.clone(),
-            args: self.args(request),
-            cwd: request.cwd.clone(),
-            env: self.env.clone(),
-            kill_grace: self.kill_grace,
-        };
         let parser = GeminiParser::default();
-        Ok(run_cli_turn(&spec, parser, self.max_line, events).await?.0)
+        Ok(self
+            .command
+            .run(request, self.args(request), parser, events)
+            .await?
+            .0)
     }
 }
 
@@ -84,7 +62,7 @@ impl Backend for GeminiBackend {
     }
 
     fn mini_model(&self) -> Option<String> {
-        self.cli.mini_model.clone()
+        self.command.cli.mini_model.clone()
     }
 
     fn turn<'a>(
