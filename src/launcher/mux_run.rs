@@ -169,7 +169,7 @@ fn show(live: &LiveSession) -> Result<(), LaunchError> {
         tries += 1;
         let started = Instant::now();
         let status = live
-            .terminal_command()?
+            .terminal_command()
             .status()
             .map_err(|source| LaunchError::Terminal {
                 mux: live.kind(),

@@ -133,12 +133,11 @@ pub fn live_session(config: &Config) -> Option<LiveSession> {
 /// yet (the session is not open, or is still being laid out, or a command failed).
 pub fn fill_panes(live: &LiveSession, record: &PaneRecord, paths: &RunPaths) -> Result<(), String> {
     let plan = record.plan(paths);
-    match live.panes() {
-        Ok(panes) if panes.iter().any(|(_, title)| title == TIMELINE_PANE) => {}
-        Ok(_) => return Err("the session is still being laid out".to_owned()),
-        Err(err) => return Err(err.to_string()),
+    let panes = live.panes().map_err(|err| err.to_string())?;
+    if !panes.iter().any(|(_, title)| title == TIMELINE_PANE) {
+        return Err("the session is still being laid out".to_owned());
     }
-    live.add_missing_panes(&plan, record.layout_slots, &paths.project_root)
+    live.add_missing_panes(&plan, &panes, record.layout_slots, &paths.project_root)
         .map(drop)
         .map_err(|err| err.to_string())
 }

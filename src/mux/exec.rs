@@ -18,6 +18,23 @@ pub(crate) struct Tool {
     pub env: &'static str,
 }
 
+/// `bin argv…` without the multiplexer's own session variables (so it also works from
+/// inside another session), with `env` added.
+pub(crate) fn command(
+    bin: &Path,
+    scrub: &[&str],
+    env: &[(OsString, OsString)],
+    argv: Vec<OsString>,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    for var in scrub {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.args(argv);
+    cmd
+}
+
 /// How long one multiplexer command may take. Zellij 0.45 can leave an `action` waiting
 /// forever (e.g. a listing while a client is creating the session); nothing we ask of a
 /// multiplexer takes more than a moment otherwise.

@@ -8,7 +8,6 @@
 //! Does not decide which agents exist (the caller passes a [`LayoutPlan`] or a slot) and
 //! does not read the environment (binaries come from the resolved config).
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -94,23 +93,7 @@ impl LiveSession {
     pub fn check_installed(&self) -> Result<(), MuxError> {
         match self {
             LiveSession::Zellij { client, .. } => client.version().map(drop),
-            LiveSession::Tmux { client, .. } => client.command(["-V"]).output().map_or_else(
-                |source| {
-                    Err(if source.kind() == std::io::ErrorKind::NotFound {
-                        MuxError::ProgramNotFound {
-                            program: client.bin.clone(),
-                            tool: "tmux (your package manager's `tmux`)",
-                            env: "ORCH_TMUX_BIN",
-                        }
-                    } else {
-                        MuxError::Spawn {
-                            program: client.bin.clone(),
-                            source,
-                        }
-                    })
-                },
-                |_| Ok(()),
-            ),
+            LiveSession::Tmux { client, .. } => client.version().map(drop),
         }
     }
 
@@ -183,24 +166,12 @@ impl LiveSession {
     }
 
     /// The command that shows the (already created) session in the user's terminal.
-    pub fn terminal_command(&self) -> Result<Command, MuxError> {
+    pub fn terminal_command(&self) -> Command {
         match self {
             LiveSession::Zellij {
                 client, session, ..
-            } => {
-                let mut command = client.command::<_, OsString>([]);
-                let argv = client.attach_argv(session);
-                // `command` already carries the config dir; take only what follows it.
-                let skip = client.argv::<_, OsString>([]).len();
-                command.args(&argv[skip..]);
-                Ok(command)
-            }
-            LiveSession::Tmux { client, session } => {
-                let mut command = client.command::<_, OsString>([]);
-                let skip = client.argv::<_, OsString>([]).len();
-                command.args(&client.attach_argv(session)[skip..]);
-                Ok(command)
-            }
+            } => client.command(["attach", session.as_str()]),
+            LiveSession::Tmux { client, session } => client.attach_command(session),
         }
     }
 
@@ -238,7 +209,8 @@ impl LiveSession {
         }
     }
 
-    /// Adds every agent pane of `plan` from slot `from_slot` on that the session lacks,
+    /// Adds every agent pane of `plan` from slot `from_slot` on that the session lacks
+    /// (`live`: its panes, from [`LiveSession::panes`]),
     /// in slot order, and returns how many it added. Stops at the first pane that cannot
     /// be added yet (e.g. a new Zellij tab while no client is attached); calling again
     /// later picks up from there. Slots below `from_slot` came with the session's layout
@@ -246,12 +218,12 @@ impl LiveSession {
     pub fn add_missing_panes(
         &self,
         plan: &LayoutPlan,
+        live: &[(String, String)],
         from_slot: usize,
         cwd: &Path,
     ) -> Result<usize, MuxError> {
-        let live = self.panes()?;
         let mut added = 0;
-        for pane in plan.missing_agent_panes(&live) {
+        for pane in plan.missing_agent_panes(live) {
             let crate::mux::plan::PaneKind::Agent { slot } = pane.kind else {
                 continue;
             };

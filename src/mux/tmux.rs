@@ -80,13 +80,12 @@ impl TmuxClient {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let mut cmd = Command::new(&self.bin);
-        for var in INHERITED_SESSION_VARS {
-            cmd.env_remove(var);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.args(self.argv(args));
-        cmd
+        exec::command(
+            &self.bin,
+            INHERITED_SESSION_VARS,
+            &self.env,
+            self.argv(args),
+        )
     }
 
     pub fn argv<I, S>(&self, args: I) -> Vec<OsString>
@@ -105,6 +104,17 @@ impl TmuxClient {
         ];
         argv.extend(args.into_iter().map(|arg| literal_arg(arg.into())));
         argv
+    }
+
+    /// `tmux -V`; also the missing-binary check.
+    pub fn version(&self) -> Result<String, MuxError> {
+        let out = self.run(["-V"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// The command that attaches the user's terminal to `session`.
+    pub fn attach_command(&self, session: &str) -> Command {
+        self.command(["attach-session".to_owned(), "-t".to_owned(), exact(session)])
     }
 
     /// Argv (after the program) attaching the user's terminal to `session`.

@@ -113,13 +113,12 @@ impl ZellijClient {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        let mut cmd = Command::new(&self.bin);
-        for var in INHERITED_SESSION_VARS {
-            cmd.env_remove(var);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.args(self.argv(args));
-        cmd
+        exec::command(
+            &self.bin,
+            INHERITED_SESSION_VARS,
+            &self.env,
+            self.argv(args),
+        )
     }
 
     /// The argv after the program name, with the config dir first.
