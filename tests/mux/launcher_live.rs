@@ -416,9 +416,16 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
         "{}",
         text(&status.stdout)
     );
-    let _ = outer.kill_server();
-    let outer = outer_tmux(&sandbox, &tmux, sandbox.attach_argv(session));
-    guard.tmux.push(outer.clone());
+    // The same terminal runs `launch attach` again once the quit one has exited.
+    wait_for("the quit client to exit", WAIT, || {
+        let panes = outer.list_panes("outer").map_err(|e| e.to_string())?;
+        panes
+            .iter()
+            .any(|pane| pane.is_dead)
+            .then_some(())
+            .ok_or_else(|| format!("{panes:?}"))
+    });
+    reattach_if_dropped(&outer, &sandbox, session);
     wait_for("the rebuilt session's mid-run panes", WAIT, || {
         let panes = client.list_panes(session).map_err(|e| e.to_string())?;
         let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
