@@ -10,6 +10,7 @@
 //! - `mux`: Zellij and tmux layouts and clients.
 
 pub mod agent;
+pub mod alloc;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -8,6 +8,8 @@
 
 use std::path::PathBuf;
 
+use aho_corasick::AhoCorasick;
+
 use crate::agent::event::{AgentEvent, TurnOutcome};
 use crate::events::event::{
     AgentStatus, BlueprintAgentSummary, InterruptSummary, OrchEventKind, RetryDecision, TurnRecord,
@@ -55,10 +57,20 @@ impl Alphabet {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Redactor {
     /// (secret value, env var name), longest first so overlapping values redact whole.
     literals: Vec<(String, String)>,
+    /// Finds any literal or token prefix in one pass. Almost no text has one, so this
+    /// check is all the work most strings cost (every event goes through here).
+    /// `None` only if the automaton could not be built; then every string is searched.
+    prefilter: Option<AhoCorasick>,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor::with_literals(Vec::new())
+    }
 }
 
 /// Whether an environment variable name looks like it holds a secret.
@@ -90,18 +102,39 @@ impl Redactor {
             .collect();
         literals.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.1.cmp(&b.1)));
         literals.dedup_by(|a, b| a.0 == b.0);
-        Redactor { literals }
+        Redactor::with_literals(literals)
+    }
+
+    fn with_literals(literals: Vec<(String, String)>) -> Self {
+        let patterns = literals
+            .iter()
+            .map(|(secret, _)| secret.as_str())
+            .chain(TOKEN_SHAPES.iter().map(|(prefix, _, _)| *prefix));
+        // Building fails only past the automaton's size limits, which a handful of
+        // secrets and prefixes cannot reach.
+        let prefilter = AhoCorasick::new(patterns).ok();
+        Redactor {
+            literals,
+            prefilter,
+        }
     }
 
     /// Adds one more literal secret (a token passed on the command line, say).
     pub fn add_secret(&mut self, label: &str, value: &str) {
         if value.len() >= MIN_SECRET_LEN && !self.literals.iter().any(|(v, _)| v == value) {
-            self.literals.push((value.to_owned(), label.to_owned()));
-            self.literals.sort_by_key(|l| std::cmp::Reverse(l.0.len()));
+            let mut literals = std::mem::take(&mut self.literals);
+            literals.push((value.to_owned(), label.to_owned()));
+            literals.sort_by_key(|l| std::cmp::Reverse(l.0.len()));
+            *self = Redactor::with_literals(literals);
         }
     }
 
     pub fn redact_in_place(&self, text: &mut String) {
+        if let Some(prefilter) = &self.prefilter
+            && !prefilter.is_match(text.as_str())
+        {
+            return;
+        }
         for (secret, name) in &self.literals {
             if text.contains(secret.as_str()) {
                 *text = text.replace(secret.as_str(), &format!("[redacted:{name}]"));

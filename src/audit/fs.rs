@@ -232,14 +232,21 @@ impl FsWriter {
 
     /// Queues bytes to append to `path` (created on first use); written by `flush_appends`.
     pub fn append(&mut self, path: &str, bytes: &[u8]) {
-        match self.pending_index.get(path) {
-            Some(i) => self.pending[*i].1.extend_from_slice(bytes),
+        self.append_buffer(path).extend_from_slice(bytes);
+    }
+
+    /// The bytes queued for `path` in this transaction, to append to in place.
+    pub fn append_buffer(&mut self, path: &str) -> &mut Vec<u8> {
+        let i = match self.pending_index.get(path) {
+            Some(i) => *i,
             None => {
                 self.pending_index
                     .insert(path.to_owned(), self.pending.len());
-                self.pending.push((path.to_owned(), bytes.to_vec()));
+                self.pending.push((path.to_owned(), Vec::new()));
+                self.pending.len() - 1
             }
-        }
+        };
+        &mut self.pending[i].1
     }
 
     async fn load_append(

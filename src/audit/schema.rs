@@ -119,12 +119,8 @@ pub fn files_genesis() -> String {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
-    }
+    let mut out = String::new();
+    hex_into(bytes, &mut out);
     out
 }
 
@@ -181,40 +177,50 @@ pub struct EventRowRef<'a> {
 
 /// `H(prev_hash || canonical row)`.
 pub fn event_hash(prev: &str, row: &EventRowRef<'_>) -> String {
-    // The same bytes as a `field`/`opt_field` sequence, gathered first: one hasher
-    // update per row is measurably cheaper than sixteen small ones on the writer's path.
-    let mut buf = Vec::with_capacity(96 + prev.len() + row.run.len() + row.payload.len());
-    let mut put = |value: &[u8]| {
+    hex(&event_digest(&mut Vec::new(), prev, row))
+}
+
+/// `event_hash` as raw bytes, gathering the canonical row in `buf` (cleared first) so
+/// the writer and `verify` reuse one buffer instead of allocating per row. One hasher
+/// update per row is also measurably cheaper than sixteen small ones.
+pub fn event_digest(buf: &mut Vec<u8>, prev: &str, row: &EventRowRef<'_>) -> [u8; 32] {
+    buf.clear();
+    let put = |buf: &mut Vec<u8>, value: &[u8]| {
         buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
         buf.extend_from_slice(value);
     };
-    put(prev.as_bytes());
-    put(row.run.as_bytes());
-    put(&row.seq.to_le_bytes());
+    put(buf, prev.as_bytes());
+    put(buf, row.run.as_bytes());
+    put(buf, &row.seq.to_le_bytes());
     match row.agent {
         Some(agent) => {
             buf.push(1);
-            buf.extend_from_slice(&(agent.len() as u64).to_le_bytes());
-            buf.extend_from_slice(agent.as_bytes());
+            put(buf, agent.as_bytes());
         }
         None => buf.push(0),
     }
     match row.turn {
         Some(turn) => {
             buf.push(1);
-            buf.extend_from_slice(&8u64.to_le_bytes());
-            buf.extend_from_slice(&turn.to_le_bytes());
+            put(buf, &turn.to_le_bytes());
         }
         None => buf.push(0),
     }
-    let mut put = |value: &[u8]| {
-        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
-        buf.extend_from_slice(value);
-    };
-    put(&row.ts.to_le_bytes());
-    put(row.kind.as_bytes());
-    put(row.payload.as_bytes());
-    hex(&Sha256::digest(&buf))
+    put(buf, &row.ts.to_le_bytes());
+    put(buf, row.kind.as_bytes());
+    put(buf, row.payload.as_bytes());
+    Sha256::digest(&buf[..]).into()
+}
+
+/// Lower-case hex of a digest into `out` (cleared first).
+pub fn hex_into(bytes: &[u8], out: &mut String) {
+    out.clear();
+    out.reserve(bytes.len() * 2);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
 }
 
 /// `H(prev_hash || canonical row)` for a `files` row (a whole file written once).
@@ -239,16 +245,45 @@ pub fn event_line(
     kind: &str,
     payload: &str,
 ) -> String {
-    let agent = agent.map_or_else(|| "null".to_owned(), json_string);
-    let turn = turn.map_or_else(|| "null".to_owned(), |t| t.to_string());
-    format!(
-        "{{\"seq\":{seq},\"ts_ms\":{ts},\"agent\":{agent},\"turn\":{turn},\"kind\":{},\"payload\":{payload}}}\n",
-        json_string(kind)
-    )
+    let mut out = Vec::new();
+    write_event_line(&mut out, seq, ts, agent, turn, kind, payload);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
+/// `event_line`, appended to `out` without intermediate strings (the writer's and
+/// `verify`'s path: one line per event).
+pub fn write_event_line(
+    out: &mut Vec<u8>,
+    seq: i64,
+    ts: i64,
+    agent: Option<&str>,
+    turn: Option<i64>,
+    kind: &str,
+    payload: &str,
+) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(digits.format(seq).as_bytes());
+    out.extend_from_slice(b",\"ts_ms\":");
+    out.extend_from_slice(digits.format(ts).as_bytes());
+    out.extend_from_slice(b",\"agent\":");
+    // Writing to a Vec cannot fail, and a `&str` always serializes.
+    match agent {
+        Some(agent) => {
+            let _ = serde_json::to_writer(&mut *out, agent);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"turn\":");
+    match turn {
+        Some(turn) => out.extend_from_slice(digits.format(turn).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"kind\":");
+    let _ = serde_json::to_writer(&mut *out, kind);
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(payload.as_bytes());
+    out.extend_from_slice(b"}\n");
 }
 
 /// The events file an event belongs to: its agent's, or the run's `timeline.jsonl`
@@ -330,6 +365,19 @@ mod tests {
         ] {
             assert_eq!(event_hash("prev", &row), streamed("prev", &row));
         }
+    }
+
+    /// Lines are part of what `verify` compares byte for byte: their form never changes.
+    #[test]
+    fn event_lines_keep_their_exact_form() {
+        assert_eq!(
+            event_line(3, 10, Some("planner"), None, "message", r#"{"text":"hi"}"#),
+            "{\"seq\":3,\"ts_ms\":10,\"agent\":\"planner\",\"turn\":null,\"kind\":\"message\",\"payload\":{\"text\":\"hi\"}}\n"
+        );
+        assert_eq!(
+            event_line(-1, 0, None, Some(7), "a\"b", "null"),
+            "{\"seq\":-1,\"ts_ms\":0,\"agent\":null,\"turn\":7,\"kind\":\"a\\\"b\",\"payload\":null}\n"
+        );
     }
 
     #[test]

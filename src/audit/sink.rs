@@ -15,7 +15,7 @@ use crate::audit::target::AuditTarget;
 use crate::audit::writer::{AuditOptions, Extra, PendingEvent, RunMeta, WriterMsg, run_writer};
 use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::sink::Sink;
-use crate::events::wire::encode;
+use crate::events::wire::{encode, millis};
 use crate::redact::Redactor;
 
 /// Events queued between the sink thread and the writer before `handle` blocks.
@@ -131,6 +131,23 @@ fn gone(target: &str) -> io::Error {
 
 /// Encodes an event into the row the writer stores.
 pub fn pending_event(event: &OrchEvent) -> PendingEvent {
+    if let OrchEventKind::Agent {
+        agent,
+        turn,
+        event: streamed,
+    } = &event.kind
+    {
+        // Nearly every event is one of these: serialize it straight to text rather
+        // than through a `serde_json::Value` (same fields, declaration order).
+        return PendingEvent {
+            ts: millis(event.at) as i64,
+            agent: Some(agent.clone()),
+            turn: Some(i64::from(*turn)),
+            kind: streamed.kind().to_owned(),
+            payload: serde_json::to_string(streamed).unwrap_or_else(|_| "null".to_owned()),
+            extra: Extra::None,
+        };
+    }
     let wire = encode(event);
     let extra = match &event.kind {
         OrchEventKind::TurnFinished(record) => Extra::Turn(record.clone()),
@@ -180,5 +197,35 @@ impl Drop for AuditSink {
         if let Err(err) = self.shutdown() {
             tracing::warn!(error = %err, "audit store was not closed cleanly");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::event::{AgentEvent, ItemStatus};
+
+    /// The direct encoding of streamed events stores what the wire form says.
+    #[test]
+    fn streamed_events_encode_like_the_wire_form() {
+        let event = OrchEvent::now(OrchEventKind::Agent {
+            agent: "builder".into(),
+            turn: 2,
+            event: AgentEvent::Command {
+                id: Some("item_1".into()),
+                command: "cargo test \"quoted\"\n".into(),
+                status: ItemStatus::Failed,
+                exit_code: Some(101),
+                output: None,
+            },
+        });
+        let row = pending_event(&event);
+        let wire = encode(&event);
+        assert_eq!(row.ts, wire.ts_ms as i64);
+        assert_eq!(row.agent, wire.agent);
+        assert_eq!(row.turn, wire.turn.map(i64::from));
+        assert_eq!(row.kind, wire.kind);
+        let payload: serde_json::Value = serde_json::from_str(&row.payload).unwrap();
+        assert_eq!(payload, wire.payload);
     }
 }

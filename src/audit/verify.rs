@@ -4,16 +4,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use libsql::{Connection, Value};
+use libsql::{Connection, Row, Rows, Value, ValueType};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
-use crate::audit::reader::{collect, get, opt_int, opt_text, read_inode};
+use crate::audit::reader::{collect, get, opt_int, opt_text};
 use crate::audit::schema::{
     CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
-    event_hash, event_line, events_file, file_hash, files_genesis, hex, run_hash,
+    event_digest, events_file, file_hash, files_genesis, hex, hex_into, run_hash, write_event_line,
 };
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -74,10 +74,7 @@ async fn verify_snapshot(
             .await?
         }
     };
-    for s in &sessions {
-        report.runs += 1;
-        verify_events(conn, s, &mut report).await?;
-    }
+    verify_events(conn, session, &sessions, &mut report).await?;
     let file_runs = match session {
         Some(s) => vec![s.to_owned()],
         None => {
@@ -146,152 +143,292 @@ async fn check_accounted(
     Ok(())
 }
 
-/// Per events file: running hash and size of the lines the rows say it holds.
-#[derive(Default)]
-struct Expected {
-    hasher: Sha256,
-    size: i64,
+/// One events file, compared chunk by chunk with the lines its rows produce, as the
+/// rows stream by: no second pass and no hashing of either side.
+struct FileCheck {
+    path: String,
+    /// `None`: the file is missing.
+    ino: Option<i64>,
+    chunks: Option<Rows>,
+    chunk: Vec<u8>,
+    pos: usize,
+    /// Bytes the rows have accounted for so far.
+    offset: usize,
+    problem: Option<String>,
 }
 
+impl FileCheck {
+    async fn open(conn: &Connection, path: String) -> Result<FileCheck, AuditError> {
+        let ino = resolve(conn, &path).await?;
+        let chunks = match ino {
+            Some(ino) => Some(
+                conn.query(
+                    "SELECT data FROM fs_data WHERE ino = ?1 ORDER BY chunk_index",
+                    [ino],
+                )
+                .await
+                .map_err(AuditError::sql("read a file"))?,
+            ),
+            None => None,
+        };
+        Ok(FileCheck {
+            path,
+            ino,
+            chunks,
+            chunk: Vec::new(),
+            pos: 0,
+            offset: 0,
+            problem: None,
+        })
+    }
+
+    /// The next chunk, or `None` at the end of the file.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, AuditError> {
+        let Some(rows) = self.chunks.as_mut() else {
+            return Ok(None);
+        };
+        match rows.next().await.map_err(AuditError::sql("read a file"))? {
+            Some(row) => Ok(Some(
+                match row.get_value(0).map_err(AuditError::sql("read a file"))? {
+                    Value::Blob(bytes) => bytes,
+                    Value::Text(text) => text.into_bytes(),
+                    _ => Vec::new(),
+                },
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The file must continue with `line`, the line of events row `seq`.
+    async fn expect(&mut self, line: &[u8], seq: i64) -> Result<(), AuditError> {
+        let at = self.offset;
+        self.offset += line.len();
+        if self.problem.is_some() || self.ino.is_none() {
+            return Ok(());
+        }
+        let mut rest = line;
+        while !rest.is_empty() {
+            if self.pos == self.chunk.len() {
+                match self.next_chunk().await? {
+                    Some(chunk) => (self.chunk, self.pos) = (chunk, 0),
+                    None => break,
+                }
+                continue;
+            }
+            let n = rest.len().min(self.chunk.len() - self.pos);
+            if self.chunk[self.pos..self.pos + n] != rest[..n] {
+                break;
+            }
+            self.pos += n;
+            rest = &rest[n..];
+        }
+        if !rest.is_empty() {
+            self.problem = Some(format!(
+                "file `{}` (ino {}): the line of events row seq={seq} at byte {at} does not match the row",
+                self.path,
+                self.ino.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
+    /// What is wrong with the file once every row has been seen, if anything.
+    async fn finish(mut self) -> Result<Option<String>, AuditError> {
+        let Some(ino) = self.ino else {
+            return Ok(Some(format!(
+                "file `{}` is missing ({} bytes of events expected)",
+                self.path, self.offset
+            )));
+        };
+        if self.problem.is_some() {
+            return Ok(self.problem);
+        }
+        let mut extra = self.chunk.len() - self.pos;
+        while let Some(chunk) = self.next_chunk().await? {
+            extra += chunk.len();
+        }
+        Ok((extra > 0).then(|| {
+            format!(
+                "file `{}` (ino {ino}): {extra} bytes after the last event row",
+                self.path
+            )
+        }))
+    }
+}
+
+/// A text column that may be NULL, borrowed from the row.
+fn opt_str(row: &Row, idx: i32) -> Result<Option<&str>, AuditError> {
+    match row
+        .column_type(idx)
+        .map_err(AuditError::sql("read a row"))?
+    {
+        ValueType::Null => Ok(None),
+        _ => row
+            .get_str(idx)
+            .map(Some)
+            .map_err(AuditError::sql("read a row")),
+    }
+}
+
+fn str_col(row: &Row, idx: i32) -> Result<&str, AuditError> {
+    row.get_str(idx).map_err(AuditError::sql("read a row"))
+}
+
+/// The chain and events files of one run, checked as its rows stream by.
+struct RunCheck {
+    prev: String,
+    want_seq: i64,
+    first_bad: Option<String>,
+    files: Vec<FileCheck>,
+    file_of_path: HashMap<String, usize>,
+    file_of_agent: HashMap<Option<String>, usize>,
+}
+
+/// Checks the `events` rows of `sessions` (every run when `only` is `None`): each run's
+/// hash chain from its `runs` row, and every events file against the rows' lines.
 async fn verify_events(
     conn: &Connection,
-    session: &str,
+    only: Option<&str>,
+    sessions: &[String],
     report: &mut VerifyReport,
 ) -> Result<(), AuditError> {
-    let run = collect(
-        conn,
-        "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
-        vec![Value::Text(session.to_owned())],
-        |r| {
-            Ok((
-                get::<i64>(r, 0)?,
-                get::<String>(r, 1)?,
-                get::<String>(r, 2)?,
-                get::<String>(r, 3)?,
-                get::<String>(r, 4)?,
-            ))
-        },
-    )
-    .await?;
-    let Some((started, prompt, backend, root, stored)) = run.into_iter().next() else {
-        return Ok(());
-    };
-    let start = run_hash(session, started, &prompt, &backend, &root);
-    if start != stored {
-        report.problems.push(format!(
-            "runs row `{session}`: hash does not match its content"
-        ));
+    let mut runs: HashMap<String, RunCheck> = HashMap::new();
+    for session in sessions {
+        report.runs += 1;
+        let run = collect(
+            conn,
+            "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
+            vec![Value::Text(session.to_owned())],
+            |r| {
+                Ok((
+                    get::<i64>(r, 0)?,
+                    get::<String>(r, 1)?,
+                    get::<String>(r, 2)?,
+                    get::<String>(r, 3)?,
+                    get::<String>(r, 4)?,
+                ))
+            },
+        )
+        .await?;
+        let Some((started, prompt, backend, root, stored)) = run.into_iter().next() else {
+            continue;
+        };
+        let start = run_hash(session, started, &prompt, &backend, &root);
+        if start != stored {
+            report.problems.push(format!(
+                "runs row `{session}`: hash does not match its content"
+            ));
+        }
+        runs.insert(
+            session.clone(),
+            RunCheck {
+                prev: start,
+                want_seq: 1,
+                first_bad: None,
+                files: Vec::new(),
+                file_of_path: HashMap::new(),
+                file_of_agent: HashMap::new(),
+            },
+        );
     }
-    let mut prev = start;
-    let mut expected: HashMap<String, Expected> = HashMap::new();
-    let mut first_bad: Option<String> = None;
-    let mut rows = conn
-        .query("SELECT rowid, seq, agent, turn, ts, kind, payload, hash FROM events WHERE run = ?1 ORDER BY seq", [session])
-        .await
-        .map_err(AuditError::sql("read events"))?;
-    let mut want_seq = 1;
+    // Every run at once: one pass over the table in insertion order, which is each
+    // run's seq order (the writer appends). One run: its own rows, through the index.
+    let mut rows = match only {
+        Some(session) => conn
+            .query(
+                "SELECT rowid, run, seq, agent, turn, ts, kind, payload, hash FROM events WHERE run = ?1 ORDER BY seq",
+                [session],
+            )
+            .await,
+        None => conn
+            .query(
+                "SELECT rowid, run, seq, agent, turn, ts, kind, payload, hash FROM events ORDER BY rowid",
+                (),
+            )
+            .await,
+    }
+    .map_err(AuditError::sql("read events"))?;
+    let (mut hash_buf, mut computed, mut line) = (Vec::new(), String::new(), Vec::new());
+    let mut orphans: Vec<String> = Vec::new();
     while let Some(r) = rows.next().await.map_err(AuditError::sql("read events"))? {
         report.events += 1;
-        let (rowid, seq): (i64, i64) = (get(&r, 0)?, get(&r, 1)?);
-        let (agent, turn) = (opt_text(&r, 2)?, opt_int(&r, 3)?);
-        let (ts, kind, payload, hash): (i64, String, String, String) =
-            (get(&r, 4)?, get(&r, 5)?, get(&r, 6)?, get(&r, 7)?);
+        let session = str_col(&r, 1)?;
+        let Some(run) = runs.get_mut(session) else {
+            if !orphans.iter().any(|o| o == session) {
+                orphans.push(session.to_owned());
+            }
+            continue;
+        };
+        let (rowid, seq): (i64, i64) = (get(&r, 0)?, get(&r, 2)?);
+        let (agent, turn) = (opt_str(&r, 3)?, opt_int(&r, 4)?);
+        let ts: i64 = get(&r, 5)?;
+        let (kind, payload, hash) = (str_col(&r, 6)?, str_col(&r, 7)?, str_col(&r, 8)?);
         let row = EventRowRef {
             run: session,
             seq,
-            agent: agent.as_deref(),
+            agent,
             turn,
             ts,
-            kind: &kind,
-            payload: &payload,
+            kind,
+            payload,
         };
-        let computed = event_hash(&prev, &row);
-        if first_bad.is_none() {
+        hex_into(&event_digest(&mut hash_buf, &run.prev, &row), &mut computed);
+        if run.first_bad.is_none() {
+            let want_seq = run.want_seq;
             if seq != want_seq {
-                first_bad = Some(format!(
+                run.first_bad = Some(format!(
                     "events row run=`{session}` seq={seq} (rowid {rowid}): expected seq {want_seq}, a row is missing"
                 ));
             } else if computed != hash {
-                first_bad = Some(format!(
+                run.first_bad = Some(format!(
                     "events row run=`{session}` seq={seq} (rowid {rowid}): hash chain broken, the row was changed"
                 ));
             }
         }
-        want_seq = seq + 1;
-        prev = hash;
-        let line = event_line(seq, ts, agent.as_deref(), turn, &kind, &payload);
-        let file = expected
-            .entry(events_file(session, agent.as_deref()))
-            .or_default();
-        file.hasher.update(line.as_bytes());
-        file.size += line.len() as i64;
+        run.want_seq = seq + 1;
+        run.prev.clear();
+        run.prev.push_str(hash);
+        line.clear();
+        write_event_line(&mut line, seq, ts, agent, turn, kind, payload);
+        let agent = agent.map(str::to_owned);
+        let index = match run.file_of_agent.get(&agent) {
+            Some(index) => *index,
+            None => {
+                let path = events_file(session, agent.as_deref());
+                let index = match run.file_of_path.get(&path) {
+                    Some(index) => *index,
+                    None => {
+                        run.files.push(FileCheck::open(conn, path.clone()).await?);
+                        run.file_of_path.insert(path, run.files.len() - 1);
+                        run.files.len() - 1
+                    }
+                };
+                run.file_of_agent.insert(agent, index);
+                index
+            }
+        };
+        run.files[index].expect(&line, seq).await?;
     }
-    if let Some(problem) = first_bad {
-        report.problems.push(problem);
+    for session in orphans {
+        report.problems.push(format!(
+            "events rows of run `{session}` have no runs row: the runs row was removed"
+        ));
     }
-    let mut paths: Vec<_> = expected.into_iter().collect();
-    paths.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, want) in paths {
-        let want_hash = hex(&want.hasher.finalize());
-        let Some(ino) = resolve(conn, &path).await? else {
-            report.problems.push(format!(
-                "file `{path}` is missing ({} bytes of events expected)",
-                want.size
-            ));
+    for session in sessions {
+        let Some(mut run) = runs.remove(session) else {
             continue;
         };
-        if hash_inode(conn, ino).await? != (want.size, want_hash) {
-            // Rare path: load the file to name the first line that differs.
-            let content = read_inode(conn, ino).await?;
-            report
-                .problems
-                .push(describe_events_file_mismatch(conn, session, &path, ino, &content).await?);
+        if let Some(problem) = run.first_bad.take() {
+            report.problems.push(problem);
+        }
+        run.files.sort_by(|a, b| a.path.cmp(&b.path));
+        for file in run.files {
+            if let Some(problem) = file.finish().await? {
+                report.problems.push(problem);
+            }
         }
     }
     Ok(())
-}
-
-/// Finds the first line of an events file that differs from its row.
-async fn describe_events_file_mismatch(
-    conn: &Connection,
-    session: &str,
-    path: &str,
-    ino: i64,
-    content: &[u8],
-) -> Result<String, AuditError> {
-    let mut rows = conn
-        .query(
-            "SELECT seq, agent, turn, ts, kind, payload FROM events WHERE run = ?1 ORDER BY seq",
-            [session],
-        )
-        .await
-        .map_err(AuditError::sql("read events"))?;
-    let mut offset = 0usize;
-    while let Some(r) = rows.next().await.map_err(AuditError::sql("read events"))? {
-        let (seq, agent, turn) = (get::<i64>(&r, 0)?, opt_text(&r, 1)?, opt_int(&r, 2)?);
-        if events_file(session, agent.as_deref()) != path {
-            continue;
-        }
-        let line = event_line(
-            seq,
-            get(&r, 3)?,
-            agent.as_deref(),
-            turn,
-            &get::<String>(&r, 4)?,
-            &get::<String>(&r, 5)?,
-        );
-        let end = offset + line.len();
-        if content.get(offset..end) != Some(line.as_bytes()) {
-            return Ok(format!(
-                "file `{path}` (ino {ino}): the line of events row seq={seq} at byte {offset} does not match the row"
-            ));
-        }
-        offset = end;
-    }
-    Ok(format!(
-        "file `{path}` (ino {ino}): {} bytes after the last event row",
-        content.len().saturating_sub(offset)
-    ))
 }
 
 async fn verify_files(

@@ -20,8 +20,8 @@ use crate::audit::record::{
     turn_document, turn_path,
 };
 use crate::audit::schema::{
-    EventRowRef, event_hash, event_line, events_file, file_hash, files_genesis, run_hash,
-    sha256_hex,
+    EventRowRef, event_digest, events_file, file_hash, files_genesis, hex_into, run_hash,
+    sha256_hex, write_event_line,
 };
 use crate::audit::target::{AuditTarget, Store, open_for_writing};
 use crate::events::event::{InterruptSummary, TurnRecord};
@@ -92,6 +92,10 @@ struct WriterContext {
     /// The full-size `INSERT INTO events`, prepared once (local stores only): parsing a
     /// 100-row statement for every 100 events costs more than binding it.
     insert_full: Option<Statement>,
+    /// Each agent's events file path (`None`: the run's timeline), built once.
+    event_files: std::collections::HashMap<Option<String>, String>,
+    /// Scratch space for the canonical form of a row while it is hashed.
+    hash_buf: Vec<u8>,
 }
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
@@ -181,6 +185,8 @@ impl WriterContext {
             fs,
             memory_dir: options.memory_dir,
             insert_full: None,
+            event_files: std::collections::HashMap::new(),
+            hash_buf: Vec::new(),
         })
     }
 
@@ -318,7 +324,15 @@ impl WriterContext {
             .map_err(AuditError::sql("begin a transaction"))?;
         self.fs.begin();
         let (mut seq, mut prev) = (self.seq, self.prev.clone());
-        let mut values: Vec<Value> = Vec::with_capacity(EVENT_ROWS_PER_STATEMENT * 8);
+        let mut digest_hex = String::with_capacity(64);
+        // `?1` is the run in every row of a statement; each row adds seven values.
+        let session = self.session.clone();
+        let new_values = || {
+            let mut values = Vec::with_capacity(1 + EVENT_ROWS_PER_STATEMENT * 7);
+            values.push(Value::Text(session.clone()));
+            values
+        };
+        let mut values: Vec<Value> = new_values();
         let mut rows_in_statement = 0;
         for event in batch {
             seq += 1;
@@ -331,8 +345,17 @@ impl WriterContext {
                 kind: &event.kind,
                 payload: &event.payload,
             };
-            prev = event_hash(&prev, &row);
-            let line = event_line(
+            hex_into(
+                &event_digest(&mut self.hash_buf, &prev, &row),
+                &mut digest_hex,
+            );
+            std::mem::swap(&mut prev, &mut digest_hex);
+            let path = self
+                .event_files
+                .entry(event.agent.clone())
+                .or_insert_with(|| events_file(&self.session, event.agent.as_deref()));
+            write_event_line(
+                self.fs.append_buffer(path),
                 seq,
                 event.ts,
                 row.agent,
@@ -340,10 +363,7 @@ impl WriterContext {
                 &event.kind,
                 &event.payload,
             );
-            self.fs
-                .append(&events_file(&self.session, row.agent), line.as_bytes());
             values.extend([
-                Value::Text(self.session.clone()),
                 Value::Integer(seq),
                 event.agent.clone().map_or(Value::Null, Value::Text),
                 event.turn.map_or(Value::Null, Value::Integer),
@@ -354,8 +374,8 @@ impl WriterContext {
             ]);
             rows_in_statement += 1;
             if rows_in_statement == EVENT_ROWS_PER_STATEMENT {
-                self.insert_full_statement(std::mem::take(&mut values))
-                    .await?;
+                let full = std::mem::replace(&mut values, new_values());
+                self.insert_full_statement(full).await?;
                 rows_in_statement = 0;
             }
         }
@@ -476,14 +496,21 @@ impl WriterContext {
     }
 }
 
+/// `rows` rows: `?1` is the run, bound once; each row numbers its own seven values.
 fn insert_events_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(80 + rows * 18);
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(80 + rows * 48);
     sql.push_str("INSERT INTO events (run, seq, agent, turn, ts, kind, payload, hash) VALUES ");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?,?)");
+        let first = 2 + i * 7;
+        sql.push_str("(?1");
+        for n in first..first + 7 {
+            let _ = write!(sql, ",?{n}");
+        }
+        sql.push(')');
     }
     sql
 }

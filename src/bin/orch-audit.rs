@@ -8,7 +8,11 @@ use orch::audit::commands;
 use orch::cli::audit_args::AuditArgs;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    orch::alloc::configure();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
