@@ -278,6 +278,8 @@ fn str_col(row: &Row, idx: i32) -> Result<&str, AuditError> {
 struct RunCheck {
     prev: String,
     want_seq: i64,
+    /// Rows are appended, so a run's rowids grow with its seq.
+    last_rowid: i64,
     first_bad: Option<String>,
     files: Vec<FileCheck>,
     file_of_path: HashMap<String, usize>,
@@ -324,6 +326,7 @@ async fn verify_events(
             RunCheck {
                 prev: start,
                 want_seq: 1,
+                last_rowid: i64::MIN,
                 first_bad: None,
                 files: Vec::new(),
                 file_of_path: HashMap::new(),
@@ -383,9 +386,14 @@ async fn verify_events(
                 run.first_bad = Some(format!(
                     "events row run=`{session}` seq={seq} (rowid {rowid}): hash chain broken, the row was changed"
                 ));
+            } else if rowid < run.last_rowid {
+                run.first_bad = Some(format!(
+                    "events row run=`{session}` seq={seq} (rowid {rowid}): stored before the row ahead of it, a row was removed and put back"
+                ));
             }
         }
         run.want_seq = seq + 1;
+        run.last_rowid = rowid;
         run.prev.clear();
         run.prev.push_str(hash);
         line.clear();

@@ -7,7 +7,7 @@
 //! (`flush`, `close`) are answered only after the commit that covers them.
 //! There is no update or delete of history here, by design.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use libsql::{Connection, Statement, Value, params_from_iter};
@@ -33,6 +33,9 @@ pub const MAX_BATCH: usize = 1000;
 /// even when a commit has to wait for a core, and a saturated stream fills its 1000
 /// events long before either limit.
 pub const MAX_DELAY: Duration = Duration::from_millis(25);
+/// How often the writer looks for more events while it gathers a batch; a tick with
+/// none commits what it has.
+const GATHER_TICK: Duration = Duration::from_millis(2);
 /// Rows per multi-row `INSERT INTO events`.
 const EVENT_ROWS_PER_STATEMENT: usize = 100;
 
@@ -200,35 +203,38 @@ impl WriterContext {
         let mut closing: Option<SyncSender<Result<(), String>>> = None;
         let mut disconnected = false;
         loop {
-            // Block for the first message, then take what is queued, up to a batch.
+            // Block for the first message, then gather: take what is queued, and while
+            // events keep coming, look again every `GATHER_TICK` (sleeping, not waking
+            // per event) until the batch is full, a barrier asks, `MAX_DELAY` passes, or
+            // a whole tick brings nothing.
             match rx.recv() {
                 Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
                 Err(_) => disconnected = true,
             }
             let started = Instant::now();
-            while !disconnected
-                && closing.is_none()
-                && waiters.is_empty()
-                && batch.len() < MAX_BATCH
-            {
-                match rx.try_recv() {
-                    Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
-                    Err(TryRecvError::Empty) => {
-                        // Nothing queued: a short wait lets a burst join this transaction.
-                        let left = MAX_DELAY
-                            .saturating_sub(started.elapsed())
-                            .min(Duration::from_millis(2));
-                        if left.is_zero() {
-                            break;
+            loop {
+                let mut arrived = false;
+                while !disconnected && batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(msg) => {
+                            arrived = true;
+                            self.take(msg, &mut batch, &mut waiters, &mut closing);
                         }
-                        match rx.recv_timeout(left) {
-                            Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
-                            Err(RecvTimeoutError::Timeout) => break,
-                            Err(RecvTimeoutError::Disconnected) => disconnected = true,
-                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => disconnected = true,
                     }
-                    Err(TryRecvError::Disconnected) => disconnected = true,
                 }
+                let left = MAX_DELAY.saturating_sub(started.elapsed());
+                if disconnected
+                    || closing.is_some()
+                    || !waiters.is_empty()
+                    || batch.len() >= MAX_BATCH
+                    || left.is_zero()
+                    || (!arrived && started.elapsed() >= GATHER_TICK)
+                {
+                    break;
+                }
+                std::thread::sleep(left.min(GATHER_TICK));
             }
             let outcome = self
                 .commit(&mut batch)

@@ -38,7 +38,16 @@ fn has_sqlite3() -> bool {
 }
 
 fn verify_fails_with(db: &Path, needle: &str) {
-    let untouched = orch_audit(db, &["verify", SESSION]);
+    verify_args_fail_with(db, &["verify", SESSION], needle);
+}
+
+/// `verify` of every run (one pass over the table) names the problem too.
+fn verify_all_fails_with(db: &Path, needle: &str) {
+    verify_args_fail_with(db, &["verify"], needle);
+}
+
+fn verify_args_fail_with(db: &Path, args: &[&str], needle: &str) {
+    let untouched = orch_audit(db, args);
     assert_eq!(
         untouched.status.code(),
         Some(1),
@@ -182,6 +191,72 @@ async fn removed_rows_are_noticed() {
         &copy,
         &format!("file `/runs/{SESSION}/events/planner.jsonl`"),
     );
+    // The run's own row: its events are vouched for by nothing.
+    let runless = dir.path().join("runless.db");
+    std::fs::copy(&db, &runless).unwrap();
+    sqlite(
+        &runless,
+        &format!("DELETE FROM runs WHERE session='{SESSION}'"),
+    );
+    verify_all_fails_with(
+        &runless,
+        &format!("events rows of run `{SESSION}` have no runs row"),
+    );
+}
+
+/// A row taken out and put back unchanged lands after its successors: the chain no
+/// longer reads in order, for one run or for every run.
+#[tokio::test]
+async fn a_row_removed_and_put_back_is_noticed() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    sqlite(
+        &db,
+        &format!(
+            "CREATE TABLE moved AS SELECT * FROM events WHERE run='{SESSION}' AND seq=3; \
+             DELETE FROM events WHERE run='{SESSION}' AND seq=3; \
+             INSERT INTO events SELECT * FROM moved; DROP TABLE moved;"
+        ),
+    );
+    verify_fails_with(&db, &format!("events row run=`{SESSION}` seq=4"));
+    verify_all_fails_with(&db, &format!("events row run=`{SESSION}` seq=4"));
+}
+
+/// Bytes cut from or added to the end of an events file are named.
+#[tokio::test]
+async fn a_cut_or_extended_events_file_is_named() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    let ino = "(SELECT ino FROM fs_dentry WHERE name='planner.jsonl')";
+    let last = format!("(SELECT MAX(chunk_index) FROM fs_data WHERE ino={ino})");
+    let extended = dir.path().join("extended.db");
+    std::fs::copy(&db, &extended).unwrap();
+    sqlite(
+        &db,
+        &format!(
+            "UPDATE fs_data SET data = substr(data, 1, length(data) - 1) WHERE ino={ino} AND chunk_index={last}; \
+             UPDATE fs_inode SET size = size - 1 WHERE ino={ino};"
+        ),
+    );
+    verify_fails_with(
+        &db,
+        &format!("file `/runs/{SESSION}/events/planner.jsonl` (ino"),
+    );
+    sqlite(
+        &extended,
+        &format!(
+            "INSERT INTO fs_data (ino, chunk_index, data) SELECT {ino}, {last} + 1, X'7B7D0A'; \
+             UPDATE fs_inode SET size = size + 3 WHERE ino={ino};"
+        ),
+    );
+    verify_fails_with(&extended, "3 bytes after the last event row");
+    verify_all_fails_with(&extended, "3 bytes after the last event row");
 }
 
 fn unhex(text: &str) -> Vec<u8> {
