@@ -5,6 +5,8 @@
 //! form of a row that its hash covers. No triggers, CHECK constraints, GENERATED
 //! columns or FTS5: AgentFS readers refuse files that have them.
 
+use std::collections::HashMap;
+
 use sha2::{Digest, Sha256};
 
 /// AgentFS chunk size for `fs_data` (the SDK default; stored in `fs_config`).
@@ -295,6 +297,58 @@ pub fn events_file(session: &str, agent: Option<&str>) -> String {
     }
 }
 
+/// One value per events-file owner: each agent, or the run's timeline (`None`). Looked
+/// up by `Option<&str>` without allocating, which a `HashMap<Option<String>, _>` keyed
+/// by owned ids cannot do; the writer and `verify` look one up for every event.
+#[derive(Debug)]
+pub struct ByAgent<T> {
+    items: Vec<T>,
+    timeline: Option<usize>,
+    agents: HashMap<String, usize>,
+}
+
+impl<T> Default for ByAgent<T> {
+    fn default() -> Self {
+        ByAgent {
+            items: Vec::new(),
+            timeline: None,
+            agents: HashMap::new(),
+        }
+    }
+}
+
+impl<T> ByAgent<T> {
+    pub fn get(&self, agent: Option<&str>) -> Option<&T> {
+        let index = match agent {
+            None => self.timeline?,
+            Some(agent) => *self.agents.get(agent)?,
+        };
+        self.items.get(index)
+    }
+
+    pub fn get_or_insert_with(&mut self, agent: Option<&str>, make: impl FnOnce() -> T) -> &mut T {
+        let known = match agent {
+            None => self.timeline,
+            Some(agent) => self.agents.get(agent).copied(),
+        };
+        let index = match known {
+            Some(index) => index,
+            None => {
+                self.items.push(make());
+                let index = self.items.len() - 1;
+                match agent {
+                    None => self.timeline = Some(index),
+                    Some(agent) => {
+                        self.agents.insert(agent.to_owned(), index);
+                    }
+                }
+                index
+            }
+        };
+        &mut self.items[index]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +432,17 @@ mod tests {
             event_line(-1, 0, None, Some(7), "a\"b", "null"),
             "{\"seq\":-1,\"ts_ms\":0,\"agent\":null,\"turn\":7,\"kind\":\"a\\\"b\",\"payload\":null}\n"
         );
+    }
+
+    #[test]
+    fn by_agent_keeps_the_timeline_apart_from_every_agent() {
+        let mut map = ByAgent::default();
+        assert_eq!(map.get(None), None);
+        *map.get_or_insert_with(Some("a"), || 1) += 10;
+        map.get_or_insert_with(None, || 2);
+        assert_eq!(*map.get_or_insert_with(Some("a"), || 99), 11);
+        assert_eq!(map.get(None), Some(&2));
+        assert_eq!(map.get(Some("b")), None);
     }
 
     #[test]

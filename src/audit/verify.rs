@@ -12,7 +12,7 @@ use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
 use crate::audit::reader::{collect, get, opt_int, opt_text};
 use crate::audit::schema::{
-    CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
+    ByAgent, CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
     event_digest, events_file, file_hash, files_genesis, hex, hex_into, run_hash, write_event_line,
 };
 
@@ -283,7 +283,7 @@ struct RunCheck {
     first_bad: Option<String>,
     files: Vec<FileCheck>,
     file_of_path: HashMap<String, usize>,
-    file_of_agent: HashMap<Option<String>, usize>,
+    file_of_agent: ByAgent<usize>,
 }
 
 /// Checks the `events` rows of `sessions` (every run when `only` is `None`): each run's
@@ -330,7 +330,7 @@ async fn verify_events(
                 first_bad: None,
                 files: Vec::new(),
                 file_of_path: HashMap::new(),
-                file_of_agent: HashMap::new(),
+                file_of_agent: ByAgent::default(),
             },
         );
     }
@@ -398,11 +398,10 @@ async fn verify_events(
         run.prev.push_str(hash);
         line.clear();
         write_event_line(&mut line, seq, ts, agent, turn, kind, payload);
-        let agent = agent.map(str::to_owned);
-        let index = match run.file_of_agent.get(&agent) {
+        let index = match run.file_of_agent.get(agent) {
             Some(index) => *index,
             None => {
-                let path = events_file(session, agent.as_deref());
+                let path = events_file(session, agent);
                 let index = match run.file_of_path.get(&path) {
                     Some(index) => *index,
                     None => {
@@ -411,8 +410,7 @@ async fn verify_events(
                         run.files.len() - 1
                     }
                 };
-                run.file_of_agent.insert(agent, index);
-                index
+                *run.file_of_agent.get_or_insert_with(agent, || index)
             }
         };
         run.files[index].expect(&line, seq).await?;

@@ -20,7 +20,7 @@ use crate::audit::record::{
     turn_document, turn_path,
 };
 use crate::audit::schema::{
-    EventRowRef, event_digest, events_file, file_hash, files_genesis, hex_into, run_hash,
+    ByAgent, EventRowRef, event_digest, events_file, file_hash, files_genesis, hex_into, run_hash,
     sha256_hex, write_event_line,
 };
 use crate::audit::target::{AuditTarget, Store, open_for_writing};
@@ -99,7 +99,7 @@ struct WriterContext {
     /// 100-row statement for every 100 events costs more than binding it.
     insert_full: Option<Statement>,
     /// Each agent's events file path (`None`: the run's timeline), built once.
-    event_files: std::collections::HashMap<Option<String>, String>,
+    event_files: ByAgent<String>,
     /// Scratch space for the canonical form of a row while it is hashed.
     hash_buf: Vec<u8>,
 }
@@ -192,7 +192,7 @@ impl WriterContext {
             fs,
             memory_dir: options.memory_dir,
             insert_full: None,
-            event_files: std::collections::HashMap::new(),
+            event_files: ByAgent::default(),
             hash_buf: Vec::new(),
         })
     }
@@ -362,8 +362,7 @@ impl WriterContext {
             std::mem::swap(&mut prev, &mut digest_hex);
             let path = self
                 .event_files
-                .entry(event.agent.clone())
-                .or_insert_with(|| events_file(&self.session, event.agent.as_deref()));
+                .get_or_insert_with(row.agent, || events_file(&self.session, row.agent));
             write_event_line(
                 self.fs.append_buffer(path),
                 seq,
