@@ -231,10 +231,6 @@ impl FsWriter {
     }
 
     /// Queues bytes to append to `path` (created on first use); written by `flush_appends`.
-    pub fn append(&mut self, path: &str, bytes: &[u8]) {
-        self.append_buffer(path).extend_from_slice(bytes);
-    }
-
     /// The bytes queued for `path` in this transaction, to append to in place.
     pub fn append_buffer(&mut self, path: &str) -> &mut Vec<u8> {
         let i = match self.pending_index.get(path) {
