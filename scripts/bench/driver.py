@@ -82,23 +82,31 @@ def settle():
     os.sync()
 
 
-def run(argv, env, cwd=None, timeout=900, stdout=subprocess.DEVNULL, check=True):
-    """Runs argv in its own process group; returns (seconds, CompletedProcess-ish)."""
+def timed(argv, env, cwd=None, timeout=900, stdout=subprocess.DEVNULL, on_start=None):
+    """Runs argv in its own process group after `settle()`, killing the group on timeout.
+    `on_start(proc)` runs once the process has started (sampling, probing); returns
+    (seconds, stdout, stderr, exit code, what on_start returned)."""
     settle()
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=stdout,
                             stderr=subprocess.PIPE, start_new_session=True)
+    extra = on_start(proc) if on_start else None
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise RuntimeError(f"timed out after {timeout}s: {' '.join(map(str, argv))}")
-    took = time.perf_counter() - started
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"exit {proc.returncode}: {' '.join(map(str, argv))}\n"
+    return time.perf_counter() - started, out, err, proc.returncode, extra
+
+
+def run(argv, env, cwd=None, timeout=900, stdout=subprocess.DEVNULL, check=True):
+    """Runs argv in its own process group; returns (seconds, stdout, exit code)."""
+    took, out, err, code, _ = timed(argv, env, cwd=cwd, timeout=timeout, stdout=stdout)
+    if check and code != 0:
+        raise RuntimeError(f"exit {code}: {' '.join(map(str, argv))}\n"
                            f"{(err or b'').decode(errors='replace')[-2000:]}")
-    return took, out, proc.returncode
+    return took, out, code
 
 
 def run_json(argv, env, timeout=900):
@@ -159,23 +167,16 @@ def launch(scratch, project, config, session, extra=(), timeout=900, watch=None,
         cfg.write_text(config)
         argv += ["--agents-config", str(cfg)]
     argv += list(extra)
-    settle()
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=scratch.env, cwd=project, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    watcher = Watch(proc.pid) if watch else None
-    extra_result = during(proc) if during else None
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise RuntimeError(f"launch timed out after {timeout}s")
-    took = time.perf_counter() - started
+
+    def started(proc):
+        return (Watch(proc.pid) if watch else None), (during(proc) if during else None)
+
+    took, _, err, code, (watcher, extra_result) = timed(argv, scratch.env, cwd=project,
+                                                        timeout=timeout, on_start=started)
     if watcher:
         watcher.finish()
-    if proc.returncode != 0:
-        raise RuntimeError(f"launch exited {proc.returncode}:\n{err.decode(errors='replace')[-3000:]}")
+    if code != 0:
+        raise RuntimeError(f"launch exited {code}:\n{err.decode(errors='replace')[-3000:]}")
     return {"seconds": took, "peak_rss_kb": watcher.hwm_kb if watcher else None,
             "during": extra_result}
 
