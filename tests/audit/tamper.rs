@@ -175,8 +175,7 @@ async fn removed_rows_are_noticed() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_store(dir.path()).await;
-    let copy = dir.path().join("copy.db");
-    std::fs::copy(&db, &copy).unwrap();
+    let copy = copy_of(&db, "copy.db");
     // The last turn file's row: the file is still there, nothing vouches for it.
     sqlite(
         &db,
@@ -192,8 +191,7 @@ async fn removed_rows_are_noticed() {
         &format!("file `/runs/{SESSION}/events/planner.jsonl`"),
     );
     // The run's own row: its events are vouched for by nothing.
-    let runless = dir.path().join("runless.db");
-    std::fs::copy(&db, &runless).unwrap();
+    let runless = copy_of(&db, "runless.db");
     sqlite(
         &runless,
         &format!("DELETE FROM runs WHERE session='{SESSION}'"),
@@ -235,8 +233,7 @@ async fn a_cut_or_extended_events_file_is_named() {
     let db = fresh_store(dir.path()).await;
     let ino = "(SELECT ino FROM fs_dentry WHERE name='planner.jsonl')";
     let last = format!("(SELECT MAX(chunk_index) FROM fs_data WHERE ino={ino})");
-    let extended = dir.path().join("extended.db");
-    std::fs::copy(&db, &extended).unwrap();
+    let extended = copy_of(&db, "extended.db");
     sqlite(
         &db,
         &format!(
@@ -257,6 +254,13 @@ async fn a_cut_or_extended_events_file_is_named() {
     );
     verify_fails_with(&extended, "3 bytes after the last event row");
     verify_all_fails_with(&extended, "3 bytes after the last event row");
+}
+
+/// A copy of the store beside it, to tamper with separately.
+fn copy_of(db: &Path, name: &str) -> std::path::PathBuf {
+    let copy = db.with_file_name(name);
+    std::fs::copy(db, &copy).unwrap();
+    copy
 }
 
 fn unhex(text: &str) -> Vec<u8> {
