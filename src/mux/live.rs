@@ -10,14 +10,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::mux::error::MuxError;
 use crate::mux::layout::zellij_layout;
 use crate::mux::plan::{LayoutPlan, PanePlan, placement_for_slot};
 use crate::mux::session::SessionState;
 use crate::mux::tmux::TmuxClient;
-use crate::mux::zellij::ZellijClient;
+use crate::mux::zellij::{SESSION_WAIT, ZellijClient};
 use crate::mux::zellij_config::write_zellij_config_dir;
 
 /// The files a Zellij session of a run is made from.
@@ -239,8 +238,6 @@ impl LiveSession {
 
 /// How many times a Zellij session is created before we give up on it.
 const CREATE_TRIES: u32 = 3;
-/// How long a created Zellij session may take to show up as running.
-const CREATE_WAIT: Duration = Duration::from_secs(10);
 
 /// `attach --create-background`, checked: the session must then show up as running.
 /// Right after a session of the same name was killed (a stale one, or one the user quit),
@@ -272,22 +269,15 @@ fn create_zellij_session(
     }
 }
 
+/// A created session must show up as running within [`SESSION_WAIT`].
 fn wait_until_running(client: &ZellijClient, session: &str) -> Result<(), MuxError> {
-    let start = Instant::now();
-    loop {
-        if client
-            .session(session)?
-            .is_some_and(|s| s.state == SessionState::Running)
-        {
-            return Ok(());
-        }
-        if start.elapsed() >= CREATE_WAIT {
-            return Err(MuxError::SessionDidNotStart {
-                session: session.to_owned(),
-                waited: CREATE_WAIT,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if client.wait_for_session(session, |state| state == Some(SessionState::Running))? {
+        Ok(())
+    } else {
+        Err(MuxError::SessionDidNotStart {
+            session: session.to_owned(),
+            waited: SESSION_WAIT,
+        })
     }
 }
 

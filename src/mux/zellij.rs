@@ -204,32 +204,34 @@ impl ZellijClient {
             // `delete-session --force` kills, then races the dying server and may fail
             // with "not found"; kill, wait for it to go, then delete what is left.
             let _ = self.kill_session(name);
-            self.wait_for_session(name, |state| state != Some(SessionState::Running))?;
+            if !self.wait_for_session(name, |state| state != Some(SessionState::Running))? {
+                return Err(stale(name));
+            }
         }
         if self.session(name)?.is_some() {
             let _ = self.delete_session(name);
-            self.wait_for_session(name, |state| state.is_none())?;
+            if !self.wait_for_session(name, |state| state.is_none())? {
+                return Err(stale(name));
+            }
         }
         Ok(Some(existing.state))
     }
 
-    /// Polls `list-sessions` until `done(state of name)`, at most [`SESSION_WAIT`].
-    fn wait_for_session(
+    /// Polls `list-sessions` until `done(state of name)`; `false` if [`SESSION_WAIT`]
+    /// passes first.
+    pub fn wait_for_session(
         &self,
         name: &str,
         done: impl Fn(Option<SessionState>) -> bool,
-    ) -> Result<(), MuxError> {
+    ) -> Result<bool, MuxError> {
         let start = Instant::now();
         loop {
             let state = self.session(name)?.map(|session| session.state);
             if done(state) {
-                return Ok(());
+                return Ok(true);
             }
             if start.elapsed() >= SESSION_WAIT {
-                return Err(MuxError::StaleSession {
-                    session: name.to_owned(),
-                    waited: SESSION_WAIT,
-                });
+                return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -473,6 +475,14 @@ fn opt_eq(opt: &str, value: impl AsRef<std::ffi::OsStr>) -> OsString {
     arg.push("=");
     arg.push(value);
     arg
+}
+
+/// A session of that name would not go away within [`SESSION_WAIT`].
+fn stale(name: &str) -> MuxError {
+    MuxError::StaleSession {
+        session: name.to_owned(),
+        waited: SESSION_WAIT,
+    }
 }
 
 #[cfg(test)]
