@@ -5,6 +5,7 @@
 //! Writing: `AuditSink` (an event-bus sink) feeds one writer thread. Reading:
 //! `AuditReader` and `verify`, used by `orch-audit`. The CLI glue is in `commands`.
 
+pub mod checkpoint;
 pub mod commands;
 pub mod error;
 pub mod fs;

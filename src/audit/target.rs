@@ -97,18 +97,9 @@ pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError>
     }
     let store = build(target).await?;
     if !store.remote {
-        // `journal_mode` answers with a row, so it is a query, not an execute.
-        let mut rows = store
-            .conn
-            .query("PRAGMA journal_mode=WAL", ())
+        pragma(&store.conn, "PRAGMA journal_mode=WAL")
             .await
             .map_err(AuditError::sql("turn on WAL"))?;
-        while rows
-            .next()
-            .await
-            .map_err(AuditError::sql("turn on WAL"))?
-            .is_some()
-        {}
         // WAL + NORMAL survives a killed process; only a power cut may lose the last commit.
         store
             .conn
@@ -122,6 +113,14 @@ pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError>
         .await
         .map_err(AuditError::sql("create the schema"))?;
     Ok(store)
+}
+
+/// Runs a pragma that may answer with rows (`journal_mode`, `wal_checkpoint`,
+/// `wal_autocheckpoint`), which `execute` refuses, and reads them all.
+pub async fn pragma(conn: &Connection, sql: &str) -> Result<(), libsql::Error> {
+    let mut rows = conn.query(sql, ()).await?;
+    while rows.next().await?.is_some() {}
+    Ok(())
 }
 
 /// Opens an existing store for reading (and for `memory condense`, which appends).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use libsql::{Connection, Statement, Value, params_from_iter};
 
 use crate::agent::id::is_valid_agent_id;
+use crate::audit::checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use crate::audit::error::{AuditError, error_chain};
 use crate::audit::fs::FsWriter;
 use crate::audit::record::{
@@ -23,7 +24,7 @@ use crate::audit::schema::{
     ByAgent, EventRowRef, event_digest, events_file, file_hash, files_genesis, hex_into, run_hash,
     sha256_hex, write_event_line,
 };
-use crate::audit::target::{AuditTarget, Store, open_for_writing};
+use crate::audit::target::{AuditTarget, Store, open_for_writing, pragma};
 use crate::events::event::{InterruptSummary, TurnRecord};
 
 /// Most events per transaction.
@@ -102,6 +103,9 @@ struct WriterContext {
     event_files: ByAgent<String>,
     /// Scratch space for the canonical form of a row while it is hashed.
     hash_buf: Vec<u8>,
+    /// Copies committed WAL frames into the database file from another thread (local
+    /// stores, when it could be started).
+    checkpointer: Option<Checkpointer>,
 }
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
@@ -180,6 +184,10 @@ impl WriterContext {
         )
         .await?
         .unwrap_or((0, files_genesis()));
+        let checkpointer = match target {
+            AuditTarget::Local(path) => start_checkpointer(&conn, path).await,
+            AuditTarget::Remote { .. } => None,
+        };
         Ok(WriterContext {
             _store: store,
             conn,
@@ -194,6 +202,7 @@ impl WriterContext {
             insert_full: None,
             event_files: ByAgent::default(),
             hash_buf: Vec::new(),
+            checkpointer,
         })
     }
 
@@ -286,6 +295,11 @@ impl WriterContext {
             }
         }
         batch.clear();
+        if result.is_ok()
+            && let Some(checkpointer) = &self.checkpointer
+        {
+            checkpointer.nudge();
+        }
         result
     }
 
@@ -491,27 +505,44 @@ impl WriterContext {
     }
 
     /// Folds the WAL into the main file so a copy of the file alone is complete.
-    async fn checkpoint(&self) -> Result<(), String> {
+    async fn checkpoint(&mut self) -> Result<(), String> {
         if self.remote {
             return Ok(());
         }
-        match self.conn.query("PRAGMA wal_checkpoint(TRUNCATE)", ()).await {
-            Ok(mut rows) => {
-                while let Ok(Some(_)) = rows.next().await {}
-                Ok(())
-            }
-            Err(err) => Err(format!("failed to checkpoint the audit store: {err}")),
+        // A background checkpoint in progress would make this one wait for its lock.
+        if let Some(mut checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
         }
+        pragma(&self.conn, "PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .map_err(|err| format!("failed to checkpoint the audit store: {err}"))
     }
 }
 
-/// `rows` rows: `?1` is the run, bound once; each row numbers its own seven values.
+/// Starts background checkpoints and raises the writer's own automatic checkpoint to
+/// the backstop size; without a checkpointer the writer keeps SQLite's default.
+async fn start_checkpointer(conn: &Connection, path: &std::path::Path) -> Option<Checkpointer> {
+    let checkpointer = match Checkpointer::start(path) {
+        Ok(checkpointer) => checkpointer,
+        Err(err) => {
+            tracing::warn!(error = %err, "no background checkpoints; the audit writer checkpoints by itself");
+            return None;
+        }
+    };
+    let sql = format!("PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}");
+    if let Err(err) = pragma(conn, &sql).await {
+        tracing::warn!(error = %err, "failed to set wal_autocheckpoint; no background checkpoints");
+        return None;
+    }
+    Some(checkpointer)
+}
+
 /// The writer is batch work: its transactions may wait a few milliseconds, while a
 /// log line an agent pane is tailing should not. On a busy machine the scheduler
 /// otherwise lets a running commit finish its slice before the sink thread that writes
 /// the logs gets a core, which is most of the log path's tail latency. So this thread
 /// runs as `SCHED_BATCH` at nice 10; it still takes any core nobody else wants.
-fn yield_to_the_log_path() {
+pub(crate) fn yield_to_the_log_path() {
     #[cfg(target_os = "linux")]
     {
         use nix::libc;
@@ -525,6 +556,7 @@ fn yield_to_the_log_path() {
     }
 }
 
+/// `rows` rows: `?1` is the run, bound once; each row numbers its own seven values.
 fn insert_events_sql(rows: usize) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(80 + rows * 48);
