@@ -5,7 +5,7 @@
 
 use crate::agent::backend::TurnResult;
 use crate::agent::event::AgentEvent;
-use crate::agent::stream::lines::{Line, LineSplitter};
+use crate::agent::stream::lines::{LineRef, LineSplitter};
 use crate::agent::stream::sse::{SseDecoder, SseItem};
 use crate::agent::stream::turn::{LineParser, SseParser};
 
@@ -13,7 +13,6 @@ use crate::agent::stream::turn::{LineParser, SseParser};
 pub struct LineFeed<P> {
     splitter: LineSplitter,
     parser: P,
-    scratch: Vec<Line>,
 }
 
 impl<P: LineParser> LineFeed<P> {
@@ -21,26 +20,19 @@ impl<P: LineParser> LineFeed<P> {
         LineFeed {
             splitter: LineSplitter::new(max_line),
             parser,
-            scratch: Vec::new(),
         }
     }
 
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<AgentEvent>) {
-        self.splitter.push(chunk, &mut self.scratch);
-        self.drain(out);
-    }
-
-    /// Parses one already-framed line.
-    pub fn line(&mut self, line: Line, out: &mut Vec<AgentEvent>) {
-        match line {
-            Line::Text(text) => self.parser.line(&text, out),
-            Line::TooLong { bytes } => out.push(too_long(bytes)),
-        }
+        let parser = &mut self.parser;
+        self.splitter
+            .push_with(chunk, |line| parse_line(parser, line, out));
     }
 
     pub fn finish(&mut self, out: &mut Vec<AgentEvent>) -> TurnResult {
-        self.splitter.finish(&mut self.scratch);
-        self.drain(out);
+        let parser = &mut self.parser;
+        self.splitter
+            .finish_with(|line| parse_line(parser, line, out));
         self.parser.finish(out)
     }
 
@@ -51,12 +43,12 @@ impl<P: LineParser> LineFeed<P> {
     pub fn into_parser(self) -> P {
         self.parser
     }
+}
 
-    fn drain(&mut self, out: &mut Vec<AgentEvent>) {
-        let lines = std::mem::take(&mut self.scratch);
-        for line in lines {
-            self.line(line, out);
-        }
+fn parse_line<P: LineParser>(parser: &mut P, line: LineRef<'_>, out: &mut Vec<AgentEvent>) {
+    match line {
+        LineRef::Text(text) => parser.line(text, out),
+        LineRef::TooLong { bytes } => out.push(too_long(bytes)),
     }
 }
 

@@ -42,12 +42,19 @@ impl LineSplitter {
     }
 
     /// Feeds a chunk and appends every line it completes to `out`.
-    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<Line>) {
-        while let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Line>) {
+        self.push_with(chunk, |line| out.push(line.to_owned()));
+    }
+
+    /// Feeds a chunk and hands every line it completes to `emit`, borrowed: a line
+    /// that lies whole in the chunk and is valid UTF-8 (nearly all of them) is neither
+    /// copied nor allocated.
+    pub fn push_with(&mut self, mut chunk: &[u8], mut emit: impl FnMut(LineRef<'_>)) {
+        while let Some(pos) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = chunk.split_at(pos);
             chunk = &rest[1..];
             if self.discarded > 0 {
-                out.push(Line::TooLong {
+                emit(LineRef::TooLong {
                     bytes: self.discarded + self.buf.len() + head.len(),
                 });
                 self.discarded = 0;
@@ -55,14 +62,19 @@ impl LineSplitter {
                 continue;
             }
             if self.buf.len() + head.len() > self.max_line {
-                out.push(Line::TooLong {
+                emit(LineRef::TooLong {
                     bytes: self.buf.len() + head.len(),
                 });
                 self.buf.clear();
                 continue;
             }
-            self.buf.extend_from_slice(head);
-            out.push(Line::Text(take_line(&mut self.buf)));
+            if self.buf.is_empty() {
+                emit_text(head, &mut emit);
+            } else {
+                self.buf.extend_from_slice(head);
+                emit_text(&self.buf, &mut emit);
+                self.buf.clear();
+            }
         }
         if self.discarded > 0 {
             self.discarded += chunk.len();
@@ -76,24 +88,48 @@ impl LineSplitter {
 
     /// Ends the stream: a final line without a newline is still a line.
     pub fn finish(&mut self, out: &mut Vec<Line>) {
+        self.finish_with(|line| out.push(line.to_owned()));
+    }
+
+    /// `finish`, handing the last line to `emit`.
+    pub fn finish_with(&mut self, mut emit: impl FnMut(LineRef<'_>)) {
         if self.discarded > 0 {
-            out.push(Line::TooLong {
+            emit(LineRef::TooLong {
                 bytes: self.discarded,
             });
             self.discarded = 0;
         } else if !self.buf.is_empty() {
-            out.push(Line::Text(take_line(&mut self.buf)));
+            emit_text(&self.buf, &mut emit);
+            self.buf.clear();
         }
     }
 }
 
-fn take_line(buf: &mut Vec<u8>) -> String {
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
+/// A framed line lent to `push_with`'s callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineRef<'a> {
+    /// A complete line, without its `\n` or `\r\n`, decoded lossily as UTF-8.
+    Text(&'a str),
+    /// A line longer than the cap; its bytes were discarded.
+    TooLong { bytes: usize },
+}
+
+impl LineRef<'_> {
+    pub fn to_owned(self) -> Line {
+        match self {
+            LineRef::Text(text) => Line::Text(text.to_owned()),
+            LineRef::TooLong { bytes } => Line::TooLong { bytes },
+        }
     }
-    let line = String::from_utf8_lossy(buf).into_owned();
-    buf.clear();
-    line
+}
+
+/// Strips a trailing `\r` and decodes: borrowed when valid UTF-8, else a lossy copy.
+fn emit_text(line: &[u8], emit: &mut impl FnMut(LineRef<'_>)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match std::str::from_utf8(line) {
+        Ok(text) => emit(LineRef::Text(text)),
+        Err(_) => emit(LineRef::Text(&String::from_utf8_lossy(line))),
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +188,24 @@ mod tests {
         assert_eq!(out, vec![Line::TooLong { bytes: 100 }, text("next")]);
         let out = split_all(&[&long, b"\n", b"y"], 64);
         assert_eq!(out, vec![Line::TooLong { bytes: 100 }, text("y")]);
+    }
+
+    /// Whole valid lines are lent straight from the chunk; a line that spans chunks
+    /// comes from the splitter's buffer.
+    #[test]
+    fn whole_lines_are_borrowed_from_the_chunk() {
+        let mut splitter = LineSplitter::new(1024);
+        let chunk: &[u8] = b"one\r\ntwo\nthr";
+        let mut seen = Vec::new();
+        splitter.push_with(chunk, |line| {
+            let LineRef::Text(text) = line else {
+                panic!("{line:?}")
+            };
+            assert!(chunk.as_ptr_range().contains(&text.as_ptr()), "{text}");
+            seen.push(text.to_owned());
+        });
+        splitter.push_with(b"ee\n", |line| seen.push(format!("{line:?}")));
+        assert_eq!(seen, ["one", "two", "Text(\"three\")"]);
     }
 
     #[test]

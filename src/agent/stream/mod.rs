@@ -16,7 +16,7 @@ pub use claude::ClaudeParser;
 pub use codex::CodexParser;
 pub use feed::{LineFeed, SseFeed, parse_lines, parse_sse};
 pub use gemini::GeminiParser;
-pub use lines::{DEFAULT_MAX_LINE, Line, LineSplitter};
+pub use lines::{DEFAULT_MAX_LINE, Line, LineRef, LineSplitter};
 pub use openai::OpenAiChatParser;
 pub use sse::{SseDecoder, SseEvent, SseItem};
 pub use turn::{LineParser, SseParser, TurnState};
