@@ -336,46 +336,6 @@ async fn follow_tails_a_run_while_it_writes_and_ends_with_it() {
     assert!(follower.wait_exit(limit).is_some());
 }
 
-/// A rough throughput check (`cargo test --release --test audit throughput -- --ignored --nocapture`);
-/// the real benchmark lives in scripts/bench.sh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, not a check"]
-async fn throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("audit.db");
-    let redactor = redactor();
-    let sink = AuditSink::open_shared(
-        AuditTarget::Local(db.clone()),
-        meta("run-bench", "bench"),
-        &redactor,
-    )
-    .unwrap();
-    let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
-    let n: u64 = std::env::var("ORCH_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let started = std::time::Instant::now();
-    for i in 0..n {
-        let agent = ["a", "b", "c", "d"][(i % 4) as usize];
-        bus.publish(OrchEventKind::Agent {
-            agent: agent.into(),
-            turn: 1,
-            event: AgentEvent::Message {
-                text: format!("streamed delta number {i} with some ordinary text"),
-            },
-        })
-        .await;
-    }
-    thread.finish().await;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{n} events in {secs:.2}s = {:.0} events/s; file {} bytes",
-        n as f64 / secs,
-        std::fs::metadata(&db).unwrap().len()
-    );
-}
-
 #[test]
 fn verify_passes_while_a_run_is_writing() {
     let dir = tempfile::tempdir().unwrap();
