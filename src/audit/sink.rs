@@ -18,8 +18,10 @@ use crate::events::sink::Sink;
 use crate::events::wire::{encode, millis};
 use crate::redact::Redactor;
 
-/// Events queued between the sink thread and the writer before `handle` blocks.
-const QUEUE_CAPACITY: usize = 8192;
+/// Events queued between the sink thread and the writer before `handle` blocks: four
+/// full batches. Under a saturated stream the queue stays full, so each slot is
+/// resident memory.
+const QUEUE_CAPACITY: usize = 4096;
 
 pub struct AuditSink {
     tx: Option<SyncSender<WriterMsg>>,

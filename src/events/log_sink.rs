@@ -19,9 +19,13 @@ pub struct LogSink {
     interrupt: Option<BufWriter<File>>,
 }
 
+/// Buffer per log file. One per running agent, so it counts towards peak RSS with 32
+/// agents; a burst is still written in large writes.
+const LOG_BUFFER: usize = 32 * 1024;
+
 fn open_append(path: &PathBuf) -> std::io::Result<BufWriter<File>> {
     let file = OpenOptions::new().create(true).append(true).open(path)?;
-    Ok(BufWriter::with_capacity(64 * 1024, file))
+    Ok(BufWriter::with_capacity(LOG_BUFFER, file))
 }
 
 impl LogSink {
