@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use crate::events::event::{OrchEvent, OrchEventKind};
-use crate::events::render::{agent_line, clock, interrupt_text, timeline_line, timestamp};
+use crate::events::render::{agent_line, interrupt_text, push_clock, timeline_line, timestamp};
 use crate::events::sink::Sink;
 use crate::paths::RunPaths;
 
@@ -17,6 +17,8 @@ pub struct LogSink {
     agents: HashMap<String, BufWriter<File>>,
     timeline: BufWriter<File>,
     interrupt: Option<BufWriter<File>>,
+    /// The agent line being written, reused.
+    line: String,
 }
 
 /// Buffer per log file. One per running agent, so it counts towards peak RSS with 32
@@ -37,6 +39,7 @@ impl LogSink {
             agents: HashMap::new(),
             timeline,
             interrupt: None,
+            line: String::new(),
         })
     }
 
@@ -60,10 +63,19 @@ impl Sink for LogSink {
 
     fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
         if let Some((agent, body)) = agent_line(event) {
-            let line = format!("{} {body}\n", clock(event.at));
-            if let Some(writer) = self.agent_writer(agent)? {
-                writer.write_all(line.as_bytes())?;
-            }
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
+            push_clock(&mut line, event.at);
+            line.push(' ');
+            line.push_str(&body);
+            line.push('\n');
+            let written = match self.agent_writer(agent) {
+                Ok(Some(writer)) => writer.write_all(line.as_bytes()),
+                Ok(None) => Ok(()),
+                Err(err) => Err(err),
+            };
+            self.line = line;
+            written?;
         }
         if let Some(body) = timeline_line(event) {
             writeln!(self.timeline, "{} {body}", timestamp(event.at))?;

@@ -6,7 +6,7 @@
 //! that the full text is in the audit store.
 
 use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -27,24 +27,70 @@ pub fn timestamp(at: SystemTime) -> String {
     .unwrap_or_default()
 }
 
+/// `HH:MM:SS.mmm` in UTC, the time on every log line.
 pub fn clock(at: SystemTime) -> String {
-    let dt = OffsetDateTime::from(at);
-    dt.format(format_description!(
-        "[hour]:[minute]:[second].[subsecond digits:3]"
-    ))
-    .unwrap_or_default()
+    let mut out = String::with_capacity(12);
+    push_clock(&mut out, at);
+    out
+}
+
+/// Appends `clock(at)` to `out`. Every log line starts with one, so the digits are
+/// written directly rather than through a format description.
+pub fn push_clock(out: &mut String, at: SystemTime) {
+    let Ok(since) = at.duration_since(UNIX_EPOCH) else {
+        let dt = OffsetDateTime::from(at);
+        let text = dt
+            .format(format_description!(
+                "[hour]:[minute]:[second].[subsecond digits:3]"
+            ))
+            .unwrap_or_default();
+        out.push_str(&text);
+        return;
+    };
+    let of_day = since.as_secs() % 86_400;
+    let millis = since.subsec_millis();
+    let digit = |n: u64| char::from(b'0' + (n % 10) as u8);
+    for (i, part) in [of_day / 3600, of_day / 60 % 60, of_day % 60]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(digit(part / 10));
+        out.push(digit(part));
+    }
+    out.push('.');
+    let millis = u64::from(millis);
+    out.extend([digit(millis / 100), digit(millis / 10), digit(millis)]);
 }
 
 /// Makes text safe and single-line for a log pane, cut at `max` bytes.
 pub fn one_line(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max) + 16);
     let trimmed = text.trim_end();
-    let mut consumed = 0;
-    for c in trimmed.chars() {
-        if out.len() >= max {
-            break;
+    let mut out = String::with_capacity(trimmed.len().min(max) + 16);
+    let mut rest = trimmed;
+    while out.len() < max {
+        // Copy the run up to the next byte that may need escaping in one go: ASCII
+        // controls, DEL, and 0xC2, which starts the C1 controls (U+0080..U+009F).
+        let plain = rest
+            .bytes()
+            .position(|b| b < 0x20 || b == 0x7f || b == 0xc2)
+            .unwrap_or(rest.len());
+        if plain > 0 {
+            // As one char at a time would: the last char may cross `max`.
+            let mut take = plain.min(max - out.len());
+            while !rest.is_char_boundary(take) {
+                take += 1;
+            }
+            out.push_str(&rest[..take]);
+            rest = &rest[take..];
+            continue;
         }
-        consumed += c.len_utf8();
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        rest = &rest[c.len_utf8()..];
         match c {
             '\n' => out.push_str(" ⏎ "),
             '\r' => {}
@@ -55,12 +101,8 @@ pub fn one_line(text: &str, max: usize) -> String {
             c => out.push(c),
         }
     }
-    if consumed < trimmed.len() {
-        let _ = write!(
-            out,
-            " … [{} more bytes in the audit store]",
-            trimmed.len() - consumed
-        );
+    if !rest.is_empty() {
+        let _ = write!(out, " … [{} more bytes in the audit store]", rest.len());
     }
     out
 }
@@ -506,6 +548,75 @@ mod tests {
             one_line("a\nb\r\n\x1b[31mred", 100),
             "a ⏎ b ⏎ \\u{1b}[31mred"
         );
+    }
+
+    /// The char-by-char definition `one_line` must match, run-copying or not.
+    fn one_line_reference(text: &str, max: usize) -> String {
+        let mut out = String::new();
+        let trimmed = text.trim_end();
+        let mut consumed = 0;
+        for c in trimmed.chars() {
+            if out.len() >= max {
+                break;
+            }
+            consumed += c.len_utf8();
+            match c {
+                '\n' => out.push_str(" ⏎ "),
+                '\r' => {}
+                '\t' => out.push(' '),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        if consumed < trimmed.len() {
+            let _ = write!(
+                out,
+                " … [{} more bytes in the audit store]",
+                trimmed.len() - consumed
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn one_line_matches_its_char_by_char_definition() {
+        let texts = [
+            "",
+            "plain ascii text",
+            "tab\there\r\nand a newline\n",
+            "é→ü 😀 mixed widths",
+            "\u{85}next-line \u{9f} and \u{a0}nbsp \u{b0}deg",
+            "\x1b[31mred\x7f del\u{1}",
+            "trailing spaces   \n\n",
+        ];
+        for text in texts {
+            for max in 0..text.len() + 3 {
+                assert_eq!(
+                    one_line(text, max),
+                    one_line_reference(text, max),
+                    "{text:?} cut at {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_clock_matches_the_formatted_time() {
+        for secs in [0, 59, 3_599, 86_399, 86_400, 1_795_330_204, 4_102_444_799] {
+            for nanos in [0, 999_999, 1_000_000, 123_456_789, 999_999_999] {
+                let at = UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+                let expected = OffsetDateTime::from(at)
+                    .format(format_description!(
+                        "[hour]:[minute]:[second].[subsecond digits:3]"
+                    ))
+                    .unwrap();
+                assert_eq!(clock(at), expected, "{secs}.{nanos:09}");
+            }
+        }
+        let before_epoch = UNIX_EPOCH - std::time::Duration::from_millis(1500);
+        assert_eq!(clock(before_epoch), "23:59:58.500");
     }
 
     #[test]
