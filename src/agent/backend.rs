@@ -174,6 +174,17 @@ impl TurnEvents {
             .await;
     }
 
+    /// Publishes events together, in order (one read of the agent's output).
+    pub async fn emit_all(&self, events: impl IntoIterator<Item = AgentEvent>) {
+        self.bus
+            .publish_all(events.into_iter().map(|event| OrchEventKind::Agent {
+                agent: self.agent.clone(),
+                turn: self.turn,
+                event,
+            }))
+            .await;
+    }
+
     pub fn agent(&self) -> &str {
         &self.agent
     }

@@ -98,9 +98,7 @@ pub async fn run_cli_turn<P: LineParser>(
                 break;
             }
         }
-        for event in out.drain(..) {
-            events.emit(event).await;
-        }
+        events.emit_all(out.drain(..)).await;
     }
     let program = process.program().to_string();
     let exit = process.wait().await;
@@ -124,8 +122,6 @@ pub async fn run_cli_turn<P: LineParser>(
     out.push(AgentEvent::Finished {
         outcome: result.outcome.clone(),
     });
-    for event in out.drain(..) {
-        events.emit(event).await;
-    }
+    events.emit_all(out.drain(..)).await;
     Ok((result, feed.into_parser()))
 }

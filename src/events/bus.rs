@@ -8,37 +8,76 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::sink::Sink;
 use crate::redact::Redactor;
 
+/// Most events queued for the sink thread; a publisher waits for room beyond that.
 const BUS_CAPACITY: usize = 4096;
+/// Most events in one batch message (a larger batch is sent in parts).
+const MAX_BATCH: usize = 256;
 
 enum BusMessage {
     Event(OrchEvent),
+    /// Events published together (one read of an agent's output), handled in order.
+    Events(Vec<OrchEvent>),
     Flush(oneshot::Sender<()>),
     Shutdown,
 }
 
 /// Cheap to clone; every clone publishes into the same ordered stream.
+///
+/// The channel itself is unbounded; `room` bounds it in events (not messages), so a
+/// batch of a hundred events weighs a hundred. The sink thread gives the permits back
+/// as it handles events, and closes `room` when it ends, so no publisher waits forever.
 #[derive(Clone)]
 pub struct EventBus {
-    tx: mpsc::Sender<BusMessage>,
+    tx: mpsc::UnboundedSender<BusMessage>,
+    room: Arc<Semaphore>,
 }
 
 impl EventBus {
     /// Publishes an event stamped now. If the sink thread is gone the event is dropped
     /// (that only happens after `SinkThread::finish`).
     pub async fn publish(&self, kind: OrchEventKind) {
-        let _ = self.tx.send(BusMessage::Event(OrchEvent::now(kind))).await;
+        let Ok(permit) = self.room.acquire().await else {
+            return;
+        };
+        permit.forget();
+        if self
+            .tx
+            .send(BusMessage::Event(OrchEvent::now(kind)))
+            .is_err()
+        {
+            self.room.add_permits(1);
+        }
+    }
+
+    /// Publishes events together, in order, all stamped now: one wake-up of the sink
+    /// thread for the lot instead of one per event.
+    pub async fn publish_all(&self, kinds: impl IntoIterator<Item = OrchEventKind>) {
+        let mut kinds = kinds.into_iter().peekable();
+        while kinds.peek().is_some() {
+            let batch: Vec<OrchEvent> =
+                kinds.by_ref().take(MAX_BATCH).map(OrchEvent::now).collect();
+            let Ok(permit) = self.room.acquire_many(batch.len() as u32).await else {
+                return;
+            };
+            permit.forget();
+            let weight = batch.len();
+            if self.tx.send(BusMessage::Events(batch)).is_err() {
+                self.room.add_permits(weight);
+                return;
+            }
+        }
     }
 
     /// Waits until every event published before this call has been written and flushed.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(BusMessage::Flush(tx)).await.is_ok() {
+        if self.tx.send(BusMessage::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -46,31 +85,56 @@ impl EventBus {
 
 /// The thread that owns the sinks.
 pub struct SinkThread {
-    tx: mpsc::Sender<BusMessage>,
+    tx: mpsc::UnboundedSender<BusMessage>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl SinkThread {
     pub fn spawn(sinks: Vec<Box<dyn Sink>>, redactor: Arc<Redactor>) -> (EventBus, SinkThread) {
-        let (tx, rx) = mpsc::channel(BUS_CAPACITY);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(BUS_CAPACITY));
+        let thread_room = room.clone();
         let handle = std::thread::Builder::new()
             .name("orch-sinks".into())
-            .spawn(move || run_sinks(rx, sinks, &redactor))
+            .spawn(move || {
+                let _close = CloseOnDrop(thread_room.clone());
+                run_sinks(rx, &thread_room, sinks, &redactor);
+            })
             .ok();
-        (EventBus { tx: tx.clone() }, SinkThread { tx, handle })
+        if handle.is_none() {
+            room.close();
+        }
+        (
+            EventBus {
+                tx: tx.clone(),
+                room,
+            },
+            SinkThread { tx, handle },
+        )
     }
 
     /// Writes out everything published so far, closes the sinks and joins the thread.
     pub async fn finish(mut self) {
-        let _ = self.tx.send(BusMessage::Shutdown).await;
+        let _ = self.tx.send(BusMessage::Shutdown);
         if let Some(handle) = self.handle.take() {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
 }
 
+/// Closes the bus's room when the sink thread ends, even by a panic: publishers
+/// then drop their events instead of waiting for permits that will never come back.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 fn run_sinks(
-    mut rx: mpsc::Receiver<BusMessage>,
+    mut rx: mpsc::UnboundedReceiver<BusMessage>,
+    room: &Semaphore,
     mut sinks: Vec<Box<dyn Sink>>,
     redactor: &Redactor,
 ) {
@@ -92,13 +156,17 @@ fn run_sinks(
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         match message {
-            BusMessage::Event(mut event) => {
-                redactor.redact_event(&mut event.kind);
-                for sink in sinks.iter_mut() {
-                    if let Err(err) = sink.handle(&event) {
-                        tracing::warn!(sink = sink.name(), error = %err, "sink failed to write an event");
-                    }
+            BusMessage::Event(event) => {
+                handle_event(event, &mut sinks, redactor);
+                room.add_permits(1);
+                dirty = true;
+            }
+            BusMessage::Events(events) => {
+                let weight = events.len();
+                for event in events {
+                    handle_event(event, &mut sinks, redactor);
                 }
+                room.add_permits(weight);
                 dirty = true;
             }
             BusMessage::Flush(done) => {
@@ -112,6 +180,15 @@ fn run_sinks(
     for sink in sinks.iter_mut() {
         if let Err(err) = sink.close() {
             tracing::warn!(sink = sink.name(), error = %err, "sink failed to close");
+        }
+    }
+}
+
+fn handle_event(mut event: OrchEvent, sinks: &mut [Box<dyn Sink>], redactor: &Redactor) {
+    redactor.redact_event(&mut event.kind);
+    for sink in sinks.iter_mut() {
+        if let Err(err) = sink.handle(&event) {
+            tracing::warn!(sink = sink.name(), error = %err, "sink failed to write an event");
         }
     }
 }
@@ -182,6 +259,77 @@ mod tests {
         assert!(!calls.lock().unwrap().contains(&"flush"));
         bus.flush().await;
         assert_eq!(calls.lock().unwrap().last(), Some(&"flush"));
+        thread.finish().await;
+    }
+
+    /// Records the wave number of every `WaveScheduled` it sees, in order.
+    struct Numbers(Arc<Mutex<Vec<u32>>>);
+
+    impl Sink for Numbers {
+        fn name(&self) -> &'static str {
+            "numbers"
+        }
+        fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
+            if let OrchEventKind::WaveScheduled { wave, .. } = &event.kind {
+                self.0.lock().unwrap().push(*wave);
+            }
+            Ok(())
+        }
+    }
+
+    fn wave(n: u32) -> OrchEventKind {
+        OrchEventKind::WaveScheduled {
+            wave: n,
+            kind: crate::events::event::WaveKind::Core,
+            agents: Vec::new(),
+        }
+    }
+
+    /// More events than one batch message and than the bus holds arrive whole and in
+    /// order, single events and batches interleaved as published.
+    #[tokio::test]
+    async fn batches_larger_than_the_bus_arrive_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (bus, thread) = SinkThread::spawn(
+            vec![Box::new(Numbers(seen.clone()))],
+            Arc::new(Redactor::default()),
+        );
+        let total = (BUS_CAPACITY * 2 + MAX_BATCH / 2) as u32;
+        bus.publish(wave(0)).await;
+        bus.publish_all((1..total).map(wave)).await;
+        bus.publish(wave(total)).await;
+        bus.flush().await;
+        thread.finish().await;
+        let seen = seen.lock().unwrap();
+        assert_eq!(*seen, (0..=total).collect::<Vec<_>>());
+    }
+
+    struct Panics;
+
+    impl Sink for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        fn handle(&mut self, _event: &OrchEvent) -> std::io::Result<()> {
+            panic!("a sink bug");
+        }
+    }
+
+    /// If the sink thread dies, publishers drop their events instead of waiting for
+    /// room that never comes back.
+    #[tokio::test]
+    async fn publishing_after_the_sink_thread_died_does_not_wait() {
+        let (bus, thread) =
+            SinkThread::spawn(vec![Box::new(Panics)], Arc::new(Redactor::default()));
+        let publish = async {
+            bus.publish(wave(0)).await;
+            bus.publish_all((1..(BUS_CAPACITY as u32 * 3)).map(wave))
+                .await;
+            bus.publish(wave(1)).await;
+        };
+        tokio::time::timeout(Duration::from_secs(30), publish)
+            .await
+            .expect("publishers must not hang on a dead sink thread");
         thread.finish().await;
     }
 }
