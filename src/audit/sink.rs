@@ -7,24 +7,27 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{Sender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::audit::error::AuditError;
 use crate::audit::target::AuditTarget;
-use crate::audit::writer::{AuditOptions, Extra, PendingEvent, RunMeta, WriterMsg, run_writer};
+use crate::audit::writer::{
+    AuditOptions, Extra, Gate, PendingEvent, RunMeta, WriterMsg, run_writer,
+};
 use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::sink::Sink;
 use crate::events::wire::{encode, millis};
 use crate::redact::Redactor;
 
-/// Events queued between the sink thread and the writer before `handle` blocks: four
-/// full batches. Under a saturated stream the queue stays full, so each slot is
+/// Events between the sink thread and the writer's commit before `handle` blocks: four
+/// full batches. Under a saturated stream the queue stays full, so each one is
 /// resident memory.
 const QUEUE_CAPACITY: usize = 4096;
 
 pub struct AuditSink {
-    tx: Option<SyncSender<WriterMsg>>,
+    tx: Option<Sender<WriterMsg>>,
+    gate: Arc<Gate>,
     handle: Option<JoinHandle<()>>,
     target: String,
 }
@@ -58,16 +61,19 @@ impl AuditSink {
         for text in [session, prompt, backend, project_root] {
             redactor.redact_in_place(text);
         }
-        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let (tx, rx) = channel();
+        let gate = Arc::new(Gate::new(QUEUE_CAPACITY));
+        let writer_gate = gate.clone();
         let (ready_tx, ready_rx) = sync_channel(1);
         let described = target.describe();
         let handle = std::thread::Builder::new()
             .name("orch-audit-writer".into())
-            .spawn(move || run_writer(target, meta, options, rx, ready_tx))
+            .spawn(move || run_writer(target, meta, options, rx, writer_gate, ready_tx))
             .map_err(AuditError::Spawn)?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(AuditSink {
                 tx: Some(tx),
+                gate,
                 handle: Some(handle),
                 target: described,
             }),
@@ -172,6 +178,9 @@ impl Sink for AuditSink {
     }
 
     fn handle(&mut self, event: &OrchEvent) -> io::Result<()> {
+        if !self.gate.enter() {
+            return Err(gone(&self.target));
+        }
         self.send(WriterMsg::Event(pending_event(event)))
     }
 

@@ -8,6 +8,7 @@
 //! There is no update or delete of history here, by design.
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use libsql::{Connection, Statement, Value, params_from_iter};
@@ -77,6 +78,74 @@ pub enum Extra {
     Interrupt(Box<InterruptSummary>),
 }
 
+/// Bounds the events between the sink thread and the writer, counted from `enter`
+/// until the writer's commit of them. The room comes back a whole batch at a time,
+/// so a sink thread waiting for it wakes once per commit, not once per event taken
+/// off the queue (which had it and the writer trade the core thousands of times per
+/// second).
+#[derive(Debug)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    room: Condvar,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    in_flight: usize,
+    closed: bool,
+}
+
+impl Gate {
+    pub fn new(capacity: usize) -> Gate {
+        Gate {
+            state: Mutex::new(GateState::default()),
+            room: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Takes room for one event, waiting while the writer is `capacity` behind.
+    /// `false` once the writer has stopped.
+    pub fn enter(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.in_flight >= self.capacity && !state.closed {
+            state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed {
+            return false;
+        }
+        state.in_flight += 1;
+        true
+    }
+
+    /// Gives back the room of `events` committed (or given up on).
+    pub fn leave(&self, events: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let was_full = state.in_flight >= self.capacity;
+        state.in_flight = state.in_flight.saturating_sub(events);
+        if was_full {
+            self.room.notify_all();
+        }
+    }
+
+    /// The writer has stopped: nobody waits for room any more.
+    pub fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.closed = true;
+        self.room.notify_all();
+    }
+}
+
+/// Closes the gate when the writer thread ends, however it ends.
+struct CloseGate(Arc<Gate>);
+
+impl Drop for CloseGate {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 pub enum WriterMsg {
     Event(PendingEvent),
     /// Answered once everything sent before it is committed.
@@ -115,8 +184,10 @@ pub fn run_writer(
     meta: RunMeta,
     options: AuditOptions,
     rx: Receiver<WriterMsg>,
+    gate: Arc<Gate>,
     ready: SyncSender<Result<(), AuditError>>,
 ) {
+    let _close = CloseGate(gate.clone());
     yield_to_the_log_path();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,7 +210,7 @@ pub fn run_writer(
                 return;
             }
         };
-        ctx.serve(rx).await;
+        ctx.serve(rx, &gate).await;
     });
 }
 
@@ -206,7 +277,7 @@ impl WriterContext {
         })
     }
 
-    async fn serve(&mut self, rx: Receiver<WriterMsg>) {
+    async fn serve(&mut self, rx: Receiver<WriterMsg>, gate: &Gate) {
         let mut batch: Vec<PendingEvent> = Vec::with_capacity(MAX_BATCH);
         let mut waiters: Vec<SyncSender<Result<(), String>>> = Vec::new();
         let mut closing: Option<SyncSender<Result<(), String>>> = None;
@@ -245,10 +316,12 @@ impl WriterContext {
                 }
                 std::thread::sleep(left.min(GATHER_TICK));
             }
+            let taken = batch.len();
             let outcome = self
                 .commit(&mut batch)
                 .await
                 .map_err(|err| error_chain(&err));
+            gate.leave(taken);
             if let Err(detail) = &outcome {
                 tracing::error!(error = %detail, "audit writer failed to commit a batch");
             }
@@ -621,5 +694,37 @@ async fn run_start_hash(conn: &Connection, session: &str) -> Result<Option<Strin
                 .map_err(AuditError::sql("read the run"))?,
         )),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A full gate holds the sender until the writer gives room back; closing it lets
+    /// every waiter go with `false`.
+    #[test]
+    fn a_full_gate_waits_for_room_and_closing_releases_it() {
+        let gate = Arc::new(Gate::new(2));
+        assert!(gate.enter() && gate.enter());
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.enter())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "the third event waits for room");
+        gate.leave(2);
+        assert!(waiter.join().unwrap(), "room came back");
+        assert!(gate.enter());
+        let waiter = {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.enter())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        gate.close();
+        assert!(!waiter.join().unwrap(), "a closed gate refuses");
+        assert!(!gate.enter());
     }
 }
