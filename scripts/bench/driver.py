@@ -774,8 +774,9 @@ def notes(res, opts):
         "thread on one connection, as the design asks; SQLite inserting the same bare rows (no "
         f"chain, no file) reaches {raw:,.0f} events/s here, and orch end to end runs at "
         f"{median([r['orch_eps'] / r['raw_eps'] for r in tp]):.2f}× that in the same runs. What is "
-        "left in the writer's profile is SQLite's b-tree and WAL work, the kernel copying about "
-        "1.4 GB of WAL and checkpoint pages into the page cache per million events, and SHA-256."
+        "left in the writer's profile is SQLite's b-tree and WAL work, the kernel copying the WAL "
+        "pages (about as many bytes as the store holds; the checkpoint's copy into the database "
+        "file runs on another thread) and SHA-256."
         + (f" {'Iterations' if len(disturbed) > 1 else 'Iteration'} {', '.join(map(str, disturbed))} "
            "ran while the machine was busy (the `cat` reference of the same iteration ran at under a "
            f"third of its median, {cat_med:,.0f} events/s); kept in the medians." if disturbed else ""),
@@ -792,6 +793,19 @@ def notes(res, opts):
         "took the CPU time of a million events from 18.2 s to 14.3 s with the audit store and from "
         "6.5 s to 4.9 s without it (`--no-audit` about 360,000 events/s). Earlier: logs no longer wait on audit commits; "
         "the 100-row `INSERT` is prepared once.",
+        "**Changed since the previous report** (1,000,000-event `launch` runs, per-thread CPU from "
+        "`/proc/<pid>/task/*/schedstat`, A/B in the same minutes): WAL checkpoints run on a second "
+        "connection on their own thread (`PASSIVE`, at most every 50 ms; the writer's own automatic "
+        "checkpoint, raised to 4000 pages, is the backstop that bounds the WAL), which took the "
+        "writer thread from about 8.1 s to 5.4 s per million events; log lines copy runs of plain "
+        "text whole and write the clock's digits directly (sink thread about 3.4 s → 2.2 s); line "
+        "framing lends each line to the parser instead of copying it twice (parser about 10 % "
+        "less); the AgentFS append buffers are reused between transactions (page faults about "
+        "300k → 90k, since freed pages are purged at once); events parsed from one read cross the "
+        "bus as one message, and the audit queue gives room back one commit at a time instead of "
+        "one event at a time, which took context switches from about 345k to about 15k per "
+        "million events (the writer had been preempted about 100k times). Per-agent read and log "
+        "buffers went from 64 to 32 KiB and the audit queue from 8192 to 4096 events, for peak RSS.",
         f"**AgentFS SDK ratio:** against the SDK as its API writes (one `pwrite` per event, each "
         f"its own transaction) orch's writer is ×{median([r['orch_eps'] / r['sdk_per_event_eps'] for r in au]):.0f}: "
         "met. Given orch's own batching, and with 1000 events' lines joined into one write so that "
@@ -806,8 +820,8 @@ def notes(res, opts):
         + ", ".join(f"{r['log']['p99_us'] / 1000:.1f} / {r['audit']['p99_us'] / 1000:.0f}" for r in paced)
         + " ms). On two shared cores the log tail is CPU scheduling: four agents, the parser, the "
         "sink thread that writes the log lines, the audit writer and the probe take turns. So that "
-        "a running commit does not hold the sink thread back, the writer thread runs as "
-        "`SCHED_BATCH` at nice 10, gathers a batch by looking every 2 ms instead of waking for "
+        "a running commit does not hold the sink thread back, the writer thread (and the "
+        "checkpointer) runs as `SCHED_BATCH` at nice 10, gathers a batch by looking every 2 ms instead of waking for "
         "every event (20,000 wake-ups a second at this load), and commits within 25 ms rather than "
         "50 ms (DESIGN allows up to 50). In quiet moments the same load gave log p99 3.3–4.7 ms "
         "(by hand, between full runs); under host load it does not. The figures include the "
@@ -821,22 +835,22 @@ def notes(res, opts):
         "rows stream by, instead of hashing both sides; rows are read without per-row allocations, "
         "and checking every run is one pass over the table in insertion order (each run's seq "
         "order, since the writer appends).",
-        "**Not done (next steps, each with a cost):** during the throughput runs the writer "
-        "thread is busy all the time while the other core is partly idle (`vmstat` showed about "
-        "40 % idle), so the next gain is moving work off that one thread: checkpointing the WAL "
-        "from a second connection on another thread, and hashing rows and building their lines "
-        "before they reach the writer (which then has to hand the chain's state back after a "
-        "failed commit); a `WITHOUT ROWID` `events` table or a binary `hash` column "
-        "(fewer bytes per row, but a schema change that Turso's AgentFS readers and older stores "
-        "must be shown to accept).",
+        "**Not done (next steps, each with a cost):** the writer thread is still the busiest "
+        "(about 5.5 s of CPU per million events, most of it SQLite and the kernel); hashing rows "
+        "and building their lines before they reach it would move SHA-256 to the sink thread, but "
+        "the writer then has to hand the chain's state back after a failed commit. A "
+        "`WITHOUT ROWID` `events` table or a binary `hash` column would store fewer bytes per row, "
+        "but is a schema change that Turso's AgentFS readers and older stores must be shown to "
+        "accept. Tried and dropped: parsing `codex` lines into borrowed fields instead of a "
+        "`serde_json::Value` (parsing about 10 % faster, not measurable end to end), and 8 or "
+        "16 KiB pages (no gain; with 8 KiB pages the store grew by a third, since AgentFS chunks "
+        "are 4 KiB).",
         "**Scheduling** overhead over the critical path is process start-up, parsing and the "
         "hand-off to the next agent along the longest chain; the orchestrator sleeps while agents "
         "run (0 ticks over the idle windows).",
-        "**Memory** is dominated by fixed buffers (64 KiB read buffer and 64 KiB log writer per "
-        "running agent, the bounded bus and audit queues), so it does not grow with the number of "
-        "events.",
-        "`tests/audit/crashes.rs` still holds an `#[ignore]`d `throughput` measurement from before "
-        "this script; it was left alone.",
+        "**Memory** is dominated by fixed buffers (32 KiB read buffer and 32 KiB log buffer per "
+        "running agent, the bus and the audit queue, 4096 events each, SQLite's page cache), so "
+        "it does not grow with the number of events.",
     ]
     return out
 
