@@ -1,8 +1,8 @@
 //! `AuditSink`: the event-bus sink that feeds the audit writer thread.
 //!
 //! `handle` encodes an event (wire form, JSON payload) on the bus's sink thread and
-//! queues it on a bounded channel; the writer thread owns the connection, and commits
-//! by itself within `MAX_DELAY`. `flush` is a durable commit barrier (`idle` is not);
+//! queues it for the writer, waiting at the `Gate` while 4096 events are uncommitted;
+//! the writer thread owns the connection, and commits by itself within `MAX_DELAY`. `flush` is a durable commit barrier (`idle` is not);
 //! `close` commits everything, checkpoints and joins.
 
 use std::io;

@@ -6,6 +6,8 @@
 //! artifacts, interrupt summaries, `tool_calls` rows — and commits. Barriers
 //! (`flush`, `close`) are answered only after the commit that covers them.
 //! There is no update or delete of history here, by design.
+//! WAL checkpoints run beside it on a second connection (`checkpoint`); they copy
+//! committed pages and never write history.
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
@@ -38,6 +40,11 @@ pub const MAX_DELAY: Duration = Duration::from_millis(25);
 /// How often the writer looks for more events while it gathers a batch; a tick with
 /// none commits what it has.
 const GATHER_TICK: Duration = Duration::from_millis(2);
+/// Roughly how many bytes of commits the WAL takes before the checkpointer is asked to
+/// copy them into the database file: about SQLite's own default (1000 pages). Each
+/// checkpoint syncs both files, so checkpointing much more often costs syncs that slow
+/// every other write on the disk, the log files included.
+const CHECKPOINT_EVERY_BYTES: usize = 4 << 20;
 /// Rows per multi-row `INSERT INTO events`.
 const EVENT_ROWS_PER_STATEMENT: usize = 100;
 
@@ -175,6 +182,8 @@ struct WriterContext {
     /// Copies committed WAL frames into the database file from another thread (local
     /// stores, when it could be started).
     checkpointer: Option<Checkpointer>,
+    /// Estimated bytes committed since the checkpointer was last asked.
+    uncheckpointed: usize,
 }
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
@@ -274,6 +283,7 @@ impl WriterContext {
             event_files: ByAgent::default(),
             hash_buf: Vec::new(),
             checkpointer,
+            uncheckpointed: 0,
         })
     }
 
@@ -367,12 +377,20 @@ impl WriterContext {
                 self.recover().await;
             }
         }
-        batch.clear();
-        if result.is_ok()
-            && let Some(checkpointer) = &self.checkpointer
-        {
-            checkpointer.nudge();
+        if result.is_ok() {
+            // Each event is about twice its payload in the store (the row and its line).
+            self.uncheckpointed += batch
+                .iter()
+                .map(|event| 2 * event.payload.len() + 200)
+                .sum::<usize>();
+            if self.uncheckpointed >= CHECKPOINT_EVERY_BYTES
+                && let Some(checkpointer) = &self.checkpointer
+            {
+                checkpointer.nudge();
+                self.uncheckpointed = 0;
+            }
         }
+        batch.clear();
         result
     }
 
