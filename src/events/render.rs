@@ -91,20 +91,25 @@ pub fn one_line(text: &str, max: usize) -> String {
             break;
         };
         rest = &rest[c.len_utf8()..];
-        match c {
-            '\n' => out.push_str(" ⏎ "),
-            '\r' => {}
-            '\t' => out.push(' '),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
-            c => out.push(c),
-        }
+        push_escaped(&mut out, c);
     }
     if !rest.is_empty() {
         let _ = write!(out, " … [{} more bytes in the audit store]", rest.len());
     }
     out
+}
+
+/// One char as a log pane shows it: newlines as ` ⏎ `, control characters escaped.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str(" ⏎ "),
+        '\r' => {}
+        '\t' => out.push(' '),
+        c if c.is_control() => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
 }
 
 fn usage_text(usage: &Usage) -> String {
@@ -560,15 +565,7 @@ mod tests {
                 break;
             }
             consumed += c.len_utf8();
-            match c {
-                '\n' => out.push_str(" ⏎ "),
-                '\r' => {}
-                '\t' => out.push(' '),
-                c if c.is_control() => {
-                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
-                }
-                c => out.push(c),
-            }
+            push_escaped(&mut out, c);
         }
         if consumed < trimmed.len() {
             let _ = write!(
