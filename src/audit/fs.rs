@@ -321,10 +321,9 @@ impl FsWriter {
         let mut pending = std::mem::take(&mut self.pending);
         self.pending_index.clear();
         let mut joined = std::mem::take(&mut self.joined);
-        let result = self.write_appends(conn, &pending, &mut joined).await;
-        for (_, buffer) in pending.drain(..) {
-            self.keep_spare(buffer);
-        }
+        let result = self.write_appends(conn, &mut pending, &mut joined).await;
+        // Empty (after a failure, the rest is dropped); kept for its capacity.
+        pending.clear();
         self.pending = pending;
         if joined.capacity() <= SPARE_BYTES {
             self.joined = joined;
@@ -335,18 +334,18 @@ impl FsWriter {
     async fn write_appends(
         &mut self,
         conn: &Connection,
-        pending: &[(String, Vec<u8>)],
+        pending: &mut Vec<(String, Vec<u8>)>,
         joined: &mut Vec<u8>,
     ) -> Result<(), AuditError> {
         let (secs, nsec) = now_parts();
-        for (path, bytes) in pending {
-            let mut state = match self.appends.remove(path) {
+        for (path, bytes) in pending.drain(..) {
+            let mut state = match self.appends.remove(&path) {
                 Some(state) => state,
-                None => self.load_append(conn, path).await?,
+                None => self.load_append(conn, &path).await?,
             };
             joined.clear();
             joined.extend_from_slice(&state.tail);
-            joined.extend_from_slice(bytes);
+            joined.extend_from_slice(&bytes);
             let chunks: Vec<(i64, &[u8])> = joined
                 .chunks(CHUNK_SIZE)
                 .enumerate()
@@ -364,7 +363,8 @@ impl FsWriter {
             )
             .await
             .map_err(AuditError::sql("record a file size"))?;
-            self.appends.insert(path.clone(), state);
+            self.appends.insert(path, state);
+            self.keep_spare(bytes);
         }
         Ok(())
     }
