@@ -165,13 +165,7 @@ impl TurnEvents {
 
     /// Publishes one event; waits when the sinks are behind (backpressure, flat memory).
     pub async fn emit(&self, event: AgentEvent) {
-        self.bus
-            .publish(OrchEventKind::Agent {
-                agent: self.agent.clone(),
-                turn: self.turn,
-                event,
-            })
-            .await;
+        self.emit_all(std::iter::once(event)).await;
     }
 
     /// Publishes events together, in order (one read of the agent's output).

@@ -20,8 +20,8 @@ const BUS_CAPACITY: usize = 4096;
 const MAX_BATCH: usize = 256;
 
 enum BusMessage {
-    Event(OrchEvent),
-    /// Events published together (one read of an agent's output), handled in order.
+    /// Events published together (one read of an agent's output, or a single event),
+    /// handled in order.
     Events(Vec<OrchEvent>),
     Flush(oneshot::Sender<()>),
     Shutdown,
@@ -42,17 +42,7 @@ impl EventBus {
     /// Publishes an event stamped now. If the sink thread is gone the event is dropped
     /// (that only happens after `SinkThread::finish`).
     pub async fn publish(&self, kind: OrchEventKind) {
-        let Ok(permit) = self.room.acquire().await else {
-            return;
-        };
-        permit.forget();
-        if self
-            .tx
-            .send(BusMessage::Event(OrchEvent::now(kind)))
-            .is_err()
-        {
-            self.room.add_permits(1);
-        }
+        self.publish_all(std::iter::once(kind)).await;
     }
 
     /// Publishes events together, in order, all stamped now: one wake-up of the sink
@@ -156,11 +146,6 @@ fn run_sinks(
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         match message {
-            BusMessage::Event(event) => {
-                handle_event(event, &mut sinks, redactor);
-                room.add_permits(1);
-                dirty = true;
-            }
             BusMessage::Events(events) => {
                 let weight = events.len();
                 for event in events {
