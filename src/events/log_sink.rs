@@ -69,11 +69,9 @@ impl Sink for LogSink {
             line.push(' ');
             line.push_str(&body);
             line.push('\n');
-            let written = match self.agent_writer(agent) {
-                Ok(Some(writer)) => writer.write_all(line.as_bytes()),
-                Ok(None) => Ok(()),
-                Err(err) => Err(err),
-            };
+            let written = self
+                .agent_writer(agent)
+                .and_then(|writer| writer.map_or(Ok(()), |w| w.write_all(line.as_bytes())));
             self.line = line;
             written?;
         }
