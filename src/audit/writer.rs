@@ -11,7 +11,7 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use libsql::{Connection, Statement, Value, params_from_iter};
 
@@ -29,13 +29,15 @@ use crate::audit::schema::{
 };
 use crate::audit::target::{AuditTarget, Store, open_for_writing, pragma};
 use crate::events::event::{InterruptSummary, TurnRecord};
+use crate::events::wire::millis;
 
 /// Most events per transaction.
 pub const MAX_BATCH: usize = 1000;
-/// Longest an event waits for its transaction when no barrier asks sooner. DESIGN
-/// allows 50 ms; half that keeps a steady stream's rows within ~50 ms of their event
-/// even when a commit has to wait for a core, and a saturated stream fills its 1000
-/// events long before either limit.
+/// Longest an event waits for its transaction when no barrier asks sooner, counted
+/// from when it was published (its `ts`), so time spent queued behind a slow commit
+/// counts too. DESIGN allows 50 ms; half that keeps a steady stream's rows within
+/// ~50 ms of their event even when a commit has to wait for a core, and a saturated
+/// stream fills its 1000 events long before either limit.
 pub const MAX_DELAY: Duration = Duration::from_millis(25);
 /// How often the writer looks for more events while it gathers a batch; a tick with
 /// none commits what it has.
@@ -159,6 +161,16 @@ pub enum WriterMsg {
     Barrier(SyncSender<Result<(), String>>),
     /// Commit, checkpoint, answer, stop.
     Close(SyncSender<Result<(), String>>),
+}
+
+/// When an event stamped `ts_ms` (Unix ms) was published, as an `Instant` between
+/// `MAX_DELAY` before `now` and `now`: a stamp from the future (the clock stepped back)
+/// gives the batch its whole `MAX_DELAY`, and one from long ago ends the gathering
+/// after what is already queued is taken.
+fn published_at(ts_ms: i64, now: Instant) -> Instant {
+    let age_ms = (millis(SystemTime::now()) as i64).saturating_sub(ts_ms);
+    let age = Duration::from_millis(age_ms.clamp(0, MAX_DELAY.as_millis() as i64) as u64);
+    now.checked_sub(age).unwrap_or(now)
 }
 
 struct WriterContext {
@@ -301,7 +313,10 @@ impl WriterContext {
                 Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
                 Err(_) => disconnected = true,
             }
-            let started = Instant::now();
+            let gathering = Instant::now();
+            let oldest = batch
+                .first()
+                .map_or(gathering, |first| published_at(first.ts, gathering));
             loop {
                 let mut arrived = false;
                 while !disconnected && batch.len() < MAX_BATCH {
@@ -314,13 +329,13 @@ impl WriterContext {
                         Err(TryRecvError::Disconnected) => disconnected = true,
                     }
                 }
-                let left = MAX_DELAY.saturating_sub(started.elapsed());
+                let left = MAX_DELAY.saturating_sub(oldest.elapsed());
                 if disconnected
                     || closing.is_some()
                     || !waiters.is_empty()
                     || batch.len() >= MAX_BATCH
                     || left.is_zero()
-                    || (!arrived && started.elapsed() >= GATHER_TICK)
+                    || (!arrived && gathering.elapsed() >= GATHER_TICK)
                 {
                     break;
                 }
@@ -744,5 +759,32 @@ mod gate_tests {
         gate.close();
         assert!(!waiter.join().unwrap(), "a closed gate refuses");
         assert!(!gate.enter());
+    }
+}
+
+#[cfg(test)]
+mod gather_tests {
+    use super::*;
+
+    /// A batch's deadline counts from its oldest event's stamp, within `MAX_DELAY`.
+    #[test]
+    fn the_batch_deadline_counts_from_the_oldest_events_stamp() {
+        let now = Instant::now();
+        let stamp_now = millis(SystemTime::now()) as i64;
+        let age = now.duration_since(published_at(stamp_now - 10, now));
+        assert!(
+            age >= Duration::from_millis(9) && age <= Duration::from_millis(15),
+            "an event published 10 ms ago: {age:?}"
+        );
+        assert_eq!(
+            published_at(stamp_now + 60_000, now),
+            now,
+            "a stamp from the future"
+        );
+        assert_eq!(
+            now.duration_since(published_at(0, now)),
+            MAX_DELAY,
+            "a stamp from long ago waits no longer"
+        );
     }
 }
