@@ -7,12 +7,18 @@
 //! one latency sample: time seen here minus `t`. The poll period bounds how late a
 //! sample can be observed, so it is part of what is measured (and reported).
 //!
-//! Prints one JSON object: samples, p50, p90, p99, max in microseconds per target.
+//! With `--tailers N` (N > 1) N threads tail the logs independently, each pinned to its
+//! own CPU, and a line's sample uses the first of them to read it: on a VM whose CPUs
+//! the hypervisor sometimes stops, one observer's stall would otherwise count as the
+//! pipeline's latency. `--dump FILE` writes every stamped log line as
+//! `agent stamp seen-by-tailer-1 [seen-by-tailer-2 ...]` for analysis.
+//!
+//! Prints one JSON object: samples, p50, p90, p99, max in microseconds for the logs (first
+//! tailer to see each line), the logs as the first tailer alone saw them, and the store.
 //!
 //! `bench_probe --logs DIR --agents a,b --expect N [--db FILE --session S]
-//!  [--timeout-s 120]`
+//!  [--timeout-s 120] [--tailers 1] [--dump FILE]`
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -51,6 +57,8 @@ struct Args {
     timeout: Duration,
     log_poll: Duration,
     db_poll: Duration,
+    tailers: usize,
+    dump: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -63,6 +71,8 @@ fn parse_args() -> Args {
         timeout: Duration::from_secs(120),
         log_poll: Duration::from_micros(200),
         db_poll: Duration::from_millis(2),
+        tailers: 1,
+        dump: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -78,6 +88,8 @@ fn parse_args() -> Args {
             "--timeout-s" => args.timeout = Duration::from_secs(number),
             "--log-poll-us" => args.log_poll = Duration::from_micros(number),
             "--db-poll-ms" => args.db_poll = Duration::from_millis(number),
+            "--tailers" => args.tailers = number as usize,
+            "--dump" => args.dump = Some(PathBuf::from(value)),
             other => {
                 eprintln!("bench_probe: unknown argument {other}");
                 std::process::exit(2);
@@ -88,23 +100,28 @@ fn parse_args() -> Args {
     args
 }
 
-fn tail_logs(args: &Args) -> Vec<i64> {
-    let mut files: HashMap<String, (File, Vec<u8>)> = HashMap::new();
-    let mut samples = Vec::with_capacity(args.expect);
+/// One tailer's view of the logs: per agent, in file order, each stamped line's
+/// `(stamp, seen)` pair.
+type Sightings = Vec<Vec<(i64, i64)>>;
+
+/// Tails every agent's log until `expect` stamped lines are seen (or the timeout),
+/// noting when each stamped line was first read.
+fn tail_logs(args: &Args) -> Sightings {
+    let mut files: Vec<Option<(File, Vec<u8>)>> = args.agents.iter().map(|_| None).collect();
+    let mut seen: Sightings = args.agents.iter().map(|_| Vec::new()).collect();
+    let mut total = 0;
     let mut chunk = vec![0u8; 256 * 1024];
     let deadline = Instant::now() + args.timeout;
-    while samples.len() < args.expect && Instant::now() < deadline {
+    while total < args.expect && Instant::now() < deadline {
         let mut got = false;
-        for agent in &args.agents {
-            if !files.contains_key(agent) {
+        for (k, agent) in args.agents.iter().enumerate() {
+            if files[k].is_none() {
                 match File::open(args.logs.join(format!("{agent}.log"))) {
-                    Ok(file) => {
-                        files.insert(agent.clone(), (file, Vec::new()));
-                    }
+                    Ok(file) => files[k] = Some((file, Vec::new())),
                     Err(_) => continue,
                 }
             }
-            let Some((file, pending)) = files.get_mut(agent) else {
+            let Some((file, pending)) = files[k].as_mut() else {
                 continue;
             };
             loop {
@@ -113,7 +130,7 @@ fn tail_logs(args: &Args) -> Vec<i64> {
                     break;
                 }
                 got = true;
-                let seen = now_us();
+                let now = now_us();
                 pending.extend_from_slice(&chunk[..n]);
                 let end = pending
                     .iter()
@@ -121,7 +138,8 @@ fn tail_logs(args: &Args) -> Vec<i64> {
                     .map_or(0, |p| p + 1);
                 for line in pending[..end].split(|b| *b == b'\n') {
                     if let Some(t) = stamp(&String::from_utf8_lossy(line)) {
-                        samples.push(seen - t);
+                        seen[k].push((t, now));
+                        total += 1;
                     }
                 }
                 pending.drain(..end);
@@ -131,7 +149,84 @@ fn tail_logs(args: &Args) -> Vec<i64> {
             std::thread::sleep(args.log_poll);
         }
     }
-    samples
+    seen
+}
+
+/// Pins the calling thread to one CPU (best effort: the tailer still works unpinned).
+fn pin_to(cpu: usize) {
+    use nix::libc;
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays inside it for any
+    // cpu below CPU_SETSIZE, and the call only changes this thread's affinity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu < libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
+/// Runs `args.tailers` tailers at once, each pinned to its own CPU, and gives each line
+/// the earliest time any of them saw it: the line was in the file by then, so this is
+/// still an upper bound on its latency, but one that a single stalled observer (its CPU
+/// taken by the hypervisor or by the system under test) no longer inflates.
+/// Returns the combined samples and those of the first tailer alone.
+fn watch_logs(args: &Arc<Args>) -> (Vec<i64>, Vec<i64>) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tailers: Vec<_> = (0..args.tailers.max(1))
+        .map(|i| {
+            let args = args.clone();
+            std::thread::spawn(move || {
+                if args.tailers > 1 {
+                    pin_to(i % cpus);
+                }
+                tail_logs(&args)
+            })
+        })
+        .collect();
+    let views: Vec<Sightings> = tailers
+        .into_iter()
+        .map(|t| t.join().unwrap_or_default())
+        .collect();
+    let first: Vec<i64> = views
+        .first()
+        .map(|view| view.iter().flatten().map(|(t, seen)| seen - t).collect())
+        .unwrap_or_default();
+    let mut earliest = Vec::with_capacity(args.expect);
+    let mut dump = String::new();
+    for (k, agent) in args.agents.iter().enumerate() {
+        let lines = views
+            .iter()
+            .map(|v| v.get(k).map_or(0, Vec::len))
+            .max()
+            .unwrap_or(0);
+        for line in 0..lines {
+            let sightings = views
+                .iter()
+                .filter_map(|v| v.get(k).and_then(|a| a.get(line)));
+            let Some(t) = sightings.clone().map(|(t, _)| *t).next() else {
+                continue;
+            };
+            let seen = sightings.map(|(_, s)| *s).min().unwrap_or(t);
+            earliest.push(seen - t);
+            if args.dump.is_some() {
+                dump.push_str(&format!("{agent} {t}"));
+                for v in &views {
+                    match v.get(k).and_then(|a| a.get(line)) {
+                        Some((_, s)) => dump.push_str(&format!(" {s}")),
+                        None => dump.push_str(" -"),
+                    }
+                }
+                dump.push('\n');
+            }
+        }
+    }
+    if let Some(path) = &args.dump {
+        if let Err(err) = std::fs::write(path, dump) {
+            eprintln!("bench_probe: writing {}: {err}", path.display());
+        }
+    }
+    (earliest, first)
 }
 
 async fn poll_db(args: &Args) -> Result<Vec<i64>, libsql::Error> {
@@ -201,7 +296,7 @@ fn summary(mut samples: Vec<i64>) -> serde_json::Value {
 fn main() {
     let args = Arc::new(parse_args());
     let log_args = args.clone();
-    let logs = std::thread::spawn(move || tail_logs(&log_args));
+    let logs = std::thread::spawn(move || watch_logs(&log_args));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -216,9 +311,13 @@ fn main() {
         eprintln!("bench_probe: reading the audit store failed: {err}");
         Vec::new()
     });
-    let logs = logs.join().unwrap_or_default();
+    let (logs, first) = logs.join().unwrap_or_default();
     println!(
         "{}",
-        serde_json::json!({ "log": summary(logs), "audit": summary(db) })
+        serde_json::json!({
+            "log": summary(logs),
+            "log_one_tailer": summary(first),
+            "audit": summary(db),
+        })
     );
 }
