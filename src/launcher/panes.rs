@@ -247,6 +247,13 @@ fn keep_panes(
         }
         match ended {
             Some(_) if !missing => return,
+            // The session was closed after the run: nothing to add panes to.
+            Some(_) if matches!(live.is_running(), Ok(false)) => {
+                eprintln!(
+                    "note: the session is closed, so the remaining agent panes are not added; `launch attach` rebuilds the session with them"
+                );
+                return;
+            }
             // The run is over, but a pane is still missing (e.g. a new Zellij tab waits
             // for a client): keep trying a while, then leave it to `launch attach`.
             Some(since) if since.elapsed() >= END_GRACE => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use orch::mux::{TmuxClient, ZellijClient, placement_for_slot};
 
-use crate::support::{require_tool, wait_for};
+use crate::support::{Reaper, require_tool, wait_for};
 
 /// A demo run with mid-run agents takes about 30 s at this delay; CI machines are slow.
 const RUN_WAIT: Duration = Duration::from_secs(180);
@@ -18,6 +18,8 @@ const DELAY: &str = "delay=250,waves=2";
 
 /// A private repo, home and tool environment for one test.
 struct Sandbox {
+    // Declared first, so it stops leftover processes before `tmp` is deleted.
+    _reaper: Reaper,
     tmp: tempfile::TempDir,
     env: Vec<(String, String)>,
 }
@@ -54,7 +56,11 @@ impl Sandbox {
         if let Some(bin) = zellij {
             env.push(("ORCH_ZELLIJ_BIN".to_owned(), bin.display().to_string()));
         }
-        Sandbox { tmp, env }
+        Sandbox {
+            _reaper: Reaper::new(tmp.path()),
+            tmp,
+            env,
+        }
     }
 
     fn root(&self) -> PathBuf {

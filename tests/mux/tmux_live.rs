@@ -6,7 +6,7 @@ use std::time::Duration;
 use orch::mux::{AgentPane, TmuxClient, TmuxPane, agent_pane, placement_for_slot, plan_layout};
 
 use crate::support::{
-    HOSTILE_NAMES, append_line, marker_script, read_marker, require_tool, wait_for,
+    HOSTILE_NAMES, Reaper, append_line, marker_script, read_marker, require_tool, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -61,6 +61,7 @@ fn tmux_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() {
         .prefix("orch-tmux")
         .tempdir()
         .unwrap();
+    let _reaper = Reaper::new(tmp.path());
     let root = hostile_root(tmp.path());
     let session = "run-20261122-101010-t001";
     let inner = ServerGuard(tmux_client(&bin, tmp.path(), "orch-inner"));

@@ -10,7 +10,7 @@ use orch::mux::{
 };
 
 use crate::support::{
-    HOSTILE_NAMES, append_line, marker_script, read_marker, require_tool, wait_for,
+    HOSTILE_NAMES, Reaper, append_line, marker_script, read_marker, require_tool, wait_for,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -66,6 +66,7 @@ fn generated_layouts_and_config_pass_zellij_setup_check() {
         .prefix("orch-zj")
         .tempdir()
         .unwrap();
+    let _reaper = Reaper::new(tmp.path());
     let root = hostile_root(tmp.path());
     let config_dir = tmp.path().join("zellij");
     let launch = tmp.path().join("bin dir/launch \"x\"");
@@ -166,6 +167,7 @@ fn zellij_session_shows_every_agent_log_and_ctrl_s_runs_the_interrupt_command() 
         .prefix("orch-zj")
         .tempdir()
         .unwrap();
+    let _reaper = Reaper::new(tmp.path());
     let root = hostile_root(tmp.path());
     let session = "run-20261122-101010-z001";
     let config_dir = tmp.path().join("zellij");
