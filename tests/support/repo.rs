@@ -4,7 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "reaper.rs"]
+mod reaper;
+
 pub struct TestRepo {
+    // Declared first, so it stops leftover processes before `dir` is deleted.
+    _reaper: reaper::Reaper,
     pub dir: tempfile::TempDir,
 }
 
@@ -16,7 +21,10 @@ impl TestRepo {
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("repo/.git")).expect("fake git dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
-        TestRepo { dir }
+        TestRepo {
+            _reaper: reaper::Reaper::new(dir.path()),
+            dir,
+        }
     }
 
     pub fn root(&self) -> PathBuf {
