@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use libsql::{Builder, Connection};
 
 use crate::audit::target::pragma;
+use crate::audit::writer::{report_ready, yield_to_the_log_path};
 
 /// The writer connection's `wal_autocheckpoint` while a checkpointer runs (16 MB of
 /// 4 KiB pages). SQLite's default, used without one, is 1000.
@@ -91,7 +92,7 @@ impl Drop for Checkpointer {
 }
 
 fn run(path: PathBuf, rx: Receiver<()>, ready: SyncSender<Result<(), String>>) {
-    crate::audit::writer::yield_to_the_log_path();
+    yield_to_the_log_path();
     let runtime = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -100,15 +101,8 @@ fn run(path: PathBuf, rx: Receiver<()>, ready: SyncSender<Result<(), String>>) {
         }
     };
     runtime.block_on(async move {
-        let (_db, conn) = match open(&path).await {
-            Ok(opened) => {
-                let _ = ready.send(Ok(()));
-                opened
-            }
-            Err(detail) => {
-                let _ = ready.send(Err(detail));
-                return;
-            }
+        let Some((_db, conn)) = report_ready(&ready, open(&path).await) else {
+            return;
         };
         let mut last: Option<Instant> = None;
         while rx.recv().is_ok() {

@@ -163,6 +163,24 @@ pub enum WriterMsg {
     Close(SyncSender<Result<(), String>>),
 }
 
+/// Tells the thread that started a store thread how opening went (`ready`), and hands
+/// back what was opened.
+pub(crate) fn report_ready<T, E>(
+    ready: &SyncSender<Result<(), E>>,
+    opened: Result<T, E>,
+) -> Option<T> {
+    match opened {
+        Ok(value) => {
+            let _ = ready.send(Ok(()));
+            Some(value)
+        }
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            None
+        }
+    }
+}
+
 /// When an event stamped `ts_ms` (Unix ms) was published, as an `Instant` between
 /// `MAX_DELAY` before `now` and `now`: a stamp from the future (the clock stepped back)
 /// gives the batch its whole `MAX_DELAY`, and one from long ago ends the gathering
@@ -221,15 +239,10 @@ pub fn run_writer(
         }
     };
     runtime.block_on(async move {
-        let mut ctx = match WriterContext::open(&target, &meta, options).await {
-            Ok(ctx) => {
-                let _ = ready.send(Ok(()));
-                ctx
-            }
-            Err(err) => {
-                let _ = ready.send(Err(err));
-                return;
-            }
+        let Some(mut ctx) =
+            report_ready(&ready, WriterContext::open(&target, &meta, options).await)
+        else {
+            return;
         };
         ctx.serve(rx, &gate).await;
     });
