@@ -744,7 +744,7 @@ async fn run_start_hash(conn: &Connection, session: &str) -> Result<Option<Strin
 }
 
 #[cfg(test)]
-mod gate_tests {
+mod tests {
     use super::*;
     use std::time::Duration;
 
@@ -773,11 +773,6 @@ mod gate_tests {
         assert!(!waiter.join().unwrap(), "a closed gate refuses");
         assert!(!gate.enter());
     }
-}
-
-#[cfg(test)]
-mod gather_tests {
-    use super::*;
 
     /// A batch's deadline counts from its oldest event's stamp, within `MAX_DELAY`.
     #[test]
