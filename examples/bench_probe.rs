@@ -201,18 +201,25 @@ fn watch_logs(args: &Arc<Args>) -> (Vec<i64>, Vec<i64>) {
             .max()
             .unwrap_or(0);
         for line in 0..lines {
-            let sightings = views
+            // What each tailer saw of this line (a tailer that timed out may lack it).
+            let sightings: Vec<Option<&(i64, i64)>> = views
                 .iter()
-                .filter_map(|v| v.get(k).and_then(|a| a.get(line)));
-            let Some(t) = sightings.clone().map(|(t, _)| *t).next() else {
+                .map(|v| v.get(k).and_then(|a| a.get(line)))
+                .collect();
+            let Some(t) = sightings.iter().flatten().map(|(t, _)| *t).next() else {
                 continue;
             };
-            let seen = sightings.map(|(_, s)| *s).min().unwrap_or(t);
+            let seen = sightings
+                .iter()
+                .flatten()
+                .map(|(_, s)| *s)
+                .min()
+                .unwrap_or(t);
             earliest.push(seen - t);
             if args.dump.is_some() {
                 dump.push_str(&format!("{agent} {t}"));
-                for v in &views {
-                    match v.get(k).and_then(|a| a.get(line)) {
+                for sighting in &sightings {
+                    match sighting {
                         Some((_, s)) => dump.push_str(&format!(" {s}")),
                         None => dump.push_str(" -"),
                     }
