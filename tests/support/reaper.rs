@@ -26,15 +26,8 @@ impl Reaper {
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
             .filter(|pid| *pid != me)
             .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                    environ.split(|b| *b == 0).any(|var| {
-                        var.iter().position(|b| *b == b'=').is_some_and(|eq| {
-                            let value = &var[eq + 1..];
-                            value.starts_with(dir)
-                                && matches!(value.get(dir.len()), None | Some(b'/'))
-                        })
-                    })
-                })
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|environ| names_path(&environ, dir))
             })
             .map(|pid| {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -43,6 +36,15 @@ impl Reaper {
             })
             .collect()
     }
+}
+
+/// Whether a NUL-separated environment has a variable whose value is `dir` or a path
+/// under it.
+fn names_path(environ: &[u8], dir: &[u8]) -> bool {
+    environ.split(|b| *b == 0).any(|var| {
+        let value = var.splitn(2, |b| *b == b'=').nth(1).unwrap_or_default();
+        value.starts_with(dir) && matches!(value.get(dir.len()), None | Some(b'/'))
+    })
 }
 
 impl Drop for Reaper {
@@ -60,12 +62,12 @@ impl Drop for Reaper {
             left
         };
         let stuck = settle(Duration::from_secs(5));
+        if stuck.is_empty() {
+            return;
+        }
         for (pid, cmd) in &stuck {
             eprintln!("test clean-up: stopping leftover process {pid}: {cmd}");
             let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
-        }
-        if stuck.is_empty() {
-            return;
         }
         for (pid, _) in settle(Duration::from_secs(2)) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
