@@ -317,8 +317,57 @@ def bench_audit_vs_agentfs(s, tp, events, sdk_per_event, runs, sdk_dir):
     return results
 
 
-def bench_latency(s, per_agent, rate, runs, label):
-    """2. Four parallel firehose agents: agent -> log line, agent -> audit row."""
+def start_probe(s, logs, agents, expect, db=None, session=None):
+    """Starts `bench_probe` on the agents' log files (and the audit store, given `db`)."""
+    argv = [str(PROBE), "--logs", str(logs), "--agents", ",".join(agents),
+            "--expect", str(expect), "--timeout-s", "600", "--tailers", str(TAILERS)]
+    if db is not None:
+        argv += ["--db", str(db), "--session", session]
+    return subprocess.Popen(argv, env=s.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def probe_result(probe, steal):
+    out, err = probe.communicate(timeout=120)
+    if probe.returncode != 0:
+        raise RuntimeError(f"bench_probe exited {probe.returncode}:\n{err.decode(errors='replace')[-2000:]}")
+    res = json.loads(out.decode())
+    res["steal_pct"] = steal.pct()
+    return res
+
+
+def cat_relay(s, logs, agents, words, timeout=600):
+    """The latency floor: the same agents, each piped straight into `cat > <agent>.log`.
+    GNU cat writes whatever one read returns, so a line is in the file one pipe wake-up
+    and one write after the agent wrote it; nothing parses, logs or stores anything."""
+    logs.mkdir(parents=True)
+    settle()
+    procs = []
+    try:
+        for agent in agents:
+            with open(logs / f"{agent}.log", "wb") as out:
+                a = subprocess.Popen([str(AGENT), "exec", "--json", words], env=s.env,
+                                     stdout=subprocess.PIPE, start_new_session=True)
+                c = subprocess.Popen(["cat"], stdin=a.stdout, stdout=out, env=s.env,
+                                     start_new_session=True)
+                a.stdout.close()
+            procs += [a, c]
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            p.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    bad = [p.returncode for p in procs if p.returncode != 0]
+    if bad:
+        raise RuntimeError(f"cat reference: exit codes {bad}")
+
+
+def bench_latency(s, per_agent, rate, runs, label, reference=False):
+    """2. Four parallel firehose agents: agent -> log line, agent -> audit row. With
+    `reference`, each iteration also runs the same agents into `cat > file` (the floor)."""
     results = []
     words = f"bench:events={per_agent}" + (f" bench:rate={rate} bench:flush=line" if rate else " bench:flush=line")
     agents = [f"fh{k}" for k in range(1, 5)]
@@ -328,29 +377,39 @@ def bench_latency(s, per_agent, rate, runs, label):
         p = s.project("latency")
         session = f"run-bench-lat-{label}-{i}"
         logs = p / ".orch" / "runs" / session / "logs"
-        probe = subprocess.Popen(
-            [str(PROBE), "--logs", str(logs), "--agents", ",".join(agents),
-             "--expect", str(4 * per_agent), "--db", str(p / ".orch" / "audit.db"),
-             "--session", session, "--timeout-s", "600", "--tailers", str(TAILERS)],
-            env=s.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        probe = start_probe(s, logs, agents, 4 * per_agent, p / ".orch" / "audit.db", session)
         steal = Steal()
         try:
             r = launch(s, p, config, session)
-            out, _ = probe.communicate(timeout=120)
+            res = probe_result(probe, steal)
         except Exception:
             os.killpg(probe.pid, signal.SIGKILL)
             probe.communicate()
             raise
-        res = json.loads(out.decode())
-        res["steal_pct"] = steal.pct()
         res["seconds"] = r["seconds"]
         res["eps"] = 4 * per_agent / r["seconds"]
-        results.append(res)
         log(f"  log p50 {res['log']['p50_us'] / 1000:.2f} ms p99 {res['log']['p99_us'] / 1000:.2f} ms "
             f"(one tailer {res['log_one_tailer']['p99_us'] / 1000:.2f} ms); "
             f"audit p50 {res['audit']['p50_us'] / 1000:.1f} ms p99 {res['audit']['p99_us'] / 1000:.1f} ms "
             f"({res['log']['samples']}/{res['audit']['samples']} samples); steal {res['steal_pct']:.1f} %")
         shutil.rmtree(p, ignore_errors=True)
+        if reference:
+            p = s.project("latency-cat")
+            probe = start_probe(s, p / "logs", agents, 4 * per_agent)
+            steal = Steal()
+            try:
+                cat_relay(s, p / "logs", agents, words)
+                ref = probe_result(probe, steal)
+            except Exception:
+                os.killpg(probe.pid, signal.SIGKILL)
+                probe.communicate()
+                raise
+            res["cat"] = ref
+            log(f"  reference cat: log p50 {ref['log']['p50_us'] / 1000:.2f} ms "
+                f"p99 {ref['log']['p99_us'] / 1000:.2f} ms ({ref['log']['samples']} samples); "
+                f"steal {ref['steal_pct']:.1f} %")
+            shutil.rmtree(p, ignore_errors=True)
+        results.append(res)
     return results
 
 
@@ -965,7 +1024,7 @@ def main():
     res["audit"] = bench_audit_vs_agentfs(s, res["throughput"], opts.events, opts.sdk_per_event,
                                           opts.runs, opts.sdk_dir)
     res["latency"] = {
-        "paced": bench_latency(s, opts.lat_events, opts.rate, opts.target_runs, "paced"),
+        "paced": bench_latency(s, opts.lat_events, opts.rate, opts.target_runs, "paced", reference=True),
         "saturated": bench_latency(s, opts.sat_events, 0, opts.runs, "saturated"),
     }
     for r in res["throughput"]:
