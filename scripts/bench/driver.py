@@ -446,6 +446,25 @@ def audit_span(db, session):
         con.close()
 
 
+def dag_breakdown(db, session, agents):
+    """Where a DAG run's overhead went, per agent, from the audit store (ms): `own` is
+    agent_finished - agent_started - its known duration (process start, its 20 events,
+    exit and reaping); `wait` is agent_started - the last dependency's agent_finished
+    (the scheduler's reaction)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT agent, kind, MIN(ts) FROM events WHERE run=? AND kind IN "
+                           "('agent_started', 'agent_finished') GROUP BY agent, kind", (session,)).fetchall()
+    finally:
+        con.close()
+    ts = {(a, k): t for a, k, t in rows}
+    own = [ts[(a, "agent_finished")] - ts[(a, "agent_started")] - d for a, d, _ in agents]
+    wait = [ts[(a, "agent_started")] - max(ts[(x, "agent_finished")] for x in deps)
+            for a, _, deps in agents if deps]
+    return {"own_ms_median": median(own), "own_ms_max": max(own),
+            "wait_ms_median": median(wait), "wait_ms_max": max(wait)}
+
+
 def bench_scheduling(s, runs, idle_s):
     """4. 32-agent DAGs of sleeping agents: makespan vs critical path; idle CPU."""
     results = []
@@ -455,13 +474,19 @@ def bench_scheduling(s, runs, idle_s):
         log(f"scheduling DAG run {i + 1}/{runs}: 32 agents, critical path {critical_ms} ms")
         p = s.project("dag")
         session = f"run-bench-dag-{i}"
+        steal = Steal()
         r = launch(s, p, config, session)
-        span = audit_span(p / ".orch" / "audit.db", session)
+        db = p / ".orch" / "audit.db"
+        span = audit_span(db, session)
         results.append({"critical_s": critical_ms / 1000, "serial_s": total_ms / 1000,
-                        "makespan_s": span, "wall_s": r["seconds"],
-                        "overhead_pct": 100 * (span - critical_ms / 1000) / (critical_ms / 1000)})
-        log(f"  makespan {span:.3f}s (agent_started → last agent_finished), wall {r['seconds']:.3f}s, "
-            f"+{results[-1]['overhead_pct']:.2f}% over the critical path")
+                        "makespan_s": span, "wall_s": r["seconds"], "steal_pct": steal.pct(),
+                        "overhead_pct": 100 * (span - critical_ms / 1000) / (critical_ms / 1000),
+                        **dag_breakdown(db, session, agents)})
+        r = results[-1]
+        log(f"  makespan {span:.3f}s (agent_started → last agent_finished), wall {r['wall_s']:.3f}s, "
+            f"+{r['overhead_pct']:.2f}% over the critical path; per agent {r['own_ms_median']:.0f} ms "
+            f"(max {r['own_ms_max']:.0f}), dependency wait {r['wait_ms_median']:.0f} ms "
+            f"(max {r['wait_ms_max']:.0f}); steal {r['steal_pct']:.1f} %")
         shutil.rmtree(p, ignore_errors=True)
     idle = []
     for i in range(runs):
@@ -670,7 +695,14 @@ def write_report(path, opts, m, res):
     pa99 = median([r["audit"]["p99_us"] for r in paced]) / 1000
     steal = [r["steal_pct"] for r in paced if "steal_pct" in r]
     steal_note = f"; host steal {median(steal):.1f} % of CPU time (median)" if steal else ""
-    a(f"| latency to log p99 < 5 ms | {pl99:.2f} ms (4 agents × {opts.rate:,} events/s{steal_note}) | — | {ok(pl99 < 5)} |")
+    cat_runs = [r["cat"] for r in paced if "cat" in r]
+    if cat_runs:
+        cat99 = median([c["log"]["p99_us"] for c in cat_runs]) / 1000
+        cat_ref = (f"the agents piped into `cat > file`: p99 {cat99:.2f} ms "
+                   f"(steal {median([c['steal_pct'] for c in cat_runs]):.1f} %)")
+    else:
+        cat_ref = "—"
+    a(f"| latency to log p99 < 5 ms | {pl99:.2f} ms (4 agents × {opts.rate:,} events/s{steal_note}) | {cat_ref} | {ok(pl99 < 5)} |")
     a(f"| latency to audit store p99 < 100 ms | {pa99:.1f} ms (same runs) | — | {ok(pa99 < 100)} |")
     a(f"| makespan within 2 % of the critical path | +{mk:.2f} % (32-agent DAGs) | critical path of the known durations | {ok(mk < 2)} |")
     a(f"| idle orchestrator CPU < 1 % of a core | {idle_stat:.2f} % (`/proc/<pid>/stat`), {idle_ns:.3f} % (schedstat) | — | {ok(idle_stat < 1)} |")
@@ -740,12 +772,21 @@ def write_report(path, opts, m, res):
           "to CPU 0 measured alone (pinned, it cannot move when its CPU is busy or stopped, so alone "
           "it reads later than an unpinned observer would; the pair is the measurement):")
         a("")
-        a("| paced run | steal | to log p99 | CPU 0 tailer alone: to log p99 | to audit p99 |")
-        a("| ---: | ---: | ---: | ---: | ---: |")
+        a("| paced run | steal | to log p99 | CPU 0 tailer alone: to log p99 | to audit p99 | reference `cat > file`: steal, to file p50 / p99 |")
+        a("| ---: | ---: | ---: | ---: | ---: | ---: |")
         for i, r in enumerate(paced):
+            c = r.get("cat")
+            ref = (f"{c['steal_pct']:.1f} %, {c['log']['p50_us'] / 1000:.2f} / {c['log']['p99_us'] / 1000:.2f} ms"
+                   if c else "—")
             a(f"| {i + 1} | {r['steal_pct']:.1f} % | {r['log']['p99_us'] / 1000:.2f} ms | "
-              f"{r['log_one_tailer']['p99_us'] / 1000:.2f} ms | {r['audit']['p99_us'] / 1000:.1f} ms |")
+              f"{r['log_one_tailer']['p99_us'] / 1000:.2f} ms | {r['audit']['p99_us'] / 1000:.1f} ms | {ref} |")
         a("")
+        if cat_runs:
+            a("The reference runs right after each paced run: the same four paced agents, each piped "
+              "straight into `cat > <agent>.log`, watched by the same probe. `cat` writes whatever one "
+              "read returns, so it is the floor any relay has here: one pipe wake-up and one write per "
+              "line, nothing parsed, logged or stored, no audit writer sharing the two CPUs.")
+            a("")
     a(f"Saturated runs reached {fmt(median([r['eps'] for r in sat]))} events/s over the four agents. "
       "Under saturation every queue on the way (the pipe, the bus, the audit queue) is full by "
       "construction, so the latency there is queue length ÷ throughput (Little's law), not a property of "
@@ -783,12 +824,24 @@ def write_report(path, opts, m, res):
       "durations (the best any scheduler can do); it excludes process start-up, which is part of the "
       "overhead.")
     a("")
-    a("| DAG | critical path | all durations in series | makespan | over critical path | `launch` wall |")
-    a("| --- | ---: | ---: | ---: | ---: | ---: |")
+    a("| DAG | critical path | all durations in series | makespan | over critical path | `launch` wall | steal |")
+    a("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for i, r in enumerate(sched):
         a(f"| seed {1000 + i} | {r['critical_s']:.3f} s | {r['serial_s']:.2f} s | {r['makespan_s']:.3f} s | "
-          f"+{r['overhead_pct']:.2f} % | {r['wall_s']:.3f} s |")
+          f"+{r['overhead_pct']:.2f} % | {r['wall_s']:.3f} s | {fmt(r.get('steal_pct'), ' %', 1)} |")
     a("")
+    if all("own_ms_median" in r for r in sched):
+        a("Where the overhead goes, from the same audit rows: each agent's own overhead "
+          "(`agent_finished` − `agent_started` − its known duration: fork and exec, its 20 events, "
+          "exit and reaping) and the scheduler's reaction (`agent_started` − the last dependency's "
+          "`agent_finished`). The makespan pays both once per link of the longest chain.")
+        a("")
+        a("| DAG | own overhead per agent, median (max) | dependency to start, median (max) |")
+        a("| --- | ---: | ---: |")
+        for i, r in enumerate(sched):
+            a(f"| seed {1000 + i} | {r['own_ms_median']:.0f} ms ({r['own_ms_max']:.0f} ms) | "
+              f"{r['wait_ms_median']:.0f} ms ({r['wait_ms_max']:.0f} ms) |")
+        a("")
     a(f"Idle CPU: 32 agents all sleeping; the orchestrator's utime+stime over a {idle[-1]['window_s']:.1f} s "
       f"window: median {idle_stat:.2f} % of a core from `/proc/<pid>/stat` (10 ms ticks), "
       f"{idle_ns:.3f} % from the threads' `schedstat` (ns). Per run: "
@@ -857,6 +910,33 @@ def write_report(path, opts, m, res):
     Path(path).write_text("\n".join(L) + "\n")
 
 
+def cat_floor_note(paced):
+    """What the same-iteration `cat > file` floor says about the log latency target."""
+    pairs = [(r, r["cat"]) for r in paced if "cat" in r]
+    if not pairs:
+        return ""
+    floor = median([c["log"]["p99_us"] for _, c in pairs]) / 1000
+    over = [(c["log"]["p99_us"] / 1000, c["steal_pct"]) for _, c in pairs if c["log"]["p99_us"] >= 5000]
+    text = (f"The floor, measured right after each paced run (the same four paced agents piped into "
+            f"`cat > file`, same probe), had log p99 {floor:.2f} ms (median; per run "
+            + ", ".join(f"{c['log']['p99_us'] / 1000:.2f} ms at {c['steal_pct']:.1f} % steal" for _, c in pairs)
+            + "). ")
+    if over:
+        text += ("A relay that parses, logs and stores nothing missed 5 ms in "
+                 + ", ".join(f"{p99:.1f} ms at {st:.1f} % steal" for p99, st in over)
+                 + ", so on this host the target holds only while the steal is low, for any "
+                 "program on the path. ")
+    else:
+        text += "In this report's runs the floor stayed under 5 ms. "
+    text += ("orch does more per line than `cat`: measured by hand (per-thread `schedstat`, "
+             "4 × 5,000 events/s) it spends about two thirds of one CPU on this load (async "
+             "runtime 29–38 %, sink thread 12–19 %, audit writer 14–19 %, checkpointer 2 %), "
+             "so when the hypervisor takes a large share of the two CPUs it runs out of CPU "
+             "first and its queues grow, which is why its tail rises faster with steal than "
+             "the floor's.")
+    return text
+
+
 def notes(res, opts):
     """The analysis beside the numbers (profiles were taken with `perf record`)."""
     tp, au, lat, cli = res["throughput"], res["audit"], res["latency"], res["audit_cli"]
@@ -900,7 +980,9 @@ def notes(res, opts):
         "so events that queued behind a slow commit do not wait 25 ms more (paced A/B by hand, "
         "alternating builds: audit p50 39–41 → 26–31 ms, p99 82–115 → 49–84 ms; 1,000,000-event "
         "throughput unchanged, 152k and 155k before, 151k and 149k after). The latency probe "
-        "tails the logs with two pinned threads and records each run's steal (section 2).",
+        "tails the logs with two pinned threads and records each run's steal (section 2); each "
+        "paced run is followed by its `cat > file` floor, and the scheduling runs record steal "
+        "and split their overhead per agent (report only, no product change).",
         "**Changed in the report before** (1,000,000-event `launch` runs, per-thread CPU from "
         "`/proc/<pid>/task/*/schedstat`, A/B in the same minutes): WAL checkpoints run on a second "
         "connection on their own thread (`PASSIVE`, asked after about 4 MiB of commits and at most "
@@ -929,8 +1011,8 @@ def notes(res, opts):
         + ", ".join(f"{r['log']['p99_us'] / 1000:.1f} / {r['audit']['p99_us'] / 1000:.0f}" for r in paced)
         + " ms; log p50 "
         + ", ".join(f"{r['log']['p50_us'] / 1000:.2f}" for r in paced)
-        + " ms). The log tail is not orch's work but time in which the hypervisor runs other "
-        "guests on this VM's two virtual CPUs (`steal`). Traced by hand (one paced run under "
+        + " ms). The log tail follows the time in which the hypervisor runs other guests on "
+        "this VM's two virtual CPUs (`steal`). Traced by hand (one paced run under "
         "`perf sched record` and one under `perf record -e cpu-clock -e sched:sched_switch`): the "
         "sink thread's normal run is about 0.1 ms per wake-up, but a few of its runs lasted 10–44 ms "
         "and collected a tenth of the timer samples they should have, so its CPU was not executing "
@@ -943,7 +1025,8 @@ def notes(res, opts):
         "removes the observer's own stalls from the figure (compare the CPU 0 column); the "
         "rest is the product's threads waiting for their CPU to come back. Steal during the saturated "
         "runs of this report: " + ", ".join(f"{r['steal_pct']:.1f} %" for r in lat["saturated"] if "steal_pct" in r)
-        + ". This guest halts an idle CPU at once (`cpuidle_haltpoll` with `guest_halt_poll_ns=0` "
+        + ". " + cat_floor_note(paced)
+        + " This guest halts an idle CPU at once (`cpuidle_haltpoll` with `guest_halt_poll_ns=0` "
         "on its kernel command line), so part of the steal under a paced load, whose CPUs sleep "
         "and wake thousands of times a second, may be the host's delay in running a halted CPU "
         "again; that is not shown: keeping both CPUs busy with `SCHED_IDLE` spinners during two "
@@ -977,8 +1060,12 @@ def notes(res, opts):
         "6.1 ms at 4.9 %; 26.7 ms at 19.4 % against 16.7 ms at 21.6 %), so the sink thread, "
         "which keeps file writes off the async runtime, stays.",
         "**Scheduling** overhead over the critical path is process start-up, parsing and the "
-        "hand-off to the next agent along the longest chain; the orchestrator sleeps while agents "
-        "run (0 ticks over the idle windows).",
+        "hand-off to the next agent along the longest chain (section 4 splits it per agent); the "
+        "orchestrator sleeps while agents run (0 ticks over the idle windows). Agents that become "
+        "ready together are spawned one after another, about 1 ms each; by hand, with under 1 % "
+        "steal, the three DAGs ran at +1.1 % with a median of 3–4 ms per agent and 1 ms from a "
+        "dependency's end to the next start (at most 5–6 ms, when five agents started at once). "
+        "Steal stretches each of those, and the longest chain pays them once per link.",
         "**Memory** is dominated by fixed buffers (32 KiB read buffer and 32 KiB log buffer per "
         "running agent, the bus and the audit queue, 4096 events each, SQLite's page cache), so "
         "it does not grow with the number of events.",
