@@ -106,6 +106,13 @@ pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError>
             .execute("PRAGMA synchronous=NORMAL", ())
             .await
             .map_err(AuditError::sql("set synchronous"))?;
+        // Statement journals (a multi-row INSERT inside the writer's transaction needs
+        // one) stay in memory instead of spilling to a temporary file past 64 KiB.
+        store
+            .conn
+            .execute("PRAGMA temp_store=MEMORY", ())
+            .await
+            .map_err(AuditError::sql("set temp_store"))?;
     }
     store
         .conn
@@ -142,5 +149,32 @@ fn create_parent(path: &Path) -> Result<(), AuditError> {
             })
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn setting(conn: &Connection, name: &str) -> String {
+        let mut rows = conn.query(&format!("PRAGMA {name}"), ()).await.unwrap();
+        let row = rows.next().await.unwrap().unwrap();
+        match row.get_value(0).unwrap() {
+            libsql::Value::Integer(n) => n.to_string(),
+            libsql::Value::Text(text) => text,
+            other => panic!("PRAGMA {name}: {other:?}"),
+        }
+    }
+
+    /// The writer's connection: WAL, NORMAL syncs, and statement journals in memory
+    /// (a multi-row INSERT in a transaction otherwise spills one to a file in /var/tmp).
+    #[tokio::test]
+    async fn a_local_store_opens_for_writing_with_the_writers_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = AuditTarget::Local(dir.path().join("nested/audit.db"));
+        let store = open_for_writing(&target).await.unwrap();
+        assert_eq!(setting(&store.conn, "journal_mode").await, "wal");
+        assert_eq!(setting(&store.conn, "synchronous").await, "1");
+        assert_eq!(setting(&store.conn, "temp_store").await, "2");
     }
 }
