@@ -931,9 +931,16 @@ def cat_floor_note(paced):
     text += ("orch does more per line than `cat`: measured by hand (per-thread `schedstat`, "
              "4 × 5,000 events/s) it spends about two thirds of one CPU on this load (async "
              "runtime 29–38 %, sink thread 12–19 %, audit writer 14–19 %, checkpointer 2 %), "
-             "so when the hypervisor takes a large share of the two CPUs it runs out of CPU "
-             "first and its queues grow, which is why its tail rises faster with steal than "
-             "the floor's.")
+             "against a few µs per line for `cat`. A stalled vCPU delays a line only if a "
+             "thread on its path is running on that vCPU or queued behind it, so the more CPU "
+             "time the path spends per line, the more lines a stall catches, and one stall of "
+             "the shared sink thread catches all four agents' lines at once (the bursts "
+             "below); when the hypervisor takes a large share of the two CPUs orch also runs "
+             "out of CPU first and its queues grow. That is why its tail rises faster with "
+             "steal than the floor's. By hand, `launch --no-audit` (no writer, no "
+             "checkpointer) sat between the two: 1.6 / 12.2 / 5.5 ms at 3 / 32 / 16 % steal, "
+             "against orch 4.1 / 58.7 / 46.6 ms at 7 / 25 / 34 % and `cat` 1.5 / 10.9 / "
+             "8.0 ms at 13 / 41 / 31 % in the same rounds.")
     return text
 
 
@@ -982,7 +989,12 @@ def notes(res, opts):
         "throughput unchanged, 152k and 155k before, 151k and 149k after). The latency probe "
         "tails the logs with two pinned threads and records each run's steal (section 2); each "
         "paced run is followed by its `cat > file` floor, and the scheduling runs record steal "
-        "and split their overhead per agent (report only, no product change).",
+        "and split their overhead per agent. The audit writer keeps SQLite's statement "
+        "journals in memory (`temp_store=MEMORY`): the 100-row `INSERT`s inside its "
+        "transactions had each spilled one to a file in /var/tmp past 64 KiB, about a third "
+        "of the bytes the process wrote (`wchar` over 2 s of a paced run, 101 → 69 MB); "
+        "1,000,000-event throughput A/B alternating: 130k, 80k, 125k before, 124k, 96k, 144k "
+        "after (no change the noise shows), peak RSS with 32 agents unchanged.",
         "**Changed in the report before** (1,000,000-event `launch` runs, per-thread CPU from "
         "`/proc/<pid>/task/*/schedstat`, A/B in the same minutes): WAL checkpoints run on a second "
         "connection on their own thread (`PASSIVE`, asked after about 4 MiB of commits and at most "
