@@ -32,7 +32,30 @@ pub(crate) fn command(
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args(argv);
+    default_signals(&mut cmd);
     cmd
+}
+
+/// Starts the multiplexer with every signal at its default action. An ignored signal
+/// stays ignored across exec, and Zellij hands its own dispositions on to the panes'
+/// commands: launched under `nohup` (SIGHUP ignored) or as a background job of a script
+/// (SIGINT, SIGQUIT ignored), its panes' `tail -F` outlived the session and Ctrl+C did
+/// nothing in a pane. (tmux resets them for its panes itself; this covers both.)
+fn default_signals(cmd: &mut Command) {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec; it only calls
+    // sigaction(2), which is async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in Signal::iterator() {
+                if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+                    let _ = signal(sig, SigHandler::SigDfl);
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// How long one multiplexer command may take. Zellij 0.45 can leave an `action` waiting
@@ -122,4 +145,41 @@ pub(crate) fn check(out: Output, tool: &Tool, args: &[OsString]) -> Result<Outpu
         status: out.status.to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{SigHandler, Signal, signal};
+
+    /// Signals the launching process ignores (SIGHUP under `nohup`) are back at their
+    /// default action in the multiplexer, so its panes die with the session.
+    #[test]
+    fn a_multiplexer_starts_with_no_signal_ignored() {
+        // SAFETY: only SIGHUP's disposition changes, and it is restored below; no test
+        // in this binary relies on receiving SIGHUP.
+        let before = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) }.unwrap();
+        let out = command(
+            Path::new("/bin/sh"),
+            &[],
+            &[],
+            vec!["-c".into(), "grep SigIgn /proc/self/status".into()],
+        )
+        .output();
+        let ignored_here = std::fs::read_to_string("/proc/self/status").unwrap();
+        // SAFETY: as above.
+        unsafe { signal(Signal::SIGHUP, before) }.unwrap();
+        let mask = |status: &str| {
+            let line = status.lines().find(|l| l.starts_with("SigIgn:")).unwrap();
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let sighup = 1u64 << (Signal::SIGHUP as i32 - 1);
+        assert_ne!(
+            mask(&ignored_here) & sighup,
+            0,
+            "the test set SIGHUP to ignored"
+        );
+        let child = String::from_utf8(out.unwrap().stdout).unwrap();
+        assert_eq!(mask(&child) & sighup, 0, "SIGHUP still ignored: {child}");
+    }
 }
