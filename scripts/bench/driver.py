@@ -327,13 +327,22 @@ def start_probe(s, logs, agents, expect, db=None, session=None):
                             start_new_session=True)
 
 
-def probe_result(probe, steal):
-    out, err = probe.communicate(timeout=120)
+def probed(probe, run):
+    """Runs `run()` while `probe` watches; returns what `run` returned and the probe's
+    result with the steal during the run. The probe is killed if either fails."""
+    steal = Steal()
+    try:
+        ran = run()
+        out, err = probe.communicate(timeout=120)
+    except Exception:
+        os.killpg(probe.pid, signal.SIGKILL)
+        probe.communicate()
+        raise
     if probe.returncode != 0:
         raise RuntimeError(f"bench_probe exited {probe.returncode}:\n{err.decode(errors='replace')[-2000:]}")
     res = json.loads(out.decode())
     res["steal_pct"] = steal.pct()
-    return res
+    return ran, res
 
 
 def cat_relay(s, logs, agents, words, timeout=600):
@@ -378,14 +387,7 @@ def bench_latency(s, per_agent, rate, runs, label, reference=False):
         session = f"run-bench-lat-{label}-{i}"
         logs = p / ".orch" / "runs" / session / "logs"
         probe = start_probe(s, logs, agents, 4 * per_agent, p / ".orch" / "audit.db", session)
-        steal = Steal()
-        try:
-            r = launch(s, p, config, session)
-            res = probe_result(probe, steal)
-        except Exception:
-            os.killpg(probe.pid, signal.SIGKILL)
-            probe.communicate()
-            raise
+        r, res = probed(probe, lambda: launch(s, p, config, session))
         res["seconds"] = r["seconds"]
         res["eps"] = 4 * per_agent / r["seconds"]
         log(f"  log p50 {res['log']['p50_us'] / 1000:.2f} ms p99 {res['log']['p99_us'] / 1000:.2f} ms "
@@ -396,14 +398,7 @@ def bench_latency(s, per_agent, rate, runs, label, reference=False):
         if reference:
             p = s.project("latency-cat")
             probe = start_probe(s, p / "logs", agents, 4 * per_agent)
-            steal = Steal()
-            try:
-                cat_relay(s, p / "logs", agents, words)
-                ref = probe_result(probe, steal)
-            except Exception:
-                os.killpg(probe.pid, signal.SIGKILL)
-                probe.communicate()
-                raise
+            _, ref = probed(probe, lambda: cat_relay(s, p / "logs", agents, words))
             res["cat"] = ref
             log(f"  reference cat: log p50 {ref['log']['p50_us'] / 1000:.2f} ms "
                 f"p99 {ref['log']['p99_us'] / 1000:.2f} ms ({ref['log']['samples']} samples); "
