@@ -431,18 +431,14 @@ def random_dag(seed, n=32):
     return agents, max(finish.values()), sum(d for _, d, _ in agents)
 
 
-def audit_span(db, session):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        first = con.execute("SELECT MIN(ts) FROM events WHERE run=? AND kind='agent_started'", (session,)).fetchone()[0]
-        last = con.execute("SELECT MAX(ts) FROM events WHERE run=? AND kind='agent_finished'", (session,)).fetchone()[0]
-        return (last - first) / 1000.0
-    finally:
-        con.close()
+def dag_words(ms):
+    """What a DAG agent is told: sleep a known time, then stream 20 events."""
+    return f"bench:sleep_ms={ms} bench:events=20"
 
 
-def dag_breakdown(db, session, agents):
-    """Where a DAG run's overhead went, per agent, from the audit store (ms): `own` is
+def dag_timing(db, session, agents):
+    """A DAG run from the audit store: the makespan (first `agent_started` to last
+    `agent_finished`, s) and where its overhead went, per agent (ms): `own` is
     agent_finished - agent_started - its known duration (process start, its 20 events,
     exit and reaping); `wait` is agent_started - the last dependency's agent_finished
     (the scheduler's reaction)."""
@@ -456,7 +452,8 @@ def dag_breakdown(db, session, agents):
     own = [ts[(a, "agent_finished")] - ts[(a, "agent_started")] - d for a, d, _ in agents]
     wait = [ts[(a, "agent_started")] - max(ts[(x, "agent_finished")] for x in deps)
             for a, _, deps in agents if deps]
-    return {"own_ms_median": median(own), "own_ms_max": max(own),
+    span = max(ts[(a, "agent_finished")] for a, _, _ in agents) - min(ts[(a, "agent_started")] for a, _, _ in agents)
+    return {"makespan_s": span / 1000.0, "own_ms_median": median(own), "own_ms_max": max(own),
             "wait_ms_median": median(wait), "wait_ms_max": max(wait)}
 
 
@@ -466,33 +463,39 @@ def direct_dag(s, agents, cwd, timeout=120):
     Returns seconds from the first start to the last exit."""
     pending = list(agents)
     done, running = set(), {}
-    deadline = time.monotonic() + timeout
 
     def start_ready():
         for agent in [a for a in pending if set(a[2]) <= done]:
             aid, ms, _ = agent
-            proc = subprocess.Popen([str(AGENT), "exec", "--json", f"bench:sleep_ms={ms} bench:events=20"],
+            proc = subprocess.Popen([str(AGENT), "exec", "--json", dag_words(ms)],
                                     env=s.env, cwd=cwd, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             running[proc.pid] = (aid, proc)
             pending.remove(agent)
 
+    def stop_all():
+        for _, proc in list(running.values()):
+            proc.kill()
+
+    # os.wait() has no timeout: a watchdog kills what still runs, so the wait returns.
+    watchdog = threading.Timer(timeout, stop_all)
+    watchdog.start()
     started = time.perf_counter()
     start_ready()
     try:
         while running:
-            if time.monotonic() > deadline:
-                raise RuntimeError("direct DAG run timed out")
             pid, status = os.wait()
             if pid not in running:
                 continue
             aid, proc = running.pop(pid)
             proc.returncode = os.waitstatus_to_exitcode(status)
             if proc.returncode != 0:
-                raise RuntimeError(f"direct DAG run: {aid} exited {proc.returncode}")
+                raise RuntimeError(f"direct DAG run: {aid} exited {proc.returncode}"
+                                   + (f" (stopped after {timeout} s)" if not watchdog.is_alive() else ""))
             done.add(aid)
             start_ready()
     finally:
+        watchdog.cancel()
         for _, proc in running.values():
             proc.kill()
             proc.wait()
@@ -504,18 +507,18 @@ def bench_scheduling(s, runs, idle_s):
     results = []
     for i in range(runs):
         agents, critical_ms, total_ms = random_dag(1000 + i)
-        config = agents_kdl([(a, f"bench:sleep_ms={d} bench:events=20", deps) for a, d, deps in agents], 32)
+        config = agents_kdl([(a, dag_words(d), deps) for a, d, deps in agents], 32)
         log(f"scheduling DAG run {i + 1}/{runs}: 32 agents, critical path {critical_ms} ms")
         p = s.project("dag")
         session = f"run-bench-dag-{i}"
         steal = Steal()
         r = launch(s, p, config, session)
-        db = p / ".orch" / "audit.db"
-        span = audit_span(db, session)
+        timing = dag_timing(p / ".orch" / "audit.db", session, agents)
+        span = timing["makespan_s"]
         results.append({"critical_s": critical_ms / 1000, "serial_s": total_ms / 1000,
-                        "makespan_s": span, "wall_s": r["seconds"], "steal_pct": steal.pct(),
+                        "wall_s": r["seconds"], "steal_pct": steal.pct(),
                         "overhead_pct": 100 * (span - critical_ms / 1000) / (critical_ms / 1000),
-                        **dag_breakdown(db, session, agents)})
+                        **timing})
         r = results[-1]
         settle()
         steal = Steal()
