@@ -79,10 +79,42 @@ class Scratch:
         return path
 
 
+QUIET_STEAL_PCT = 3.0  # a host is quiet when the hypervisor takes less than this
+QUIET_WAIT_S = 180  # the longest the driver waits for a quiet host before a step
+GATES = {"steps": 0, "waited_s": 0.0, "gave_up": 0}
+_last_gate = [float("-inf")]
+
+
+def host_steal(window_s=1.0):
+    """Keeps every CPU busy for `window_s` and returns the share of that time the
+    hypervisor gave to other guests. An idle vCPU accrues no steal, so the host's
+    contention only shows while this machine wants its CPUs."""
+    steal = Steal()
+    spinners = [subprocess.Popen(["timeout", str(window_s), "yes"], stdout=subprocess.DEVNULL)
+                for _ in range(os.cpu_count() or 1)]
+    for p in spinners:
+        p.wait()
+    return steal.pct()
+
+
 def settle():
-    """Writes back what earlier steps left dirty (untimed), so a timed step does not pay
-    for the previous one's write-back (each iteration writes gigabytes)."""
+    """Runs before every timed step, untimed. Writes back what earlier steps left dirty,
+    so a step does not pay for the previous one's write-back (each iteration writes
+    gigabytes). Then waits until the host is quiet: one second of busy CPUs in which the
+    hypervisor took less than QUIET_STEAL_PCT, for at most QUIET_WAIT_S. A step that
+    follows another gate within 2 s (a probe started just before it) is not gated again."""
     os.sync()
+    if time.monotonic() - _last_gate[0] < 2.0:
+        return
+    started = time.monotonic()
+    while host_steal() >= QUIET_STEAL_PCT:
+        if time.monotonic() - started > QUIET_WAIT_S:
+            GATES["gave_up"] += 1
+            log(f"  the host stayed busy for {QUIET_WAIT_S} s; going on")
+            break
+    GATES["steps"] += 1
+    GATES["waited_s"] += time.monotonic() - started
+    _last_gate[0] = time.monotonic()
 
 
 def timed(argv, env, cwd=None, timeout=900, stdout=subprocess.DEVNULL, on_start=None):
@@ -386,6 +418,7 @@ def bench_latency(s, per_agent, rate, runs, label, reference=False):
         p = s.project("latency")
         session = f"run-bench-lat-{label}-{i}"
         logs = p / ".orch" / "runs" / session / "logs"
+        settle()
         probe = start_probe(s, logs, agents, 4 * per_agent, p / ".orch" / "audit.db", session)
         r, res = probed(probe, lambda: launch(s, p, config, session))
         res["seconds"] = r["seconds"]
@@ -397,6 +430,7 @@ def bench_latency(s, per_agent, rate, runs, label, reference=False):
         shutil.rmtree(p, ignore_errors=True)
         if reference:
             p = s.project("latency-cat")
+            settle()
             probe = start_probe(s, p / "logs", agents, 4 * per_agent)
             _, ref = probed(probe, lambda: cat_relay(s, p / "logs", agents, words))
             res["cat"] = ref
@@ -696,6 +730,19 @@ def write_report(path, opts, m, res):
       f"other heavy scenarios, {opts.light_runs} for the light ones). Before every timed step the "
       "driver calls `sync()` (untimed), so no step pays for the write-back of an earlier one.")
     a("")
+    gates = res.get("gates")
+    if gates:
+        gave_up = (f"; for {gates['gave_up']} the host stayed busy past the limit and the step ran anyway"
+                   if gates["gave_up"] else "; none had to run on a busy host")
+        a("The hypervisor's **steal** (CPU time it gives other guests while this one wants its CPUs) "
+          "swings here between 0 % and 50 % within minutes, and a step that runs in a burst measures "
+          "the host, not orch. So before each timed step the driver also waits for a quiet host: it "
+          f"keeps both CPUs busy for one second and goes on once steal in that second is under "
+          f"{QUIET_STEAL_PCT:g} % (at most {QUIET_WAIT_S} s). An idle VM accrues no steal, which is why "
+          f"the gate spins rather than just reads `/proc/stat`. In this run {gates['steps']} steps were gated, "
+          f"waiting {gates['waited_s']:.0f} s in all{gave_up}. A burst can still start mid-step: "
+          "the steal during each latency and scheduling run is in its table.")
+        a("")
     tp = res["throughput"]
     ev = opts.events
     au = res["audit"]
@@ -1195,6 +1242,7 @@ def main():
     res["launch"] = bench_launch_overhead(s, opts.light_runs)
     res["machine"] = m
     res["options"] = {k: v for k, v in vars(opts).items() if k not in ("out", "report_only")}
+    res["gates"] = GATES
     res["total_s"] = time.perf_counter() - t0
     (ROOT / "target" / "bench").mkdir(parents=True, exist_ok=True)
     (ROOT / "target" / "bench" / "results.json").write_text(json.dumps(res, indent=1, default=str))
