@@ -1086,7 +1086,13 @@ def notes(res, opts):
         "took the CPU time of a million events from 18.2 s to 14.3 s with the audit store and from "
         "6.5 s to 4.9 s without it (`--no-audit` about 360,000 events/s). Earlier: logs no longer wait on audit commits; "
         "the 100-row `INSERT` is prepared once.",
-        "**Changed since the previous report:** the audit writer's 25 ms deadline now counts from "
+        "**Changed since the previous report** (13:02 UTC, commit 57cb5bf; orch itself has not "
+        "changed since): the driver waits for a quiet host before each timed step (see the top). "
+        "That report ran its DAGs at 10–34 % steal and missed the makespan target (+12.76 %, per "
+        "run +3.39 / +12.76 / +52.68 %; the same DAGs run directly +2.03 / +7.17 / +2.69 %); "
+        "its other targets were met. Earlier runs of the same code missed the log latency instead "
+        "(15.3 ms at 21 % steal, with a `cat` floor of 4.1 ms).",
+        "**Changed in the previous report:** the audit writer's 25 ms deadline now counts from "
         "when the batch's oldest event was published, not from when the writer started gathering, "
         "so events that queued behind a slow commit do not wait 25 ms more (paced A/B by hand, "
         "alternating builds: audit p50 39–41 → 26–31 ms, p99 82–115 → 49–84 ms; 1,000,000-event "
@@ -1100,7 +1106,7 @@ def notes(res, opts):
         "of the bytes the process wrote (`wchar` over 2 s of a paced run, 101 → 69 MB); "
         "1,000,000-event throughput A/B alternating: 130k, 80k, 125k before, 124k, 96k, 144k "
         "after (no change the noise shows), peak RSS with 32 agents unchanged.",
-        "**Changed in the report before** (1,000,000-event `launch` runs, per-thread CPU from "
+        "**Changed in the report before that** (1,000,000-event `launch` runs, per-thread CPU from "
         "`/proc/<pid>/task/*/schedstat`, A/B in the same minutes): WAL checkpoints run on a second "
         "connection on their own thread (`PASSIVE`, asked after about 4 MiB of commits and at most "
         "every 50 ms; the writer's own automatic checkpoint, raised to 4000 pages, is the backstop "
