@@ -82,7 +82,7 @@ class Scratch:
 QUIET_STEAL_PCT = 3.0  # a host is quiet when the hypervisor takes less than this
 QUIET_WAIT_S = 180  # the longest the driver waits for a quiet host before a step
 GATES = {"steps": 0, "waited_s": 0.0, "gave_up": 0}
-_last_gate = [float("-inf")]
+_last_gate = float("-inf")  # time.monotonic() at the end of the last gate
 
 
 def host_steal(window_s=1.0):
@@ -103,8 +103,9 @@ def settle():
     gigabytes). Then waits until the host is quiet: one second of busy CPUs in which the
     hypervisor took less than QUIET_STEAL_PCT, for at most QUIET_WAIT_S. A step that
     follows another gate within 2 s (a probe started just before it) is not gated again."""
+    global _last_gate
     os.sync()
-    if time.monotonic() - _last_gate[0] < 2.0:
+    if time.monotonic() - _last_gate < 2.0:
         return
     started = time.monotonic()
     while host_steal() >= QUIET_STEAL_PCT:
@@ -114,7 +115,7 @@ def settle():
             break
     GATES["steps"] += 1
     GATES["waited_s"] += time.monotonic() - started
-    _last_gate[0] = time.monotonic()
+    _last_gate = time.monotonic()
 
 
 def timed(argv, env, cwd=None, timeout=900, stdout=subprocess.DEVNULL, on_start=None):
@@ -380,9 +381,9 @@ def probed(probe, run):
 def cat_relay(s, logs, agents, words, timeout=600):
     """The latency floor: the same agents, each piped straight into `cat > <agent>.log`.
     GNU cat writes whatever one read returns, so a line is in the file one pipe wake-up
-    and one write after the agent wrote it; nothing parses, logs or stores anything."""
+    and one write after the agent wrote it; nothing parses, logs or stores anything.
+    The caller settles before it starts the probe."""
     logs.mkdir(parents=True)
-    settle()
     procs = []
     try:
         for agent in agents:
@@ -545,6 +546,7 @@ def bench_scheduling(s, runs, idle_s):
         log(f"scheduling DAG run {i + 1}/{runs}: 32 agents, critical path {critical_ms} ms")
         p = s.project("dag")
         session = f"run-bench-dag-{i}"
+        settle()  # before the steal window opens: the gate's own second is not the run's
         steal = Steal()
         r = launch(s, p, config, session)
         timing = dag_timing(p / ".orch" / "audit.db", session, agents)
