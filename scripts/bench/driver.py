@@ -732,19 +732,18 @@ def write_report(path, opts, m, res):
       f"other heavy scenarios, {opts.light_runs} for the light ones). Before every timed step the "
       "driver calls `sync()` (untimed), so no step pays for the write-back of an earlier one.")
     a("")
-    gates = res.get("gates")
-    if gates:
-        gave_up = (f"; for {gates['gave_up']} the host stayed busy past the limit and the step ran anyway"
-                   if gates["gave_up"] else "; none had to run on a busy host")
-        a("The hypervisor's **steal** (CPU time it gives other guests while this one wants its CPUs) "
-          "swings here between 0 % and 50 % within minutes, and a step that runs in a burst measures "
-          "the host, not orch. So before each timed step the driver also waits for a quiet host: it "
-          f"keeps both CPUs busy for one second and goes on once steal in that second is under "
-          f"{QUIET_STEAL_PCT:g} % (at most {QUIET_WAIT_S} s). An idle VM accrues no steal, which is why "
-          f"the gate spins rather than just reads `/proc/stat`. In this run {gates['steps']} steps were gated, "
-          f"waiting {gates['waited_s']:.0f} s in all{gave_up}. A burst can still start mid-step: "
-          "the steal during each latency and scheduling run is in its table.")
-        a("")
+    gates = res["gates"]
+    gave_up = (f"; for {gates['gave_up']} the host stayed busy past the limit and the step ran anyway"
+               if gates["gave_up"] else "; none had to run on a busy host")
+    a("The hypervisor's **steal** (CPU time it gives other guests while this one wants its CPUs) "
+      "swings here between 0 % and 50 % within minutes, and a step that runs in a burst measures "
+      "the host, not orch. So before each timed step the driver also waits for a quiet host: it "
+      f"keeps every CPU busy for one second and goes on once steal in that second is under "
+      f"{QUIET_STEAL_PCT:g} % (at most {QUIET_WAIT_S} s). An idle VM accrues no steal, which is why "
+      f"the gate spins rather than just reads `/proc/stat`. In this run {gates['steps']} steps were gated, "
+      f"waiting {gates['waited_s']:.0f} s in all{gave_up}. A burst can still start mid-step: "
+      "the steal during each latency and scheduling run is in its table.")
+    a("")
     tp = res["throughput"]
     ev = opts.events
     au = res["audit"]
@@ -786,25 +785,18 @@ def write_report(path, opts, m, res):
       f"{ok(ratio_sdk_p >= 10)} (SDK API); {'met' if ratio_sdk_b >= 10 else 'physical limit, see below'} (SDK + orch's batching) |")
     pl99 = median([r["log"]["p99_us"] for r in paced]) / 1000
     pa99 = median([r["audit"]["p99_us"] for r in paced]) / 1000
-    steal = [r["steal_pct"] for r in paced if "steal_pct" in r]
-    steal_note = f"; host steal {median(steal):.1f} % of CPU time (median)" if steal else ""
-    cat_runs = [r["cat"] for r in paced if "cat" in r]
-    if cat_runs:
-        cat99 = median([c["log"]["p99_us"] for c in cat_runs]) / 1000
-        cat_ref = (f"the agents piped into `cat > file`: p99 {cat99:.2f} ms "
-                   f"(steal {median([c['steal_pct'] for c in cat_runs]):.1f} %)")
-    else:
-        cat_ref = "—"
+    steal_note = f"; host steal {median([r['steal_pct'] for r in paced]):.1f} % of CPU time (median)"
+    cat_runs = [r["cat"] for r in paced]
+    cat99 = median([c["log"]["p99_us"] for c in cat_runs]) / 1000
+    cat_ref = (f"the agents piped into `cat > file`: p99 {cat99:.2f} ms "
+               f"(steal {median([c['steal_pct'] for c in cat_runs]):.1f} %)")
     a(f"| latency to log p99 < 5 ms | {pl99:.2f} ms (4 agents × {opts.rate:,} events/s{steal_note}) | {cat_ref} | {ok(pl99 < 5)} |")
     a(f"| latency to audit store p99 < 100 ms | {pa99:.1f} ms (same runs) | — | {ok(pa99 < 100)} |")
-    if all("direct_pct" in r for r in sched):
-        mk_ref = (f"critical path of the known durations; the same DAGs run directly by the driver: "
-                  f"+{median([r['direct_pct'] for r in sched]):.2f} %")
-    else:
-        mk_ref = "critical path of the known durations"
+    mk_ref = (f"critical path of the known durations; the same DAGs run directly by the driver: "
+              f"+{median([r['direct_pct'] for r in sched]):.2f} %")
     a(f"| makespan within 2 % of the critical path | +{mk:.2f} % (32-agent DAGs) | {mk_ref} | {ok(mk < 2)} |")
     a(f"| idle orchestrator CPU < 1 % of a core | {idle_stat:.2f} % (`/proc/<pid>/stat`), {idle_ns:.3f} % (schedstat) | — | {ok(idle_stat < 1)} |")
-    a(f"| peak RSS < 30 MB, flat 100k → 1M | " + " → ".join(f"{rss[k]:.1f} MB ({k:,})" for k in sizes)
+    a("| peak RSS < 30 MB, flat 100k → 1M | " + " → ".join(f"{rss[k]:.1f} MB ({k:,})" for k in sizes)
       + f" | — | {ok(max(rss.values()) < 30 and rss[sizes[-1]] - rss[sizes[0]] < 3)} |")
     a(f"| orch-audit listings < 300 ms on {cli['rows']:,} events | slowest listing {listing * 1000:.0f} ms | full scan of `events` by sqlite3 {median(cli['scan_ref']) * 1000:.0f} ms | {ok(listing < 0.3)} |")
     a(f"| orch-audit verify < 3 s on {cli['rows']:,} events | {times['verify']:.2f} s | (same) | {ok(times['verify'] < 3)} |")
@@ -864,27 +856,24 @@ def write_report(path, opts, m, res):
           f"{median([r['audit']['p99_us'] for r in rows_]) / 1000:.1f} ms | "
           f"{rows_[-1]['log']['samples']:,} / {rows_[-1]['audit']['samples']:,} |")
     a("")
-    if all("steal_pct" in r for r in paced):
-        a("Each paced run, with the share of CPU time the hypervisor gave to other guests while it ran "
-          "(`steal` in `/proc/stat`, summed over both CPUs), and the log p99 that the tailer pinned "
-          "to CPU 0 measured alone (pinned, it cannot move when its CPU is busy or stopped, so alone "
-          "it reads later than an unpinned observer would; the pair is the measurement):")
-        a("")
-        a("| paced run | steal | to log p99 | CPU 0 tailer alone: to log p99 | to audit p99 | reference `cat > file`: steal, to file p50 / p99 |")
-        a("| ---: | ---: | ---: | ---: | ---: | ---: |")
-        for i, r in enumerate(paced):
-            c = r.get("cat")
-            ref = (f"{c['steal_pct']:.1f} %, {c['log']['p50_us'] / 1000:.2f} / {c['log']['p99_us'] / 1000:.2f} ms"
-                   if c else "—")
-            a(f"| {i + 1} | {r['steal_pct']:.1f} % | {r['log']['p99_us'] / 1000:.2f} ms | "
-              f"{r['log_one_tailer']['p99_us'] / 1000:.2f} ms | {r['audit']['p99_us'] / 1000:.1f} ms | {ref} |")
-        a("")
-        if cat_runs:
-            a("The reference runs right after each paced run: the same four paced agents, each piped "
-              "straight into `cat > <agent>.log`, watched by the same probe. `cat` writes whatever one "
-              "read returns, so it is the floor any relay has here: one pipe wake-up and one write per "
-              "line, nothing parsed, logged or stored, no audit writer sharing the two CPUs.")
-            a("")
+    a("Each paced run, with the share of CPU time the hypervisor gave to other guests while it ran "
+      "(`steal` in `/proc/stat`, summed over both CPUs), and the log p99 that the tailer pinned "
+      "to CPU 0 measured alone (pinned, it cannot move when its CPU is busy or stopped, so alone "
+      "it reads later than an unpinned observer would; the pair is the measurement):")
+    a("")
+    a("| paced run | steal | to log p99 | CPU 0 tailer alone: to log p99 | to audit p99 | reference `cat > file`: steal, to file p50 / p99 |")
+    a("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for i, r in enumerate(paced):
+        c = r["cat"]
+        ref = f"{c['steal_pct']:.1f} %, {c['log']['p50_us'] / 1000:.2f} / {c['log']['p99_us'] / 1000:.2f} ms"
+        a(f"| {i + 1} | {r['steal_pct']:.1f} % | {r['log']['p99_us'] / 1000:.2f} ms | "
+          f"{r['log_one_tailer']['p99_us'] / 1000:.2f} ms | {r['audit']['p99_us'] / 1000:.1f} ms | {ref} |")
+    a("")
+    a("The reference runs right after each paced run: the same four paced agents, each piped "
+      "straight into `cat > <agent>.log`, watched by the same probe. `cat` writes whatever one "
+      "read returns, so it is the floor any relay has here: one pipe wake-up and one write per "
+      "line, nothing parsed, logged or stored, no audit writer sharing the two CPUs.")
+    a("")
     a(f"Saturated runs reached {fmt(median([r['eps'] for r in sat]))} events/s over the four agents. "
       "Under saturation every queue on the way (the pipe, the bus, the audit queue) is full by "
       "construction, so the latency there is queue length ÷ throughput (Little's law), not a property of "
@@ -925,29 +914,26 @@ def write_report(path, opts, m, res):
     a("| DAG | critical path | all durations in series | makespan | over critical path | `launch` wall | steal | reference: run directly | over critical path | steal |")
     a("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for i, r in enumerate(sched):
-        ref = (f"{r['direct_s']:.3f} s | +{r['direct_pct']:.2f} % | {r['direct_steal_pct']:.1f} %"
-               if "direct_s" in r else "— | — | —")
         a(f"| seed {1000 + i} | {r['critical_s']:.3f} s | {r['serial_s']:.2f} s | {r['makespan_s']:.3f} s | "
-          f"+{r['overhead_pct']:.2f} % | {r['wall_s']:.3f} s | {fmt(r.get('steal_pct'), ' %', 1)} | {ref} |")
+          f"+{r['overhead_pct']:.2f} % | {r['wall_s']:.3f} s | {r['steal_pct']:.1f} % | "
+          f"{r['direct_s']:.3f} s | +{r['direct_pct']:.2f} % | {r['direct_steal_pct']:.1f} % |")
     a("")
-    if all("direct_s" in r for r in sched):
-        a("The reference runs right after each DAG: the driver starts the same agent processes "
-          "itself, each as soon as its last dependency has exited, and discards their output; "
-          "nothing is parsed, logged or stored. It pays the same process start-ups and the same "
-          "host, so the difference between the two columns is what orch adds.")
-        a("")
-    if all("own_ms_median" in r for r in sched):
-        a("Where the overhead goes, from the same audit rows: each agent's own overhead "
-          "(`agent_finished` − `agent_started` − its known duration: fork and exec, its 20 events, "
-          "exit and reaping) and the scheduler's reaction (`agent_started` − the last dependency's "
-          "`agent_finished`). The makespan pays both once per link of the longest chain.")
-        a("")
-        a("| DAG | own overhead per agent, median (max) | dependency to start, median (max) |")
-        a("| --- | ---: | ---: |")
-        for i, r in enumerate(sched):
-            a(f"| seed {1000 + i} | {r['own_ms_median']:.0f} ms ({r['own_ms_max']:.0f} ms) | "
-              f"{r['wait_ms_median']:.0f} ms ({r['wait_ms_max']:.0f} ms) |")
-        a("")
+    a("The reference runs right after each DAG: the driver starts the same agent processes "
+      "itself, each as soon as its last dependency has exited, and discards their output; "
+      "nothing is parsed, logged or stored. It pays the same process start-ups and the same "
+      "host, so the difference between the two columns is what orch adds.")
+    a("")
+    a("Where the overhead goes, from the same audit rows: each agent's own overhead "
+      "(`agent_finished` − `agent_started` − its known duration: fork and exec, its 20 events, "
+      "exit and reaping) and the scheduler's reaction (`agent_started` − the last dependency's "
+      "`agent_finished`). The makespan pays both once per link of the longest chain.")
+    a("")
+    a("| DAG | own overhead per agent, median (max) | dependency to start, median (max) |")
+    a("| --- | ---: | ---: |")
+    for i, r in enumerate(sched):
+        a(f"| seed {1000 + i} | {r['own_ms_median']:.0f} ms ({r['own_ms_max']:.0f} ms) | "
+          f"{r['wait_ms_median']:.0f} ms ({r['wait_ms_max']:.0f} ms) |")
+    a("")
     a(f"Idle CPU: 32 agents all sleeping; the orchestrator's utime+stime over a {idle[-1]['window_s']:.1f} s "
       f"window: median {idle_stat:.2f} % of a core from `/proc/<pid>/stat` (10 ms ticks), "
       f"{idle_ns:.3f} % from the threads' `schedstat` (ns). Per run: "
@@ -1018,9 +1004,7 @@ def write_report(path, opts, m, res):
 
 def cat_floor_note(paced):
     """What the same-iteration `cat > file` floor says about the log latency target."""
-    pairs = [(r, r["cat"]) for r in paced if "cat" in r]
-    if not pairs:
-        return ""
+    pairs = [(r, r["cat"]) for r in paced]
     floor = median([c["log"]["p99_us"] for _, c in pairs]) / 1000
     over = [(c["log"]["p99_us"] / 1000, c["steal_pct"]) for _, c in pairs if c["log"]["p99_us"] >= 5000]
     text = (f"The floor, measured right after each paced run (the same four paced agents piped into "
@@ -1149,7 +1133,7 @@ def notes(res, opts):
         "the guest can move a thread off a CPU that is not running. The second pinned tailer "
         "removes the observer's own stalls from the figure (compare the CPU 0 column); the "
         "rest is the product's threads waiting for their CPU to come back. Steal during the saturated "
-        "runs of this report: " + ", ".join(f"{r['steal_pct']:.1f} %" for r in lat["saturated"] if "steal_pct" in r)
+        "runs of this report: " + ", ".join(f"{r['steal_pct']:.1f} %" for r in lat["saturated"])
         + ". " + cat_floor_note(paced)
         + " This guest halts an idle CPU at once (`cpuidle_haltpoll` with `guest_halt_poll_ns=0` "
         "on its kernel command line), so part of the steal under a paced load, whose CPUs sleep "
