@@ -1072,8 +1072,10 @@ def notes(res, opts):
         "took the CPU time of a million events from 18.2 s to 14.3 s with the audit store and from "
         "6.5 s to 4.9 s without it (`--no-audit` about 360,000 events/s). Earlier: logs no longer wait on audit commits; "
         "the 100-row `INSERT` is prepared once.",
-        "**Changed since the previous report** (13:02 UTC, commit 57cb5bf; orch itself has not "
-        "changed since): the driver waits for a quiet host before each timed step (see the top). "
+        "**Changed since the report of 13:02 UTC** (commit 57cb5bf; orch itself has not "
+        "changed since): the driver waits for a quiet host before each timed step (see the top), "
+        "and a DAG run's steal is measured from after that wait (a report in between, at 13:59, "
+        "counted the wait's busy second in it). "
         "That report ran its DAGs at 10–34 % steal and missed the makespan target (+12.76 %, per "
         "run +3.39 / +12.76 / +52.68 %; the same DAGs run directly +2.03 / +7.17 / +2.69 %); "
         "its other targets were met. Earlier runs of the same code missed the log latency instead "
