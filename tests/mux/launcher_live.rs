@@ -282,8 +282,8 @@ fn ctrl_s_pauses(
             Err(timeline)
         }
     });
-    reattach_if_dropped(outer, sandbox, session);
     wait_for("a client showing the session", WAIT, || {
+        reattach_if_dropped(outer, sandbox, session);
         let screen = outer_screen(outer)?;
         screen.contains("core-logs").then_some(()).ok_or(screen)
     });
@@ -387,6 +387,7 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
     let outer = outer_tmux(&sandbox, &tmux, sandbox.attach_argv(session));
     guard.tmux.push(outer.clone());
     wait_for("the zellij client to draw the session", WAIT, || {
+        reattach_if_dropped(&outer, &sandbox, session);
         let screen = outer_screen(&outer)?;
         (screen.contains("core-logs") && screen.contains("planner"))
             .then_some(())
