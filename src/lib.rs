@@ -17,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod launcher;
+pub mod liveness;
 pub mod mux;
 pub mod orchestrator;
 pub mod paths;
