@@ -194,6 +194,7 @@ impl Redactor {
             OrchEventKind::TurnStarted {
                 agent,
                 turn: _,
+                attempt: _,
                 kind: _,
                 backend,
                 model,
@@ -228,10 +229,14 @@ impl Redactor {
             OrchEventKind::TurnFinished(record) => self.redact_turn(record),
             OrchEventKind::AgentFinished {
                 agent,
+                role,
+                kind: _,
+                wave: _,
                 status,
                 usage: _,
             } => {
                 r(agent);
+                r(role);
                 match status {
                     AgentStatus::Failed { reason } => r(reason),
                     AgentStatus::Blocked { by } => r(by),
@@ -306,6 +311,7 @@ impl Redactor {
             agent_kind: _,
             wave: _,
             turn: _,
+            attempt: _,
             kind: _,
             prompt,
             response,
@@ -579,6 +585,7 @@ mod tests {
             OrchEventKind::TurnStarted {
                 agent: s("agent"),
                 turn: 1,
+                attempt: 1,
                 kind: TurnKind::Plan,
                 backend: s("backend"),
                 model: Some(s("model")),
@@ -597,6 +604,7 @@ mod tests {
                 agent_kind: AgentKind::Core,
                 wave: 0,
                 turn: 1,
+                attempt: 1,
                 kind: TurnKind::FollowUp,
                 prompt: s("prompt"),
                 response: s("response"),
@@ -611,6 +619,9 @@ mod tests {
             })),
             OrchEventKind::AgentFinished {
                 agent: s("agent"),
+                role: s("role"),
+                kind: AgentKind::Dynamic,
+                wave: 1,
                 status: AgentStatus::Failed {
                     reason: s("reason"),
                 },
@@ -618,6 +629,9 @@ mod tests {
             },
             OrchEventKind::AgentFinished {
                 agent: s("agent"),
+                role: s("role"),
+                kind: AgentKind::Dynamic,
+                wave: 1,
                 status: AgentStatus::Blocked { by: s("by") },
                 usage: Usage::default(),
             },

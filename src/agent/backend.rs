@@ -95,8 +95,10 @@ pub struct TurnRequest {
     pub expects: Expects,
     /// 1-based count of turns this agent has run, this one included.
     pub turn: u32,
-    /// 1 for the first try of a blueprint, 2 for the repair turn.
+    /// 1 for the first try of the turn, 2 for its first retry…
     pub attempt: u32,
+    /// The turn asks the agent to repair its invalid blueprint.
+    pub repair: bool,
     /// The wave this agent belongs to (0 for core agents).
     pub wave: u32,
     pub prompt: String,

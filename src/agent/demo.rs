@@ -200,7 +200,7 @@ fn blueprint_answer(scenario: &DemoScenario, request: &TurnRequest, nth: u32) ->
         };
         return serde_json::json!({ "agents": agents }).to_string();
     }
-    if nth > 1 && request.attempt == 1 {
+    if nth > 1 && !request.repair {
         // A second blueprint from the same agent: the straight-chain continuation.
         let agents = vec![agent_json(
             "chain-followup",
@@ -211,9 +211,7 @@ fn blueprint_answer(scenario: &DemoScenario, request: &TurnRequest, nth: u32) ->
         return serde_json::json!({ "agents": agents }).to_string();
     }
     let broken = match &scenario.blueprint {
-        DemoBlueprint::Broken { kind, once } if !(*once && request.attempt > 1) => {
-            Some(kind.as_str())
-        }
+        DemoBlueprint::Broken { kind, once } if !(*once && request.repair) => Some(kind.as_str()),
         _ => None,
     };
     let agents = match broken {

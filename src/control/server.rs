@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
 use crate::control::handler::ControlHandler;
-use crate::control::protocol::{ControlRequest, ControlResponse};
+use crate::control::protocol::{ControlCommand, ControlRequest, ControlResponse};
 
 /// Longest path a Unix socket address can hold on Linux.
 const MAX_SOCKET_PATH: usize = 107;
@@ -71,7 +71,7 @@ impl ControlServer {
                         Ok(request) => handler.handle(request.command, &request.source).await,
                         Err(err) => ControlResponse {
                             ok: false,
-                            mode: handler.control.mode(),
+                            mode: handler.handle(ControlCommand::Status, "").await.mode,
                             message: format!("bad request: {err}"),
                             status: None,
                         },

@@ -1,10 +1,10 @@
 //! Signals become control requests: SIGINT/SIGUSR1 pause, SIGTERM stops, and repeated
 //! interrupts escalate (second: stop now, killing agent process groups; third: exit).
-//! The decision is a pure function; a signal-hook thread feeds it.
+//! The decision is a pure function; a signal-hook thread feeds it to the dispatcher.
 
+use crate::orchestrator::RunLink;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use tokio::sync::mpsc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sig {
@@ -30,30 +30,32 @@ pub fn on_signal(sig: Sig, interrupts: u32) -> SignalAction {
     }
 }
 
-/// Starts the signal thread; actions arrive on the returned channel.
-pub fn watch_signals() -> std::io::Result<mpsc::UnboundedReceiver<(Sig, SignalAction)>> {
+/// Starts the signal thread: pause and stop go to the run's dispatcher; the third
+/// interrupt exits here and now (130), whatever the dispatcher or the sinks are doing.
+pub fn watch_signals(link: RunLink) -> std::io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
-    let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("orch-signals".into())
         .spawn(move || {
             let mut interrupts = 0;
             for raw in signals.forever() {
-                let sig = match raw {
-                    SIGINT => Sig::Int,
-                    SIGTERM => Sig::Term,
-                    _ => Sig::Usr1,
+                let (sig, name) = match raw {
+                    SIGINT => (Sig::Int, "SIGINT"),
+                    SIGTERM => (Sig::Term, "SIGTERM"),
+                    _ => (Sig::Usr1, "SIGUSR1"),
                 };
                 let action = on_signal(sig, interrupts);
                 if sig != Sig::Usr1 {
                     interrupts += 1;
                 }
-                if tx.send((sig, action)).is_err() {
-                    break;
+                if action == SignalAction::Exit {
+                    eprintln!("{name} again: exiting now");
+                    std::process::exit(130);
                 }
+                link.signal(action, name);
             }
         })?;
-    Ok(rx)
+    Ok(())
 }
 
 #[cfg(test)]

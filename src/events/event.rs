@@ -54,6 +54,8 @@ pub enum OrchEventKind {
     TurnStarted {
         agent: String,
         turn: u32,
+        /// 1 for the first try of the turn, 2 for its first retry…
+        attempt: u32,
         kind: TurnKind,
         backend: String,
         model: Option<String>,
@@ -76,6 +78,9 @@ pub enum OrchEventKind {
     TurnFinished(Box<TurnRecord>),
     AgentFinished {
         agent: String,
+        role: String,
+        kind: AgentKind,
+        wave: u32,
         status: AgentStatus,
         usage: Usage,
     },
@@ -134,6 +139,9 @@ pub struct TurnRecord {
     pub agent_kind: AgentKind,
     pub wave: u32,
     pub turn: u32,
+    /// Which try of the turn this record is (retries keep the turn number).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     pub kind: TurnKind,
     pub prompt: String,
     pub response: String,
@@ -145,6 +153,10 @@ pub struct TurnRecord {
     pub thread_id: Option<String>,
     pub outcome: TurnOutcome,
     pub tags: Vec<String>,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 impl TurnRecord {

@@ -267,6 +267,7 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
         OrchEventKind::TurnStarted {
             agent,
             turn,
+            attempt,
             kind,
             backend,
             model,
@@ -274,7 +275,8 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
         } => (
             agent,
             format!(
-                "── turn {turn} {} · backend {backend}{} · prompt {} chars",
+                "── turn {turn}{} {} · backend {backend}{} · prompt {} chars",
+                attempt_text(*attempt),
                 kind.as_str(),
                 model
                     .as_deref()
@@ -302,8 +304,9 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
         OrchEventKind::TurnFinished(record) => (
             &record.agent,
             format!(
-                "── turn {} {} {} in {:.1}s · {}",
+                "── turn {}{} {} {} in {:.1}s · {}",
                 record.turn,
+                attempt_text(record.attempt),
                 record.kind.as_str(),
                 outcome_text(&record.outcome),
                 record.duration_ms() as f64 / 1000.0,
@@ -314,6 +317,7 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
             agent,
             status,
             usage,
+            ..
         } => (
             agent,
             match status {
@@ -398,9 +402,16 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             }
         ),
         OrchEventKind::TurnStarted {
-            agent, turn, kind, ..
+            agent,
+            turn,
+            attempt,
+            kind,
+            ..
         } => {
-            format!("turn_started {agent} turn={turn} kind={}", kind.as_str())
+            format!(
+                "turn_started {agent} turn={turn} attempt={attempt} kind={}",
+                kind.as_str()
+            )
         }
         OrchEventKind::TurnRetrying {
             agent,
@@ -415,9 +426,10 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             one_line(message, 400)
         ),
         OrchEventKind::TurnFinished(record) => format!(
-            "turn_finished {} turn={} kind={} outcome={} duration_ms={} tokens_in={} tokens_out={}",
+            "turn_finished {} turn={} attempt={} kind={} outcome={} duration_ms={} tokens_in={} tokens_out={}",
             record.agent,
             record.turn,
+            record.attempt,
             record.kind.as_str(),
             record.outcome.label(),
             record.duration_ms(),
@@ -625,5 +637,14 @@ mod tests {
             line.ends_with("[188 more bytes in the audit store]"),
             "{line}"
         );
+    }
+}
+
+/// ", attempt K" for a retry; nothing for the first try.
+fn attempt_text(attempt: u32) -> String {
+    if attempt > 1 {
+        format!(" (attempt {attempt})")
+    } else {
+        String::new()
     }
 }

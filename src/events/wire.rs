@@ -71,6 +71,7 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         OrchEventKind::TurnStarted {
             agent,
             turn,
+            attempt,
             kind,
             backend,
             model,
@@ -79,7 +80,7 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
             Some(agent),
             Some(*turn),
             "turn_started",
-            json!({"turn_kind": kind, "backend": backend, "model": model, "prompt": prompt}),
+            json!({"attempt": attempt, "turn_kind": kind, "backend": backend, "model": model, "prompt": prompt}),
         ),
         OrchEventKind::Agent { agent, turn, event } => {
             (Some(agent), Some(*turn), event.kind(), to_value(event))
@@ -104,13 +105,16 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         ),
         OrchEventKind::AgentFinished {
             agent,
+            role,
+            kind,
+            wave,
             status,
             usage,
         } => (
             Some(agent),
             None,
             "agent_finished",
-            json!({"status": status, "usage": usage}),
+            json!({"role": role, "agent_kind": kind, "wave": wave, "status": status, "usage": usage}),
         ),
         OrchEventKind::BlueprintAccepted {
             source,

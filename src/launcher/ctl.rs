@@ -41,8 +41,13 @@ pub fn print_response(args: &CtlArgs, response: &ControlResponse) {
     }
     if let Some(status) = &response.status {
         println!("mode: {:?}", status.mode);
-        for (agent, state) in &status.agents {
-            println!("  {agent:<28} {state:?}");
+        for agent in &status.agents {
+            println!(
+                "  {:<28} wave {:<2} {}",
+                agent.id,
+                agent.wave,
+                agent.lifecycle.label()
+            );
         }
         println!(
             "tokens: {} in / {} out",

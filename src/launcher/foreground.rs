@@ -10,15 +10,14 @@ use crate::agent::demo::DemoBackend;
 use crate::audit::{AuditOptions, AuditSink, RunMeta};
 use crate::config::resolve::backend_settings;
 use crate::config::{AuditTarget, Config, Env};
-use crate::control::signals::{SignalAction, watch_signals};
-use crate::control::{ControlCommand, ControlHandler, ControlServer};
+use crate::control::signals::watch_signals;
+use crate::control::{ControlHandler, ControlServer};
 use crate::events::AgentStatus;
 use crate::events::log_sink::LogSink;
 use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
 use crate::launcher::error::LaunchError;
-use crate::orchestrator::retry::RetryPolicy;
-use crate::orchestrator::{BackendSet, Orchestrator, RunControl, RunReport, Shared};
+use crate::orchestrator::{BackendSet, RetryPolicy, RunContext, RunLink, RunReport, dispatch};
 use crate::redact::Redactor;
 
 /// Makes backends by name: the built-in demo, or a real one from `build_backend`.
@@ -132,60 +131,20 @@ pub async fn run_in_foreground(
         .await;
     }
 
-    let control = Arc::new(RunControl::new(&config.paths.session));
-    let handler = ControlHandler {
-        control: control.clone(),
-        bus: bus.clone(),
-        session: config.paths.session.clone(),
-        interrupt_log: paths.interrupt_log().display().to_string(),
-    };
-    let server = ControlServer::start(&paths.control_socket(), handler.clone())?;
-    let signal_task = match watch_signals() {
-        Ok(mut rx) => {
-            let handler = handler.clone();
-            let session = config.paths.session.clone();
-            Some(tokio::spawn(async move {
-                while let Some((sig, action)) = rx.recv().await {
-                    let source = format!("{sig:?}").to_uppercase();
-                    match action {
-                        SignalAction::Pause => {
-                            let answer = handler
-                                .handle(ControlCommand::Pause, &format!("SIG{source}"))
-                                .await;
-                            eprintln!(
-                                "{}\npaused: `launch ctl resume --session {session}` continues; Ctrl+C again stops the run",
-                                answer.message
-                            );
-                        }
-                        SignalAction::Stop => {
-                            let answer = handler
-                                .handle(ControlCommand::Stop, &format!("SIG{source}"))
-                                .await;
-                            eprintln!("{} (Ctrl+C once more exits at once)", answer.message);
-                        }
-                        SignalAction::Exit => {
-                            handler.bus.flush().await;
-                            std::process::exit(130);
-                        }
-                    }
-                }
-            }))
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "signals are not handled; use `launch ctl` to pause or stop");
-            None
-        }
-    };
-
+    let (link, inbox) = RunLink::new();
+    let server = ControlServer::start(&paths.control_socket(), ControlHandler::new(link.clone()))?;
+    if let Err(err) = watch_signals(link.clone()) {
+        tracing::warn!(error = %err, "signals are not handled; use `launch ctl` to pause or stop");
+    }
     let policy = RetryPolicy::with_settings(&config.agents.retry);
-    let shared = Arc::new(Shared {
+    let ctx = Arc::new(RunContext::new(
+        Arc::new(config),
+        bus.clone(),
+        link,
         backends,
-        config,
-        bus: bus.clone(),
-        control: control.clone(),
         policy,
-    });
-    let mut report = Orchestrator::new(shared).run().await;
+    ));
+    let mut report = dispatch(ctx, inbox).await;
     // The caller prints failure reasons (backend error text) on the terminal.
     for agent in &mut report.agents {
         if let AgentStatus::Failed { reason } = &mut agent.status {
@@ -196,9 +155,6 @@ pub async fn run_in_foreground(
         .problems
         .iter_mut()
         .for_each(|p| redactor.redact_in_place(p));
-    if let Some(task) = signal_task {
-        task.abort();
-    }
     server.shutdown();
     let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage });
     let _ = std::fs::write(paths.state_file(), state.to_string());

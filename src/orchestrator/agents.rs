@@ -8,9 +8,8 @@ use crate::agent::backend::{Expects, TurnKind};
 use crate::config::Concise;
 use crate::events::event::{AgentStatus, BlueprintAgentSummary, NoticeLevel, OrchEventKind};
 use crate::orchestrator::blueprint::{Blueprint, BlueprintRules, parse_blueprint};
-use crate::orchestrator::control::AgentState;
 use crate::orchestrator::prompts;
-use crate::orchestrator::turn::{AgentThread, Shared, TurnError};
+use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 
 /// One turn an agent will take.
 #[derive(Clone, Debug)]
@@ -32,7 +31,7 @@ pub struct BlueprintAsk {
 
 #[derive(Clone, Debug)]
 pub struct AgentJob {
-    pub thread: AgentThread,
+    pub conversation: Conversation,
     pub depends_on: Vec<String>,
     pub turns: Vec<TurnPlan>,
     pub blueprint: Option<BlueprintAsk>,
@@ -44,9 +43,37 @@ pub struct AgentResult {
     pub id: String,
     pub status: AgentStatus,
     pub answer: Option<String>,
-    pub thread: AgentThread,
+    pub conversation: Conversation,
     pub blueprint: Option<Blueprint>,
     pub handoff_note: Option<String>,
+}
+
+impl AgentResult {
+    /// The result of an agent that never reported one (blocked, or its task was lost).
+    pub fn lost(id: &str, status: AgentStatus, conversation: Option<&Conversation>) -> Self {
+        let conversation = conversation.cloned().unwrap_or_else(|| Conversation {
+            id: id.to_owned(),
+            role: String::new(),
+            kind: crate::agent::backend::AgentKind::Dynamic,
+            wave: 0,
+            backend: String::new(),
+            model: None,
+            fallback: Vec::new(),
+            tags: Vec::new(),
+            resume: None,
+            history: Vec::new(),
+            turns: 0,
+            usage: crate::agent::event::Usage::default(),
+        });
+        AgentResult {
+            id: id.to_owned(),
+            status,
+            answer: None,
+            conversation,
+            blueprint: None,
+            handoff_note: None,
+        }
+    }
 }
 
 /// Turns of a core or specialist agent: plan + follow-up, or one turn when concise.
@@ -77,16 +104,15 @@ pub fn two_turns(
     }
 }
 
-pub async fn run_agent(shared: Arc<Shared>, mut job: AgentJob) -> AgentResult {
-    let id = job.thread.id.clone();
-    shared.control.set_state(&id, AgentState::Running);
+pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResult {
+    let id = job.conversation.id.clone();
     shared
         .bus
         .publish(OrchEventKind::AgentStarted {
             agent: id.clone(),
-            role: job.thread.role.clone(),
-            kind: job.thread.kind,
-            wave: job.thread.wave,
+            role: job.conversation.role.clone(),
+            kind: job.conversation.kind,
+            wave: job.conversation.wave,
             depends_on: job.depends_on.clone(),
         })
         .await;
@@ -96,27 +122,22 @@ pub async fn run_agent(shared: Arc<Shared>, mut job: AgentJob) -> AgentResult {
         Err(TurnError::Stopped) => (AgentStatus::Stopped, None, None, None),
         Err(TurnError::Failed(reason)) => (AgentStatus::Failed { reason }, None, None, None),
     };
-    shared.control.set_state(
-        &id,
-        match status {
-            AgentStatus::Succeeded => AgentState::Succeeded,
-            AgentStatus::Stopped => AgentState::Stopped,
-            _ => AgentState::Failed,
-        },
-    );
     shared
         .bus
         .publish(OrchEventKind::AgentFinished {
             agent: id.clone(),
+            role: job.conversation.role.clone(),
+            kind: job.conversation.kind,
+            wave: job.conversation.wave,
             status: status.clone(),
-            usage: job.thread.usage,
+            usage: job.conversation.usage,
         })
         .await;
     AgentResult {
         id,
         status,
         answer,
-        thread: job.thread,
+        conversation: job.conversation,
         blueprint,
         handoff_note,
     }
@@ -124,7 +145,7 @@ pub async fn run_agent(shared: Arc<Shared>, mut job: AgentJob) -> AgentResult {
 
 type Drive = Result<(String, Option<Blueprint>, Option<String>), TurnError>;
 
-async fn drive(shared: &Shared, job: &mut AgentJob) -> Drive {
+async fn drive(shared: &RunContext, job: &mut AgentJob) -> Drive {
     let mut answer = String::new();
     let last = job.turns.len().saturating_sub(1);
     for (i, plan) in job.turns.clone().into_iter().enumerate() {
@@ -135,10 +156,10 @@ async fn drive(shared: &Shared, job: &mut AgentJob) -> Drive {
         };
         let result = shared
             .run_turn(
-                &mut job.thread,
+                &mut job.conversation,
                 plan.kind,
                 plan.expects,
-                1,
+                TurnPurpose::Planned,
                 &plan.prompt,
                 tags,
             )
@@ -161,7 +182,7 @@ async fn drive(shared: &Shared, job: &mut AgentJob) -> Drive {
                         level: NoticeLevel::Warning,
                         message: format!(
                             "agent `{}` wrote no handoff note; the next wave gets the end of its answer instead",
-                            job.thread.id
+                            job.conversation.id
                         ),
                     })
                     .await;
@@ -184,7 +205,7 @@ async fn drive(shared: &Shared, job: &mut AgentJob) -> Drive {
 
 /// Parses the answer as a blueprint; one repair turn on the same thread, then failure.
 async fn obtain_blueprint(
-    shared: &Shared,
+    shared: &RunContext,
     job: &mut AgentJob,
     ask: &BlueprintAsk,
     first: String,
@@ -200,7 +221,7 @@ async fn obtain_blueprint(
                 shared
                     .bus
                     .publish(OrchEventKind::BlueprintAccepted {
-                        source: job.thread.id.clone(),
+                        source: job.conversation.id.clone(),
                         wave: ask.wave,
                         agents: blueprint
                             .agents
@@ -220,7 +241,7 @@ async fn obtain_blueprint(
                 shared
                     .bus
                     .publish(OrchEventKind::BlueprintRejected {
-                        source: job.thread.id.clone(),
+                        source: job.conversation.id.clone(),
                         attempt,
                         error: error.clone(),
                     })
@@ -228,17 +249,17 @@ async fn obtain_blueprint(
                 if attempt == 2 {
                     return Err(TurnError::Failed(format!(
                         "invalid blueprint from `{}` after one repair attempt: {error}",
-                        job.thread.id
+                        job.conversation.id
                     )));
                 }
                 let mut tags = vec!["repair"];
                 tags.extend(ask.tags.iter().copied());
                 let repaired = shared
                     .run_turn(
-                        &mut job.thread,
+                        &mut job.conversation,
                         TurnKind::FollowUp,
                         Expects::Blueprint,
-                        2,
+                        TurnPurpose::Repair,
                         &prompts::repair(&error),
                         &tags,
                     )

@@ -1,14 +1,20 @@
-//! Orchestration: groups, core agents, blueprints, waves, pause and resume.
+//! Orchestration: the run's dispatcher and state, groups, core agents, blueprints,
+//! waves, pause and resume.
 
-pub mod agents;
-pub mod blueprint;
-pub mod control;
-pub mod prompts;
-pub mod retry;
-pub mod run;
-pub mod scheduler;
-pub mod turn;
+pub(crate) mod agents;
+pub(crate) mod blueprint;
+pub(crate) mod dispatcher;
+pub(crate) mod lifecycle;
+pub(crate) mod prompts;
+pub(crate) mod retry;
+pub(crate) mod scheduler;
+pub(crate) mod state;
+pub(crate) mod turn;
+pub(crate) mod waves;
 
-pub use control::{RunControl, RunMode};
-pub use run::{AUTONOMOUS_ID, AgentReport, Orchestrator, RunReport};
-pub use turn::{BackendSet, Shared};
+pub use dispatcher::{RunInbox, RunLink, dispatch};
+pub use lifecycle::{AgentEntry, AgentLifecycle};
+pub use retry::RetryPolicy;
+pub use state::{AgentReport, RunMode, RunReport, StatusReport};
+pub use turn::{BackendSet, RunContext};
+pub use waves::AUTONOMOUS_ID;

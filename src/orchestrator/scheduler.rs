@@ -26,8 +26,6 @@ struct Node {
 pub enum SchedInput {
     Start,
     Finished { id: String, outcome: NodeOutcome },
-    Pause,
-    Resume,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +51,6 @@ pub struct DagScheduler {
     nodes: Vec<Node>,
     index: HashMap<String, usize>,
     max_parallel: usize,
-    paused: bool,
     done: bool,
 }
 
@@ -78,7 +75,6 @@ impl DagScheduler {
             nodes,
             index,
             max_parallel: max_parallel.max(1),
-            paused: false,
             done: false,
         }
     }
@@ -86,8 +82,7 @@ impl DagScheduler {
     pub fn next(&mut self, input: SchedInput) -> Vec<SchedAction> {
         let mut actions = Vec::new();
         match input {
-            SchedInput::Start | SchedInput::Resume => self.paused = false,
-            SchedInput::Pause => self.paused = true,
+            SchedInput::Start => {}
             SchedInput::Finished { id, outcome } => {
                 if let Some(&i) = self.index.get(&id) {
                     if self.nodes[i].state == NodeState::Running {
@@ -100,7 +95,7 @@ impl DagScheduler {
                 self.block_dependants(&mut actions);
             }
         }
-        if !self.paused {
+        {
             let mut running = self.count(NodeState::Running);
             for i in 0..self.nodes.len() {
                 if running >= self.max_parallel {
@@ -159,15 +154,6 @@ impl DagScheduler {
                 break;
             }
         }
-    }
-
-    /// Agents not started yet (pending), in order.
-    pub fn pending(&self) -> Vec<String> {
-        self.nodes
-            .iter()
-            .filter(|n| n.state == NodeState::Pending)
-            .map(|n| n.id.clone())
-            .collect()
     }
 }
 
@@ -297,19 +283,6 @@ mod tests {
             ]
         );
         assert_eq!(s.next(finished("d", true)), vec![SchedAction::Done]);
-    }
-
-    #[test]
-    fn pause_launches_nothing_until_resume() {
-        let mut s = DagScheduler::new(&dag(&[("a", &[]), ("b", &["a"])]), 4);
-        assert_eq!(launched(&s.next(SchedInput::Start)), ["a"]);
-        assert!(s.next(SchedInput::Pause).is_empty());
-        assert!(
-            s.next(finished("a", true)).is_empty(),
-            "paused: b must not start"
-        );
-        assert_eq!(s.pending(), ["b"]);
-        assert_eq!(launched(&s.next(SchedInput::Resume)), ["b"]);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
 
 use crate::agent::backend::{
     AgentKind, Backend, BackendError, ChatMessage, ChatRole, Expects, TurnEvents, TurnKind,
@@ -14,7 +16,8 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::events::event::{OrchEventKind, PromptStats, RetryDecision, TurnRecord};
 use crate::events::wire::millis;
-use crate::orchestrator::control::{RunControl, Stopped};
+use crate::orchestrator::dispatcher::{RunEnded, RunLink};
+use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::retry::{RetryPolicy, RetryState, decide};
 
 /// Makes a backend from its name (`codex`, `demo`...).
@@ -47,18 +50,49 @@ impl BackendSet {
     }
 }
 
-/// What every agent task shares.
-pub struct Shared {
-    pub config: Config,
+/// What every agent task of a run shares: the run context.
+pub struct RunContext {
+    pub config: Arc<Config>,
     pub bus: EventBus,
-    pub control: Arc<RunControl>,
+    pub link: RunLink,
     pub backends: BackendSet,
     pub policy: RetryPolicy,
+    stop: watch::Sender<bool>,
+}
+
+impl RunContext {
+    pub fn new(
+        config: Arc<Config>,
+        bus: EventBus,
+        link: RunLink,
+        backends: BackendSet,
+        policy: RetryPolicy,
+    ) -> Self {
+        RunContext {
+            config,
+            bus,
+            link,
+            backends,
+            policy,
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    /// Ends every running turn (each backend stops its processes before it returns).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Resolves once the run is stopping.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
 }
 
 /// One agent's conversation: which backend holds it and how to continue it.
 #[derive(Clone, Debug)]
-pub struct AgentThread {
+pub struct Conversation {
     pub id: String,
     pub role: String,
     pub kind: AgentKind,
@@ -69,8 +103,18 @@ pub struct AgentThread {
     pub tags: Vec<String>,
     pub resume: Option<String>,
     pub history: Vec<ChatMessage>,
+    /// Turns taken so far (retries of a turn are attempts, not turns).
     pub turns: u32,
     pub usage: Usage,
+}
+
+/// Why a turn is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnPurpose {
+    /// A planned turn of the agent.
+    Planned,
+    /// A repair of the agent's invalid blueprint.
+    Repair,
 }
 
 /// What follows a failed attempt.
@@ -88,8 +132,8 @@ pub enum TurnError {
     Failed(String),
 }
 
-impl From<Stopped> for TurnError {
-    fn from(_: Stopped) -> Self {
+impl From<RunEnded> for TurnError {
+    fn from(_: RunEnded) -> Self {
         TurnError::Stopped
     }
 }
@@ -108,8 +152,8 @@ fn transcript(history: &[ChatMessage]) -> String {
     out
 }
 
-impl Shared {
-    fn model_for(&self, thread: &AgentThread, backend: &dyn Backend) -> Option<String> {
+impl RunContext {
+    fn model_for(&self, thread: &Conversation, backend: &dyn Backend) -> Option<String> {
         if self.config.mini {
             if let Some(mini) = backend.mini_model() {
                 return Some(mini);
@@ -121,19 +165,21 @@ impl Shared {
     /// Runs one logical turn (with retries/fallbacks) and returns its final answer.
     pub async fn run_turn(
         &self,
-        thread: &mut AgentThread,
+        thread: &mut Conversation,
         kind: TurnKind,
         expects: Expects,
-        attempt: u32,
+        purpose: TurnPurpose,
         prompt: &str,
         extra_tags: &[&str],
     ) -> Result<TurnResult, TurnError> {
         let mut state = RetryState::default();
         let mut moved_backend = false;
+        thread.turns += 1;
+        let turn = thread.turns;
+        let mut attempt = 0;
         loop {
-            self.control.wait_runnable().await?;
-            thread.turns += 1;
-            let turn = thread.turns;
+            attempt += 1;
+            self.link.turn_wanted(&thread.id, turn, attempt).await?;
             let prompt_text = if moved_backend && !thread.history.is_empty() {
                 format!("{}{prompt}", transcript(&thread.history))
             } else {
@@ -142,13 +188,14 @@ impl Shared {
             let backend = match self.backends.get(&thread.backend) {
                 Ok(backend) => backend,
                 Err(err) => {
+                    self.link.turn_ended(&thread.id, Usage::default());
                     let message = err.to_string();
                     let outcome = TurnOutcome::Failed {
                         class: FailureClass::Terminal,
                         message: message.clone(),
                     };
                     match self
-                        .after_failure(thread, turn, &outcome, &mut state)
+                        .after_failure(thread, (turn, attempt), &outcome, &mut state)
                         .await?
                     {
                         Next::Again => continue,
@@ -169,6 +216,7 @@ impl Shared {
                 expects,
                 turn,
                 attempt,
+                repair: purpose == TurnPurpose::Repair,
                 wave: thread.wave,
                 prompt: prompt_text.clone(),
                 resume: thread.resume.clone(),
@@ -176,11 +224,11 @@ impl Shared {
                 model: model.clone(),
                 cwd: self.config.paths.project_root.clone(),
             };
-            self.control.turn_started(&thread.id);
             self.bus
                 .publish(OrchEventKind::TurnStarted {
                     agent: thread.id.clone(),
                     turn,
+                    attempt,
                     kind,
                     backend: thread.backend.clone(),
                     model: model.clone(),
@@ -191,7 +239,7 @@ impl Shared {
             let started_at = SystemTime::now();
             let result = tokio::select! {
                 result = backend.turn(&request, &events) => Some(result),
-                _ = self.control.stopped() => None,
+                _ = self.stopped() => None,
             };
             let (result, stopped) = match result {
                 Some(Ok(result)) => (result, false),
@@ -219,7 +267,7 @@ impl Shared {
                     true,
                 ),
             };
-            self.control.turn_finished(&thread.id, &result.usage);
+            self.link.turn_ended(&thread.id, result.usage);
             thread.usage.add(&result.usage);
             let mut tags = thread.tags.clone();
             tags.extend(extra_tags.iter().map(|t| t.to_string()));
@@ -229,6 +277,7 @@ impl Shared {
                 agent_kind: thread.kind,
                 wave: thread.wave,
                 turn,
+                attempt,
                 kind,
                 prompt: prompt_text.clone(),
                 response: result.response.clone(),
@@ -268,14 +317,19 @@ impl Shared {
                 TurnOutcome::Completed => String::new(),
             };
             match self
-                .after_failure(thread, turn, &result.outcome, &mut state)
+                .after_failure(thread, (turn, attempt), &result.outcome, &mut state)
                 .await?
             {
                 Next::Again => {}
                 Next::Moved => moved_backend = true,
                 Next::GiveUp => {
+                    let tries = if attempt > 1 {
+                        format!(", attempt {attempt}")
+                    } else {
+                        String::new()
+                    };
                     return Err(TurnError::Failed(format!(
-                        "turn {turn} {}: {message}",
+                        "turn {turn}{tries} {}: {message}",
                         result.outcome.label()
                     )));
                 }
@@ -286,8 +340,8 @@ impl Shared {
     /// Decides and announces what follows a failed attempt.
     async fn after_failure(
         &self,
-        thread: &mut AgentThread,
-        turn: u32,
+        thread: &mut Conversation,
+        (turn, attempt): (u32, u32),
         outcome: &TurnOutcome,
         state: &mut RetryState,
     ) -> Result<Next, TurnError> {
@@ -314,9 +368,20 @@ impl Shared {
             .await;
         match decision {
             RetryDecision::Retry { delay_ms, .. } | RetryDecision::Park { delay_ms } => {
+                let lifecycle = match decision {
+                    RetryDecision::Park { .. } => AgentLifecycle::Parked {
+                        turn,
+                        until_ms: millis(SystemTime::now()) + delay_ms,
+                    },
+                    _ => AgentLifecycle::Retrying {
+                        turn,
+                        attempt: attempt + 1,
+                    },
+                };
+                self.link.progress(&thread.id, lifecycle);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(delay_ms)) => Ok(Next::Again),
-                    _ = self.control.stopped() => Err(TurnError::Stopped),
+                    _ = self.stopped() => Err(TurnError::Stopped),
                 }
             }
             RetryDecision::Fallback { to } => {

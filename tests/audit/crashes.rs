@@ -73,6 +73,7 @@ fn writer_child() {
             bus.publish(OrchEventKind::TurnStarted {
                 agent: agent.into(),
                 turn: 1,
+                attempt: 1,
                 kind: TurnKind::Plan,
                 backend: "demo".into(),
                 model: None,

@@ -104,6 +104,7 @@ pub async fn publish_agent(
         bus.publish(OrchEventKind::TurnStarted {
             agent: agent.into(),
             turn,
+            attempt: 1,
             kind: turn_kind,
             backend: "demo".into(),
             model: Some("demo-1".into()),
@@ -163,6 +164,7 @@ pub async fn publish_agent(
             agent_kind: kind,
             wave,
             turn,
+            attempt: 1,
             kind: turn_kind,
             prompt,
             response,
@@ -180,6 +182,9 @@ pub async fn publish_agent(
     }
     bus.publish(OrchEventKind::AgentFinished {
         agent: agent.into(),
+        role: role.into(),
+        kind,
+        wave,
         status: AgentStatus::Succeeded,
         usage: Usage::default(),
     })

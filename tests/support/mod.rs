@@ -109,6 +109,7 @@ pub fn request(agent: &str, turn: u32, prompt: &str, cwd: &std::path::Path) -> T
         expects: Expects::Text,
         turn,
         attempt: 1,
+        repair: false,
         wave: 0,
         prompt: prompt.to_string(),
         resume: None,

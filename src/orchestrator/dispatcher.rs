@@ -1,0 +1,241 @@
+//! The one task that owns a run: every input (a control request, a signal, an agent
+//! asking for a turn, a turn's end, an agent's end or panic) arrives here as a message
+//! into one `select!`, is handed to `RunState::handle`, and the effects it returns are
+//! performed in order.
+//!
+//! Owns the actor messages (which carry reply channels) and the agent tasks. Decides
+//! nothing itself: `state` does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::agent::event::Usage;
+use crate::control::protocol::{ControlCommand, ControlResponse};
+use crate::control::signals::SignalAction;
+use crate::orchestrator::agents::{AgentResult, run_agent};
+use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::state::{Effect, Input, RunMode, RunReport, RunState};
+use crate::orchestrator::turn::RunContext;
+
+/// Messages into the dispatcher (tier 1: they may carry reply channels).
+#[derive(Debug)]
+pub(crate) enum Message {
+    Control {
+        command: ControlCommand,
+        source: String,
+        reply: oneshot::Sender<ControlResponse>,
+    },
+    Signal {
+        action: SignalAction,
+        source: String,
+    },
+    TurnWanted {
+        agent: String,
+        turn: u32,
+        attempt: u32,
+        reply: oneshot::Sender<bool>,
+    },
+    TurnEnded {
+        agent: String,
+        usage: Usage,
+    },
+    Progress {
+        agent: String,
+        lifecycle: AgentLifecycle,
+    },
+    SinkFailed {
+        message: String,
+    },
+}
+
+/// The way into a run's dispatcher, for agent tasks, the control socket and signals.
+#[derive(Clone, Debug)]
+pub struct RunLink {
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+/// The receiving end, handed to `dispatch`.
+pub struct RunInbox {
+    rx: mpsc::UnboundedReceiver<Message>,
+}
+
+/// The run ended before the request was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunEnded;
+
+impl RunLink {
+    pub fn new() -> (RunLink, RunInbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (RunLink { tx }, RunInbox { rx })
+    }
+
+    fn send(&self, message: Message) {
+        // The dispatcher is gone once the run ended; nothing is waiting for this then.
+        let _ = self.tx.send(message);
+    }
+
+    /// A control request and its answer; a run that has ended answers so.
+    pub async fn control(&self, command: ControlCommand, source: &str) -> ControlResponse {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::Control {
+            command,
+            source: source.to_owned(),
+            reply,
+        });
+        answer.await.unwrap_or_else(|_| ControlResponse {
+            ok: false,
+            mode: RunMode::Finished,
+            message: "the run has finished".into(),
+            status: None,
+        })
+    }
+
+    pub fn signal(&self, action: SignalAction, source: &str) {
+        self.send(Message::Signal {
+            action,
+            source: source.to_owned(),
+        });
+    }
+
+    /// Waits until `agent` may start try `attempt` of turn `turn`; errs when the run
+    /// stops instead.
+    pub async fn turn_wanted(&self, agent: &str, turn: u32, attempt: u32) -> Result<(), RunEnded> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::TurnWanted {
+            agent: agent.to_owned(),
+            turn,
+            attempt,
+            reply,
+        });
+        match answer.await {
+            Ok(true) => Ok(()),
+            _ => Err(RunEnded),
+        }
+    }
+
+    pub fn turn_ended(&self, agent: &str, usage: Usage) {
+        self.send(Message::TurnEnded {
+            agent: agent.to_owned(),
+            usage,
+        });
+    }
+
+    pub fn progress(&self, agent: &str, lifecycle: AgentLifecycle) {
+        self.send(Message::Progress {
+            agent: agent.to_owned(),
+            lifecycle,
+        });
+    }
+
+    pub fn sink_failed(&self, message: String) {
+        self.send(Message::SinkFailed { message });
+    }
+}
+
+/// Runs the whole run to its end and returns its report.
+pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
+    let mut rx = inbox.rx;
+    let mut state = RunState::new(ctx.config.clone());
+    let mut tasks: JoinSet<AgentResult> = JoinSet::new();
+    let mut task_agents: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut replies: HashMap<u64, oneshot::Sender<ControlResponse>> = HashMap::new();
+    let mut grants: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
+    let mut next_request = 0u64;
+    let mut effects = state.handle(Input::Start);
+    loop {
+        let mut finished = false;
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Publish(kind) => ctx.bus.publish(kind).await,
+                Effect::Reply { id, response } => {
+                    if let Some(reply) = replies.remove(&id) {
+                        let _ = reply.send(response);
+                    }
+                }
+                Effect::Say(text) => eprintln!("{text}"),
+                Effect::Launch(job) => {
+                    let agent = job.conversation.id.clone();
+                    let handle = tasks.spawn(run_agent(ctx.clone(), *job));
+                    task_agents.insert(handle.id(), agent);
+                }
+                Effect::Grant(agent) => {
+                    // A dropped receiver means the agent's task ended; its end (or panic)
+                    // is on its way and frees the turn.
+                    if let Some(reply) = grants.remove(&agent) {
+                        let _ = reply.send(true);
+                    }
+                }
+                Effect::Deny(agent) => {
+                    if let Some(reply) = grants.remove(&agent) {
+                        let _ = reply.send(false);
+                    }
+                }
+                Effect::StopAgents => ctx.stop(),
+                Effect::Finish => finished = true,
+            }
+        }
+        if finished {
+            break;
+        }
+        let input = tokio::select! {
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => match joined {
+                Ok((id, result)) => {
+                    task_agents.remove(&id);
+                    Input::AgentEnded(Box::new(result))
+                }
+                Err(error) => {
+                    let agent = task_agents.remove(&error.id()).unwrap_or_default();
+                    grants.remove(&agent);
+                    Input::AgentPanicked { agent, message: join_message(error) }
+                }
+            },
+            Some(message) = rx.recv() => match message {
+                Message::Control { command, source, reply } => {
+                    next_request += 1;
+                    replies.insert(next_request, reply);
+                    Input::Control { id: next_request, command, source }
+                }
+                Message::Signal { action, source } => Input::Signal { action, source },
+                Message::TurnWanted { agent, turn, attempt, reply } => {
+                    grants.insert(agent.clone(), reply);
+                    Input::TurnWanted { agent, turn, attempt }
+                }
+                Message::TurnEnded { agent, usage } => Input::TurnEnded { agent, usage },
+                Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },
+                Message::SinkFailed { message } => Input::SinkFailed { message },
+            },
+            else => break,
+        };
+        effects = state.handle(input);
+    }
+    // Requests that raced the end get the same answer as later ones.
+    rx.close();
+    while let Ok(message) = rx.try_recv() {
+        if let Message::Control { reply, .. } = message {
+            let _ = reply.send(ControlResponse {
+                ok: false,
+                mode: RunMode::Finished,
+                message: "the run has finished".into(),
+                status: None,
+            });
+        }
+    }
+    state.report()
+}
+
+fn join_message(error: tokio::task::JoinError) -> String {
+    if error.is_panic() {
+        let payload = error.into_panic();
+        if let Some(text) = payload.downcast_ref::<&str>() {
+            return format!("panicked: {text}");
+        }
+        if let Some(text) = payload.downcast_ref::<String>() {
+            return format!("panicked: {text}");
+        }
+        return "panicked".into();
+    }
+    error.to_string()
+}

@@ -1,0 +1,684 @@
+//! The run as a pure state machine: `RunState::handle(input) -> Vec<Effect>`.
+//!
+//! Owns every decision of a run: which agents launch, which are blocked, pause, resume
+//! and stop, when an interrupt summary is written, which turn may start, the next wave
+//! (see `waves`) and the end of the run. Performs no I/O and reads no clock: the
+//! dispatcher feeds it inputs and performs the effects it returns, in order.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use crate::agent::backend::AgentKind;
+use crate::agent::event::Usage;
+use crate::config::Config;
+use crate::control::protocol::{ControlCommand, ControlResponse};
+use crate::control::signals::SignalAction;
+use crate::events::event::{AgentStatus, InterruptSummary, OrchEventKind, RunStatus};
+use crate::orchestrator::agents::{AgentJob, AgentResult};
+use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
+use crate::orchestrator::waves::GroupRun;
+
+/// What the dispatcher hears.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Start,
+    /// A control request (socket); `id` pairs it with its reply.
+    Control {
+        id: u64,
+        command: ControlCommand,
+        source: String,
+    },
+    /// A signal, already turned into pause or stop (the signal thread exits itself on
+    /// the third).
+    Signal {
+        action: SignalAction,
+        source: String,
+    },
+    /// An agent asks to start a turn (try `attempt` of turn `turn`).
+    TurnWanted {
+        agent: String,
+        turn: u32,
+        attempt: u32,
+    },
+    /// The turn granted to `agent` ended.
+    TurnEnded {
+        agent: String,
+        usage: Usage,
+    },
+    /// An agent between turns: retrying or parked.
+    Progress {
+        agent: String,
+        lifecycle: AgentLifecycle,
+    },
+    /// An agent's task returned.
+    AgentEnded(Box<AgentResult>),
+    /// An agent's task panicked or was lost.
+    AgentPanicked {
+        agent: String,
+        message: String,
+    },
+    /// A sink could not write (disk full…): the run starts nothing more and fails.
+    SinkFailed {
+        message: String,
+    },
+}
+
+/// What the dispatcher does, in order.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    Publish(OrchEventKind),
+    Reply {
+        id: u64,
+        response: ControlResponse,
+    },
+    /// A line for the user on stderr (answers to signals).
+    Say(String),
+    Launch(Box<AgentJob>),
+    /// `agent` may start its turn.
+    Grant(String),
+    /// `agent` may not start its turn: the run is stopping.
+    Deny(String),
+    /// End every running turn: TERM, grace, KILL, reap.
+    StopAgents,
+    /// The run has ended; `RunState::report` has the result.
+    Finish,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    Running,
+    Paused,
+    Stopping,
+    Finished,
+}
+
+/// One agent's line in the final report and the `--metrics` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentReport {
+    pub id: String,
+    pub group: String,
+    pub wave: u32,
+    pub kind: AgentKind,
+    pub status: AgentStatus,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunReport {
+    pub status: RunStatus,
+    pub agents: Vec<AgentReport>,
+    pub usage: Usage,
+    /// Problems that failed the run without being an agent's failure (a sink that
+    /// could not write).
+    pub problems: Vec<String>,
+}
+
+/// What `launch ctl status` shows.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    pub mode: RunMode,
+    pub agents: Vec<AgentEntry>,
+    pub in_turn: Vec<String>,
+    pub usage: Usage,
+    pub pauses: u32,
+}
+
+/// The pause (or stop) whose summary is pending or written.
+#[derive(Debug, Default)]
+struct Pause {
+    number: u32,
+    source: String,
+    in_flight: Vec<String>,
+    summary_written: bool,
+}
+
+pub(crate) struct RunState {
+    pub(crate) config: Arc<Config>,
+    mode: RunMode,
+    pub(crate) agents: Vec<AgentEntry>,
+    /// Agents granted a turn that has not ended.
+    in_turn: BTreeSet<String>,
+    /// Agents waiting for a turn while paused.
+    waiting: Vec<String>,
+    /// Jobs decided while paused, launched on resume.
+    held: Vec<AgentJob>,
+    pauses: u32,
+    pause: Option<Pause>,
+    pub(crate) taken: HashSet<String>,
+    pub(crate) report: Vec<AgentReport>,
+    problems: Vec<String>,
+    usage: Usage,
+    group_index: usize,
+    pub(crate) group: Option<GroupRun>,
+    started: bool,
+    /// A stop was asked for (by the user, or by a failed write).
+    stopped: bool,
+}
+
+impl RunState {
+    pub fn new(config: Arc<Config>) -> Self {
+        RunState {
+            config,
+            mode: RunMode::Running,
+            agents: Vec::new(),
+            in_turn: BTreeSet::new(),
+            waiting: Vec::new(),
+            held: Vec::new(),
+            pauses: 0,
+            pause: None,
+            taken: HashSet::new(),
+            report: Vec::new(),
+            problems: Vec::new(),
+            usage: Usage::default(),
+            group_index: 0,
+            group: None,
+            started: false,
+            stopped: false,
+        }
+    }
+
+    pub fn mode(&self) -> RunMode {
+        self.mode
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.mode == RunMode::Finished {
+            if let Input::Control { id, .. } = input {
+                fx.push(self.reply(id, false, "the run has finished".into()));
+            }
+            return fx;
+        }
+        match input {
+            Input::Start => self.start(&mut fx),
+            Input::Control {
+                id,
+                command,
+                source,
+            } => self.control(id, command, &source, &mut fx),
+            Input::Signal { action, source } => self.signal(action, &source, &mut fx),
+            Input::TurnWanted {
+                agent,
+                turn,
+                attempt,
+            } => self.turn_wanted(agent, turn, attempt, &mut fx),
+            Input::TurnEnded { agent, usage } => {
+                self.in_turn.remove(&agent);
+                self.usage.add(&usage);
+                if let Some(entry) = self.entry_mut(&agent) {
+                    entry.usage.add(&usage);
+                }
+                self.maybe_write_pause_summary(&mut fx);
+            }
+            Input::Progress { agent, lifecycle } => self.set_lifecycle(&agent, lifecycle),
+            Input::AgentEnded(result) => {
+                self.in_turn.remove(&result.id);
+                self.set_lifecycle(&result.id, AgentLifecycle::from_status(&result.status));
+                self.agent_ended(*result, &mut fx);
+            }
+            Input::AgentPanicked { agent, message } => {
+                // Its turn will never report its end: free it, so a pause can complete.
+                self.in_turn.remove(&agent);
+                self.waiting.retain(|a| a != &agent);
+                let reason = format!("the agent's task ended abnormally: {message}");
+                let status = AgentStatus::Failed { reason };
+                fx.push(self.finished_event(&agent, &status));
+                self.set_lifecycle(&agent, AgentLifecycle::from_status(&status));
+                let result = self.lost_result(&agent, status);
+                self.agent_ended(result, &mut fx);
+                self.maybe_write_pause_summary(&mut fx);
+            }
+            Input::SinkFailed { message } => {
+                if !self.problems.contains(&message) {
+                    self.problems.push(message.clone());
+                }
+                if self.mode != RunMode::Stopping {
+                    self.begin_stop("a failed write", &mut fx);
+                }
+            }
+        }
+        self.maybe_finish(&mut fx);
+        fx
+    }
+
+    fn start(&mut self, fx: &mut Vec<Effect>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let config = &self.config;
+        fx.push(Effect::Publish(OrchEventKind::RunStarted {
+            session: config.paths.session.clone(),
+            prompt: config.prompt.clone(),
+            backend: config.backend.clone(),
+            project_root: config.paths.project_root.clone(),
+            groups: config
+                .agents
+                .groups
+                .iter()
+                .map(|g| g.name.clone())
+                .collect(),
+        }));
+        self.next_group(fx);
+    }
+
+    /// Starts the next group, or leaves none when all have run.
+    pub(crate) fn next_group(&mut self, fx: &mut Vec<Effect>) {
+        self.group = None;
+        if self.mode == RunMode::Stopping {
+            return;
+        }
+        let Some(spec) = self.config.agents.groups.get(self.group_index).cloned() else {
+            return;
+        };
+        self.group_index += 1;
+        fx.push(Effect::Publish(OrchEventKind::GroupStarted {
+            group: spec.name.clone(),
+        }));
+        let group = GroupRun::start(self, spec, fx);
+        self.settle_group(group, fx);
+    }
+
+    // ---- control -------------------------------------------------------------
+
+    fn reply(&self, id: u64, ok: bool, message: String) -> Effect {
+        Effect::Reply {
+            id,
+            response: ControlResponse {
+                ok,
+                mode: self.mode,
+                message,
+                status: None,
+            },
+        }
+    }
+
+    fn interrupt_log(&self) -> String {
+        self.config
+            .run_paths()
+            .interrupt_log()
+            .display()
+            .to_string()
+    }
+
+    fn control(&mut self, id: u64, command: ControlCommand, source: &str, fx: &mut Vec<Effect>) {
+        let message = match command {
+            ControlCommand::Pause => match self.mode {
+                RunMode::Running => {
+                    self.begin_pause(source, fx);
+                    let in_flight = &self.pause.as_ref().map(|p| p.in_flight.clone());
+                    let waiting = match in_flight.as_deref() {
+                        Some([]) | None => "nothing was running".to_owned(),
+                        Some(agents) => format!(
+                            "waiting for {} to finish the running turn",
+                            agents.join(", ")
+                        ),
+                    };
+                    Ok(format!(
+                        "pausing: {waiting}; the summary goes to {}",
+                        self.interrupt_log()
+                    ))
+                }
+                RunMode::Paused => Ok(format!(
+                    "already paused; the summary is in {}",
+                    self.interrupt_log()
+                )),
+                _ => Err("the run is stopping".to_owned()),
+            },
+            ControlCommand::Resume => {
+                if self.mode == RunMode::Paused {
+                    self.resume(fx);
+                    Ok("resumed".into())
+                } else {
+                    Err("the run is not paused".into())
+                }
+            }
+            ControlCommand::Stop => {
+                if self.mode == RunMode::Stopping {
+                    Ok("already stopping".into())
+                } else {
+                    self.begin_stop(source, fx);
+                    Ok("stopping: running turns are being ended".into())
+                }
+            }
+            ControlCommand::Status => {
+                fx.push(Effect::Reply {
+                    id,
+                    response: ControlResponse {
+                        ok: true,
+                        mode: self.mode,
+                        message: String::new(),
+                        status: Some(self.status()),
+                    },
+                });
+                return;
+            }
+        };
+        match message {
+            Ok(text) => fx.push(self.reply(id, true, text)),
+            Err(text) => fx.push(self.reply(id, false, text)),
+        }
+    }
+
+    fn signal(&mut self, action: SignalAction, source: &str, fx: &mut Vec<Effect>) {
+        let session = self.config.paths.session.clone();
+        match action {
+            SignalAction::Pause => match self.mode {
+                RunMode::Running => {
+                    self.begin_pause(source, fx);
+                    fx.push(Effect::Say(format!(
+                        "pausing: running turns finish, nothing new starts\npaused: `launch ctl resume --session {session}` continues; Ctrl+C again stops the run"
+                    )));
+                }
+                RunMode::Paused => fx.push(Effect::Say("already paused".into())),
+                _ => {}
+            },
+            SignalAction::Stop => {
+                if self.mode != RunMode::Stopping {
+                    self.begin_stop(source, fx);
+                    fx.push(Effect::Say(
+                        "stopping: running turns are being ended (Ctrl+C once more exits at once)"
+                            .into(),
+                    ));
+                }
+            }
+            SignalAction::Exit => {}
+        }
+    }
+
+    fn begin_pause(&mut self, source: &str, fx: &mut Vec<Effect>) {
+        self.pauses += 1;
+        self.mode = RunMode::Paused;
+        self.pause = Some(Pause {
+            number: self.pauses,
+            source: source.to_owned(),
+            in_flight: self.in_turn.iter().cloned().collect(),
+            summary_written: false,
+        });
+        fx.push(Effect::Publish(OrchEventKind::PauseRequested {
+            source: source.to_owned(),
+        }));
+        self.maybe_write_pause_summary(fx);
+    }
+
+    /// A pause takes effect once no turn runs: then its summary is written, once.
+    fn maybe_write_pause_summary(&mut self, fx: &mut Vec<Effect>) {
+        if self.mode != RunMode::Paused || !self.in_turn.is_empty() {
+            return;
+        }
+        let Some(pause) = &self.pause else { return };
+        if pause.summary_written {
+            return;
+        }
+        let session = &self.config.paths.session;
+        let next = vec![
+            format!("continue: launch ctl resume --session {session}"),
+            format!("stop for good: launch ctl stop --session {session}"),
+        ];
+        let summary = self.summary(next);
+        if let Some(pause) = &mut self.pause {
+            pause.summary_written = true;
+        }
+        fx.push(Effect::Publish(OrchEventKind::RunPaused(Box::new(summary))));
+    }
+
+    fn resume(&mut self, fx: &mut Vec<Effect>) {
+        self.mode = RunMode::Running;
+        fx.push(Effect::Publish(OrchEventKind::RunResumed));
+        for agent in std::mem::take(&mut self.waiting) {
+            self.in_turn.insert(agent.clone());
+            fx.push(Effect::Grant(agent));
+        }
+        for job in std::mem::take(&mut self.held) {
+            self.launch(job, fx);
+        }
+    }
+
+    fn begin_stop(&mut self, source: &str, fx: &mut Vec<Effect>) {
+        self.mode = RunMode::Stopping;
+        self.stopped = true;
+        self.pauses += 1;
+        self.pause = Some(Pause {
+            number: self.pauses,
+            source: source.to_owned(),
+            in_flight: self.in_turn.iter().cloned().collect(),
+            summary_written: false,
+        });
+        fx.push(Effect::Publish(OrchEventKind::StopRequested {
+            source: source.to_owned(),
+        }));
+        for agent in std::mem::take(&mut self.waiting) {
+            fx.push(Effect::Deny(agent));
+        }
+        self.held.clear();
+        // Agents that never started end as stopped.
+        let never: Vec<(String, u32)> = self
+            .agents
+            .iter()
+            .filter(|e| e.lifecycle == AgentLifecycle::Queued)
+            .map(|e| (e.id.clone(), e.wave))
+            .collect();
+        for (id, wave) in never {
+            self.report_never_started(&id, wave);
+        }
+        fx.push(Effect::StopAgents);
+    }
+
+    // ---- turns and agents --------------------------------------------------------
+
+    fn turn_wanted(&mut self, agent: String, turn: u32, attempt: u32, fx: &mut Vec<Effect>) {
+        match self.mode {
+            RunMode::Running => {
+                self.set_lifecycle(&agent, AgentLifecycle::Running { turn, attempt });
+                self.in_turn.insert(agent.clone());
+                fx.push(Effect::Grant(agent));
+            }
+            RunMode::Paused => {
+                self.set_lifecycle(&agent, AgentLifecycle::Paused);
+                if !self.waiting.contains(&agent) {
+                    self.waiting.push(agent);
+                }
+            }
+            RunMode::Stopping | RunMode::Finished => fx.push(Effect::Deny(agent)),
+        }
+    }
+
+    /// Launches `job` now, or on resume while paused; never while stopping.
+    pub(crate) fn launch(&mut self, job: AgentJob, fx: &mut Vec<Effect>) {
+        match self.mode {
+            RunMode::Running => {
+                self.set_lifecycle(&job.conversation.id, AgentLifecycle::Starting);
+                fx.push(Effect::Launch(Box::new(job)));
+            }
+            RunMode::Paused => self.held.push(job),
+            RunMode::Stopping | RunMode::Finished => {
+                self.report_never_started(&job.conversation.id, job.conversation.wave)
+            }
+        }
+    }
+
+    fn report_never_started(&mut self, id: &str, wave: u32) {
+        self.set_lifecycle(id, AgentLifecycle::Stopped);
+        let entry = self.entry(id).cloned();
+        self.report.push(AgentReport {
+            id: id.to_owned(),
+            group: entry.as_ref().map(|e| e.group.clone()).unwrap_or_default(),
+            wave,
+            kind: entry.map(|e| e.kind).unwrap_or(AgentKind::Dynamic),
+            status: AgentStatus::Stopped,
+            usage: Usage::default(),
+        });
+    }
+
+    /// Adds an agent to the table (or refreshes it when it runs again).
+    pub(crate) fn register(&mut self, entry: AgentEntry) {
+        match self.agents.iter_mut().find(|e| e.id == entry.id) {
+            Some(existing) => {
+                existing.wave = entry.wave;
+                existing.lifecycle = entry.lifecycle;
+            }
+            None => self.agents.push(entry),
+        }
+    }
+
+    pub(crate) fn register_blocked(&mut self, id: &str, by: &str) {
+        self.set_lifecycle(id, AgentLifecycle::Blocked { by: by.to_owned() });
+    }
+
+    pub(crate) fn entry(&self, id: &str) -> Option<&AgentEntry> {
+        self.agents.iter().find(|e| e.id == id)
+    }
+
+    fn entry_mut(&mut self, id: &str) -> Option<&mut AgentEntry> {
+        self.agents.iter_mut().find(|e| e.id == id)
+    }
+
+    fn set_lifecycle(&mut self, id: &str, lifecycle: AgentLifecycle) {
+        if let Some(entry) = self.entry_mut(id) {
+            entry.lifecycle = lifecycle;
+        }
+    }
+
+    /// `agent_finished` for an agent that never reported its own end.
+    pub(crate) fn finished_event(&self, id: &str, status: &AgentStatus) -> Effect {
+        let entry = self.entry(id);
+        Effect::Publish(OrchEventKind::AgentFinished {
+            agent: id.to_owned(),
+            role: entry.map(|e| e.role.clone()).unwrap_or_default(),
+            kind: entry.map(|e| e.kind).unwrap_or(AgentKind::Dynamic),
+            wave: entry.map(|e| e.wave).unwrap_or(0),
+            status: status.clone(),
+            usage: entry.map(|e| e.usage).unwrap_or_default(),
+        })
+    }
+
+    fn agent_ended(&mut self, result: AgentResult, fx: &mut Vec<Effect>) {
+        let Some(mut group) = self.group.take() else {
+            return;
+        };
+        group.agent_ended(self, result, fx);
+        self.settle_group(group, fx);
+    }
+
+    /// Keeps `group` while it has work left, else moves on to the next group.
+    fn settle_group(&mut self, group: GroupRun, fx: &mut Vec<Effect>) {
+        if group.is_done() && self.mode != RunMode::Stopping {
+            self.next_group(fx);
+        } else if !group.is_done() {
+            self.group = Some(group);
+        }
+    }
+
+    /// The end of the run: every group done (or stopping) and no agent task left.
+    fn maybe_finish(&mut self, fx: &mut Vec<Effect>) {
+        if self.mode == RunMode::Finished || !self.started {
+            return;
+        }
+        let active = self.agents.iter().any(|e| e.lifecycle.is_active());
+        if active {
+            return;
+        }
+        let stopping = self.mode == RunMode::Stopping;
+        if !stopping && self.group.is_some() {
+            return;
+        }
+        if stopping {
+            // The stop's summary comes before `run_finished`, the run's last event.
+            let logs = self.config.run_paths().logs_dir();
+            let summary = self.summary(vec![format!("logs: {}", logs.display())]);
+            fx.push(Effect::Publish(OrchEventKind::RunPaused(Box::new(summary))));
+        }
+        let report = self.report();
+        let failed = report
+            .agents
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.status,
+                    AgentStatus::Failed { .. } | AgentStatus::Blocked { .. }
+                )
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        fx.push(Effect::Publish(OrchEventKind::RunFinished {
+            status: report.status,
+            usage: report.usage,
+            failed,
+        }));
+        self.mode = RunMode::Finished;
+        fx.push(Effect::Finish);
+    }
+
+    pub fn report(&self) -> RunReport {
+        let mut usage = Usage::default();
+        self.report.iter().for_each(|a| usage.add(&a.usage));
+        let failed = self.report.iter().any(|a| {
+            matches!(
+                a.status,
+                AgentStatus::Failed { .. } | AgentStatus::Blocked { .. }
+            )
+        });
+        let status = if !self.problems.is_empty() {
+            RunStatus::Failed
+        } else if self.stopped {
+            RunStatus::Stopped
+        } else if failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        RunReport {
+            status,
+            agents: self.report.clone(),
+            usage,
+            problems: self.problems.clone(),
+        }
+    }
+
+    pub fn status(&self) -> StatusReport {
+        StatusReport {
+            mode: self.mode,
+            agents: self.agents.clone(),
+            in_turn: self.in_turn.iter().cloned().collect(),
+            usage: self.usage,
+            pauses: self.pauses,
+        }
+    }
+
+    fn summary(&self, next_steps: Vec<String>) -> InterruptSummary {
+        let with = |pred: &dyn Fn(&AgentLifecycle) -> bool| -> Vec<String> {
+            self.agents
+                .iter()
+                .filter(|e| pred(&e.lifecycle))
+                .map(|e| e.id.clone())
+                .collect()
+        };
+        let pause = self.pause.as_ref();
+        InterruptSummary {
+            session: self.config.paths.session.clone(),
+            number: pause.map(|p| p.number).unwrap_or(self.pauses),
+            requested_by: pause.map(|p| p.source.clone()).unwrap_or_default(),
+            finished: with(&|l| *l == AgentLifecycle::Succeeded),
+            failed: with(&|l| {
+                matches!(
+                    l,
+                    AgentLifecycle::Failed { .. } | AgentLifecycle::Blocked { .. }
+                )
+            }),
+            in_flight: pause.map(|p| p.in_flight.clone()).unwrap_or_default(),
+            pending: with(&|l| *l == AgentLifecycle::Queued),
+            usage: self.usage,
+            next_steps,
+        }
+    }
+
+    /// The result of an agent whose task was lost, from what the run knows of it.
+    fn lost_result(&self, id: &str, status: AgentStatus) -> AgentResult {
+        AgentResult::lost(
+            id,
+            status,
+            self.group.as_ref().and_then(|g| g.conversation(id)),
+        )
+    }
+}

@@ -1,0 +1,752 @@
+//! One group's flow, decided without I/O: core agents as a DAG, the builder's
+//! blueprint, dynamic waves, straight-chain continuation, autonomous and relay waves.
+//!
+//! Owns which wave comes next and the prompts of the agents it launches, built when
+//! each agent starts (so a dependant quotes the final answers of what it depends on).
+//! Does not run agents: it asks `RunState::launch`, which the dispatcher performs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use crate::agent::backend::{AgentKind, Expects, TurnKind};
+use crate::agent::event::Usage;
+use crate::config::agents::GroupSpec;
+use crate::config::resolve::MAX_RELAY_WAVES;
+use crate::config::{Concise, GroupSettings, group_settings};
+use crate::events::event::{AgentStatus, NoticeLevel, OrchEventKind, WaveKind};
+use crate::orchestrator::agents::{AgentJob, AgentResult, BlueprintAsk, TurnPlan, two_turns};
+use crate::orchestrator::blueprint::Blueprint;
+use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
+use crate::orchestrator::prompts::{self, PriorOutput, PromptContext};
+use crate::orchestrator::scheduler::{DagScheduler, NodeOutcome, SchedAction, SchedInput};
+use crate::orchestrator::state::{AgentReport, Effect, RunMode, RunState};
+use crate::orchestrator::turn::Conversation;
+
+pub const AUTONOMOUS_ID: &str = "autonomous-orchestrator";
+
+/// What the group is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// A wave of agents runs (core agents are wave 0).
+    Wave,
+    /// The builder is asked for continuation implementers.
+    AskContinuation,
+    /// The autonomous orchestrator plans the next wave.
+    AskAutonomous,
+    Done,
+}
+
+/// How an agent's first prompt is made when it starts.
+#[derive(Clone, Debug)]
+enum Plan {
+    /// A core agent: from the agents config, quoting its ancestors.
+    Core { ancestors: Vec<String> },
+    /// A specialist: from its blueprint entry, quoting what it depends on.
+    Specialist {
+        prompt: String,
+        notes: Vec<(String, String)>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct PendingJob {
+    deps: Vec<String>,
+    conversation: Conversation,
+    turns: Vec<TurnPlan>,
+    blueprint: Option<BlueprintAsk>,
+    plan: Plan,
+    handoff: bool,
+}
+
+struct WaveRun {
+    kind: WaveKind,
+    scheduler: DagScheduler,
+    pending: HashMap<String, PendingJob>,
+    /// Results in finishing order (blocked agents included).
+    results: Vec<AgentResult>,
+}
+
+pub(crate) struct GroupRun {
+    spec: GroupSpec,
+    settings: GroupSettings,
+    outputs: HashMap<String, (String, String)>,
+    conversations: HashMap<String, Conversation>,
+    core_logs: Vec<(String, PathBuf)>,
+    phase: Phase,
+    wave_number: u32,
+    wave: Option<WaveRun>,
+    /// The agent that wrote the first blueprint, and that blueprint.
+    builder: Option<(String, Blueprint)>,
+    autonomous_rounds: u32,
+    /// Results of the last wave that ran (for the autonomous prompt and relay notes).
+    last: Vec<AgentResult>,
+}
+
+impl GroupRun {
+    /// Starts the group's core agents.
+    pub(crate) fn start(state: &mut RunState, spec: GroupSpec, fx: &mut Vec<Effect>) -> Self {
+        let settings = group_settings(&spec, &state.config.cli_orchestration);
+        let core_logs = spec
+            .agents
+            .iter()
+            .map(|a| (a.id.clone(), log_of(state, &a.id)))
+            .collect();
+        let mut group = GroupRun {
+            spec,
+            settings,
+            outputs: HashMap::new(),
+            conversations: HashMap::new(),
+            core_logs,
+            phase: Phase::Wave,
+            wave_number: 0,
+            wave: None,
+            builder: None,
+            autonomous_rounds: 0,
+            last: Vec::new(),
+        };
+        let concise = state.config.concise;
+        let mut jobs = Vec::new();
+        for spec in group.spec.agents.clone() {
+            let blueprint_wanted = spec.blueprint && concise != Concise::NoWaves;
+            let mut follow_up = prompts::core_follow_up(&spec);
+            if blueprint_wanted {
+                follow_up.push_str(&prompts::blueprint_format(
+                    group.settings.max_agents,
+                    group.settings.parallel,
+                ));
+            }
+            let mut conversation = new_conversation(
+                state,
+                &spec.id,
+                &spec.role,
+                AgentKind::Core,
+                0,
+                spec.backend.as_deref(),
+                Vec::new(),
+            );
+            conversation.model = spec.model.clone();
+            conversation.fallback = spec.fallback.clone();
+            let last = if blueprint_wanted {
+                Expects::Blueprint
+            } else {
+                Expects::Text
+            };
+            let follow_up = spec.follow_up_enabled.then_some(follow_up);
+            let turns = if concise != Concise::Off && blueprint_wanted {
+                // One turn that both thinks and answers with the blueprint.
+                vec![TurnPlan {
+                    kind: TurnKind::Plan,
+                    prompt: String::new(),
+                    expects: Expects::Blueprint,
+                }]
+            } else {
+                two_turns(concise, String::new(), follow_up, last)
+            };
+            let blueprint = blueprint_wanted.then(|| BlueprintAsk {
+                max_agents: group.settings.max_agents as usize,
+                taken: HashSet::new(),
+                wave: 1,
+                tags: vec!["dynamic-blueprint"],
+            });
+            jobs.push((
+                spec.id.clone(),
+                PendingJob {
+                    deps: spec.depends_on.clone(),
+                    conversation,
+                    turns,
+                    blueprint,
+                    plan: Plan::Core {
+                        ancestors: ancestors(&group.spec, &spec.id),
+                    },
+                    handoff: false,
+                },
+            ));
+        }
+        group.start_wave(state, 0, WaveKind::Core, jobs, fx);
+        group
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub(crate) fn conversation(&self, id: &str) -> Option<&Conversation> {
+        self.wave
+            .as_ref()
+            .and_then(|w| w.pending.get(id).map(|j| &j.conversation))
+            .or_else(|| self.conversations.get(id))
+    }
+
+    fn start_wave(
+        &mut self,
+        state: &mut RunState,
+        number: u32,
+        kind: WaveKind,
+        jobs: Vec<(String, PendingJob)>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let ids: Vec<String> = jobs.iter().map(|(id, _)| id.clone()).collect();
+        state.taken.extend(ids.iter().cloned());
+        for (id, job) in &jobs {
+            state.register(AgentEntry {
+                id: id.clone(),
+                role: job.conversation.role.clone(),
+                kind: job.conversation.kind,
+                group: self.spec.name.clone(),
+                wave: number,
+                depends_on: job.deps.clone(),
+                lifecycle: AgentLifecycle::Queued,
+                usage: Usage::default(),
+            });
+        }
+        fx.push(Effect::Publish(OrchEventKind::WaveScheduled {
+            wave: number,
+            kind,
+            agents: ids,
+        }));
+        let edges: Vec<(String, Vec<String>)> = jobs
+            .iter()
+            .map(|(id, j)| (id.clone(), j.deps.clone()))
+            .collect();
+        self.wave_number = number;
+        self.phase = Phase::Wave;
+        self.wave = Some(WaveRun {
+            kind,
+            scheduler: DagScheduler::new(&edges, self.settings.max_parallel as usize),
+            pending: jobs.into_iter().collect(),
+            results: Vec::new(),
+        });
+        self.schedule(state, SchedInput::Start, fx);
+    }
+
+    /// Feeds the wave's scheduler and performs its launches and blocks.
+    fn schedule(&mut self, state: &mut RunState, input: SchedInput, fx: &mut Vec<Effect>) {
+        let Some(wave) = &mut self.wave else { return };
+        let actions = wave.scheduler.next(input);
+        let mut done = false;
+        for action in actions {
+            match action {
+                SchedAction::Launch(id) => {
+                    let Some(job) = self.wave.as_mut().and_then(|w| w.pending.remove(&id)) else {
+                        continue;
+                    };
+                    let job = self.agent_job(state, job);
+                    state.launch(job, fx);
+                }
+                SchedAction::Block { id, by } => {
+                    let status = AgentStatus::Blocked { by: by.clone() };
+                    state.register_blocked(&id, &by);
+                    fx.push(state.finished_event(&id, &status));
+                    let Some(wave) = &mut self.wave else { continue };
+                    if let Some(job) = wave.pending.remove(&id) {
+                        let result = AgentResult::lost(&id, status, Some(&job.conversation));
+                        self.record(state, &result);
+                        if let Some(wave) = &mut self.wave {
+                            wave.results.push(result);
+                        }
+                    }
+                }
+                SchedAction::Done => done = true,
+            }
+        }
+        if done {
+            self.wave_done(state, fx);
+        }
+    }
+
+    /// The job of an agent that starts now: its first prompt quotes what finished.
+    fn agent_job(&self, state: &RunState, job: PendingJob) -> AgentJob {
+        let PendingJob {
+            deps,
+            conversation,
+            mut turns,
+            blueprint,
+            plan,
+            handoff,
+        } = job;
+        let ctx = prompt_context(state);
+        let first = match &plan {
+            Plan::Core { ancestors } => {
+                let spec = self.spec.agents.iter().find(|a| a.id == conversation.id);
+                spec.map(|spec| {
+                    let mut text = prompts::core_plan(&ctx, spec, &self.prior(state, ancestors));
+                    if turns
+                        .first()
+                        .is_some_and(|t| t.expects == Expects::Blueprint)
+                    {
+                        text.push_str(&prompts::blueprint_format(
+                            self.settings.max_agents,
+                            self.settings.parallel,
+                        ));
+                    }
+                    text
+                })
+            }
+            Plan::Specialist { prompt, notes } => Some(prompts::specialist_plan(
+                &ctx,
+                &conversation.id,
+                &conversation.role,
+                prompt,
+                &self.core_logs,
+                &self.prior(state, &deps),
+                notes,
+            )),
+        };
+        if let (Some(text), Some(turn)) = (first, turns.first_mut()) {
+            if turn.prompt.is_empty() {
+                turn.prompt = text;
+            }
+        }
+        let blueprint = blueprint.map(|mut ask| {
+            ask.taken = state.taken.clone();
+            ask
+        });
+        AgentJob {
+            conversation,
+            depends_on: deps,
+            turns,
+            blueprint,
+            require_handoff_note: handoff,
+        }
+    }
+
+    fn prior<'a>(&'a self, state: &RunState, ids: &[String]) -> Vec<PriorOutput<'a>> {
+        ids.iter()
+            .filter_map(|id| {
+                let (agent, (role, text)) = self.outputs.get_key_value(id)?;
+                Some(PriorOutput {
+                    agent,
+                    role,
+                    text,
+                    log: log_of(state, id),
+                })
+            })
+            .collect()
+    }
+
+    fn record(&mut self, state: &mut RunState, result: &AgentResult) {
+        if let Some(answer) = &result.answer {
+            self.outputs.insert(
+                result.id.clone(),
+                (result.conversation.role.clone(), answer.clone()),
+            );
+        }
+        self.conversations
+            .insert(result.id.clone(), result.conversation.clone());
+        state.report.push(AgentReport {
+            id: result.id.clone(),
+            group: self.spec.name.clone(),
+            wave: result.conversation.wave,
+            kind: result.conversation.kind,
+            status: result.status.clone(),
+            usage: result.conversation.usage,
+        });
+    }
+
+    /// An agent's task returned: a wave member, or a planner turn.
+    pub(crate) fn agent_ended(
+        &mut self,
+        state: &mut RunState,
+        result: AgentResult,
+        fx: &mut Vec<Effect>,
+    ) {
+        match self.phase {
+            Phase::Wave => {
+                let outcome = if result.status == AgentStatus::Succeeded {
+                    NodeOutcome::Succeeded
+                } else {
+                    NodeOutcome::Failed
+                };
+                let id = result.id.clone();
+                self.record(state, &result);
+                if let Some(wave) = &mut self.wave {
+                    wave.results.push(result);
+                }
+                if state.mode() == RunMode::Stopping {
+                    // Nothing more starts, and what never ran is stopped, not blocked.
+                    return;
+                }
+                self.schedule(state, SchedInput::Finished { id, outcome }, fx);
+            }
+            Phase::AskContinuation | Phase::AskAutonomous => {
+                let asked = self.phase;
+                self.conversations
+                    .insert(result.id.clone(), result.conversation.clone());
+                if let AgentStatus::Failed { .. } = result.status {
+                    state.report.push(AgentReport {
+                        id: result.id.clone(),
+                        group: self.spec.name.clone(),
+                        wave: result.conversation.wave,
+                        kind: result.conversation.kind,
+                        status: result.status.clone(),
+                        usage: result.conversation.usage,
+                    });
+                }
+                if state.mode() == RunMode::Stopping || result.status == AgentStatus::Stopped {
+                    self.phase = Phase::Done;
+                    return;
+                }
+                match (asked, result.blueprint) {
+                    (Phase::AskContinuation, Some(next)) if !next.agents.is_empty() => {
+                        let number = self.wave_number + 1;
+                        self.run_blueprint(
+                            state,
+                            &next,
+                            number,
+                            WaveKind::Continuation,
+                            &HashMap::new(),
+                            fx,
+                        );
+                    }
+                    (Phase::AskContinuation, _) => self.after_dynamic(state, fx),
+                    (_, Some(next)) if !next.agents.is_empty() => {
+                        let notes = if self.settings.relay {
+                            route_notes(&self.last, &next, &self.settings.relay_graph)
+                        } else {
+                            HashMap::new()
+                        };
+                        let kind = if self.settings.relay {
+                            WaveKind::Relay
+                        } else {
+                            WaveKind::Autonomous
+                        };
+                        let number = self.wave_number + 1;
+                        self.run_blueprint(state, &next, number, kind, &notes, fx);
+                    }
+                    (_, Some(_)) => {
+                        fx.push(notice(
+                            NoticeLevel::Info,
+                            format!("`{AUTONOMOUS_ID}` planned no further wave: done"),
+                        ));
+                        self.phase = Phase::Done;
+                    }
+                    (_, None) => self.phase = Phase::Done,
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Every agent of the current wave succeeded, failed or was blocked.
+    fn wave_done(&mut self, state: &mut RunState, fx: &mut Vec<Effect>) {
+        let Some(wave) = self.wave.take() else { return };
+        if state.mode() == RunMode::Stopping {
+            self.phase = Phase::Done;
+            return;
+        }
+        let kind = wave.kind;
+        self.last = wave.results;
+        match kind {
+            WaveKind::Core => self.after_core(state, fx),
+            WaveKind::Dynamic => self.after_first_wave(state, fx),
+            WaveKind::Continuation => self.after_dynamic(state, fx),
+            WaveKind::Autonomous | WaveKind::Relay => {
+                self.autonomous_rounds += 1;
+                self.after_dynamic(state, fx);
+            }
+        }
+    }
+
+    fn after_core(&mut self, state: &mut RunState, fx: &mut Vec<Effect>) {
+        let found = self
+            .last
+            .iter()
+            .find_map(|r| r.blueprint.clone().map(|b| (r.id.clone(), b)));
+        let Some((builder, blueprint)) = found else {
+            self.phase = Phase::Done;
+            return;
+        };
+        if blueprint.agents.is_empty() {
+            fx.push(notice(
+                NoticeLevel::Info,
+                format!("`{builder}` defined no specialist agents: nothing more to run"),
+            ));
+            self.phase = Phase::Done;
+            return;
+        }
+        if self.settings.parallel && blueprint.has_dependencies() {
+            let chains: Vec<String> = blueprint
+                .agents
+                .iter()
+                .filter(|a| !a.depends_on.is_empty())
+                .map(|a| format!("{} after {}", a.id, a.depends_on.join(", ")))
+                .collect();
+            fx.push(notice(
+                NoticeLevel::Warning,
+                format!(
+                    "--parallel asked for independent specialists, but the first wave has dependency chains: {}",
+                    chains.join("; ")
+                ),
+            ));
+        }
+        self.builder = Some((builder, blueprint.clone()));
+        self.run_blueprint(state, &blueprint, 1, WaveKind::Dynamic, &HashMap::new(), fx);
+    }
+
+    /// After the first blueprint's wave: a straight chain that succeeded gets
+    /// continuation implementers from the builder.
+    fn after_first_wave(&mut self, state: &mut RunState, fx: &mut Vec<Effect>) {
+        let chain = self.builder.clone().filter(|(_, blueprint)| {
+            blueprint.is_straight_chain()
+                && self.last.iter().all(|r| r.status == AgentStatus::Succeeded)
+                && state.config.concise == Concise::Off
+        });
+        let Some((builder, blueprint)) = chain else {
+            self.after_dynamic(state, fx);
+            return;
+        };
+        let Some(mut conversation) = self.conversations.get(&builder).cloned() else {
+            self.after_dynamic(state, fx);
+            return;
+        };
+        conversation.tags = vec!["continuation".into()];
+        let job = AgentJob {
+            conversation,
+            depends_on: Vec::new(),
+            turns: vec![TurnPlan {
+                kind: TurnKind::FollowUp,
+                prompt: prompts::continuation(&blueprint.ids(), &self.core_logs, 4),
+                expects: Expects::Blueprint,
+            }],
+            blueprint: Some(BlueprintAsk {
+                max_agents: 4,
+                taken: state.taken.clone(),
+                wave: self.wave_number + 1,
+                tags: vec!["continuation"],
+            }),
+            require_handoff_note: false,
+        };
+        self.phase = Phase::AskContinuation;
+        state.launch(job, fx);
+    }
+
+    /// After a builder wave: the autonomous orchestrator plans another, up to the limit.
+    fn after_dynamic(&mut self, state: &mut RunState, fx: &mut Vec<Effect>) {
+        let limit = if self.settings.relay {
+            self.settings.max_waves.min(MAX_RELAY_WAVES)
+        } else {
+            self.settings.max_waves
+        };
+        if !self.settings.autonomous || self.autonomous_rounds >= limit {
+            self.phase = Phase::Done;
+            return;
+        }
+        let wave = self.wave_number + 1;
+        let ids: Vec<String> = self.last.iter().map(|r| r.id.clone()).collect();
+        let prompt = prompts::autonomous(
+            &prompt_context(state),
+            wave - 1,
+            &self.prior(state, &ids),
+            self.settings.max_agents,
+            self.settings.relay,
+        );
+        let conversation = match self.conversations.get(AUTONOMOUS_ID) {
+            Some(existing) => {
+                let mut c = existing.clone();
+                c.wave = wave;
+                c
+            }
+            None => new_conversation(
+                state,
+                AUTONOMOUS_ID,
+                "Autonomous orchestrator",
+                AgentKind::AutonomousOrchestrator,
+                wave,
+                None,
+                vec!["autonomous".into()],
+            ),
+        };
+        state.taken.insert(AUTONOMOUS_ID.to_owned());
+        state.register(AgentEntry {
+            id: AUTONOMOUS_ID.to_owned(),
+            role: conversation.role.clone(),
+            kind: AgentKind::AutonomousOrchestrator,
+            group: self.spec.name.clone(),
+            wave,
+            depends_on: ids.clone(),
+            lifecycle: AgentLifecycle::Queued,
+            usage: Usage::default(),
+        });
+        let job = AgentJob {
+            conversation,
+            depends_on: ids,
+            turns: vec![TurnPlan {
+                kind: TurnKind::Plan,
+                prompt,
+                expects: Expects::Blueprint,
+            }],
+            blueprint: Some(BlueprintAsk {
+                max_agents: self.settings.max_agents as usize,
+                taken: state.taken.clone(),
+                wave,
+                tags: vec!["autonomous"],
+            }),
+            require_handoff_note: false,
+        };
+        self.phase = Phase::AskAutonomous;
+        state.launch(job, fx);
+    }
+
+    fn run_blueprint(
+        &mut self,
+        state: &mut RunState,
+        blueprint: &Blueprint,
+        number: u32,
+        kind: WaveKind,
+        notes: &HashMap<String, Vec<(String, String)>>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let relay = self.settings.relay
+            && matches!(
+                kind,
+                WaveKind::Relay | WaveKind::Dynamic | WaveKind::Continuation
+            );
+        let tags: Vec<String> = match kind {
+            WaveKind::Dynamic => vec!["builder-implementer".into()],
+            WaveKind::Continuation => vec!["builder-implementer".into(), "continuation".into()],
+            WaveKind::Autonomous => vec!["builder-implementer".into(), "autonomous".into()],
+            WaveKind::Relay => vec![
+                "builder-implementer".into(),
+                "autonomous".into(),
+                "relay".into(),
+            ],
+            WaveKind::Core => Vec::new(),
+        };
+        let agent_kind = match kind {
+            WaveKind::Continuation => AgentKind::Continuation,
+            WaveKind::Autonomous | WaveKind::Relay => AgentKind::Autonomous,
+            _ => AgentKind::Dynamic,
+        };
+        let expects = if relay {
+            Expects::HandoffNote
+        } else {
+            Expects::Text
+        };
+        let jobs = blueprint
+            .agents
+            .iter()
+            .map(|agent| {
+                let turns = two_turns(
+                    state.config.concise,
+                    String::new(),
+                    Some(prompts::specialist_follow_up(relay)),
+                    expects,
+                );
+                let conversation = new_conversation(
+                    state,
+                    &agent.id,
+                    &agent.role,
+                    agent_kind,
+                    number,
+                    None,
+                    tags.clone(),
+                );
+                let job = PendingJob {
+                    deps: agent.depends_on.clone(),
+                    conversation,
+                    turns,
+                    blueprint: None,
+                    plan: Plan::Specialist {
+                        prompt: agent.prompt.clone(),
+                        notes: notes.get(&agent.id).cloned().unwrap_or_default(),
+                    },
+                    handoff: relay && self.settings.require_handoff_note,
+                };
+                (agent.id.clone(), job)
+            })
+            .collect();
+        self.start_wave(state, number, kind, jobs, fx);
+    }
+}
+
+fn notice(level: NoticeLevel, message: String) -> Effect {
+    Effect::Publish(OrchEventKind::Notice { level, message })
+}
+
+fn prompt_context(state: &RunState) -> PromptContext<'_> {
+    PromptContext {
+        task: &state.config.prompt,
+        project_root: &state.config.paths.project_root,
+        concise: state.config.concise != Concise::Off,
+    }
+}
+
+fn log_of(state: &RunState, id: &str) -> PathBuf {
+    state.config.run_paths().agent_log(id).unwrap_or_default()
+}
+
+fn new_conversation(
+    state: &RunState,
+    id: &str,
+    role: &str,
+    kind: AgentKind,
+    wave: u32,
+    backend: Option<&str>,
+    tags: Vec<String>,
+) -> Conversation {
+    Conversation {
+        id: id.to_owned(),
+        role: role.to_owned(),
+        kind,
+        wave,
+        backend: backend.unwrap_or(&state.config.backend).to_owned(),
+        model: None,
+        fallback: Vec::new(),
+        tags,
+        resume: None,
+        history: Vec::new(),
+        turns: 0,
+        usage: Usage::default(),
+    }
+}
+
+/// All agents `id` depends on, directly or not, in config order.
+fn ancestors(group: &GroupSpec, id: &str) -> Vec<String> {
+    let mut wanted: HashSet<String> = HashSet::new();
+    let mut stack = vec![id.to_owned()];
+    while let Some(current) = stack.pop() {
+        if let Some(spec) = group.agents.iter().find(|a| a.id == current) {
+            for dep in &spec.depends_on {
+                if wanted.insert(dep.clone()) {
+                    stack.push(dep.clone());
+                }
+            }
+        }
+    }
+    group
+        .agents
+        .iter()
+        .filter(|a| wanted.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+/// Handoff notes of the last wave, routed to next-wave agents along `graph`; an agent
+/// with no graph entry hands its note to every agent of the next wave.
+fn route_notes(
+    last: &[AgentResult],
+    next: &Blueprint,
+    graph: &BTreeMap<String, Vec<String>>,
+) -> HashMap<String, Vec<(String, String)>> {
+    let mut routed: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for result in last {
+        let Some(note) = &result.handoff_note else {
+            continue;
+        };
+        let targets: Vec<String> = match graph.get(&result.id) {
+            Some(to) => to
+                .iter()
+                .filter(|t| next.agents.iter().any(|a| &a.id == *t))
+                .cloned()
+                .collect(),
+            None => next.ids(),
+        };
+        for target in targets {
+            routed
+                .entry(target)
+                .or_default()
+                .push((result.id.clone(), note.clone()));
+        }
+    }
+    routed
+}
