@@ -13,6 +13,8 @@
 //!   `unknown-dep`, `duplicate-id`, `evil-id`, `too-many`; `KIND-once` breaks only
 //!   the first answer, so the repair turn succeeds
 //! - `crash=AGENT`: that agent's first turn dies mid-stream
+//! - `panic=AGENT`: the task running that agent's first turn panics (a bug in orch or
+//!   a backend), which the run must survive
 //! - `huge=AGENT`: that agent writes a 10 MB line
 //! - `fail=AGENT:CLASS[:N]`: its first N (default 1) turns fail with `transient`,
 //!   `usage-limit` or `terminal`
@@ -51,6 +53,7 @@ pub struct DemoScenario {
     pub event_gap_ms: u64,
     pub blueprint: DemoBlueprint,
     pub crash: Vec<String>,
+    pub panic: Vec<String>,
     pub huge: Vec<String>,
     pub fail: Vec<(String, DemoFailure, u32)>,
     pub waves: u32,
@@ -64,6 +67,7 @@ impl Default for DemoScenario {
             event_gap_ms: 0,
             blueprint: DemoBlueprint::Valid,
             crash: Vec::new(),
+            panic: Vec::new(),
             huge: Vec::new(),
             fail: Vec::new(),
             waves: 1,
@@ -97,6 +101,7 @@ impl DemoScenario {
                 "gap" => scenario.event_gap_ms = number(value)?,
                 "waves" => scenario.waves = number(value)? as u32,
                 "crash" => scenario.crash.push(value.to_owned()),
+                "panic" => scenario.panic.push(value.to_owned()),
                 "huge" => scenario.huge.push(value.to_owned()),
                 "blueprint" => {
                     let (kind, once) = match value.strip_suffix("-once") {
@@ -398,6 +403,9 @@ impl Backend for DemoBackend {
                     output: None,
                 })
                 .await;
+            if scenario.panic.contains(&request.agent) && request.turn == 1 {
+                panic!("demo scenario panic in agent `{}`", request.agent);
+            }
             if scenario.crash.contains(&request.agent) && request.turn == 1 {
                 // The stream just ends: no completion, no final event.
                 return Ok(TurnResult {

@@ -112,7 +112,14 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                         .and_then(|s| s.get("status"))
                         .and_then(Value::as_str)
                         .unwrap_or("finished");
-                    find_or_add(&mut agents, &name).status = status.to_owned();
+                    let agent = find_or_add(&mut agents, &name);
+                    agent.status = status.to_owned();
+                    // A blocked agent never started: its end names who it was.
+                    if agent.role.is_empty() {
+                        agent.role = text("role");
+                        agent.kind = text("agent_kind");
+                        agent.wave = p.get("wave").and_then(Value::as_i64).unwrap_or(0);
+                    }
                 }
             }
         }

@@ -18,3 +18,6 @@ pub use retry::RetryPolicy;
 pub use state::{AgentReport, RunMode, RunReport, StatusReport};
 pub use turn::{BackendSet, RunContext};
 pub use waves::AUTONOMOUS_ID;
+
+#[cfg(test)]
+mod state_tests;

@@ -1,0 +1,286 @@
+//! The run's pure core, driven by sequences of inputs without a runtime: each race
+//! the dispatcher closes has a test here.
+
+use std::sync::Arc;
+
+use crate::agent::event::Usage;
+use crate::cli::RunArgs;
+use crate::config::{Config, resolve};
+use crate::control::protocol::ControlCommand;
+use crate::control::signals::SignalAction;
+use crate::events::event::{AgentStatus, OrchEventKind, RunStatus};
+use crate::orchestrator::agents::AgentResult;
+use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::state::{Effect, Input, RunMode, RunState};
+
+fn config() -> Arc<Config> {
+    let root = std::env::temp_dir();
+    let args = RunArgs {
+        prompt: Some("Ship the MVP".into()),
+        backend: Some("demo".into()),
+        project_root: Some(root.clone()),
+        session: Some("run-test".into()),
+        no_audit: true,
+        ..RunArgs::default()
+    };
+    Arc::new(resolve(&args, &Default::default(), &root).expect("config"))
+}
+
+/// The names of what the effects publish, in order, and the other effects by name.
+fn names(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Publish(kind) => event_name(kind),
+            Effect::Reply { response, .. } => format!("reply:{}", response.ok),
+            Effect::Say(_) => "say".into(),
+            Effect::Launch(job) => format!("launch:{}", job.conversation.id),
+            Effect::Grant(a) => format!("grant:{a}"),
+            Effect::Deny(a) => format!("deny:{a}"),
+            Effect::StopAgents => "stop_agents".into(),
+            Effect::Finish => "finish".into(),
+        })
+        .collect()
+}
+
+fn event_name(kind: &OrchEventKind) -> String {
+    match kind {
+        OrchEventKind::RunStarted { .. } => "run_started".into(),
+        OrchEventKind::GroupStarted { .. } => "group_started".into(),
+        OrchEventKind::WaveScheduled { .. } => "wave_scheduled".into(),
+        OrchEventKind::AgentFinished { agent, status, .. } => {
+            format!("agent_finished:{agent}:{}", status.label())
+        }
+        OrchEventKind::PauseRequested { .. } => "pause_requested".into(),
+        OrchEventKind::RunPaused(summary) => format!("run_paused:{}", summary.number),
+        OrchEventKind::RunResumed => "run_resumed".into(),
+        OrchEventKind::StopRequested { .. } => "stop_requested".into(),
+        OrchEventKind::RunFinished { status, .. } => format!("run_finished:{}", status.as_str()),
+        OrchEventKind::Notice { .. } => "notice".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn control(state: &mut RunState, command: ControlCommand) -> Vec<String> {
+    names(&state.handle(Input::Control {
+        id: 1,
+        command,
+        source: "test".into(),
+    }))
+}
+
+fn wanted(state: &mut RunState, agent: &str, turn: u32) -> Vec<String> {
+    names(&state.handle(Input::TurnWanted {
+        agent: agent.into(),
+        turn,
+        attempt: 1,
+    }))
+}
+
+fn ended(state: &mut RunState, agent: &str) -> Vec<String> {
+    names(&state.handle(Input::TurnEnded {
+        agent: agent.into(),
+        usage: Usage {
+            input_tokens: 10,
+            ..Usage::default()
+        },
+    }))
+}
+
+fn result(state: &RunState, agent: &str, status: AgentStatus) -> Input {
+    let conversation = state.group.as_ref().and_then(|g| g.conversation(agent));
+    let mut result = AgentResult::lost(agent, status, conversation);
+    if result.status == AgentStatus::Succeeded {
+        result.answer = Some(format!("{agent} is done"));
+    }
+    Input::AgentEnded(Box::new(result))
+}
+
+/// A run whose planner (the first core agent) has been launched.
+fn started() -> RunState {
+    let mut state = RunState::new(config());
+    let fx = names(&state.handle(Input::Start));
+    assert_eq!(
+        fx,
+        [
+            "run_started",
+            "group_started",
+            "wave_scheduled",
+            "launch:planner"
+        ]
+    );
+    state
+}
+
+#[test]
+fn a_pause_after_the_turn_was_granted_waits_for_that_turn() {
+    let mut state = started();
+    assert_eq!(wanted(&mut state, "planner", 1), ["grant:planner"]);
+    // The pause arrives after the grant, before the agent's turn_started: the turn
+    // counts as in flight, so the summary waits for its end.
+    assert_eq!(
+        control(&mut state, ControlCommand::Pause),
+        ["pause_requested", "reply:true"]
+    );
+    assert_eq!(ended(&mut state, "planner"), ["run_paused:1"]);
+    // While paused, the next turn waits.
+    assert!(wanted(&mut state, "planner", 2).is_empty());
+    assert_eq!(
+        state
+            .entry("planner")
+            .map(|e| e.lifecycle.clone())
+            .expect("planner"),
+        AgentLifecycle::Paused
+    );
+    assert_eq!(
+        control(&mut state, ControlCommand::Resume),
+        ["run_resumed", "grant:planner", "reply:true"]
+    );
+}
+
+#[test]
+fn a_pause_resumed_before_it_took_effect_writes_no_summary_after_the_resume() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    control(&mut state, ControlCommand::Pause);
+    assert_eq!(
+        control(&mut state, ControlCommand::Resume),
+        ["run_resumed", "reply:true"]
+    );
+    assert!(
+        ended(&mut state, "planner").is_empty(),
+        "no run_paused after run_resumed"
+    );
+}
+
+#[test]
+fn two_pauses_write_two_summaries_each_once() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    control(&mut state, ControlCommand::Pause);
+    assert_eq!(
+        control(&mut state, ControlCommand::Pause),
+        ["reply:true"],
+        "a second request while paused coalesces"
+    );
+    assert_eq!(ended(&mut state, "planner"), ["run_paused:1"]);
+    control(&mut state, ControlCommand::Resume);
+    wanted(&mut state, "planner", 2);
+    control(&mut state, ControlCommand::Pause);
+    assert_eq!(ended(&mut state, "planner"), ["run_paused:2"]);
+}
+
+#[test]
+fn a_pause_with_nothing_running_takes_effect_at_once() {
+    let mut state = started();
+    assert_eq!(
+        control(&mut state, ControlCommand::Pause),
+        ["pause_requested", "run_paused:1", "reply:true"]
+    );
+}
+
+#[test]
+fn a_panicking_agent_fails_blocks_its_dependants_and_frees_a_pause() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    control(&mut state, ControlCommand::Pause);
+    let fx = names(&state.handle(Input::AgentPanicked {
+        agent: "planner".into(),
+        message: "boom".into(),
+    }));
+    assert_eq!(
+        fx,
+        [
+            "agent_finished:planner:failed",
+            "agent_finished:researcher:blocked",
+            "agent_finished:builder:blocked",
+            "run_paused:1",
+            // Nothing is left to run, paused or not: the run ends, failed.
+            "run_finished:failed",
+            "finish",
+        ]
+    );
+    let blocked = state.entry("researcher").expect("researcher");
+    assert_eq!(blocked.role, "Researcher");
+    assert_eq!(state.report().status, RunStatus::Failed);
+}
+
+#[test]
+fn a_stop_ends_running_turns_then_writes_its_summary_and_finishes_last() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    assert_eq!(
+        control(&mut state, ControlCommand::Stop),
+        ["stop_requested", "stop_agents", "reply:true"]
+    );
+    // A turn asked for while stopping is refused.
+    assert_eq!(wanted(&mut state, "planner", 2), ["deny:planner"]);
+    ended(&mut state, "planner");
+    let input = result(&state, "planner", AgentStatus::Stopped);
+    assert_eq!(
+        names(&state.handle(input)),
+        ["run_paused:1", "run_finished:stopped", "finish"]
+    );
+    assert_eq!(state.mode(), RunMode::Finished);
+    assert_eq!(state.report().status, RunStatus::Stopped);
+    // After the end, requests get an answer and publish nothing.
+    assert_eq!(control(&mut state, ControlCommand::Pause), ["reply:false"]);
+    assert_eq!(control(&mut state, ControlCommand::Resume), ["reply:false"]);
+    assert_eq!(control(&mut state, ControlCommand::Stop), ["reply:false"]);
+}
+
+#[test]
+fn signals_pause_then_stop_like_requests() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    let fx = names(&state.handle(Input::Signal {
+        action: SignalAction::Pause,
+        source: "SIGINT".into(),
+    }));
+    assert_eq!(fx, ["pause_requested", "say"]);
+    let fx = names(&state.handle(Input::Signal {
+        action: SignalAction::Stop,
+        source: "SIGINT".into(),
+    }));
+    assert_eq!(fx, ["stop_requested", "stop_agents", "say"]);
+}
+
+#[test]
+fn a_failed_write_stops_the_run_and_fails_it() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    let fx = names(&state.handle(Input::SinkFailed {
+        message: "failed to write `x.log`: No space left on device".into(),
+    }));
+    assert_eq!(fx, ["stop_requested", "stop_agents"]);
+    ended(&mut state, "planner");
+    let input = result(&state, "planner", AgentStatus::Stopped);
+    let fx = names(&state.handle(input));
+    assert_eq!(fx, ["run_paused:1", "run_finished:failed", "finish"]);
+    assert_eq!(
+        state.report().problems,
+        ["failed to write `x.log`: No space left on device"]
+    );
+}
+
+#[test]
+fn a_dependant_starts_only_after_its_dependency_and_quotes_its_answer() {
+    let mut state = started();
+    wanted(&mut state, "planner", 1);
+    ended(&mut state, "planner");
+    let input = result(&state, "planner", AgentStatus::Succeeded);
+    let fx = state.handle(input);
+    let job = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Launch(job) => Some(job),
+            _ => None,
+        })
+        .expect("researcher launched");
+    assert_eq!(job.conversation.id, "researcher");
+    assert!(
+        job.turns[0].prompt.contains("planner is done"),
+        "{}",
+        job.turns[0].prompt
+    );
+}
