@@ -4,6 +4,8 @@
 pub(crate) mod agents;
 pub(crate) mod blueprint;
 pub(crate) mod dispatcher;
+pub(crate) mod interrupts;
+pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod prompts;
 pub(crate) mod retry;

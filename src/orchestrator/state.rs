@@ -13,7 +13,7 @@ use crate::agent::event::Usage;
 use crate::config::Config;
 use crate::control::protocol::{ControlCommand, ControlResponse};
 use crate::control::signals::SignalAction;
-use crate::events::event::{AgentStatus, InterruptSummary, OrchEventKind, RunStatus};
+use crate::events::event::{AgentStatus, OrchEventKind, RunStatus};
 use crate::orchestrator::agents::{AgentJob, AgentResult};
 use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
 use crate::orchestrator::waves::GroupRun;
@@ -126,34 +126,34 @@ pub struct StatusReport {
 
 /// The pause (or stop) whose summary is pending or written.
 #[derive(Debug, Default)]
-struct Pause {
-    number: u32,
-    source: String,
-    in_flight: Vec<String>,
-    summary_written: bool,
+pub(super) struct Pause {
+    pub(super) number: u32,
+    pub(super) source: String,
+    pub(super) in_flight: Vec<String>,
+    pub(super) summary_written: bool,
 }
 
 pub(crate) struct RunState {
     pub(crate) config: Arc<Config>,
-    mode: RunMode,
+    pub(super) mode: RunMode,
     pub(crate) agents: Vec<AgentEntry>,
     /// Agents granted a turn that has not ended.
-    in_turn: BTreeSet<String>,
+    pub(super) in_turn: BTreeSet<String>,
     /// Agents waiting for a turn while paused.
-    waiting: Vec<String>,
+    pub(super) waiting: Vec<String>,
     /// Jobs decided while paused, launched on resume.
-    held: Vec<AgentJob>,
-    pauses: u32,
-    pause: Option<Pause>,
+    pub(super) held: Vec<AgentJob>,
+    pub(super) pauses: u32,
+    pub(super) pause: Option<Pause>,
     pub(crate) taken: HashSet<String>,
     pub(crate) report: Vec<AgentReport>,
-    problems: Vec<String>,
-    usage: Usage,
-    group_index: usize,
+    pub(super) problems: Vec<String>,
+    pub(super) usage: Usage,
+    pub(super) group_index: usize,
     pub(crate) group: Option<GroupRun>,
-    started: bool,
+    pub(super) started: bool,
     /// A stop was asked for (by the user, or by a failed write).
-    stopped: bool,
+    pub(super) stopped: bool,
 }
 
 impl RunState {
@@ -242,7 +242,7 @@ impl RunState {
         fx
     }
 
-    fn start(&mut self, fx: &mut Vec<Effect>) {
+    pub(super) fn start(&mut self, fx: &mut Vec<Effect>) {
         if self.started {
             return;
         }
@@ -280,194 +280,15 @@ impl RunState {
         self.settle_group(group, fx);
     }
 
-    // ---- control -------------------------------------------------------------
-
-    fn reply(&self, id: u64, ok: bool, message: String) -> Effect {
-        Effect::Reply {
-            id,
-            response: ControlResponse {
-                ok,
-                mode: self.mode,
-                message,
-                status: None,
-            },
-        }
-    }
-
-    fn interrupt_log(&self) -> String {
-        self.config
-            .run_paths()
-            .interrupt_log()
-            .display()
-            .to_string()
-    }
-
-    fn control(&mut self, id: u64, command: ControlCommand, source: &str, fx: &mut Vec<Effect>) {
-        let message = match command {
-            ControlCommand::Pause => match self.mode {
-                RunMode::Running => {
-                    self.begin_pause(source, fx);
-                    let in_flight = &self.pause.as_ref().map(|p| p.in_flight.clone());
-                    let waiting = match in_flight.as_deref() {
-                        Some([]) | None => "nothing was running".to_owned(),
-                        Some(agents) => format!(
-                            "waiting for {} to finish the running turn",
-                            agents.join(", ")
-                        ),
-                    };
-                    Ok(format!(
-                        "pausing: {waiting}; the summary goes to {}",
-                        self.interrupt_log()
-                    ))
-                }
-                RunMode::Paused => Ok(format!(
-                    "already paused; the summary is in {}",
-                    self.interrupt_log()
-                )),
-                _ => Err("the run is stopping".to_owned()),
-            },
-            ControlCommand::Resume => {
-                if self.mode == RunMode::Paused {
-                    self.resume(fx);
-                    Ok("resumed".into())
-                } else {
-                    Err("the run is not paused".into())
-                }
-            }
-            ControlCommand::Stop => {
-                if self.mode == RunMode::Stopping {
-                    Ok("already stopping".into())
-                } else {
-                    self.begin_stop(source, fx);
-                    Ok("stopping: running turns are being ended".into())
-                }
-            }
-            ControlCommand::Status => {
-                fx.push(Effect::Reply {
-                    id,
-                    response: ControlResponse {
-                        ok: true,
-                        mode: self.mode,
-                        message: String::new(),
-                        status: Some(self.status()),
-                    },
-                });
-                return;
-            }
-        };
-        match message {
-            Ok(text) => fx.push(self.reply(id, true, text)),
-            Err(text) => fx.push(self.reply(id, false, text)),
-        }
-    }
-
-    fn signal(&mut self, action: SignalAction, source: &str, fx: &mut Vec<Effect>) {
-        let session = self.config.paths.session.clone();
-        match action {
-            SignalAction::Pause => match self.mode {
-                RunMode::Running => {
-                    self.begin_pause(source, fx);
-                    fx.push(Effect::Say(format!(
-                        "pausing: running turns finish, nothing new starts\npaused: `launch ctl resume --session {session}` continues; Ctrl+C again stops the run"
-                    )));
-                }
-                RunMode::Paused => fx.push(Effect::Say("already paused".into())),
-                _ => {}
-            },
-            SignalAction::Stop => {
-                if self.mode != RunMode::Stopping {
-                    self.begin_stop(source, fx);
-                    fx.push(Effect::Say(
-                        "stopping: running turns are being ended (Ctrl+C once more exits at once)"
-                            .into(),
-                    ));
-                }
-            }
-            SignalAction::Exit => {}
-        }
-    }
-
-    fn begin_pause(&mut self, source: &str, fx: &mut Vec<Effect>) {
-        self.pauses += 1;
-        self.mode = RunMode::Paused;
-        self.pause = Some(Pause {
-            number: self.pauses,
-            source: source.to_owned(),
-            in_flight: self.in_turn.iter().cloned().collect(),
-            summary_written: false,
-        });
-        fx.push(Effect::Publish(OrchEventKind::PauseRequested {
-            source: source.to_owned(),
-        }));
-        self.maybe_write_pause_summary(fx);
-    }
-
-    /// A pause takes effect once no turn runs: then its summary is written, once.
-    fn maybe_write_pause_summary(&mut self, fx: &mut Vec<Effect>) {
-        if self.mode != RunMode::Paused || !self.in_turn.is_empty() {
-            return;
-        }
-        let Some(pause) = &self.pause else { return };
-        if pause.summary_written {
-            return;
-        }
-        let session = &self.config.paths.session;
-        let next = vec![
-            format!("continue: launch ctl resume --session {session}"),
-            format!("stop for good: launch ctl stop --session {session}"),
-        ];
-        let summary = self.summary(next);
-        if let Some(pause) = &mut self.pause {
-            pause.summary_written = true;
-        }
-        fx.push(Effect::Publish(OrchEventKind::RunPaused(Box::new(summary))));
-    }
-
-    fn resume(&mut self, fx: &mut Vec<Effect>) {
-        self.mode = RunMode::Running;
-        fx.push(Effect::Publish(OrchEventKind::RunResumed));
-        for agent in std::mem::take(&mut self.waiting) {
-            self.in_turn.insert(agent.clone());
-            fx.push(Effect::Grant(agent));
-        }
-        for job in std::mem::take(&mut self.held) {
-            self.launch(job, fx);
-        }
-    }
-
-    fn begin_stop(&mut self, source: &str, fx: &mut Vec<Effect>) {
-        self.mode = RunMode::Stopping;
-        self.stopped = true;
-        self.pauses += 1;
-        self.pause = Some(Pause {
-            number: self.pauses,
-            source: source.to_owned(),
-            in_flight: self.in_turn.iter().cloned().collect(),
-            summary_written: false,
-        });
-        fx.push(Effect::Publish(OrchEventKind::StopRequested {
-            source: source.to_owned(),
-        }));
-        for agent in std::mem::take(&mut self.waiting) {
-            fx.push(Effect::Deny(agent));
-        }
-        self.held.clear();
-        // Agents that never started end as stopped.
-        let never: Vec<(String, u32)> = self
-            .agents
-            .iter()
-            .filter(|e| e.lifecycle == AgentLifecycle::Queued)
-            .map(|e| (e.id.clone(), e.wave))
-            .collect();
-        for (id, wave) in never {
-            self.report_never_started(&id, wave);
-        }
-        fx.push(Effect::StopAgents);
-    }
-
     // ---- turns and agents --------------------------------------------------------
 
-    fn turn_wanted(&mut self, agent: String, turn: u32, attempt: u32, fx: &mut Vec<Effect>) {
+    pub(super) fn turn_wanted(
+        &mut self,
+        agent: String,
+        turn: u32,
+        attempt: u32,
+        fx: &mut Vec<Effect>,
+    ) {
         match self.mode {
             RunMode::Running => {
                 self.set_lifecycle(&agent, AgentLifecycle::Running { turn, attempt });
@@ -498,7 +319,7 @@ impl RunState {
         }
     }
 
-    fn report_never_started(&mut self, id: &str, wave: u32) {
+    pub(super) fn report_never_started(&mut self, id: &str, wave: u32) {
         self.set_lifecycle(id, AgentLifecycle::Stopped);
         let entry = self.entry(id).cloned();
         self.report.push(AgentReport {
@@ -530,11 +351,11 @@ impl RunState {
         self.agents.iter().find(|e| e.id == id)
     }
 
-    fn entry_mut(&mut self, id: &str) -> Option<&mut AgentEntry> {
+    pub(super) fn entry_mut(&mut self, id: &str) -> Option<&mut AgentEntry> {
         self.agents.iter_mut().find(|e| e.id == id)
     }
 
-    fn set_lifecycle(&mut self, id: &str, lifecycle: AgentLifecycle) {
+    pub(super) fn set_lifecycle(&mut self, id: &str, lifecycle: AgentLifecycle) {
         if let Some(entry) = self.entry_mut(id) {
             entry.lifecycle = lifecycle;
         }
@@ -553,7 +374,7 @@ impl RunState {
         })
     }
 
-    fn agent_ended(&mut self, result: AgentResult, fx: &mut Vec<Effect>) {
+    pub(super) fn agent_ended(&mut self, result: AgentResult, fx: &mut Vec<Effect>) {
         let Some(mut group) = self.group.take() else {
             return;
         };
@@ -562,7 +383,7 @@ impl RunState {
     }
 
     /// Keeps `group` while it has work left, else moves on to the next group.
-    fn settle_group(&mut self, group: GroupRun, fx: &mut Vec<Effect>) {
+    pub(super) fn settle_group(&mut self, group: GroupRun, fx: &mut Vec<Effect>) {
         if group.is_done() && self.mode != RunMode::Stopping {
             self.next_group(fx);
         } else if !group.is_done() {
@@ -571,7 +392,7 @@ impl RunState {
     }
 
     /// The end of the run: every group done (or stopping) and no agent task left.
-    fn maybe_finish(&mut self, fx: &mut Vec<Effect>) {
+    pub(super) fn maybe_finish(&mut self, fx: &mut Vec<Effect>) {
         if self.mode == RunMode::Finished || !self.started {
             return;
         }
@@ -646,35 +467,8 @@ impl RunState {
         }
     }
 
-    fn summary(&self, next_steps: Vec<String>) -> InterruptSummary {
-        let with = |pred: &dyn Fn(&AgentLifecycle) -> bool| -> Vec<String> {
-            self.agents
-                .iter()
-                .filter(|e| pred(&e.lifecycle))
-                .map(|e| e.id.clone())
-                .collect()
-        };
-        let pause = self.pause.as_ref();
-        InterruptSummary {
-            session: self.config.paths.session.clone(),
-            number: pause.map(|p| p.number).unwrap_or(self.pauses),
-            requested_by: pause.map(|p| p.source.clone()).unwrap_or_default(),
-            finished: with(&|l| *l == AgentLifecycle::Succeeded),
-            failed: with(&|l| {
-                matches!(
-                    l,
-                    AgentLifecycle::Failed { .. } | AgentLifecycle::Blocked { .. }
-                )
-            }),
-            in_flight: pause.map(|p| p.in_flight.clone()).unwrap_or_default(),
-            pending: with(&|l| *l == AgentLifecycle::Queued),
-            usage: self.usage,
-            next_steps,
-        }
-    }
-
     /// The result of an agent whose task was lost, from what the run knows of it.
-    fn lost_result(&self, id: &str, status: AgentStatus) -> AgentResult {
+    pub(super) fn lost_result(&self, id: &str, status: AgentStatus) -> AgentResult {
         AgentResult::lost(
             id,
             status,

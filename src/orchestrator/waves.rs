@@ -5,7 +5,7 @@
 //! each agent starts (so a dependant quotes the final answers of what it depends on).
 //! Does not run agents: it asks `RunState::launch`, which the dispatcher performs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::agent::backend::{AgentKind, Expects, TurnKind};
@@ -14,10 +14,13 @@ use crate::config::agents::GroupSpec;
 use crate::config::resolve::MAX_RELAY_WAVES;
 use crate::config::{Concise, GroupSettings, group_settings};
 use crate::events::event::{AgentStatus, NoticeLevel, OrchEventKind, WaveKind};
-use crate::orchestrator::agents::{AgentJob, AgentResult, BlueprintAsk, TurnPlan, two_turns};
+use crate::orchestrator::agents::{AgentJob, AgentResult, BlueprintAsk, TurnPlan};
 use crate::orchestrator::blueprint::Blueprint;
+use crate::orchestrator::jobs::{
+    PendingJob, blueprint_jobs, core_jobs, log_of, new_conversation, prompt_context, route_notes,
+};
 use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
-use crate::orchestrator::prompts::{self, PriorOutput, PromptContext};
+use crate::orchestrator::prompts;
 use crate::orchestrator::scheduler::{DagScheduler, NodeOutcome, SchedAction, SchedInput};
 use crate::orchestrator::state::{AgentReport, Effect, RunMode, RunState};
 use crate::orchestrator::turn::Conversation;
@@ -36,28 +39,6 @@ enum Phase {
     Done,
 }
 
-/// How an agent's first prompt is made when it starts.
-#[derive(Clone, Debug)]
-enum Plan {
-    /// A core agent: from the agents config, quoting its ancestors.
-    Core { ancestors: Vec<String> },
-    /// A specialist: from its blueprint entry, quoting what it depends on.
-    Specialist {
-        prompt: String,
-        notes: Vec<(String, String)>,
-    },
-}
-
-#[derive(Clone, Debug)]
-struct PendingJob {
-    deps: Vec<String>,
-    conversation: Conversation,
-    turns: Vec<TurnPlan>,
-    blueprint: Option<BlueprintAsk>,
-    plan: Plan,
-    handoff: bool,
-}
-
 struct WaveRun {
     kind: WaveKind,
     scheduler: DagScheduler,
@@ -67,19 +48,19 @@ struct WaveRun {
 }
 
 pub(crate) struct GroupRun {
-    spec: GroupSpec,
-    settings: GroupSettings,
-    outputs: HashMap<String, (String, String)>,
-    conversations: HashMap<String, Conversation>,
-    core_logs: Vec<(String, PathBuf)>,
+    pub(super) spec: GroupSpec,
+    pub(super) settings: GroupSettings,
+    pub(super) outputs: HashMap<String, (String, String)>,
+    pub(super) conversations: HashMap<String, Conversation>,
+    pub(super) core_logs: Vec<(String, PathBuf)>,
     phase: Phase,
-    wave_number: u32,
+    pub(super) wave_number: u32,
     wave: Option<WaveRun>,
     /// The agent that wrote the first blueprint, and that blueprint.
-    builder: Option<(String, Blueprint)>,
-    autonomous_rounds: u32,
+    pub(super) builder: Option<(String, Blueprint)>,
+    pub(super) autonomous_rounds: u32,
     /// Results of the last wave that ran (for the autonomous prompt and relay notes).
-    last: Vec<AgentResult>,
+    pub(super) last: Vec<AgentResult>,
 }
 
 impl GroupRun {
@@ -104,64 +85,7 @@ impl GroupRun {
             autonomous_rounds: 0,
             last: Vec::new(),
         };
-        let concise = state.config.concise;
-        let mut jobs = Vec::new();
-        for spec in group.spec.agents.clone() {
-            let blueprint_wanted = spec.blueprint && concise != Concise::NoWaves;
-            let mut follow_up = prompts::core_follow_up(&spec);
-            if blueprint_wanted {
-                follow_up.push_str(&prompts::blueprint_format(
-                    group.settings.max_agents,
-                    group.settings.parallel,
-                ));
-            }
-            let mut conversation = new_conversation(
-                state,
-                &spec.id,
-                &spec.role,
-                AgentKind::Core,
-                0,
-                spec.backend.as_deref(),
-                Vec::new(),
-            );
-            conversation.model = spec.model.clone();
-            conversation.fallback = spec.fallback.clone();
-            let last = if blueprint_wanted {
-                Expects::Blueprint
-            } else {
-                Expects::Text
-            };
-            let follow_up = spec.follow_up_enabled.then_some(follow_up);
-            let turns = if concise != Concise::Off && blueprint_wanted {
-                // One turn that both thinks and answers with the blueprint.
-                vec![TurnPlan {
-                    kind: TurnKind::Plan,
-                    prompt: String::new(),
-                    expects: Expects::Blueprint,
-                }]
-            } else {
-                two_turns(concise, String::new(), follow_up, last)
-            };
-            let blueprint = blueprint_wanted.then(|| BlueprintAsk {
-                max_agents: group.settings.max_agents as usize,
-                taken: HashSet::new(),
-                wave: 1,
-                tags: vec!["dynamic-blueprint"],
-            });
-            jobs.push((
-                spec.id.clone(),
-                PendingJob {
-                    deps: spec.depends_on.clone(),
-                    conversation,
-                    turns,
-                    blueprint,
-                    plan: Plan::Core {
-                        ancestors: ancestors(&group.spec, &spec.id),
-                    },
-                    handoff: false,
-                },
-            ));
-        }
+        let jobs = core_jobs(state, &group.spec, &group.settings);
         group.start_wave(state, 0, WaveKind::Core, jobs, fx);
         group
     }
@@ -252,76 +176,6 @@ impl GroupRun {
         if done {
             self.wave_done(state, fx);
         }
-    }
-
-    /// The job of an agent that starts now: its first prompt quotes what finished.
-    fn agent_job(&self, state: &RunState, job: PendingJob) -> AgentJob {
-        let PendingJob {
-            deps,
-            conversation,
-            mut turns,
-            blueprint,
-            plan,
-            handoff,
-        } = job;
-        let ctx = prompt_context(state);
-        let first = match &plan {
-            Plan::Core { ancestors } => {
-                let spec = self.spec.agents.iter().find(|a| a.id == conversation.id);
-                spec.map(|spec| {
-                    let mut text = prompts::core_plan(&ctx, spec, &self.prior(state, ancestors));
-                    if turns
-                        .first()
-                        .is_some_and(|t| t.expects == Expects::Blueprint)
-                    {
-                        text.push_str(&prompts::blueprint_format(
-                            self.settings.max_agents,
-                            self.settings.parallel,
-                        ));
-                    }
-                    text
-                })
-            }
-            Plan::Specialist { prompt, notes } => Some(prompts::specialist_plan(
-                &ctx,
-                &conversation.id,
-                &conversation.role,
-                prompt,
-                &self.core_logs,
-                &self.prior(state, &deps),
-                notes,
-            )),
-        };
-        if let (Some(text), Some(turn)) = (first, turns.first_mut()) {
-            if turn.prompt.is_empty() {
-                turn.prompt = text;
-            }
-        }
-        let blueprint = blueprint.map(|mut ask| {
-            ask.taken = state.taken.clone();
-            ask
-        });
-        AgentJob {
-            conversation,
-            depends_on: deps,
-            turns,
-            blueprint,
-            require_handoff_note: handoff,
-        }
-    }
-
-    fn prior<'a>(&'a self, state: &RunState, ids: &[String]) -> Vec<PriorOutput<'a>> {
-        ids.iter()
-            .filter_map(|id| {
-                let (agent, (role, text)) = self.outputs.get_key_value(id)?;
-                Some(PriorOutput {
-                    agent,
-                    role,
-                    text,
-                    log: log_of(state, id),
-                })
-            })
-            .collect()
     }
 
     fn record(&mut self, state: &mut RunState, result: &AgentResult) {
@@ -596,157 +450,11 @@ impl GroupRun {
         notes: &HashMap<String, Vec<(String, String)>>,
         fx: &mut Vec<Effect>,
     ) {
-        let relay = self.settings.relay
-            && matches!(
-                kind,
-                WaveKind::Relay | WaveKind::Dynamic | WaveKind::Continuation
-            );
-        let tags: Vec<String> = match kind {
-            WaveKind::Dynamic => vec!["builder-implementer".into()],
-            WaveKind::Continuation => vec!["builder-implementer".into(), "continuation".into()],
-            WaveKind::Autonomous => vec!["builder-implementer".into(), "autonomous".into()],
-            WaveKind::Relay => vec![
-                "builder-implementer".into(),
-                "autonomous".into(),
-                "relay".into(),
-            ],
-            WaveKind::Core => Vec::new(),
-        };
-        let agent_kind = match kind {
-            WaveKind::Continuation => AgentKind::Continuation,
-            WaveKind::Autonomous | WaveKind::Relay => AgentKind::Autonomous,
-            _ => AgentKind::Dynamic,
-        };
-        let expects = if relay {
-            Expects::HandoffNote
-        } else {
-            Expects::Text
-        };
-        let jobs = blueprint
-            .agents
-            .iter()
-            .map(|agent| {
-                let turns = two_turns(
-                    state.config.concise,
-                    String::new(),
-                    Some(prompts::specialist_follow_up(relay)),
-                    expects,
-                );
-                let conversation = new_conversation(
-                    state,
-                    &agent.id,
-                    &agent.role,
-                    agent_kind,
-                    number,
-                    None,
-                    tags.clone(),
-                );
-                let job = PendingJob {
-                    deps: agent.depends_on.clone(),
-                    conversation,
-                    turns,
-                    blueprint: None,
-                    plan: Plan::Specialist {
-                        prompt: agent.prompt.clone(),
-                        notes: notes.get(&agent.id).cloned().unwrap_or_default(),
-                    },
-                    handoff: relay && self.settings.require_handoff_note,
-                };
-                (agent.id.clone(), job)
-            })
-            .collect();
+        let jobs = blueprint_jobs(state, &self.settings, blueprint, (number, kind), notes);
         self.start_wave(state, number, kind, jobs, fx);
     }
 }
 
 fn notice(level: NoticeLevel, message: String) -> Effect {
     Effect::Publish(OrchEventKind::Notice { level, message })
-}
-
-fn prompt_context(state: &RunState) -> PromptContext<'_> {
-    PromptContext {
-        task: &state.config.prompt,
-        project_root: &state.config.paths.project_root,
-        concise: state.config.concise != Concise::Off,
-    }
-}
-
-fn log_of(state: &RunState, id: &str) -> PathBuf {
-    state.config.run_paths().agent_log(id).unwrap_or_default()
-}
-
-fn new_conversation(
-    state: &RunState,
-    id: &str,
-    role: &str,
-    kind: AgentKind,
-    wave: u32,
-    backend: Option<&str>,
-    tags: Vec<String>,
-) -> Conversation {
-    Conversation {
-        id: id.to_owned(),
-        role: role.to_owned(),
-        kind,
-        wave,
-        backend: backend.unwrap_or(&state.config.backend).to_owned(),
-        model: None,
-        fallback: Vec::new(),
-        tags,
-        resume: None,
-        history: Vec::new(),
-        turns: 0,
-        usage: Usage::default(),
-    }
-}
-
-/// All agents `id` depends on, directly or not, in config order.
-fn ancestors(group: &GroupSpec, id: &str) -> Vec<String> {
-    let mut wanted: HashSet<String> = HashSet::new();
-    let mut stack = vec![id.to_owned()];
-    while let Some(current) = stack.pop() {
-        if let Some(spec) = group.agents.iter().find(|a| a.id == current) {
-            for dep in &spec.depends_on {
-                if wanted.insert(dep.clone()) {
-                    stack.push(dep.clone());
-                }
-            }
-        }
-    }
-    group
-        .agents
-        .iter()
-        .filter(|a| wanted.contains(&a.id))
-        .map(|a| a.id.clone())
-        .collect()
-}
-
-/// Handoff notes of the last wave, routed to next-wave agents along `graph`; an agent
-/// with no graph entry hands its note to every agent of the next wave.
-fn route_notes(
-    last: &[AgentResult],
-    next: &Blueprint,
-    graph: &BTreeMap<String, Vec<String>>,
-) -> HashMap<String, Vec<(String, String)>> {
-    let mut routed: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for result in last {
-        let Some(note) = &result.handoff_note else {
-            continue;
-        };
-        let targets: Vec<String> = match graph.get(&result.id) {
-            Some(to) => to
-                .iter()
-                .filter(|t| next.agents.iter().any(|a| &a.id == *t))
-                .cloned()
-                .collect(),
-            None => next.ids(),
-        };
-        for target in targets {
-            routed
-                .entry(target)
-                .or_default()
-                .push((result.id.clone(), note.clone()));
-        }
-    }
-    routed
 }

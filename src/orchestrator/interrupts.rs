@@ -1,0 +1,227 @@
+//! Pause, resume and stop: what a control request or a signal does to the run, and
+//! the interrupt summary a pause or stop writes once no turn runs. Part of the pure
+//! `RunState` (no I/O).
+
+use crate::control::protocol::{ControlCommand, ControlResponse};
+use crate::control::signals::SignalAction;
+use crate::events::event::{InterruptSummary, OrchEventKind};
+use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::state::{Effect, Pause, RunMode, RunState};
+
+impl RunState {
+    pub(super) fn reply(&self, id: u64, ok: bool, message: String) -> Effect {
+        Effect::Reply {
+            id,
+            response: ControlResponse {
+                ok,
+                mode: self.mode,
+                message,
+                status: None,
+            },
+        }
+    }
+
+    pub(super) fn interrupt_log(&self) -> String {
+        self.config
+            .run_paths()
+            .interrupt_log()
+            .display()
+            .to_string()
+    }
+
+    pub(super) fn control(
+        &mut self,
+        id: u64,
+        command: ControlCommand,
+        source: &str,
+        fx: &mut Vec<Effect>,
+    ) {
+        let message = match command {
+            ControlCommand::Pause => match self.mode {
+                RunMode::Running => {
+                    self.begin_pause(source, fx);
+                    let in_flight = &self.pause.as_ref().map(|p| p.in_flight.clone());
+                    let waiting = match in_flight.as_deref() {
+                        Some([]) | None => "nothing was running".to_owned(),
+                        Some(agents) => format!(
+                            "waiting for {} to finish the running turn",
+                            agents.join(", ")
+                        ),
+                    };
+                    Ok(format!(
+                        "pausing: {waiting}; the summary goes to {}",
+                        self.interrupt_log()
+                    ))
+                }
+                RunMode::Paused => Ok(format!(
+                    "already paused; the summary is in {}",
+                    self.interrupt_log()
+                )),
+                _ => Err("the run is stopping".to_owned()),
+            },
+            ControlCommand::Resume => {
+                if self.mode == RunMode::Paused {
+                    self.resume(fx);
+                    Ok("resumed".into())
+                } else {
+                    Err("the run is not paused".into())
+                }
+            }
+            ControlCommand::Stop => {
+                if self.mode == RunMode::Stopping {
+                    Ok("already stopping".into())
+                } else {
+                    self.begin_stop(source, fx);
+                    Ok("stopping: running turns are being ended".into())
+                }
+            }
+            ControlCommand::Status => {
+                fx.push(Effect::Reply {
+                    id,
+                    response: ControlResponse {
+                        ok: true,
+                        mode: self.mode,
+                        message: String::new(),
+                        status: Some(self.status()),
+                    },
+                });
+                return;
+            }
+        };
+        match message {
+            Ok(text) => fx.push(self.reply(id, true, text)),
+            Err(text) => fx.push(self.reply(id, false, text)),
+        }
+    }
+
+    pub(super) fn signal(&mut self, action: SignalAction, source: &str, fx: &mut Vec<Effect>) {
+        let session = self.config.paths.session.clone();
+        match action {
+            SignalAction::Pause => match self.mode {
+                RunMode::Running => {
+                    self.begin_pause(source, fx);
+                    fx.push(Effect::Say(format!(
+                        "pausing: running turns finish, nothing new starts\npaused: `launch ctl resume --session {session}` continues; Ctrl+C again stops the run"
+                    )));
+                }
+                RunMode::Paused => fx.push(Effect::Say("already paused".into())),
+                _ => {}
+            },
+            SignalAction::Stop => {
+                if self.mode != RunMode::Stopping {
+                    self.begin_stop(source, fx);
+                    fx.push(Effect::Say(
+                        "stopping: running turns are being ended (Ctrl+C once more exits at once)"
+                            .into(),
+                    ));
+                }
+            }
+            SignalAction::Exit => {}
+        }
+    }
+
+    pub(super) fn begin_pause(&mut self, source: &str, fx: &mut Vec<Effect>) {
+        self.pauses += 1;
+        self.mode = RunMode::Paused;
+        self.pause = Some(Pause {
+            number: self.pauses,
+            source: source.to_owned(),
+            in_flight: self.in_turn.iter().cloned().collect(),
+            summary_written: false,
+        });
+        fx.push(Effect::Publish(OrchEventKind::PauseRequested {
+            source: source.to_owned(),
+        }));
+        self.maybe_write_pause_summary(fx);
+    }
+
+    /// A pause takes effect once no turn runs: then its summary is written, once.
+    pub(super) fn maybe_write_pause_summary(&mut self, fx: &mut Vec<Effect>) {
+        if self.mode != RunMode::Paused || !self.in_turn.is_empty() {
+            return;
+        }
+        let Some(pause) = &self.pause else { return };
+        if pause.summary_written {
+            return;
+        }
+        let session = &self.config.paths.session;
+        let next = vec![
+            format!("continue: launch ctl resume --session {session}"),
+            format!("stop for good: launch ctl stop --session {session}"),
+        ];
+        let summary = self.summary(next);
+        if let Some(pause) = &mut self.pause {
+            pause.summary_written = true;
+        }
+        fx.push(Effect::Publish(OrchEventKind::RunPaused(Box::new(summary))));
+    }
+
+    pub(super) fn resume(&mut self, fx: &mut Vec<Effect>) {
+        self.mode = RunMode::Running;
+        fx.push(Effect::Publish(OrchEventKind::RunResumed));
+        for agent in std::mem::take(&mut self.waiting) {
+            self.in_turn.insert(agent.clone());
+            fx.push(Effect::Grant(agent));
+        }
+        for job in std::mem::take(&mut self.held) {
+            self.launch(job, fx);
+        }
+    }
+
+    pub(super) fn begin_stop(&mut self, source: &str, fx: &mut Vec<Effect>) {
+        self.mode = RunMode::Stopping;
+        self.stopped = true;
+        self.pauses += 1;
+        self.pause = Some(Pause {
+            number: self.pauses,
+            source: source.to_owned(),
+            in_flight: self.in_turn.iter().cloned().collect(),
+            summary_written: false,
+        });
+        fx.push(Effect::Publish(OrchEventKind::StopRequested {
+            source: source.to_owned(),
+        }));
+        for agent in std::mem::take(&mut self.waiting) {
+            fx.push(Effect::Deny(agent));
+        }
+        self.held.clear();
+        // Agents that never started end as stopped.
+        let never: Vec<(String, u32)> = self
+            .agents
+            .iter()
+            .filter(|e| e.lifecycle == AgentLifecycle::Queued)
+            .map(|e| (e.id.clone(), e.wave))
+            .collect();
+        for (id, wave) in never {
+            self.report_never_started(&id, wave);
+        }
+        fx.push(Effect::StopAgents);
+    }
+
+    pub(super) fn summary(&self, next_steps: Vec<String>) -> InterruptSummary {
+        let with = |pred: &dyn Fn(&AgentLifecycle) -> bool| -> Vec<String> {
+            self.agents
+                .iter()
+                .filter(|e| pred(&e.lifecycle))
+                .map(|e| e.id.clone())
+                .collect()
+        };
+        let pause = self.pause.as_ref();
+        InterruptSummary {
+            session: self.config.paths.session.clone(),
+            number: pause.map(|p| p.number).unwrap_or(self.pauses),
+            requested_by: pause.map(|p| p.source.clone()).unwrap_or_default(),
+            finished: with(&|l| *l == AgentLifecycle::Succeeded),
+            failed: with(&|l| {
+                matches!(
+                    l,
+                    AgentLifecycle::Failed { .. } | AgentLifecycle::Blocked { .. }
+                )
+            }),
+            in_flight: pause.map(|p| p.in_flight.clone()).unwrap_or_default(),
+            pending: with(&|l| *l == AgentLifecycle::Queued),
+            usage: self.usage,
+            next_steps,
+        }
+    }
+}

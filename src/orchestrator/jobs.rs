@@ -1,0 +1,335 @@
+//! The jobs a group launches: core agents from the agents config, specialists from a
+//! blueprint, and the first prompt of each, built when the agent starts. Pure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use crate::agent::backend::{AgentKind, Expects, TurnKind};
+use crate::agent::event::Usage;
+use crate::config::agents::GroupSpec;
+use crate::config::{Concise, GroupSettings};
+use crate::events::event::WaveKind;
+use crate::orchestrator::agents::{AgentJob, AgentResult, BlueprintAsk, TurnPlan, two_turns};
+use crate::orchestrator::blueprint::Blueprint;
+use crate::orchestrator::prompts::{self, PriorOutput, PromptContext};
+use crate::orchestrator::state::RunState;
+use crate::orchestrator::turn::Conversation;
+use crate::orchestrator::waves::GroupRun;
+
+/// How an agent's first prompt is made when it starts.
+#[derive(Clone, Debug)]
+pub(super) enum Plan {
+    /// A core agent: from the agents config, quoting its ancestors.
+    Core { ancestors: Vec<String> },
+    /// A specialist: from its blueprint entry, quoting what it depends on.
+    Specialist {
+        prompt: String,
+        notes: Vec<(String, String)>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct PendingJob {
+    pub(super) deps: Vec<String>,
+    pub(super) conversation: Conversation,
+    pub(super) turns: Vec<TurnPlan>,
+    pub(super) blueprint: Option<BlueprintAsk>,
+    pub(super) plan: Plan,
+    pub(super) handoff: bool,
+}
+
+/// The jobs of a group's core agents (wave 0).
+pub(super) fn core_jobs(
+    state: &RunState,
+    group: &GroupSpec,
+    settings: &GroupSettings,
+) -> Vec<(String, PendingJob)> {
+    let concise = state.config.concise;
+    let mut jobs = Vec::new();
+    for spec in group.agents.clone() {
+        let blueprint_wanted = spec.blueprint && concise != Concise::NoWaves;
+        let mut follow_up = prompts::core_follow_up(&spec);
+        if blueprint_wanted {
+            follow_up.push_str(&prompts::blueprint_format(
+                settings.max_agents,
+                settings.parallel,
+            ));
+        }
+        let mut conversation = new_conversation(
+            state,
+            &spec.id,
+            &spec.role,
+            AgentKind::Core,
+            0,
+            spec.backend.as_deref(),
+            Vec::new(),
+        );
+        conversation.model = spec.model.clone();
+        conversation.fallback = spec.fallback.clone();
+        let last = if blueprint_wanted {
+            Expects::Blueprint
+        } else {
+            Expects::Text
+        };
+        let follow_up = spec.follow_up_enabled.then_some(follow_up);
+        let turns = if concise != Concise::Off && blueprint_wanted {
+            // One turn that both thinks and answers with the blueprint.
+            vec![TurnPlan {
+                kind: TurnKind::Plan,
+                prompt: String::new(),
+                expects: Expects::Blueprint,
+            }]
+        } else {
+            two_turns(concise, String::new(), follow_up, last)
+        };
+        let blueprint = blueprint_wanted.then(|| BlueprintAsk {
+            max_agents: settings.max_agents as usize,
+            taken: HashSet::new(),
+            wave: 1,
+            tags: vec!["dynamic-blueprint"],
+        });
+        jobs.push((
+            spec.id.clone(),
+            PendingJob {
+                deps: spec.depends_on.clone(),
+                conversation,
+                turns,
+                blueprint,
+                plan: Plan::Core {
+                    ancestors: ancestors(group, &spec.id),
+                },
+                handoff: false,
+            },
+        ));
+    }
+    jobs
+}
+
+/// The jobs of a blueprint's agents, as wave `number` of kind `kind`.
+pub(super) fn blueprint_jobs(
+    state: &RunState,
+    settings: &GroupSettings,
+    blueprint: &Blueprint,
+    (number, kind): (u32, WaveKind),
+    notes: &HashMap<String, Vec<(String, String)>>,
+) -> Vec<(String, PendingJob)> {
+    let relay = settings.relay
+        && matches!(
+            kind,
+            WaveKind::Relay | WaveKind::Dynamic | WaveKind::Continuation
+        );
+    let tags: Vec<String> = match kind {
+        WaveKind::Dynamic => vec!["builder-implementer".into()],
+        WaveKind::Continuation => vec!["builder-implementer".into(), "continuation".into()],
+        WaveKind::Autonomous => vec!["builder-implementer".into(), "autonomous".into()],
+        WaveKind::Relay => vec![
+            "builder-implementer".into(),
+            "autonomous".into(),
+            "relay".into(),
+        ],
+        WaveKind::Core => Vec::new(),
+    };
+    let agent_kind = match kind {
+        WaveKind::Continuation => AgentKind::Continuation,
+        WaveKind::Autonomous | WaveKind::Relay => AgentKind::Autonomous,
+        _ => AgentKind::Dynamic,
+    };
+    let expects = if relay {
+        Expects::HandoffNote
+    } else {
+        Expects::Text
+    };
+    blueprint
+        .agents
+        .iter()
+        .map(|agent| {
+            let turns = two_turns(
+                state.config.concise,
+                String::new(),
+                Some(prompts::specialist_follow_up(relay)),
+                expects,
+            );
+            let conversation = new_conversation(
+                state,
+                &agent.id,
+                &agent.role,
+                agent_kind,
+                number,
+                None,
+                tags.clone(),
+            );
+            let job = PendingJob {
+                deps: agent.depends_on.clone(),
+                conversation,
+                turns,
+                blueprint: None,
+                plan: Plan::Specialist {
+                    prompt: agent.prompt.clone(),
+                    notes: notes.get(&agent.id).cloned().unwrap_or_default(),
+                },
+                handoff: relay && settings.require_handoff_note,
+            };
+            (agent.id.clone(), job)
+        })
+        .collect()
+}
+
+impl GroupRun {
+    /// The job of an agent that starts now: its first prompt quotes what finished.
+    pub(super) fn agent_job(&self, state: &RunState, job: PendingJob) -> AgentJob {
+        let PendingJob {
+            deps,
+            conversation,
+            mut turns,
+            blueprint,
+            plan,
+            handoff,
+        } = job;
+        let ctx = prompt_context(state);
+        let first = match &plan {
+            Plan::Core { ancestors } => {
+                let spec = self.spec.agents.iter().find(|a| a.id == conversation.id);
+                spec.map(|spec| {
+                    let mut text = prompts::core_plan(&ctx, spec, &self.prior(state, ancestors));
+                    if turns
+                        .first()
+                        .is_some_and(|t| t.expects == Expects::Blueprint)
+                    {
+                        text.push_str(&prompts::blueprint_format(
+                            self.settings.max_agents,
+                            self.settings.parallel,
+                        ));
+                    }
+                    text
+                })
+            }
+            Plan::Specialist { prompt, notes } => Some(prompts::specialist_plan(
+                &ctx,
+                &conversation.id,
+                &conversation.role,
+                prompt,
+                &self.core_logs,
+                &self.prior(state, &deps),
+                notes,
+            )),
+        };
+        if let (Some(text), Some(turn)) = (first, turns.first_mut()) {
+            if turn.prompt.is_empty() {
+                turn.prompt = text;
+            }
+        }
+        let blueprint = blueprint.map(|mut ask| {
+            ask.taken = state.taken.clone();
+            ask
+        });
+        AgentJob {
+            conversation,
+            depends_on: deps,
+            turns,
+            blueprint,
+            require_handoff_note: handoff,
+        }
+    }
+
+    pub(super) fn prior<'a>(&'a self, state: &RunState, ids: &[String]) -> Vec<PriorOutput<'a>> {
+        ids.iter()
+            .filter_map(|id| {
+                let (agent, (role, text)) = self.outputs.get_key_value(id)?;
+                Some(PriorOutput {
+                    agent,
+                    role,
+                    text,
+                    log: log_of(state, id),
+                })
+            })
+            .collect()
+    }
+}
+
+pub(super) fn prompt_context(state: &RunState) -> PromptContext<'_> {
+    PromptContext {
+        task: &state.config.prompt,
+        project_root: &state.config.paths.project_root,
+        concise: state.config.concise != Concise::Off,
+    }
+}
+
+pub(super) fn log_of(state: &RunState, id: &str) -> PathBuf {
+    state.config.run_paths().agent_log(id).unwrap_or_default()
+}
+
+pub(super) fn new_conversation(
+    state: &RunState,
+    id: &str,
+    role: &str,
+    kind: AgentKind,
+    wave: u32,
+    backend: Option<&str>,
+    tags: Vec<String>,
+) -> Conversation {
+    Conversation {
+        id: id.to_owned(),
+        role: role.to_owned(),
+        kind,
+        wave,
+        backend: backend.unwrap_or(&state.config.backend).to_owned(),
+        model: None,
+        fallback: Vec::new(),
+        tags,
+        resume: None,
+        history: Vec::new(),
+        turns: 0,
+        usage: Usage::default(),
+    }
+}
+
+/// All agents `id` depends on, directly or not, in config order.
+pub(super) fn ancestors(group: &GroupSpec, id: &str) -> Vec<String> {
+    let mut wanted: HashSet<String> = HashSet::new();
+    let mut stack = vec![id.to_owned()];
+    while let Some(current) = stack.pop() {
+        if let Some(spec) = group.agents.iter().find(|a| a.id == current) {
+            for dep in &spec.depends_on {
+                if wanted.insert(dep.clone()) {
+                    stack.push(dep.clone());
+                }
+            }
+        }
+    }
+    group
+        .agents
+        .iter()
+        .filter(|a| wanted.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+/// Handoff notes of the last wave, routed to next-wave agents along `graph`; an agent
+/// with no graph entry hands its note to every agent of the next wave.
+pub(super) fn route_notes(
+    last: &[AgentResult],
+    next: &Blueprint,
+    graph: &BTreeMap<String, Vec<String>>,
+) -> HashMap<String, Vec<(String, String)>> {
+    let mut routed: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for result in last {
+        let Some(note) = &result.handoff_note else {
+            continue;
+        };
+        let targets: Vec<String> = match graph.get(&result.id) {
+            Some(to) => to
+                .iter()
+                .filter(|t| next.agents.iter().any(|a| &a.id == *t))
+                .cloned()
+                .collect(),
+            None => next.ids(),
+        };
+        for target in targets {
+            routed
+                .entry(target)
+                .or_default()
+                .push((result.id.clone(), note.clone()));
+        }
+    }
+    routed
+}
