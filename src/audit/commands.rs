@@ -89,7 +89,7 @@ pub fn main(args: AuditArgs) -> u8 {
     let outcome = runtime.block_on(async {
         tokio::select! {
             result = run(&config, args.command) => result,
-            _ = tokio::signal::ctrl_c() => Ok(EXIT_INTERRUPTED),
+            _ = crate::control::signals::interrupted() => Ok(EXIT_INTERRUPTED),
         }
     });
     match outcome {

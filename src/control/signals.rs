@@ -58,6 +58,28 @@ pub fn watch_signals(link: RunLink) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Resolves at the first SIGINT or SIGTERM (for commands that only need to end
+/// cleanly, like `orch-audit events --follow`). Never resolves if signals cannot be
+/// watched.
+pub async fn interrupted() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let watched = Signals::new([SIGINT, SIGTERM]).and_then(|mut signals| {
+        std::thread::Builder::new()
+            .name("orch-interrupt".into())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    let _ = tx.send(());
+                }
+            })
+    });
+    match watched {
+        Ok(_) => {
+            let _ = rx.await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

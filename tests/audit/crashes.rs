@@ -41,12 +41,7 @@ fn writer_child() {
         .unwrap();
     runtime.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, Ordering::SeqCst);
-            }
-        });
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).unwrap();
         let redactor = redactor();
         let sink = AuditSink::open_shared(
             AuditTarget::Local(PathBuf::from(db)),
