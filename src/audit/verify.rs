@@ -3,18 +3,22 @@
 //! invariants readers rely on. Names the first bad row of each kind.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use libsql::{Connection, Row, Rows, Value, ValueType};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::audit::anchor::{self, AnchorLookup};
 use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
 use crate::audit::reader::{collect, get, opt_int, opt_text};
 use crate::audit::schema::{
     ByAgent, CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
-    event_digest, events_file, file_hash, files_genesis, hex, hex_into, run_hash, write_event_line,
+    TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash, files_genesis, hex, hex_into,
+    run_hash, tool_call_canonical, write_event_line,
 };
+use crate::audit::writer::SINK_FAILED;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -22,6 +26,8 @@ pub struct VerifyReport {
     pub events: i64,
     pub files: i64,
     pub problems: Vec<String>,
+    /// What could not be checked (a finished run without an anchor): not a failure.
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {
@@ -92,6 +98,103 @@ async fn verify_snapshot(
     }
     check_accounted(conn, session, &mut report).await?;
     Ok(report)
+}
+
+/// Each run's head against its anchor outside the store (`refs/orch/audit/<session>`
+/// in the project's git repository, see `anchor`): a store cut short at the end (rows
+/// and events files alike) or rewritten with every later hash recomputed no longer
+/// reaches the anchored head. `repo` is the repository to look in when the run's own
+/// project root is not a directory here. A finished run without an anchor in a git
+/// repository is a warning.
+pub async fn check_anchors(
+    conn: &Connection,
+    repo: Option<&Path>,
+    session: Option<&str>,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    let runs = collect(
+        conn,
+        "SELECT session, project_root FROM runs WHERE ?1 IS NULL OR session = ?1 ORDER BY started_at_ms",
+        vec![session.map_or(Value::Null, |s| Value::Text(s.to_owned()))],
+        |r| Ok((get::<String>(r, 0)?, get::<String>(r, 1)?)),
+    )
+    .await?;
+    for (session, root) in runs {
+        let root = PathBuf::from(&root);
+        let Some(repo) = (if root.is_dir() {
+            Some(root.as_path())
+        } else {
+            repo
+        }) else {
+            continue;
+        };
+        let name = anchor::ref_name(&session);
+        match anchor::read(repo, &session) {
+            Ok(AnchorLookup::NoRepository) => {}
+            Ok(AnchorLookup::Missing) => {
+                let ended = collect(
+                    conn,
+                    "SELECT 1 FROM events WHERE run = ?1 AND kind IN ('run_finished', ?2) LIMIT 1",
+                    vec![
+                        Value::Text(session.clone()),
+                        Value::Text(SINK_FAILED.to_owned()),
+                    ],
+                    |_| Ok(()),
+                )
+                .await?;
+                if !ended.is_empty() {
+                    report.warnings.push(format!(
+                        "run `{session}` finished but `{}` has no anchor {name}: its end cannot be checked",
+                        repo.display()
+                    ));
+                }
+            }
+            Ok(AnchorLookup::Found(found)) => {
+                if found.session != session {
+                    report.problems.push(format!(
+                        "anchor {name} is for run `{}`, not `{session}`",
+                        found.session
+                    ));
+                    continue;
+                }
+                if found.seq == 0 {
+                    continue;
+                }
+                let at = collect(
+                    conn,
+                    "SELECT hash FROM events WHERE run = ?1 AND seq = ?2",
+                    vec![Value::Text(session.clone()), Value::Integer(found.seq)],
+                    |r| get::<String>(r, 0),
+                )
+                .await?;
+                match at.first() {
+                    None => {
+                        let head = collect(
+                            conn,
+                            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1",
+                            vec![Value::Text(session.clone())],
+                            |r| get::<i64>(r, 0),
+                        )
+                        .await?;
+                        report.problems.push(format!(
+                            "run `{session}` ends at seq {} but its anchor {name} names seq {}: events were removed from the end",
+                            head.first().copied().unwrap_or(0),
+                            found.seq
+                        ));
+                    }
+                    Some(hash) if *hash != found.hash => report.problems.push(format!(
+                        "events row run=`{session}` seq={}: hash {hash} differs from its anchor {name} ({}): the chain was rewritten",
+                        found.seq, found.hash
+                    )),
+                    Some(_) => {}
+                }
+            }
+            Err(err) => report.warnings.push(format!(
+                "run `{session}`: its anchor cannot be checked: {err}"
+            )),
+        }
+    }
+    Ok(())
 }
 
 /// Every file of ours (under `/runs` and `/memory/artifacts`) must be vouched for by a
@@ -469,6 +572,14 @@ async fn verify_files(
             chain_reported = true;
         }
         prev = hash;
+        if let Some(id) = path.strip_prefix(TOOL_CALL_ROW) {
+            if let Some(problem) = check_tool_call(conn, id, size, &sha).await? {
+                report
+                    .problems
+                    .push(format!("{problem} (files row run=`{run}` seq={seq})"));
+            }
+            continue;
+        }
         match resolve(conn, &path).await? {
             None => report.problems.push(format!(
                 "file `{path}` (files row run=`{run}` seq={seq}) is missing"
@@ -481,6 +592,61 @@ async fn verify_files(
         }
     }
     Ok(())
+}
+
+/// A `tool_calls` row against the size and SHA-256 of its canonical form.
+async fn check_tool_call(
+    conn: &Connection,
+    id: &str,
+    size: i64,
+    sha: &str,
+) -> Result<Option<String>, AuditError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(Some(format!(
+            "`{TOOL_CALL_ROW}{id}` names no tool_calls row"
+        )));
+    };
+    let rows = collect(
+        conn,
+        "SELECT name, parameters, result, error, status, started_at, completed_at, duration_ms FROM tool_calls WHERE id = ?1",
+        vec![Value::Integer(id)],
+        |r| {
+            let row = (
+                get::<String>(r, 0)?,
+                opt_text(r, 1)?,
+                opt_text(r, 2)?,
+                opt_text(r, 3)?,
+                get::<String>(r, 4)?,
+                get::<i64>(r, 5)?,
+                opt_int(r, 6)?,
+                opt_int(r, 7)?,
+            );
+            Ok(row)
+        },
+    )
+    .await?;
+    let Some((name, parameters, result, error, status, started_at, completed_at, duration_ms)) =
+        rows.into_iter().next()
+    else {
+        return Ok(Some(format!("tool_calls row id={id} is missing")));
+    };
+    let canonical = tool_call_canonical(&ToolCallRef {
+        id,
+        name: &name,
+        parameters: parameters.as_deref(),
+        result: result.as_deref(),
+        error: error.as_deref(),
+        status: &status,
+        started_at,
+        completed_at,
+        duration_ms,
+    });
+    if canonical.len() as i64 != size || hex(&Sha256::digest(&canonical)) != sha {
+        return Ok(Some(format!(
+            "tool_calls row id={id}: content does not match what the chain recorded"
+        )));
+    }
+    Ok(None)
 }
 
 /// Size and SHA-256 of a file, streamed chunk by chunk (memory stays flat).
