@@ -5,6 +5,10 @@
 //! Owns reading that identity from `/proc` and the verdict. Does not record it (the
 //! writer does) or act on it.
 
+use libsql::{Connection, Value};
+
+use crate::audit::error::AuditError;
+use crate::audit::reader::{collect, opt_int, opt_text};
 use crate::liveness::ProcessIdentity;
 
 /// This machine's name (`/proc/sys/kernel/hostname`), empty if unknown.
@@ -31,6 +35,30 @@ pub struct RunOwner {
     pub boot_id: Option<String>,
     pub pid: Option<i64>,
     pub pid_start: Option<i64>,
+}
+
+/// The owner recorded for a run (empty for a store written before owners were).
+pub async fn load(conn: &Connection, session: &str) -> Result<RunOwner, AuditError> {
+    let found = collect(
+        conn,
+        "SELECT host, boot_id, pid, pid_start FROM runs WHERE session = ?1",
+        vec![Value::Text(session.to_owned())],
+        |r| {
+            Ok(RunOwner {
+                host: opt_text(r, 0)?,
+                boot_id: opt_text(r, 1)?,
+                pid: opt_int(r, 2)?,
+                pid_start: opt_int(r, 3)?,
+            })
+        },
+    )
+    .await;
+    match found {
+        Ok(mut owners) => Ok(owners.pop().unwrap_or_default()),
+        // A store written before owners were recorded, opened read-only.
+        Err(AuditError::Sql { .. }) => Ok(RunOwner::default()),
+        Err(err) => Err(err),
+    }
 }
 
 /// What can be said about a run's orchestrator from here.

@@ -248,26 +248,7 @@ impl AuditReader {
 
     /// Who owns the run (recorded by its writer; empty for older stores).
     pub async fn owner(&self, session: &str) -> Result<RunOwner, AuditError> {
-        let found = collect(
-            self.conn(),
-            "SELECT host, boot_id, pid, pid_start FROM runs WHERE session = ?1",
-            vec![Value::Text(session.to_owned())],
-            |r| {
-                Ok(RunOwner {
-                    host: opt_text(r, 0)?,
-                    boot_id: opt_text(r, 1)?,
-                    pid: opt_int(r, 2)?,
-                    pid_start: opt_int(r, 3)?,
-                })
-            },
-        )
-        .await;
-        match found {
-            Ok(mut owners) => Ok(owners.pop().unwrap_or_default()),
-            // A store written before owners were recorded, opened read-only.
-            Err(AuditError::Sql { .. }) => Ok(RunOwner::default()),
-            Err(err) => Err(err),
-        }
+        crate::audit::owner::load(self.conn(), session).await
     }
 
     /// Events of a run in order, filtered.

@@ -7,7 +7,7 @@
 //! older stores. AgentFS's own `fs_config.schema_version` is left alone: AgentFS
 //! readers check it.
 
-use libsql::{Connection, Value};
+use libsql::Connection;
 
 use crate::audit::error::AuditError;
 use crate::audit::reader::{collect, get};
@@ -69,9 +69,11 @@ pub async fn inspect(conn: &Connection, describe: &str) -> Result<StoreKind, Aud
         store: describe.to_owned(),
         detail,
     };
+    // Names compare as SQLite compares identifiers: a libSQL server stores `key` as
+    // `KEY`.
     let tables = collect(
         conn,
-        "SELECT name FROM sqlite_master WHERE type = 'table'",
+        "SELECT lower(name) FROM sqlite_master WHERE type = 'table'",
         vec![],
         |r| get::<String>(r, 0),
     )
@@ -104,7 +106,7 @@ pub async fn inspect(conn: &Connection, describe: &str) -> Result<StoreKind, Aud
         let missing: Vec<&str> = want
             .iter()
             .copied()
-            .filter(|c| !columns.iter().any(|have| have == c))
+            .filter(|c| !columns.iter().any(|have| have.eq_ignore_ascii_case(c)))
             .collect();
         if !missing.is_empty() {
             return Err(foreign(format!(
@@ -151,11 +153,13 @@ pub fn check_known(kind: StoreKind, describe: &str) -> Result<(), AuditError> {
     }
 }
 
-async fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, AuditError> {
+/// `table` is one of our own names (never input): a libSQL server does not bind a
+/// parameter inside `pragma_table_info`.
+async fn columns(conn: &Connection, table: &'static str) -> Result<Vec<String>, AuditError> {
     collect(
         conn,
-        "SELECT name FROM pragma_table_info(?1)",
-        vec![Value::Text(table.to_owned())],
+        &format!("SELECT name FROM pragma_table_info('{table}')"),
+        vec![],
         |r| get::<String>(r, 0),
     )
     .await
@@ -166,7 +170,7 @@ async fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, AuditErr
 pub async fn migrate(conn: &Connection) -> Result<(), AuditError> {
     let have = columns(conn, "runs").await?;
     for (name, kind) in RUNS_OWNER_COLUMNS {
-        if !have.iter().any(|c| c == name) {
+        if !have.iter().any(|c| c.eq_ignore_ascii_case(name)) {
             conn.execute(&format!("ALTER TABLE runs ADD COLUMN {name} {kind}"), ())
                 .await
                 .map_err(AuditError::sql("add a column to `runs`"))?;

@@ -186,7 +186,7 @@ async fn cutting_the_end_off_a_run_consistently_fails_verify() {
     let verify = orch_audit(&db, &["verify"]);
     assert_ok(&verify);
     assert!(
-        String::from_utf8_lossy(&verify.stderr).contains(&format!("has no anchor {name}")),
+        String::from_utf8_lossy(&verify.stderr).contains(&format!("has no anchor {name} in")),
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
