@@ -1,4 +1,5 @@
-//! The run's anchor outside `audit.db`: its chain's head (`{session, seq, hash}`) as a
+//! The run's anchor outside `audit.db`: the heads of its chains (`{session, seq, hash,
+//! files_seq, files_hash}`: events, and files with tool calls) as a
 //! git blob that `refs/orch/audit/<session>` points to, in the project's repository.
 //! A store cut short or rewritten consistently (rows, files and every later hash) no
 //! longer reaches the head the anchor names, and `verify` says so. A team can push the
@@ -21,8 +22,14 @@ pub const REF_PREFIX: &str = "refs/orch/audit/";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anchor {
     pub session: String,
+    /// The head of the `events` chain.
     pub seq: i64,
     pub hash: String,
+    /// The head of the `files` chain (turn files, artifacts, tool calls); 0: none.
+    #[serde(default)]
+    pub files_seq: i64,
+    #[serde(default)]
+    pub files_hash: String,
 }
 
 /// What the repository holds for a run.
@@ -158,6 +165,8 @@ mod tests {
             session: "run-1".into(),
             seq: 7,
             hash: "ab".repeat(32),
+            files_seq: 2,
+            files_hash: "cd".repeat(32),
         };
         assert_eq!(write(repo, &anchor), Ok(None), "not a repository yet");
         assert_eq!(read(repo, "run-1"), Ok(AnchorLookup::NoRepository));
@@ -170,23 +179,17 @@ mod tests {
         assert_eq!(read(repo, "run-1"), Ok(AnchorLookup::Missing));
         let line = write(repo, &anchor).unwrap().unwrap();
         assert!(line.contains("refs/orch/audit/run-1"), "{line}");
-        assert_eq!(read(repo, "run-1"), Ok(AnchorLookup::Found(anchor)));
+        assert_eq!(read(repo, "run-1"), Ok(AnchorLookup::Found(anchor.clone())));
         let porcelain = Command::new("git")
             .args(["status", "--porcelain"])
             .current_dir(repo)
             .output()
             .unwrap();
         assert!(porcelain.stdout.is_empty());
-        assert!(
-            write(
-                repo,
-                &Anchor {
-                    session: "../x".into(),
-                    seq: 1,
-                    hash: String::new()
-                }
-            )
-            .is_err()
-        );
+        let unsafe_name = Anchor {
+            session: "../x".into(),
+            ..anchor.clone()
+        };
+        assert!(write(repo, &unsafe_name).is_err());
     }
 }

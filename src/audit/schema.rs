@@ -251,6 +251,26 @@ pub fn file_hash(prev: &str, run: &str, seq: i64, path: &str, size: i64, sha256:
 /// not an AgentFS path, so it never names a file.
 pub const TOOL_CALL_ROW: &str = "tool_calls/";
 
+/// Prefix of the `files` rows that vouch for a `kv_store` row (`kv_store/<key>`); a
+/// key written again is vouched for by its latest row.
+pub const KV_ROW: &str = "kv_store/";
+
+/// The `kv_store` key where a run's head is kept for AgentFS tools.
+pub fn head_key(session: &str) -> String {
+    format!("orch:run:{session}")
+}
+
+/// The canonical bytes of a `kv_store` row (its timestamps are AgentFS's own).
+pub fn kv_canonical(key: &str, value: &str) -> Vec<u8> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(b"orch-audit kv v1");
+    for field in [key, value] {
+        buf.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        buf.extend_from_slice(field.as_bytes());
+    }
+    buf
+}
+
 /// One `tool_calls` row as the `files` chain sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct ToolCallRef<'a> {

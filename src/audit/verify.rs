@@ -14,9 +14,10 @@ use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
 use crate::audit::reader::{collect, get, opt_int, opt_text};
 use crate::audit::schema::{
-    ByAgent, CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
-    TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash, files_genesis, hex, hex_into,
-    run_hash, tool_call_canonical, write_event_line,
+    ByAgent, CHUNK_SIZE, DIR_MODE, EventRowRef, KV_ROW, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG,
+    SCHEMA_VERSION, TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash,
+    files_genesis, head_key, hex, hex_into, kv_canonical, run_hash, tool_call_canonical,
+    write_event_line,
 };
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -150,42 +151,75 @@ pub async fn check_anchors(
                     ));
                     continue;
                 }
-                if found.seq == 0 {
-                    continue;
-                }
-                let at = collect(
+                check_head(
                     conn,
-                    "SELECT hash FROM events WHERE run = ?1 AND seq = ?2",
-                    vec![Value::Text(session.clone()), Value::Integer(found.seq)],
-                    |r| get::<String>(r, 0),
+                    &session,
+                    &name,
+                    "events",
+                    found.seq,
+                    &found.hash,
+                    report,
                 )
                 .await?;
-                match at.first() {
-                    None => {
-                        let head = collect(
-                            conn,
-                            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?1",
-                            vec![Value::Text(session.clone())],
-                            |r| get::<i64>(r, 0),
-                        )
-                        .await?;
-                        report.problems.push(format!(
-                            "run `{session}` ends at seq {} but its anchor {name} names seq {}: events were removed from the end",
-                            head.first().copied().unwrap_or(0),
-                            found.seq
-                        ));
-                    }
-                    Some(hash) if *hash != found.hash => report.problems.push(format!(
-                        "events row run=`{session}` seq={}: hash {hash} differs from its anchor {name} ({}): the chain was rewritten",
-                        found.seq, found.hash
-                    )),
-                    Some(_) => {}
-                }
+                check_head(
+                    conn,
+                    &session,
+                    &name,
+                    "files",
+                    found.files_seq,
+                    &found.files_hash,
+                    report,
+                )
+                .await?;
             }
             Err(err) => report.warnings.push(format!(
                 "run `{session}`: its anchor cannot be checked: {err}"
             )),
         }
+    }
+    Ok(())
+}
+
+/// The row `seq` of a run's `table` chain (`events` or `files`) must exist and carry
+/// the anchored hash.
+async fn check_head(
+    conn: &Connection,
+    session: &str,
+    name: &str,
+    table: &'static str,
+    seq: i64,
+    hash: &str,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    if seq == 0 {
+        return Ok(());
+    }
+    let run = || Value::Text(session.to_owned());
+    let at = collect(
+        conn,
+        &format!("SELECT hash FROM {table} WHERE run = ?1 AND seq = ?2"),
+        vec![run(), Value::Integer(seq)],
+        |r| get::<String>(r, 0),
+    )
+    .await?;
+    match at.first() {
+        None => {
+            let head = collect(
+                conn,
+                &format!("SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run = ?1"),
+                vec![run()],
+                |r| get::<i64>(r, 0),
+            )
+            .await?;
+            report.problems.push(format!(
+                "run `{session}` ends at {table} seq {} but its anchor {name} names seq {seq}: {table} rows were removed from the end",
+                head.first().copied().unwrap_or(0),
+            ));
+        }
+        Some(stored) if stored != hash => report.problems.push(format!(
+            "{table} row run=`{session}` seq={seq}: hash {stored} differs from its anchor {name} ({hash}): the chain was rewritten"
+        )),
+        Some(_) => {}
     }
     Ok(())
 }
@@ -224,6 +258,21 @@ async fn check_accounted(
         |r| Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?)),
     )
     .await?;
+    // Each run's head in kv_store is vouched for by its files row.
+    let heads = collect(
+        conn,
+        "SELECT key FROM kv_store WHERE key LIKE 'orch:run:%' AND (?1 IS NULL OR key = ?1) ORDER BY key",
+        vec![session.map_or(Value::Null, |s| Value::Text(head_key(s)))],
+        |r| get::<String>(r, 0),
+    )
+    .await?;
+    for key in heads {
+        if !known.contains(&format!("{KV_ROW}{key}")) {
+            report.problems.push(format!(
+                "kv_store row `{key}` is not vouched for by any events or files row: a row was removed"
+            ));
+        }
+    }
     let scope = session.map(|s| format!("/runs/{s}/"));
     for (ino, path) in files {
         let ours = match &scope {
@@ -556,6 +605,8 @@ async fn verify_files(
     .await?;
     let mut prev = files_genesis();
     let mut chain_reported = false;
+    // A key written again is vouched for by its latest row only.
+    let mut kv_rows: HashMap<String, (i64, i64, String)> = HashMap::new();
     for (want_seq, (rowid, seq, path, size, sha, hash)) in (1..).zip(rows) {
         report.files += 1;
         if !chain_reported
@@ -565,6 +616,10 @@ async fn verify_files(
             chain_reported = true;
         }
         prev = hash;
+        if let Some(key) = path.strip_prefix(KV_ROW) {
+            kv_rows.insert(key.to_owned(), (seq, size, sha));
+            continue;
+        }
         if let Some(id) = path.strip_prefix(TOOL_CALL_ROW) {
             if let Some(problem) = check_tool_call(conn, id, size, &sha).await? {
                 report
@@ -582,6 +637,30 @@ async fn verify_files(
                     report.problems.push(format!("file `{path}` (ino {ino}): content does not match files row run=`{run}` seq={seq} (rowid {rowid})"));
                 }
             }
+        }
+    }
+    let mut keys: Vec<_> = kv_rows.into_iter().collect();
+    keys.sort();
+    for (key, (seq, size, sha)) in keys {
+        let values = collect(
+            conn,
+            "SELECT value FROM kv_store WHERE key = ?1",
+            vec![Value::Text(key.clone())],
+            |r| get::<String>(r, 0),
+        )
+        .await?;
+        let problem = match values.first() {
+            None => Some("is missing"),
+            Some(value) => {
+                let canonical = kv_canonical(&key, value);
+                (canonical.len() as i64 != size || hex(&Sha256::digest(&canonical)) != sha)
+                    .then_some("does not match what the chain recorded")
+            }
+        };
+        if let Some(problem) = problem {
+            report.problems.push(format!(
+                "kv_store row `{key}` {problem} (files row run=`{run}` seq={seq})"
+            ));
         }
     }
     Ok(())

@@ -32,8 +32,9 @@ use crate::audit::record::{
     turn_document, turn_path,
 };
 use crate::audit::schema::{
-    ByAgent, EventRowRef, TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash,
-    files_genesis, hex_into, run_hash, sha256_hex, tool_call_canonical, write_event_line,
+    ByAgent, EventRowRef, KV_ROW, TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash,
+    files_genesis, head_key, hex_into, kv_canonical, run_hash, sha256_hex, tool_call_canonical,
+    write_event_line,
 };
 use crate::audit::target::{AuditTarget, Store, open_for_writing, pragma};
 use crate::events::event::{InterruptSummary, TurnRecord};
@@ -679,11 +680,60 @@ impl WriterContext {
             result = Err(failure.to_string());
         }
         self.give_back_reserve();
+        if self.fatal.is_none()
+            && let Err(err) = self.record_head().await
+        {
+            tracing::warn!(error = %error_chain(&err), "failed to record the run's head in kv_store");
+        }
         if result.is_ok() || self.failing_since.is_none() {
             self.write_anchor();
         }
         let checkpoint = self.checkpoint().await;
         result.and(checkpoint)
+    }
+
+    /// Keeps the run's head in AgentFS's key-value store (`head_key`), where AgentFS
+    /// tools see where the run ended; the `files` chain vouches for the row.
+    async fn record_head(&mut self) -> Result<(), AuditError> {
+        let key = head_key(&self.session);
+        let value = serde_json::json!({
+            "session": self.session,
+            "seq": self.seq,
+            "hash": self.prev,
+        })
+        .to_string();
+        let begin = if self.remote {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn
+            .execute(begin, ())
+            .await
+            .map_err(AuditError::sql("begin a transaction"))?;
+        let files_link = (self.files_seq, self.files_prev.clone());
+        let written = async {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO kv_store (key, value) VALUES (?1, ?2)",
+                    (key.as_str(), value.as_str()),
+                )
+                .await
+                .map_err(AuditError::sql("record the run's head"))?;
+            self.record_file(&format!("{KV_ROW}{key}"), &kv_canonical(&key, &value))
+                .await?;
+            self.conn
+                .execute("COMMIT", ())
+                .await
+                .map_err(AuditError::sql("commit the run's head"))?;
+            Ok(())
+        }
+        .await;
+        if written.is_err() {
+            let _ = self.conn.execute("ROLLBACK", ()).await;
+            (self.files_seq, self.files_prev) = files_link;
+        }
+        written
     }
 
     fn give_back_reserve(&mut self) {
@@ -941,6 +991,8 @@ impl WriterContext {
             session: self.session.clone(),
             seq: self.seq,
             hash: self.prev.clone(),
+            files_seq: self.files_seq,
+            files_hash: self.files_prev.clone(),
         };
         match crate::audit::anchor::write(&repo, &head) {
             Ok(Some(line)) => {

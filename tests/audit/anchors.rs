@@ -170,11 +170,50 @@ async fn cutting_the_end_off_a_run_consistently_fails_verify() {
             .await
             .unwrap();
         }
+        // The last files rows (the run's head in kv_store, the last tool call) and the
+        // rows they vouched for, together.
+        let mut last = conn
+            .query(
+                "SELECT seq, path FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 2",
+                [session.as_str()],
+            )
+            .await
+            .unwrap();
+        let mut cut = Vec::new();
+        while let Some(row) = last.next().await.unwrap() {
+            cut.push((row.get::<i64>(0).unwrap(), row.get::<String>(1).unwrap()));
+        }
+        drop(last);
+        assert!(cut[0].1.starts_with("kv_store/"), "{cut:?}");
+        assert!(cut[1].1.starts_with("tool_calls/"), "{cut:?}");
+        for (seq, path) in cut {
+            if let Some(key) = path.strip_prefix("kv_store/") {
+                conn.execute("DELETE FROM kv_store WHERE key = ?1", [key])
+                    .await
+                    .unwrap();
+            }
+            if let Some(id) = path.strip_prefix("tool_calls/") {
+                conn.execute(&format!("DELETE FROM tool_calls WHERE id = {id}"), ())
+                    .await
+                    .unwrap();
+            }
+            conn.execute(
+                "DELETE FROM files WHERE run = ?1 AND seq = ?2",
+                (session.as_str(), seq),
+            )
+            .await
+            .unwrap();
+        }
     }
     let verify = orch_audit(&db, &["verify"]);
     assert_eq!(verify.status.code(), Some(1), "{}", stdout(&verify));
     assert!(
-        stdout(&verify).contains("events were removed from the end"),
+        stdout(&verify).contains("events rows were removed from the end"),
+        "{}",
+        stdout(&verify)
+    );
+    assert!(
+        stdout(&verify).contains("files rows were removed from the end"),
         "{}",
         stdout(&verify)
     );
