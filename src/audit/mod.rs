@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod commands;
 pub mod error;
 pub mod fs;
+pub mod gate;
 pub mod memory;
 pub mod owner;
 pub mod reader;
