@@ -295,3 +295,64 @@ async fn rewriting_a_run_with_recomputed_hashes_fails_verify() {
         stdout(&verify)
     );
 }
+
+/// An interrupt summary anchors the run as far as it got, while it is paused.
+#[test]
+fn a_pause_anchors_the_run_so_far() {
+    let repo = TestRepo::new();
+    let root = repo.root();
+    std::fs::remove_dir_all(root.join(".git")).unwrap();
+    if !git(&root, &["init", "-q"]).status.success() {
+        return skip_or_fail("git");
+    }
+    let mut launch = repo.launch();
+    launch
+        .args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--demo-scenario",
+            "delay=500",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let run = ChildGuard(launch.spawn().unwrap());
+    let db = repo_db(&repo);
+    let runs = || json(&orch_audit(&db, &["runs", "--json"]));
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || {
+            std::fs::metadata(&db).is_ok()
+                && orch_audit(&db, &["runs", "--json"]).status.success()
+                && runs()[0]["events"].as_i64().unwrap_or(0) >= 3
+        }),
+        "the run never got going"
+    );
+    nix::sys::signal::kill(run.pid(), nix::sys::signal::Signal::SIGUSR1).unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || runs()[0]["status"]
+            == "paused"),
+        "the run did not pause: {}",
+        runs()
+    );
+    let session = runs()[0]["session"].as_str().unwrap().to_owned();
+    let name = format!("refs/orch/audit/{session}");
+    let mut anchor = serde_json::Value::Null;
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || {
+            let blob = git(&root, &["cat-file", "-p", &name]);
+            anchor = serde_json::from_slice(&blob.stdout).unwrap_or_default();
+            !anchor.is_null()
+        }),
+        "no anchor while paused"
+    );
+    let events = runs()[0]["events"].as_i64().unwrap();
+    assert_eq!(
+        anchor["seq"].as_i64(),
+        Some(events),
+        "the paused run's head"
+    );
+    assert_ok(&orch_audit(&db, &["verify"]));
+}
