@@ -20,6 +20,8 @@ pub const EXIT_VERIFY_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_STORE: u8 = 3;
 pub const EXIT_NOT_FOUND: u8 = 4;
+/// `events --follow` on a run whose orchestrator is gone (`crashed`).
+pub const EXIT_CRASHED: u8 = 5;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Events read per query by `events`, so a long run streams out in pages.
@@ -31,6 +33,9 @@ pub struct AuditConfig {
     pub target: AuditTarget,
     pub memory_dir: Option<PathBuf>,
     pub json: bool,
+    /// The git repository that keeps the runs' anchors, when a run's own project root
+    /// is not a directory here.
+    pub repo: Option<PathBuf>,
 }
 
 /// Flags win over the environment; `--audit-url` wins over a path.
@@ -65,10 +70,16 @@ pub fn resolve(args: &AuditArgs, env: impl Fn(&str) -> Option<String>, cwd: &Pat
         .memory_dir
         .clone()
         .or_else(|| nonempty("CODEX_MEMORY_DIR").map(PathBuf::from));
+    let repo = args
+        .store
+        .project_root
+        .clone()
+        .or_else(|| crate::paths::find_repo_root(cwd));
     AuditConfig {
         target,
         memory_dir,
         json: args.json,
+        repo,
     }
 }
 
@@ -285,14 +296,37 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
                 if batch_full {
                     continue;
                 }
-                if !follow || (rows.is_empty() && is_final(&reader.run(&session).await?.status)) {
+                if !follow {
                     break;
+                }
+                if rows.is_empty() {
+                    // Ends with the run: finished (exit 0), or its orchestrator gone.
+                    let status = reader.run(&session).await?.status;
+                    if is_final(&status) {
+                        break;
+                    }
+                    if status == "crashed" {
+                        eprintln!(
+                            "orch-audit: run `{session}` crashed: its orchestrator is gone; `orch-audit show {session}` shows how far it got"
+                        );
+                        return Ok(EXIT_CRASHED);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         AuditCommand::Verify { session } => {
-            let report = verify::verify(reader.conn(), session.as_deref()).await?;
+            let mut report = verify::verify(reader.conn(), session.as_deref()).await?;
+            verify::check_anchors(
+                reader.conn(),
+                config.repo.as_deref(),
+                session.as_deref(),
+                &mut report,
+            )
+            .await?;
+            for warning in &report.warnings {
+                eprintln!("orch-audit: warning: {warning}");
+            }
             if config.json {
                 json_out(&report)?
             } else if report.is_ok() {

@@ -38,6 +38,18 @@ pub enum AuditError {
     IsDirectory { path: String },
     #[error("the audit store is malformed: {detail}")]
     Malformed { detail: String },
+    #[error(
+        "`{store}` is not an orch audit store ({detail}); orch leaves it untouched: move it away, or pass --audit-path to use another file"
+    )]
+    Foreign { store: String, detail: String },
+    #[error(
+        "the audit store `{store}` has version {version}, newer than this orch understands ({known}); use a newer orch, or pass --audit-path to use another file"
+    )]
+    NewerStore {
+        store: String,
+        version: i64,
+        known: i64,
+    },
     #[error("the audit writer stopped: {detail}")]
     WriterGone { detail: String },
     #[error("failed to start the audit writer thread")]

@@ -5,11 +5,14 @@
 //! Writing: `AuditSink` (an event-bus sink) feeds one writer thread. Reading:
 //! `AuditReader` and `verify`, used by `orch-audit`. The CLI glue is in `commands`.
 
+pub mod anchor;
 pub mod checkpoint;
 pub mod commands;
 pub mod error;
 pub mod fs;
+pub mod gate;
 pub mod memory;
+pub mod owner;
 pub mod reader;
 pub mod record;
 pub mod render;
@@ -18,6 +21,7 @@ pub mod show;
 pub mod sink;
 pub mod target;
 pub mod verify;
+pub mod version;
 pub mod writer;
 
 pub use error::AuditError;

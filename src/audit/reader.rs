@@ -6,15 +6,19 @@ use serde::Serialize;
 
 use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
+use crate::audit::owner::{OwnerState, RunOwner};
 use crate::audit::schema::{S_IFDIR, S_IFMT};
 use crate::audit::target::{AuditTarget, Store, open_existing};
+use crate::audit::writer::SINK_FAILED;
 use crate::events::event::TurnRecord;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct RunSummary {
     pub session: String,
     pub started_at_ms: i64,
-    /// running, paused, succeeded, failed or stopped.
+    /// running, paused, succeeded, failed, stopped, or crashed (running or paused, and
+    /// its orchestrator on this host is gone). A run whose log or audit store could not
+    /// be written (`sink_failed`) is failed whatever it recorded after.
     pub status: String,
     pub agents: i64,
     pub input_tokens: i64,
@@ -179,7 +183,17 @@ impl AuditReader {
             |r| Ok((get::<String>(r, 0)?, get::<String>(r, 1)?)),
         )
         .await?;
-        let status = match last.first() {
+        let sink_failed = collect(
+            self.conn(),
+            "SELECT 1 FROM events WHERE run = ?1 AND kind = ?2 LIMIT 1",
+            vec![
+                Value::Text(session.to_owned()),
+                Value::Text(SINK_FAILED.to_owned()),
+            ],
+            |_| Ok(()),
+        )
+        .await?;
+        let mut status = match last.first() {
             Some((kind, payload)) if kind == "run_finished" => {
                 serde_json::from_str::<serde_json::Value>(payload)
                     .ok()
@@ -189,6 +203,13 @@ impl AuditReader {
             Some((kind, _)) if kind == "run_paused" => "paused".into(),
             _ => "running".into(),
         };
+        if !sink_failed.is_empty() {
+            status = "failed".into();
+        } else if (status == "running" || status == "paused")
+            && self.owner(session).await?.state() == OwnerState::Gone
+        {
+            status = "crashed".into();
+        }
         let agents = collect(
             self.conn(),
             "SELECT COUNT(DISTINCT agent) FROM events WHERE run = ?1 AND kind = 'agent_started'",
@@ -223,6 +244,11 @@ impl AuditReader {
             backend,
             prompt,
         })
+    }
+
+    /// Who owns the run (recorded by its writer; empty for older stores).
+    pub async fn owner(&self, session: &str) -> Result<RunOwner, AuditError> {
+        crate::audit::owner::load(self.conn(), session).await
     }
 
     /// Events of a run in order, filtered.

@@ -88,7 +88,15 @@ CREATE TABLE IF NOT EXISTS runs (
     prompt TEXT NOT NULL,
     backend TEXT NOT NULL,
     project_root TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    host TEXT,
+    boot_id TEXT,
+    pid INTEGER,
+    pid_start INTEGER
+) STRICT;
+CREATE TABLE IF NOT EXISTS orch_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS events (
     run TEXT NOT NULL,
@@ -237,6 +245,84 @@ pub fn file_hash(prev: &str, run: &str, seq: i64, path: &str, size: i64, sha256:
     field(&mut h, &size.to_le_bytes());
     field(&mut h, sha256.as_bytes());
     hex(&h.finalize())
+}
+
+/// Prefix of the `files` rows that vouch for a `tool_calls` row (`tool_calls/<id>`):
+/// not an AgentFS path, so it never names a file.
+pub const TOOL_CALL_ROW: &str = "tool_calls/";
+
+/// Prefix of the `files` rows that vouch for a `kv_store` row (`kv_store/<key>`); a
+/// key written again is vouched for by its latest row.
+pub const KV_ROW: &str = "kv_store/";
+
+/// The `kv_store` key where a run's head is kept for AgentFS tools.
+pub fn head_key(session: &str) -> String {
+    format!("orch:run:{session}")
+}
+
+/// The canonical bytes of a `kv_store` row (its timestamps are AgentFS's own).
+pub fn kv_canonical(key: &str, value: &str) -> Vec<u8> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(b"orch-audit kv v1");
+    for field in [key, value] {
+        buf.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        buf.extend_from_slice(field.as_bytes());
+    }
+    buf
+}
+
+/// One `tool_calls` row as the `files` chain sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct ToolCallRef<'a> {
+    pub id: i64,
+    pub name: &'a str,
+    pub parameters: Option<&'a str>,
+    pub result: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub status: &'a str,
+    pub started_at: i64,
+    pub completed_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// The canonical bytes of a `tool_calls` row: its `files` row holds their size and
+/// SHA-256, so a changed, removed or replaced row breaks `verify`.
+pub fn tool_call_canonical(row: &ToolCallRef<'_>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let put = |buf: &mut Vec<u8>, value: &[u8]| {
+        buf.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        buf.extend_from_slice(value);
+    };
+    let opt = |buf: &mut Vec<u8>, value: Option<&[u8]>| match value {
+        Some(value) => {
+            buf.push(1);
+            put(buf, value);
+        }
+        None => buf.push(0),
+    };
+    buf.extend_from_slice(b"orch-audit tool_call v1");
+    put(&mut buf, &row.id.to_le_bytes());
+    put(&mut buf, row.name.as_bytes());
+    opt(&mut buf, row.parameters.map(str::as_bytes));
+    opt(&mut buf, row.result.map(str::as_bytes));
+    opt(&mut buf, row.error.map(str::as_bytes));
+    put(&mut buf, row.status.as_bytes());
+    put(&mut buf, &row.started_at.to_le_bytes());
+    opt(
+        &mut buf,
+        row.completed_at
+            .map(i64::to_le_bytes)
+            .as_ref()
+            .map(|b| b.as_slice()),
+    );
+    opt(
+        &mut buf,
+        row.duration_ms
+            .map(i64::to_le_bytes)
+            .as_ref()
+            .map(|b| b.as_slice()),
+    );
+    buf
 }
 
 /// The line an event gets in its `/runs/<session>/events/<agent>.jsonl` file. Built

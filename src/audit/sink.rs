@@ -13,9 +13,10 @@ use std::thread::JoinHandle;
 use crate::audit::error::AuditError;
 use crate::audit::target::AuditTarget;
 use crate::audit::writer::{
-    AuditOptions, Extra, Gate, PendingEvent, RunMeta, WriterMsg, run_writer,
+    AuditOptions, Extra, Gate, PendingEvent, RunMeta, WriterMsg, WriterShared, run_writer,
 };
 use crate::events::event::{OrchEvent, OrchEventKind};
+use crate::events::failure::{FailureReporter, SinkFailure};
 use crate::events::sink::Sink;
 use crate::events::wire::{encode, millis};
 use crate::redact::Redactor;
@@ -24,10 +25,14 @@ use crate::redact::Redactor;
 /// full batches. Under a saturated stream the queue stays full, so each one is
 /// resident memory.
 const QUEUE_CAPACITY: usize = 4096;
+/// Payload bytes between the sink thread and the writer's commit before `handle`
+/// blocks; also what a failing store keeps in memory while it retries.
+const QUEUE_BYTES: usize = 32 << 20;
 
 pub struct AuditSink {
     tx: Option<Sender<WriterMsg>>,
     gate: Arc<Gate>,
+    shared: Arc<WriterShared>,
     handle: Option<JoinHandle<()>>,
     target: String,
 }
@@ -62,18 +67,31 @@ impl AuditSink {
             redactor.redact_in_place(text);
         }
         let (tx, rx) = channel();
-        let gate = Arc::new(Gate::new(QUEUE_CAPACITY));
+        let gate = Arc::new(Gate::with_bytes(QUEUE_CAPACITY, QUEUE_BYTES));
         let writer_gate = gate.clone();
+        let shared = Arc::new(WriterShared::default());
+        let writer_shared = shared.clone();
         let (ready_tx, ready_rx) = sync_channel(1);
         let described = target.describe();
         let handle = std::thread::Builder::new()
             .name("orch-audit-writer".into())
-            .spawn(move || run_writer(target, meta, options, rx, writer_gate, ready_tx))
+            .spawn(move || {
+                run_writer(
+                    target,
+                    meta,
+                    options,
+                    rx,
+                    writer_gate,
+                    writer_shared,
+                    ready_tx,
+                )
+            })
             .map_err(AuditError::Spawn)?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(AuditSink {
                 tx: Some(tx),
                 gate,
+                shared,
                 handle: Some(handle),
                 target: described,
             }),
@@ -99,6 +117,11 @@ impl AuditSink {
         AuditSink::open(target, meta, redactor.as_ref())
     }
 
+    /// What the writer thread shares: its fatal failure and the anchor it wrote.
+    pub fn shared(&self) -> Arc<WriterShared> {
+        self.shared.clone()
+    }
+
     fn send(&self, msg: WriterMsg) -> io::Result<()> {
         match &self.tx {
             Some(tx) => tx.send(msg).map_err(|_| gone(&self.target)),
@@ -115,8 +138,11 @@ impl AuditSink {
         })?;
         match done_rx.recv() {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(detail)) => Err(io::Error::other(detail)),
-            Err(_) => Err(gone(&self.target)),
+            Ok(Err(detail)) => Err(match self.shared.failure() {
+                Some(failure) => io::Error::other(failure),
+                None => io::Error::other(detail),
+            }),
+            Err(_) => Err(self.stopped()),
         }
     }
 
@@ -135,6 +161,17 @@ impl AuditSink {
 
 fn gone(target: &str) -> io::Error {
     io::Error::other(format!("the audit writer for `{target}` has stopped"))
+}
+
+impl AuditSink {
+    /// The writer's own failure when it has one (it names the store and the error),
+    /// else that the writer stopped.
+    fn stopped(&self) -> io::Error {
+        match self.shared.failure() {
+            Some(failure) => io::Error::other(failure),
+            None => gone(&self.target),
+        }
+    }
 }
 
 /// Encodes an event into the row the writer stores.
@@ -178,10 +215,11 @@ impl Sink for AuditSink {
     }
 
     fn handle(&mut self, event: &OrchEvent) -> io::Result<()> {
-        if !self.gate.enter() {
-            return Err(gone(&self.target));
+        let pending = pending_event(event);
+        if !self.gate.enter(pending.payload.len()) {
+            return Err(self.stopped());
         }
-        self.send(WriterMsg::Event(pending_event(event)))
+        self.send(WriterMsg::Event(pending))
     }
 
     /// Nothing to do: the writer commits on its own within `MAX_DELAY` (group commit),
@@ -199,7 +237,18 @@ impl Sink for AuditSink {
     }
 
     fn close(&mut self) -> io::Result<()> {
-        self.shutdown()
+        self.shutdown().map_err(|err| match self.shared.failure() {
+            Some(failure) => io::Error::other(failure),
+            None => err,
+        })
+    }
+
+    fn watch_failures(&mut self, reporter: &FailureReporter) {
+        self.shared.attach(reporter);
+    }
+
+    fn sink_failed(&mut self, failure: &SinkFailure) {
+        let _ = self.send(WriterMsg::SinkFailed(failure.clone()));
     }
 }
 

@@ -8,6 +8,7 @@ use libsql::{Builder, Connection, Database};
 
 use crate::audit::error::AuditError;
 use crate::audit::schema::DDL;
+use crate::audit::version;
 
 /// A local database file, or a libSQL server (sqld, Turso) reached over HTTP.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,13 +90,16 @@ async fn build(target: &AuditTarget) -> Result<Store, AuditError> {
     }
 }
 
-/// Opens the store for writing: creates the file and its directory if needed, turns
-/// on WAL and creates the schema.
+/// Opens the store for writing: creates the file and its directory if needed, checks
+/// that the file is an orch store (or empty, or AgentFS's) of a version this build
+/// knows before changing anything, turns on WAL and creates or migrates the schema.
 pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError> {
     if let AuditTarget::Local(path) = target {
         create_parent(path)?;
     }
     let store = build(target).await?;
+    let kind = version::inspect(&store.conn, &target.describe()).await?;
+    version::check_known(kind, &target.describe())?;
     if !store.remote {
         pragma(&store.conn, "PRAGMA journal_mode=WAL")
             .await
@@ -114,11 +118,35 @@ pub async fn open_for_writing(target: &AuditTarget) -> Result<Store, AuditError>
             .await
             .map_err(AuditError::sql("set temp_store"))?;
     }
-    store
-        .conn
-        .execute_batch(DDL)
-        .await
-        .map_err(AuditError::sql("create the schema"))?;
+    // One transaction, so two runs starting together do not both migrate.
+    if !store.remote {
+        store
+            .conn
+            .execute("BEGIN IMMEDIATE", ())
+            .await
+            .map_err(AuditError::sql("begin creating the schema"))?;
+    }
+    let created = async {
+        store
+            .conn
+            .execute_batch(DDL)
+            .await
+            .map_err(AuditError::sql("create the schema"))?;
+        version::migrate(&store.conn).await
+    }
+    .await;
+    if !store.remote {
+        if created.is_err() {
+            let _ = store.conn.execute("ROLLBACK", ()).await;
+        } else {
+            store
+                .conn
+                .execute("COMMIT", ())
+                .await
+                .map_err(AuditError::sql("commit the schema"))?;
+        }
+    }
+    created?;
     Ok(store)
 }
 
@@ -137,7 +165,10 @@ pub async fn open_existing(target: &AuditTarget) -> Result<Store, AuditError> {
     {
         return Err(AuditError::Missing { path: path.clone() });
     }
-    build(target).await
+    let store = build(target).await?;
+    let kind = version::inspect(&store.conn, &target.describe()).await?;
+    version::check_known(kind, &target.describe())?;
+    Ok(store)
 }
 
 fn create_parent(path: &Path) -> Result<(), AuditError> {

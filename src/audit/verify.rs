@@ -3,17 +3,21 @@
 //! invariants readers rely on. Names the first bad row of each kind.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use libsql::{Connection, Row, Rows, Value, ValueType};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::audit::anchor::{self, AnchorLookup};
 use crate::audit::error::AuditError;
 use crate::audit::fs::resolve;
 use crate::audit::reader::{collect, get, opt_int, opt_text};
 use crate::audit::schema::{
-    ByAgent, CHUNK_SIZE, DIR_MODE, EventRowRef, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG, SCHEMA_VERSION,
-    event_digest, events_file, file_hash, files_genesis, hex, hex_into, run_hash, write_event_line,
+    ByAgent, CHUNK_SIZE, DIR_MODE, EventRowRef, KV_ROW, ROOT_INO, S_IFDIR, S_IFMT, S_IFREG,
+    SCHEMA_VERSION, TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash,
+    files_genesis, head_key, hex, hex_into, kv_canonical, run_hash, tool_call_canonical,
+    write_event_line,
 };
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -22,6 +26,8 @@ pub struct VerifyReport {
     pub events: i64,
     pub files: i64,
     pub problems: Vec<String>,
+    /// What could not be checked (a finished run without an anchor): not a failure.
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {
@@ -94,6 +100,130 @@ async fn verify_snapshot(
     Ok(report)
 }
 
+/// Each run's head against its anchor outside the store (`refs/orch/audit/<session>`
+/// in the project's git repository, see `anchor`): a store cut short at the end (rows
+/// and events files alike) or rewritten with every later hash recomputed no longer
+/// reaches the anchored head. `repo` is the repository to look in when the run's own
+/// project root is not a directory here. A finished run without an anchor in a git
+/// repository is a warning.
+pub async fn check_anchors(
+    conn: &Connection,
+    repo: Option<&Path>,
+    session: Option<&str>,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    let runs = collect(
+        conn,
+        "SELECT session, project_root FROM runs WHERE ?1 IS NULL OR session = ?1 ORDER BY started_at_ms",
+        vec![session.map_or(Value::Null, |s| Value::Text(s.to_owned()))],
+        |r| Ok((get::<String>(r, 0)?, get::<String>(r, 1)?)),
+    )
+    .await?;
+    for (session, root) in runs {
+        let root = PathBuf::from(&root);
+        let Some(repo) = (if root.is_dir() {
+            Some(root.as_path())
+        } else {
+            repo
+        }) else {
+            continue;
+        };
+        let name = anchor::ref_name(&session);
+        match anchor::read(repo, &session) {
+            Ok(AnchorLookup::NoRepository) => {}
+            Ok(AnchorLookup::Missing) => {
+                // A run still being written has no anchor yet; any other run should
+                // (its end, or its last rows, may be gone: nothing here can tell).
+                let alive = crate::audit::owner::load(conn, &session).await?.state()
+                    == crate::audit::owner::OwnerState::Alive;
+                if !alive {
+                    report.warnings.push(format!(
+                        "run `{session}` has no anchor {name} in `{}`: its end cannot be checked",
+                        repo.display()
+                    ));
+                }
+            }
+            Ok(AnchorLookup::Found(found)) => {
+                if found.session != session {
+                    report.problems.push(format!(
+                        "anchor {name} is for run `{}`, not `{session}`",
+                        found.session
+                    ));
+                    continue;
+                }
+                check_head(
+                    conn,
+                    &session,
+                    &name,
+                    "events",
+                    found.seq,
+                    &found.hash,
+                    report,
+                )
+                .await?;
+                check_head(
+                    conn,
+                    &session,
+                    &name,
+                    "files",
+                    found.files_seq,
+                    &found.files_hash,
+                    report,
+                )
+                .await?;
+            }
+            Err(err) => report.warnings.push(format!(
+                "run `{session}`: its anchor cannot be checked: {err}"
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// The row `seq` of a run's `table` chain (`events` or `files`) must exist and carry
+/// the anchored hash.
+async fn check_head(
+    conn: &Connection,
+    session: &str,
+    name: &str,
+    table: &'static str,
+    seq: i64,
+    hash: &str,
+    report: &mut VerifyReport,
+) -> Result<(), AuditError> {
+    if seq == 0 {
+        return Ok(());
+    }
+    let run = || Value::Text(session.to_owned());
+    let at = collect(
+        conn,
+        &format!("SELECT hash FROM {table} WHERE run = ?1 AND seq = ?2"),
+        vec![run(), Value::Integer(seq)],
+        |r| get::<String>(r, 0),
+    )
+    .await?;
+    match at.first() {
+        None => {
+            let head = collect(
+                conn,
+                &format!("SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run = ?1"),
+                vec![run()],
+                |r| get::<i64>(r, 0),
+            )
+            .await?;
+            report.problems.push(format!(
+                "run `{session}` ends at {table} seq {} but its anchor {name} names seq {seq}: {table} rows were removed from the end",
+                head.first().copied().unwrap_or(0),
+            ));
+        }
+        Some(stored) if stored != hash => report.problems.push(format!(
+            "{table} row run=`{session}` seq={seq}: hash {stored} differs from its anchor {name} ({hash}): the chain was rewritten"
+        )),
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 /// Every file of ours (under `/runs` and `/memory/artifacts`) must be vouched for by a
 /// `files` row or by `events` rows; otherwise the row that did was removed.
 async fn check_accounted(
@@ -128,6 +258,21 @@ async fn check_accounted(
         |r| Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?)),
     )
     .await?;
+    // Each run's head in kv_store is vouched for by its files row.
+    let heads = collect(
+        conn,
+        "SELECT key FROM kv_store WHERE key LIKE 'orch:run:%' AND (?1 IS NULL OR key = ?1) ORDER BY key",
+        vec![session.map_or(Value::Null, |s| Value::Text(head_key(s)))],
+        |r| get::<String>(r, 0),
+    )
+    .await?;
+    for key in heads {
+        if !known.contains(&format!("{KV_ROW}{key}")) {
+            report.problems.push(format!(
+                "kv_store row `{key}` is not vouched for by any events or files row: a row was removed"
+            ));
+        }
+    }
     let scope = session.map(|s| format!("/runs/{s}/"));
     for (ino, path) in files {
         let ours = match &scope {
@@ -460,6 +605,8 @@ async fn verify_files(
     .await?;
     let mut prev = files_genesis();
     let mut chain_reported = false;
+    // A key written again is vouched for by its latest row only.
+    let mut kv_rows: HashMap<String, (i64, i64, String)> = HashMap::new();
     for (want_seq, (rowid, seq, path, size, sha, hash)) in (1..).zip(rows) {
         report.files += 1;
         if !chain_reported
@@ -469,6 +616,18 @@ async fn verify_files(
             chain_reported = true;
         }
         prev = hash;
+        if let Some(key) = path.strip_prefix(KV_ROW) {
+            kv_rows.insert(key.to_owned(), (seq, size, sha));
+            continue;
+        }
+        if let Some(id) = path.strip_prefix(TOOL_CALL_ROW) {
+            if let Some(problem) = check_tool_call(conn, id, size, &sha).await? {
+                report
+                    .problems
+                    .push(format!("{problem} (files row run=`{run}` seq={seq})"));
+            }
+            continue;
+        }
         match resolve(conn, &path).await? {
             None => report.problems.push(format!(
                 "file `{path}` (files row run=`{run}` seq={seq}) is missing"
@@ -480,7 +639,86 @@ async fn verify_files(
             }
         }
     }
+    let mut keys: Vec<_> = kv_rows.into_iter().collect();
+    keys.sort();
+    for (key, (seq, size, sha)) in keys {
+        let values = collect(
+            conn,
+            "SELECT value FROM kv_store WHERE key = ?1",
+            vec![Value::Text(key.clone())],
+            |r| get::<String>(r, 0),
+        )
+        .await?;
+        let problem = match values.first() {
+            None => Some("is missing"),
+            Some(value) => {
+                let canonical = kv_canonical(&key, value);
+                (canonical.len() as i64 != size || hex(&Sha256::digest(&canonical)) != sha)
+                    .then_some("does not match what the chain recorded")
+            }
+        };
+        if let Some(problem) = problem {
+            report.problems.push(format!(
+                "kv_store row `{key}` {problem} (files row run=`{run}` seq={seq})"
+            ));
+        }
+    }
     Ok(())
+}
+
+/// A `tool_calls` row against the size and SHA-256 of its canonical form.
+async fn check_tool_call(
+    conn: &Connection,
+    id: &str,
+    size: i64,
+    sha: &str,
+) -> Result<Option<String>, AuditError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(Some(format!(
+            "`{TOOL_CALL_ROW}{id}` names no tool_calls row"
+        )));
+    };
+    let rows = collect(
+        conn,
+        "SELECT name, parameters, result, error, status, started_at, completed_at, duration_ms FROM tool_calls WHERE id = ?1",
+        vec![Value::Integer(id)],
+        |r| {
+            let row = (
+                get::<String>(r, 0)?,
+                opt_text(r, 1)?,
+                opt_text(r, 2)?,
+                opt_text(r, 3)?,
+                get::<String>(r, 4)?,
+                get::<i64>(r, 5)?,
+                opt_int(r, 6)?,
+                opt_int(r, 7)?,
+            );
+            Ok(row)
+        },
+    )
+    .await?;
+    let Some((name, parameters, result, error, status, started_at, completed_at, duration_ms)) =
+        rows.into_iter().next()
+    else {
+        return Ok(Some(format!("tool_calls row id={id} is missing")));
+    };
+    let canonical = tool_call_canonical(&ToolCallRef {
+        id,
+        name: &name,
+        parameters: parameters.as_deref(),
+        result: result.as_deref(),
+        error: error.as_deref(),
+        status: &status,
+        started_at,
+        completed_at,
+        duration_ms,
+    });
+    if canonical.len() as i64 != size || hex(&Sha256::digest(&canonical)) != sha {
+        return Ok(Some(format!(
+            "tool_calls row id={id}: content does not match what the chain recorded"
+        )));
+    }
+    Ok(None)
 }
 
 /// Size and SHA-256 of a file, streamed chunk by chunk (memory stays flat).

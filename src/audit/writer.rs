@@ -6,11 +6,19 @@
 //! artifacts, interrupt summaries, `tool_calls` rows — and commits. Barriers
 //! (`flush`, `close`) are answered only after the commit that covers them.
 //! There is no update or delete of history here, by design.
+//!
+//! A batch that fails to commit is never dropped and the chain is never re-based
+//! over it: the events stay queued (bounded by the `Gate`, in events and bytes) and
+//! are retried with backoff. A failure that lasts `FAIL_AFTER` is fatal: it is
+//! reported once (`SinkFailure`), new events are refused, and when the run closes the
+//! writer records the failure (and how many events were lost) as the chain's last
+//! `sink_failed` event, using the room of a reserve file it set aside at the start.
 //! WAL checkpoints run beside it on a second connection (`checkpoint`); they copy
 //! committed pages and never write history.
 
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant, SystemTime};
 
 use libsql::{Connection, Statement, Value, params_from_iter};
@@ -19,17 +27,21 @@ use crate::agent::id::is_valid_agent_id;
 use crate::audit::checkpoint::{Checkpointer, WRITER_AUTOCHECKPOINT_PAGES};
 use crate::audit::error::{AuditError, error_chain};
 use crate::audit::fs::FsWriter;
+pub use crate::audit::gate::{Gate, WriterShared};
 use crate::audit::record::{
     artifact_document, artifact_path, interrupt_document, interrupt_path, to_bytes, tool_call_row,
     turn_document, turn_path,
 };
 use crate::audit::schema::{
-    ByAgent, EventRowRef, event_digest, events_file, file_hash, files_genesis, hex_into, run_hash,
-    sha256_hex, write_event_line,
+    ByAgent, EventRowRef, KV_ROW, TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash,
+    files_genesis, head_key, hex_into, kv_canonical, run_hash, sha256_hex, tool_call_canonical,
+    write_event_line,
 };
 use crate::audit::target::{AuditTarget, Store, open_for_writing, pragma};
 use crate::events::event::{InterruptSummary, TurnRecord};
+use crate::events::failure::SinkFailure;
 use crate::events::wire::millis;
+use crate::liveness::ProcessIdentity;
 
 /// Most events per transaction.
 pub const MAX_BATCH: usize = 1000;
@@ -49,6 +61,19 @@ const GATHER_TICK: Duration = Duration::from_millis(2);
 const CHECKPOINT_EVERY_BYTES: usize = 4 << 20;
 /// Rows per multi-row `INSERT INTO events`.
 const EVENT_ROWS_PER_STATEMENT: usize = 100;
+/// How long commits may keep failing (retried with backoff, nothing dropped) before
+/// the failure is fatal for the run.
+pub const FAIL_AFTER: Duration = Duration::from_secs(5);
+/// First and longest wait between two attempts to commit what failed.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Room set aside at the start (a file in the run directory) and given back when the
+/// store cannot be written, so the run's failure can still be recorded on a full disk.
+const RESERVE_BYTES: usize = 1 << 20;
+/// Name of that file.
+pub const RESERVE_FILE: &str = "audit.reserve";
+/// Kind of the event that records a sink's fatal failure (the run then reads as failed).
+pub const SINK_FAILED: &str = "sink_failed";
 
 /// What the run is, recorded once in `runs` (the start of its hash chain).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +91,11 @@ pub struct AuditOptions {
     /// Also write each memory artifact as a plain file here (`--memory-dir`,
     /// `CODEX_MEMORY_DIR`); the store keeps its own copy either way.
     pub memory_dir: Option<std::path::PathBuf>,
+    /// Where the writer sets aside `RESERVE_BYTES` (the run directory); none: no reserve.
+    pub reserve_dir: Option<PathBuf>,
+    /// The git repository that keeps the run's anchor (`refs/orch/audit/<session>`),
+    /// written at the end of the run and after each interrupt summary.
+    pub anchor_repo: Option<PathBuf>,
 }
 
 /// One event, encoded by the sink thread.
@@ -85,64 +115,42 @@ pub enum Extra {
     None,
     Turn(Box<TurnRecord>),
     Interrupt(Box<InterruptSummary>),
+    /// A sink's failure, recorded by the writer itself: it never took room at the gate.
+    Failure,
 }
 
-/// Bounds the events between the sink thread and the writer, counted from `enter`
-/// until the writer's commit of them. The room comes back a whole batch at a time,
-/// so a sink thread waiting for it wakes once per commit, not once per event taken
-/// off the queue (which had it and the writer trade the core thousands of times per
-/// second).
-#[derive(Debug)]
-pub struct Gate {
-    state: Mutex<GateState>,
-    room: Condvar,
-    capacity: usize,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    in_flight: usize,
-    closed: bool,
-}
-
-impl Gate {
-    pub fn new(capacity: usize) -> Gate {
-        Gate {
-            state: Mutex::new(GateState::default()),
-            room: Condvar::new(),
-            capacity: capacity.max(1),
+impl PendingEvent {
+    /// What it weighs at the gate.
+    fn gate_bytes(&self) -> usize {
+        match self.extra {
+            Extra::Failure => 0,
+            _ => self.payload.len(),
         }
     }
 
-    /// Takes room for one event, waiting while the writer is `capacity` behind.
-    /// `false` once the writer has stopped.
-    pub fn enter(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while state.in_flight >= self.capacity && !state.closed {
-            state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-        if state.closed {
-            return false;
-        }
-        state.in_flight += 1;
-        true
+    fn is_gated(&self) -> bool {
+        !matches!(self.extra, Extra::Failure)
     }
 
-    /// Gives back the room of `events` committed (or given up on).
-    pub fn leave(&self, events: usize) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let was_full = state.in_flight >= self.capacity;
-        state.in_flight = state.in_flight.saturating_sub(events);
-        if was_full {
-            self.room.notify_all();
+    /// The event that records `failure` (and, for the writer's own, what it lost).
+    fn failure(failure: &SinkFailure, lost_events: Option<usize>) -> PendingEvent {
+        let mut payload = serde_json::json!({
+            "sink": failure.sink,
+            "path": failure.path.as_ref().map(|p| p.display().to_string()),
+            "message": failure.message,
+            "error": failure.to_string(),
+        });
+        if let Some(lost) = lost_events {
+            payload["lost_events"] = serde_json::json!(lost);
         }
-    }
-
-    /// The writer has stopped: nobody waits for room any more.
-    pub fn close(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.closed = true;
-        self.room.notify_all();
+        PendingEvent {
+            ts: millis(SystemTime::now()) as i64,
+            agent: None,
+            turn: None,
+            kind: SINK_FAILED.to_owned(),
+            payload: payload.to_string(),
+            extra: Extra::Failure,
+        }
     }
 }
 
@@ -161,6 +169,8 @@ pub enum WriterMsg {
     Barrier(SyncSender<Result<(), String>>),
     /// Commit, checkpoint, answer, stop.
     Close(SyncSender<Result<(), String>>),
+    /// Another sink failed: recorded as a `sink_failed` event.
+    SinkFailed(SinkFailure),
 }
 
 /// Tells the thread that started a store thread how opening went (`ready`), and hands
@@ -214,6 +224,20 @@ struct WriterContext {
     checkpointer: Option<Checkpointer>,
     /// Estimated bytes committed since the checkpointer was last asked.
     uncheckpointed: usize,
+    shared: Arc<WriterShared>,
+    /// The database file (local stores), named by a failure.
+    path: Option<PathBuf>,
+    describe: String,
+    /// Since when commits have been failing, and the last error.
+    failing_since: Option<Instant>,
+    last_error: String,
+    retry_delay: Duration,
+    /// The writer's own fatal failure: new events are refused from then on.
+    fatal: Option<SinkFailure>,
+    reserve: Option<PathBuf>,
+    anchor_repo: Option<PathBuf>,
+    /// A committed batch held an interrupt summary: write the anchor.
+    anchor_due: bool,
 }
 
 /// Runs the writer on the current thread until `Close` or until every sender is gone.
@@ -224,6 +248,7 @@ pub fn run_writer(
     options: AuditOptions,
     rx: Receiver<WriterMsg>,
     gate: Arc<Gate>,
+    shared: Arc<WriterShared>,
     ready: SyncSender<Result<(), AuditError>>,
 ) {
     let _close = CloseGate(gate.clone());
@@ -239,9 +264,10 @@ pub fn run_writer(
         }
     };
     runtime.block_on(async move {
-        let Some(mut ctx) =
-            report_ready(&ready, WriterContext::open(&target, &meta, options).await)
-        else {
+        let Some(mut ctx) = report_ready(
+            &ready,
+            WriterContext::open(&target, &meta, options, shared).await,
+        ) else {
             return;
         };
         ctx.serve(rx, &gate).await;
@@ -253,6 +279,7 @@ impl WriterContext {
         target: &AuditTarget,
         meta: &RunMeta,
         options: AuditOptions,
+        shared: Arc<WriterShared>,
     ) -> Result<Self, AuditError> {
         let store = open_for_writing(target).await?;
         let conn = store.conn.clone();
@@ -272,6 +299,7 @@ impl WriterContext {
         )
         .await
         .map_err(AuditError::sql("record the run"))?;
+        record_owner(&conn, &meta.session).await?;
         let (seq, prev) = last_link(
             &conn,
             "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
@@ -293,6 +321,11 @@ impl WriterContext {
             AuditTarget::Local(path) => start_checkpointer(&conn, path).await,
             AuditTarget::Remote { .. } => None,
         };
+        let reserve = options
+            .reserve_dir
+            .as_ref()
+            .filter(|_| !target.is_remote())
+            .and_then(|dir| set_aside(dir));
         Ok(WriterContext {
             _store: store,
             conn,
@@ -309,44 +342,71 @@ impl WriterContext {
             hash_buf: Vec::new(),
             checkpointer,
             uncheckpointed: 0,
+            shared,
+            path: match target {
+                AuditTarget::Local(path) => Some(path.clone()),
+                AuditTarget::Remote { .. } => None,
+            },
+            describe: target.describe(),
+            failing_since: None,
+            last_error: String::new(),
+            retry_delay: RETRY_FIRST,
+            fatal: None,
+            reserve,
+            anchor_repo: options.anchor_repo,
+            anchor_due: false,
         })
     }
 
     async fn serve(&mut self, rx: Receiver<WriterMsg>, gate: &Gate) {
-        let mut batch: Vec<PendingEvent> = Vec::with_capacity(MAX_BATCH);
+        // Events accepted and not committed yet, oldest first: the batch being gathered,
+        // or everything a failing store has not taken (bounded by the gate).
+        let mut pending: Vec<PendingEvent> = Vec::with_capacity(MAX_BATCH);
         let mut waiters: Vec<SyncSender<Result<(), String>>> = Vec::new();
         let mut closing: Option<SyncSender<Result<(), String>>> = None;
         let mut disconnected = false;
         loop {
-            // Block for the first message, then gather: take what is queued, and while
-            // events keep coming, look again every `GATHER_TICK` (sleeping, not waking
-            // per event) until the batch is full, a barrier asks, `MAX_DELAY` passes, or
-            // a whole tick brings nothing.
-            match rx.recv() {
-                Ok(msg) => self.take(msg, &mut batch, &mut waiters, &mut closing),
-                Err(_) => disconnected = true,
+            // Block for the first message (while commits fail, only until the next
+            // attempt), then gather: take what is queued, and while events keep coming,
+            // look again every `GATHER_TICK` (sleeping, not waking per event) until the
+            // batch is full, a barrier asks, `MAX_DELAY` passes, or a whole tick brings
+            // nothing.
+            let failing = self.failing_since.is_some();
+            if failing {
+                match rx.recv_timeout(self.retry_delay) {
+                    Ok(msg) => self.take(msg, &mut pending, &mut waiters, &mut closing),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => disconnected = true,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => self.take(msg, &mut pending, &mut waiters, &mut closing),
+                    Err(_) => disconnected = true,
+                }
             }
             let gathering = Instant::now();
-            let oldest = batch
+            let oldest = pending
                 .first()
                 .map_or(gathering, |first| published_at(first.ts, gathering));
             loop {
                 let mut arrived = false;
-                while !disconnected && batch.len() < MAX_BATCH {
+                // A failing store takes everything queued: the gate bounds it.
+                while !disconnected && (failing || pending.len() < MAX_BATCH) {
                     match rx.try_recv() {
                         Ok(msg) => {
                             arrived = true;
-                            self.take(msg, &mut batch, &mut waiters, &mut closing);
+                            self.take(msg, &mut pending, &mut waiters, &mut closing);
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => disconnected = true,
                     }
                 }
                 let left = MAX_DELAY.saturating_sub(oldest.elapsed());
-                if disconnected
+                if failing
+                    || disconnected
                     || closing.is_some()
                     || !waiters.is_empty()
-                    || batch.len() >= MAX_BATCH
+                    || pending.len() >= MAX_BATCH
                     || left.is_zero()
                     || (!arrived && gathering.elapsed() >= GATHER_TICK)
                 {
@@ -354,58 +414,225 @@ impl WriterContext {
                 }
                 std::thread::sleep(left.min(GATHER_TICK));
             }
-            let taken = batch.len();
-            let outcome = self
-                .commit(&mut batch)
-                .await
-                .map_err(|err| error_chain(&err));
-            gate.leave(taken);
-            if let Err(detail) = &outcome {
-                tracing::error!(error = %detail, "audit writer failed to commit a batch");
+            let mut outcome = self.commit_pending(&mut pending, gate).await;
+            if outcome.is_err() && (closing.is_some() || disconnected) {
+                // The run is ending: keep trying until the failure is fatal.
+                while outcome.is_err() && self.fatal.is_none() {
+                    self.escalate(gate);
+                    if self.fatal.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(self.retry_delay);
+                    outcome = self.commit_pending(&mut pending, gate).await;
+                }
             }
-            for waiter in waiters.drain(..) {
-                let _ = waiter.send(outcome.clone());
+            if outcome.is_err() {
+                self.escalate(gate);
             }
+            // A barrier is answered once what it covers is committed, or the failure is
+            // fatal; while commits are retried it waits (at most `FAIL_AFTER`).
+            if outcome.is_ok() || self.fatal.is_some() {
+                let answer = match &self.fatal {
+                    Some(failure) => Err(failure.to_string()),
+                    None => Ok(()),
+                };
+                for waiter in waiters.drain(..) {
+                    let _ = waiter.send(answer.clone());
+                }
+            }
+            if closing.is_none() && !disconnected {
+                if self.anchor_due && self.fatal.is_none() {
+                    self.anchor_due = false;
+                    self.write_anchor();
+                }
+                continue;
+            }
+            let result = self.finish(&mut pending, gate).await;
             if let Some(done) = closing.take() {
-                let result = outcome.and(self.checkpoint().await);
                 let _ = done.send(result);
-                return;
             }
-            if disconnected {
-                let _ = self.checkpoint().await;
-                return;
-            }
+            return;
         }
     }
 
     fn take(
         &self,
         msg: WriterMsg,
-        batch: &mut Vec<PendingEvent>,
+        pending: &mut Vec<PendingEvent>,
         waiters: &mut Vec<SyncSender<Result<(), String>>>,
         closing: &mut Option<SyncSender<Result<(), String>>>,
     ) {
         match msg {
-            WriterMsg::Event(event) => batch.push(event),
+            WriterMsg::Event(event) => pending.push(event),
             WriterMsg::Barrier(done) => waiters.push(done),
             WriterMsg::Close(done) => *closing = Some(done),
+            WriterMsg::SinkFailed(failure) => pending.push(PendingEvent::failure(&failure, None)),
         }
     }
 
-    /// Writes the batch in one transaction; retries once from fresh state on failure.
-    async fn commit(&mut self, batch: &mut Vec<PendingEvent>) -> Result<(), AuditError> {
+    /// Commits what is pending, a batch at a time, oldest first. A batch that fails
+    /// stays pending, whole, and nothing after it is committed before it.
+    async fn commit_pending(
+        &mut self,
+        pending: &mut Vec<PendingEvent>,
+        gate: &Gate,
+    ) -> Result<(), ()> {
+        while !pending.is_empty() {
+            let n = pending.len().min(MAX_BATCH);
+            if let Err(err) = self.commit(&pending[..n]).await {
+                let detail = error_chain(&err);
+                if self.failing_since.is_none() {
+                    tracing::error!(error = %detail, store = %self.describe, "audit writer failed to commit a batch; keeping it and retrying");
+                    self.failing_since = Some(Instant::now());
+                    self.retry_delay = RETRY_FIRST;
+                } else {
+                    self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                }
+                self.last_error = store_error_text(&err, &detail);
+                return Err(());
+            }
+            let (events, bytes) = pending[..n]
+                .iter()
+                .filter(|event| event.is_gated())
+                .fold((0, 0), |(n, b), event| (n + 1, b + event.gate_bytes()));
+            pending.drain(..n);
+            gate.leave(events, bytes);
+            if self.failing_since.take().is_some() {
+                tracing::warn!(store = %self.describe, "audit writer committed the events it had kept");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a failure that has lasted `FAIL_AFTER` fatal: reported once, and from
+    /// then on new events are refused (the bound on what is kept).
+    fn escalate(&mut self, gate: &Gate) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let Some(since) = self.failing_since else {
+            return;
+        };
+        if since.elapsed() < FAIL_AFTER {
+            return;
+        }
+        let failure = SinkFailure {
+            sink: "audit".to_owned(),
+            path: self.path.clone(),
+            message: match &self.path {
+                Some(_) => self.last_error.clone(),
+                None => format!("{} ({})", self.last_error, self.describe),
+            },
+        };
+        tracing::error!(error = %failure, "the audit store cannot be written; the run fails");
+        self.shared.fail(failure.clone());
+        self.fatal = Some(failure);
+        gate.close();
+    }
+
+    /// The end of the run: after a fatal failure, records it (with the events that
+    /// were lost) as the chain's last event, in the room the reserve gives back; then
+    /// the anchor and a checkpoint.
+    async fn finish(&mut self, pending: &mut Vec<PendingEvent>, gate: &Gate) -> Result<(), String> {
+        let mut result = Ok(());
+        if let Some(failure) = self.fatal.clone() {
+            self.give_back_reserve();
+            // What could not be committed is lost with this process; other sinks'
+            // failures are kept, and the record says how much was lost.
+            let before = pending.len();
+            pending.retain(|event| !event.is_gated());
+            let lost = before - pending.len() + gate.refused();
+            pending.push(PendingEvent::failure(&failure, Some(lost)));
+            self.failing_since = None;
+            if self.commit_pending(pending, gate).await.is_err() {
+                tracing::error!(error = %self.last_error, "failed to record the audit failure in the store");
+            }
+            result = Err(failure.to_string());
+        }
+        self.give_back_reserve();
+        if self.fatal.is_none()
+            && let Err(err) = self.record_head().await
+        {
+            tracing::warn!(error = %error_chain(&err), "failed to record the run's head in kv_store");
+        }
+        if result.is_ok() || self.failing_since.is_none() {
+            self.write_anchor();
+        }
+        let checkpoint = self.checkpoint().await;
+        result.and(checkpoint)
+    }
+
+    /// Keeps the run's head in AgentFS's key-value store (`head_key`), where AgentFS
+    /// tools see where the run ended; the `files` chain vouches for the row.
+    async fn record_head(&mut self) -> Result<(), AuditError> {
+        let key = head_key(&self.session);
+        let value = serde_json::json!({
+            "session": self.session,
+            "seq": self.seq,
+            "hash": self.prev,
+        })
+        .to_string();
+        let begin = if self.remote {
+            "BEGIN"
+        } else {
+            "BEGIN IMMEDIATE"
+        };
+        self.conn
+            .execute(begin, ())
+            .await
+            .map_err(AuditError::sql("begin a transaction"))?;
+        let files_link = (self.files_seq, self.files_prev.clone());
+        let written = async {
+            self.conn
+                .execute(
+                    "INSERT OR REPLACE INTO kv_store (key, value) VALUES (?1, ?2)",
+                    (key.as_str(), value.as_str()),
+                )
+                .await
+                .map_err(AuditError::sql("record the run's head"))?;
+            self.record_file(&format!("{KV_ROW}{key}"), &kv_canonical(&key, &value))
+                .await?;
+            self.conn
+                .execute("COMMIT", ())
+                .await
+                .map_err(AuditError::sql("commit the run's head"))?;
+            Ok(())
+        }
+        .await;
+        if written.is_err() {
+            let _ = self.conn.execute("ROLLBACK", ()).await;
+            (self.files_seq, self.files_prev) = files_link;
+        }
+        written
+    }
+
+    fn give_back_reserve(&mut self) {
+        if let Some(path) = self.reserve.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Writes the batch in one transaction. On failure the transaction is rolled back
+    /// and the writer is as it was before it: the chain continues from the last commit.
+    async fn commit(&mut self, batch: &[PendingEvent]) -> Result<(), AuditError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut result = self.write_batch(batch).await;
+        let files_link = (self.files_seq, self.files_prev.clone());
+        let result = self.write_batch(batch).await;
         if result.is_err() {
-            self.recover().await;
-            result = self.write_batch(batch).await;
-            if result.is_err() {
-                self.recover().await;
-            }
+            let _ = self.conn.execute("ROLLBACK", ()).await;
+            self.fs.forget();
+            self.insert_full = None;
+            (self.files_seq, self.files_prev) = files_link;
         }
         if result.is_ok() {
+            if batch
+                .iter()
+                .any(|event| matches!(event.extra, Extra::Interrupt(_)))
+            {
+                self.anchor_due = true;
+            }
             // Each event is about twice its payload in the store (the row and its line).
             self.uncheckpointed += batch
                 .iter()
@@ -418,41 +645,7 @@ impl WriterContext {
                 self.uncheckpointed = 0;
             }
         }
-        batch.clear();
         result
-    }
-
-    async fn recover(&mut self) {
-        let _ = self.conn.execute("ROLLBACK", ()).await;
-        self.fs.forget();
-        self.insert_full = None;
-        let session = self.session.clone();
-        if let Ok(Some((seq, prev))) = last_link(
-            &self.conn,
-            "SELECT seq, hash FROM events WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
-            &session,
-        )
-        .await
-        {
-            self.seq = seq;
-            self.prev = prev;
-        } else if let Ok(Some(start)) = run_start_hash(&self.conn, &session).await {
-            self.seq = 0;
-            self.prev = start;
-        }
-        if let Ok(Some((seq, prev))) = last_link(
-            &self.conn,
-            "SELECT seq, hash FROM files WHERE run = ?1 ORDER BY seq DESC LIMIT 1",
-            &session,
-        )
-        .await
-        {
-            self.files_seq = seq;
-            self.files_prev = prev;
-        } else {
-            self.files_seq = 0;
-            self.files_prev = files_genesis();
-        }
     }
 
     async fn write_batch(&mut self, batch: &[PendingEvent]) -> Result<(), AuditError> {
@@ -526,7 +719,7 @@ impl WriterContext {
         }
         for event in batch {
             match &event.extra {
-                Extra::None => {}
+                Extra::None | Extra::Failure => {}
                 Extra::Turn(record) => self.write_turn(record).await?,
                 Extra::Interrupt(summary) => {
                     let path = interrupt_path(&self.session, summary);
@@ -592,21 +785,56 @@ impl WriterContext {
             }
         }
         let row = tool_call_row(&self.session, record, &path);
-        self.conn
-            .execute(
+        let mut ids = self
+            .conn
+            .query(
                 "INSERT INTO tool_calls (name, parameters, result, error, status, started_at, completed_at, duration_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                (row.name, row.parameters, row.result, row.error, row.status, row.started_at, row.completed_at, row.duration_ms),
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                (row.name.as_str(), row.parameters.as_str(), row.result.as_deref(), row.error.as_deref(), row.status, row.started_at, row.completed_at, row.duration_ms),
             )
             .await
             .map_err(AuditError::sql("record a tool call"))?;
+        let id = match ids
+            .next()
+            .await
+            .map_err(AuditError::sql("record a tool call"))?
+        {
+            Some(found) => found
+                .get::<i64>(0)
+                .map_err(AuditError::sql("record a tool call"))?,
+            None => {
+                return Err(AuditError::Malformed {
+                    detail: "inserting a tool call returned no id".into(),
+                });
+            }
+        };
+        drop(ids);
+        // The row joins the `files` chain, so changing it breaks `verify`.
+        let canonical = tool_call_canonical(&ToolCallRef {
+            id,
+            name: &row.name,
+            parameters: Some(&row.parameters),
+            result: row.result.as_deref(),
+            error: row.error.as_deref(),
+            status: row.status,
+            started_at: row.started_at,
+            completed_at: Some(row.completed_at),
+            duration_ms: Some(row.duration_ms),
+        });
+        self.record_file(&format!("{TOOL_CALL_ROW}{id}"), &canonical)
+            .await?;
         Ok(())
     }
 
     /// A whole file plus its `files` row, whose hash chain makes the content tamper-evident.
     async fn write_file(&mut self, path: &str, bytes: &[u8]) -> Result<String, AuditError> {
         let path = self.fs.create_file(&self.conn, path, bytes).await?;
-        let path = path.as_str();
+        self.record_file(&path, bytes).await?;
+        Ok(path)
+    }
+
+    /// The `files` row that vouches for `bytes` at `path`.
+    async fn record_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), AuditError> {
         let (seq, prev) = (self.files_seq + 1, self.files_prev.clone());
         let sha = sha256_hex(bytes);
         let size = bytes.len() as i64;
@@ -620,7 +848,29 @@ impl WriterContext {
             .map_err(AuditError::sql("record a file"))?;
         self.files_seq = seq;
         self.files_prev = hash;
-        Ok(path.to_owned())
+        Ok(())
+    }
+
+    /// Points `refs/orch/audit/<session>` at the chain's head (see `anchor`), when the
+    /// project is a git repository; a failure is a warning (the store is still whole).
+    fn write_anchor(&mut self) {
+        let Some(repo) = self.anchor_repo.clone() else {
+            return;
+        };
+        let head = crate::audit::anchor::Anchor {
+            session: self.session.clone(),
+            seq: self.seq,
+            hash: self.prev.clone(),
+            files_seq: self.files_seq,
+            files_hash: self.files_prev.clone(),
+        };
+        match crate::audit::anchor::write(&repo, &head) {
+            Ok(Some(line)) => {
+                self.shared.set_anchor(line);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "failed to write the audit anchor"),
+        }
     }
 
     /// Folds the WAL into the main file so a copy of the file alone is complete.
@@ -705,6 +955,59 @@ async fn insert_events(
     Ok(())
 }
 
+/// The store's error for a failure message: a full disk says so in the OS's words.
+fn store_error_text(err: &AuditError, detail: &str) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(libsql::Error::SqliteFailure(code, _)) = current.downcast_ref::<libsql::Error>()
+        {
+            // SQLITE_FULL: the database or the disk under it is full.
+            if code & 0xff == 13 {
+                return "No space left on device (the database or disk is full)".to_owned();
+            }
+        }
+        source = current.source();
+    }
+    detail.to_owned()
+}
+
+/// Writes the reserve file; `None` when it cannot be (no room already: nothing to
+/// give back later).
+fn set_aside(dir: &std::path::Path) -> Option<PathBuf> {
+    let path = dir.join(RESERVE_FILE);
+    match std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, vec![0u8; RESERVE_BYTES]))
+    {
+        Ok(()) => Some(path),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "no reserve for recording a failure of the audit store");
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
+}
+
+/// Records which process owns the run (this one), so a reader can tell a run whose
+/// orchestrator is gone (`crashed`) from a running one. A resumed run is owned anew.
+async fn record_owner(conn: &Connection, session: &str) -> Result<(), AuditError> {
+    let me = ProcessIdentity::current();
+    let host = crate::audit::owner::host_name();
+    let boot = crate::audit::owner::boot_id();
+    conn.execute(
+        "UPDATE runs SET host = ?1, boot_id = ?2, pid = ?3, pid_start = ?4 WHERE session = ?5",
+        (
+            host,
+            boot,
+            i64::from(me.pid),
+            me.start_ticks as i64,
+            session,
+        ),
+    )
+    .await
+    .map_err(AuditError::sql("record the run's owner"))?;
+    Ok(())
+}
+
 async fn last_link(
     conn: &Connection,
     sql: &str,
@@ -747,32 +1050,6 @@ async fn run_start_hash(conn: &Connection, session: &str) -> Result<Option<Strin
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    /// A full gate holds the sender until the writer gives room back; closing it lets
-    /// every waiter go with `false`.
-    #[test]
-    fn a_full_gate_waits_for_room_and_closing_releases_it() {
-        let gate = Arc::new(Gate::new(2));
-        assert!(gate.enter() && gate.enter());
-        let waiter = {
-            let gate = gate.clone();
-            std::thread::spawn(move || gate.enter())
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "the third event waits for room");
-        gate.leave(2);
-        assert!(waiter.join().unwrap(), "room came back");
-        assert!(gate.enter());
-        let waiter = {
-            let gate = gate.clone();
-            std::thread::spawn(move || gate.enter())
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(!waiter.is_finished());
-        gate.close();
-        assert!(!waiter.join().unwrap(), "a closed gate refuses");
-        assert!(!gate.enter());
-    }
 
     /// A batch's deadline counts from its oldest event's stamp, within `MAX_DELAY`.
     #[test]

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// memory artifacts and the AgentFS files; verify that nothing was changed.
 ///
 /// Exit codes: 0 success; 1 `verify` found a problem; 2 bad arguments; 3 the store
-/// could not be opened or read; 4 no such run or path; 130 interrupted.
+/// could not be opened or read (or is not an orch store, or a newer one); 4 no such run
+/// or path; 5 `events --follow` found the run crashed; 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "orch-audit", version, max_term_width = 100)]
 pub struct AuditArgs {
@@ -97,7 +98,8 @@ pub enum AuditCommand {
         /// Show at most this many events, the first ones (with --follow: stop after them).
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
-        /// Keep printing new events while the run writes, until it finishes (Ctrl+C stops).
+        /// Keep printing new events while the run writes, until it finishes (exit 0) or
+        /// is found crashed, its orchestrator gone (exit 5); Ctrl+C stops.
         #[arg(long)]
         follow: bool,
     },

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::events::event::{OrchEvent, OrchEventKind};
+use crate::events::failure::{FailureReporter, SinkFailure};
 use crate::events::sink::Sink;
 use crate::redact::Redactor;
 
@@ -36,6 +37,7 @@ enum BusMessage {
 pub struct EventBus {
     tx: mpsc::UnboundedSender<BusMessage>,
     room: Arc<Semaphore>,
+    failures: FailureReporter,
 }
 
 impl EventBus {
@@ -64,6 +66,13 @@ impl EventBus {
         }
     }
 
+    /// The first fatal sink failure of the run (`None` while every sink writes): the
+    /// one way the rest of the program learns that a log or the audit store could not
+    /// be written.
+    pub fn failures(&self) -> watch::Receiver<Option<SinkFailure>> {
+        self.failures.subscribe()
+    }
+
     /// Waits until every event published before this call has been written and flushed.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -77,18 +86,25 @@ impl EventBus {
 pub struct SinkThread {
     tx: mpsc::UnboundedSender<BusMessage>,
     handle: Option<JoinHandle<()>>,
+    failures: FailureReporter,
 }
 
 impl SinkThread {
-    pub fn spawn(sinks: Vec<Box<dyn Sink>>, redactor: Arc<Redactor>) -> (EventBus, SinkThread) {
+    pub fn spawn(mut sinks: Vec<Box<dyn Sink>>, redactor: Arc<Redactor>) -> (EventBus, SinkThread) {
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(BUS_CAPACITY));
         let thread_room = room.clone();
+        let failures = FailureReporter::default();
+        for sink in sinks.iter_mut() {
+            sink.watch_failures(&failures);
+        }
+        let thread_failures = failures.clone();
         let handle = std::thread::Builder::new()
             .name("orch-sinks".into())
             .spawn(move || {
                 let _close = CloseOnDrop(thread_room.clone());
-                run_sinks(rx, &thread_room, sinks, &redactor);
+                let mut sinks = SinkSet::new(sinks, thread_failures);
+                run_sinks(rx, &thread_room, &mut sinks, &redactor);
             })
             .ok();
         if handle.is_none() {
@@ -98,9 +114,19 @@ impl SinkThread {
             EventBus {
                 tx: tx.clone(),
                 room,
+                failures: failures.clone(),
             },
-            SinkThread { tx, handle },
+            SinkThread {
+                tx,
+                handle,
+                failures,
+            },
         )
+    }
+
+    /// The first fatal sink failure of the run; see `EventBus::failures`.
+    pub fn failures(&self) -> watch::Receiver<Option<SinkFailure>> {
+        self.failures.subscribe()
     }
 
     /// Writes out everything published so far, closes the sinks and joins the thread.
@@ -122,10 +148,65 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// The sinks and which of them have failed: a failed sink is reported once and then
+/// left alone (its `close` still runs), so a full disk is one failure, not one warning
+/// per event.
+struct SinkSet {
+    sinks: Vec<Box<dyn Sink>>,
+    failed: Vec<bool>,
+    failures: FailureReporter,
+}
+
+impl SinkSet {
+    fn new(sinks: Vec<Box<dyn Sink>>, failures: FailureReporter) -> SinkSet {
+        let failed = vec![false; sinks.len()];
+        SinkSet {
+            sinks,
+            failed,
+            failures,
+        }
+    }
+
+    /// Calls `call` on every sink that has not failed, in order.
+    fn each(&mut self, mut call: impl FnMut(&mut dyn Sink) -> std::io::Result<()>) {
+        for i in 0..self.sinks.len() {
+            if self.failed[i] {
+                continue;
+            }
+            if let Err(err) = call(self.sinks[i].as_mut()) {
+                self.fail(i, &err);
+            }
+        }
+    }
+
+    fn fail(&mut self, index: usize, err: &std::io::Error) {
+        self.failed[index] = true;
+        let failure = SinkFailure::from_io(self.sinks[index].name(), err);
+        tracing::error!(sink = %failure.sink, error = %failure, "sink failed; the run fails");
+        self.failures.report(failure.clone());
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if !self.failed[i] {
+                sink.sink_failed(&failure);
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        for i in 0..self.sinks.len() {
+            let result = self.sinks[i].close();
+            if let Err(err) = result
+                && !self.failed[i]
+            {
+                self.fail(i, &err);
+            }
+        }
+    }
+}
+
 fn run_sinks(
     mut rx: mpsc::UnboundedReceiver<BusMessage>,
     room: &Semaphore,
-    mut sinks: Vec<Box<dyn Sink>>,
+    sinks: &mut SinkSet,
     redactor: &Redactor,
 ) {
     let mut dirty = false;
@@ -136,7 +217,7 @@ fn run_sinks(
             Ok(message) => message,
             Err(mpsc::error::TryRecvError::Empty) => {
                 if dirty {
-                    idle_all(&mut sinks);
+                    sinks.each(|sink| sink.idle());
                 }
                 match rx.blocking_recv() {
                     Some(message) => message,
@@ -148,50 +229,22 @@ fn run_sinks(
         match message {
             BusMessage::Events(events) => {
                 let weight = events.len();
-                for event in events {
-                    handle_event(event, &mut sinks, redactor);
+                for mut event in events {
+                    redactor.redact_event(&mut event.kind);
+                    sinks.each(|sink| sink.handle(&event));
                 }
                 room.add_permits(weight);
                 dirty = true;
             }
             BusMessage::Flush(done) => {
-                flush_all(&mut sinks);
+                sinks.each(|sink| sink.flush());
                 dirty = false;
                 let _ = done.send(());
             }
             BusMessage::Shutdown => break,
         }
     }
-    for sink in sinks.iter_mut() {
-        if let Err(err) = sink.close() {
-            tracing::warn!(sink = sink.name(), error = %err, "sink failed to close");
-        }
-    }
-}
-
-fn handle_event(mut event: OrchEvent, sinks: &mut [Box<dyn Sink>], redactor: &Redactor) {
-    redactor.redact_event(&mut event.kind);
-    for sink in sinks.iter_mut() {
-        if let Err(err) = sink.handle(&event) {
-            tracing::warn!(sink = sink.name(), error = %err, "sink failed to write an event");
-        }
-    }
-}
-
-fn idle_all(sinks: &mut [Box<dyn Sink>]) {
-    for sink in sinks.iter_mut() {
-        if let Err(err) = sink.idle() {
-            tracing::warn!(sink = sink.name(), error = %err, "sink failed to flush");
-        }
-    }
-}
-
-fn flush_all(sinks: &mut [Box<dyn Sink>]) {
-    for sink in sinks.iter_mut() {
-        if let Err(err) = sink.flush() {
-            tracing::warn!(sink = sink.name(), error = %err, "sink failed to flush");
-        }
-    }
+    sinks.close();
 }
 
 #[cfg(test)]
@@ -315,6 +368,73 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), publish)
             .await
             .expect("publishers must not hang on a dead sink thread");
+        thread.finish().await;
+    }
+
+    /// Fails on its second event, as a full disk would, and counts its calls.
+    struct FullDisk(Arc<Mutex<usize>>);
+
+    impl Sink for FullDisk {
+        fn name(&self) -> &'static str {
+            "logs"
+        }
+        fn handle(&mut self, _event: &OrchEvent) -> std::io::Result<()> {
+            let mut calls = self.0.lock().unwrap();
+            *calls += 1;
+            if *calls >= 2 {
+                return Err(crate::events::failure::write_error(
+                    std::path::Path::new("/run/logs/a.log"),
+                    std::io::Error::from_raw_os_error(28),
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    /// Hears of other sinks' failures.
+    struct Witness(Arc<Mutex<Vec<SinkFailure>>>);
+
+    impl Sink for Witness {
+        fn name(&self) -> &'static str {
+            "witness"
+        }
+        fn handle(&mut self, _event: &OrchEvent) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn sink_failed(&mut self, failure: &SinkFailure) {
+            self.0.lock().unwrap().push(failure.clone());
+        }
+    }
+
+    /// A failing sink is one failure, reported through `failures()` with its file and
+    /// OS error, told to the other sinks, and then left alone.
+    #[tokio::test]
+    async fn a_failing_sink_is_reported_once_and_left_alone() {
+        let calls = Arc::new(Mutex::new(0));
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let (bus, thread) = SinkThread::spawn(
+            vec![
+                Box::new(FullDisk(calls.clone())),
+                Box::new(Witness(heard.clone())),
+            ],
+            Arc::new(Redactor::default()),
+        );
+        let mut failures = bus.failures();
+        assert!(failures.borrow().is_none());
+        bus.publish_all((0..10).map(wave)).await;
+        bus.flush().await;
+        failures.changed().await.unwrap();
+        let failure = failures.borrow().clone().unwrap();
+        assert_eq!(failure.sink, "logs");
+        assert!(
+            failure
+                .to_string()
+                .starts_with("failed to write `/run/logs/a.log`: No space left on device"),
+            "{failure}"
+        );
+        assert_eq!(*calls.lock().unwrap(), 2, "not called after it failed");
+        assert_eq!(*heard.lock().unwrap(), vec![failure.clone()]);
+        assert_eq!(thread.failures().borrow().as_ref(), Some(&failure));
         thread.finish().await;
     }
 }

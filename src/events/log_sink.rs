@@ -1,22 +1,24 @@
 //! Per-agent log files and the timeline: `.orch/runs/<s>/logs/<agent>.log`,
 //! `timeline.log` and `interrupt.log`, written as events arrive so a pane tailing a
-//! file sees each event at once.
+//! file sees each event at once. A write that fails is a fatal failure of the sink
+//! that names the file and the OS error (`failure::write_error`).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::events::event::{OrchEvent, OrchEventKind};
+use crate::events::failure::write_error;
 use crate::events::render::{agent_line, interrupt_text, push_clock, timeline_line, timestamp};
 use crate::events::sink::Sink;
 use crate::paths::RunPaths;
 
 pub struct LogSink {
     paths: RunPaths,
-    agents: HashMap<String, BufWriter<File>>,
-    timeline: BufWriter<File>,
-    interrupt: Option<BufWriter<File>>,
+    agents: HashMap<String, LogFile>,
+    timeline: LogFile,
+    interrupt: Option<LogFile>,
     /// The agent line being written, reused.
     line: String,
 }
@@ -25,14 +27,44 @@ pub struct LogSink {
 /// agents; a burst is still written in large writes.
 const LOG_BUFFER: usize = 32 * 1024;
 
-fn open_append(path: &PathBuf) -> std::io::Result<BufWriter<File>> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    Ok(BufWriter::with_capacity(LOG_BUFFER, file))
+/// A log file and its path, which every error it returns names.
+struct LogFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl LogFile {
+    fn open(path: PathBuf) -> std::io::Result<LogFile> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|err| write_error(&path, err))?;
+        Ok(LogFile {
+            out: BufWriter::with_capacity(LOG_BUFFER, file),
+            path,
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|err| write_error(&self.path, err))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().map_err(|err| write_error(&self.path, err))
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<LogFile> {
+    LogFile::open(path.to_path_buf())
 }
 
 impl LogSink {
     pub fn create(paths: RunPaths) -> std::io::Result<Self> {
-        std::fs::create_dir_all(paths.logs_dir())?;
+        std::fs::create_dir_all(paths.logs_dir())
+            .map_err(|err| write_error(&paths.logs_dir(), err))?;
         let timeline = open_append(&paths.timeline_log())?;
         Ok(LogSink {
             paths,
@@ -43,7 +75,7 @@ impl LogSink {
         })
     }
 
-    fn agent_writer(&mut self, agent: &str) -> std::io::Result<Option<&mut BufWriter<File>>> {
+    fn agent_writer(&mut self, agent: &str) -> std::io::Result<Option<&mut LogFile>> {
         if !self.agents.contains_key(agent) {
             // Ids are validated before they reach the bus; this is the last guard.
             let Some(path) = self.paths.agent_log(agent) else {
@@ -76,19 +108,16 @@ impl Sink for LogSink {
             written?;
         }
         if let Some(body) = timeline_line(event) {
-            writeln!(self.timeline, "{} {body}", timestamp(event.at))?;
+            let line = format!("{} {body}\n", timestamp(event.at));
+            self.timeline.write_all(line.as_bytes())?;
         }
         if let OrchEventKind::RunPaused(summary) = &event.kind {
             if self.interrupt.is_none() {
                 self.interrupt = Some(open_append(&self.paths.interrupt_log())?);
             }
             if let Some(writer) = self.interrupt.as_mut() {
-                writeln!(
-                    writer,
-                    "{} {}",
-                    timestamp(event.at),
-                    interrupt_text(summary)
-                )?;
+                let text = format!("{} {}\n", timestamp(event.at), interrupt_text(summary));
+                writer.write_all(text.as_bytes())?;
                 writer.flush()?;
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod bus;
 pub mod event;
+pub mod failure;
 pub mod log_sink;
 pub mod progress;
 pub mod render;
@@ -13,4 +14,5 @@ pub use event::{
     AgentStatus, BlueprintAgentSummary, InterruptSummary, NoticeLevel, OrchEvent, OrchEventKind,
     PromptStats, RetryDecision, RunStatus, TurnRecord, WaveKind,
 };
+pub use failure::{FailureReporter, SinkFailure};
 pub use sink::Sink;

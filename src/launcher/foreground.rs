@@ -106,6 +106,7 @@ pub async fn run_in_foreground(
             token: env.get("ORCH_AUDIT_TOKEN").cloned().unwrap_or_default(),
         }),
     };
+    let mut audit_shared = None;
     if let Some(target) = audit_target {
         let meta = RunMeta {
             session: config.paths.session.clone(),
@@ -116,12 +117,15 @@ pub async fn run_in_foreground(
         };
         let options = AuditOptions {
             memory_dir: config.memory_dir.clone(),
+            reserve_dir: Some(paths.run_dir.clone()),
+            anchor_repo: Some(config.paths.project_root.clone()),
         };
-        sinks.push(Box::new(AuditSink::open_with(
-            target, meta, &redactor, options,
-        )?));
+        let sink = AuditSink::open_with(target, meta, &redactor, options)?;
+        audit_shared = Some(sink.shared());
+        sinks.push(Box::new(sink));
     }
     let (bus, sink_thread) = SinkThread::spawn(sinks, redactor.clone());
+    let failures = sink_thread.failures();
     if let Some(live) = crate::launcher::panes::live_session(&config) {
         // The timeline pane opens with the keys of the session.
         bus.publish(crate::events::OrchEventKind::Notice {
@@ -160,5 +164,28 @@ pub async fn run_in_foreground(
     let _ = std::fs::write(paths.state_file(), state.to_string());
     let _ = std::fs::remove_file(paths.pid_file());
     sink_thread.finish().await;
+    if fail_on_sink_failure(&mut report, &failures) {
+        let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage, "problems": report.problems });
+        let _ = std::fs::write(paths.state_file(), state.to_string());
+    }
+    if let Some(line) = audit_shared.and_then(|shared| shared.anchor()) {
+        eprintln!("{line}");
+    }
     Ok(report)
+}
+
+/// A run whose log or audit store could not be written has failed, whatever its agents
+/// did: says so (naming the file and the OS error) and marks the report failed. True if
+/// it did. The audit store records the failure itself (`sink_failed`).
+fn fail_on_sink_failure(
+    report: &mut RunReport,
+    failures: &tokio::sync::watch::Receiver<Option<crate::events::SinkFailure>>,
+) -> bool {
+    let Some(failure) = failures.borrow().clone() else {
+        return false;
+    };
+    eprintln!("error: the run cannot write its record: {failure}");
+    report.status = crate::events::RunStatus::Failed;
+    report.problems.push(failure.to_string());
+    true
 }

@@ -1,8 +1,12 @@
 //! Integration tests of the audit store and `orch-audit`.
 
 mod agentfs_sdk;
+mod anchors;
 mod cli;
+mod crashed;
 mod crashes;
+mod disk_full;
+mod foreign;
 mod interrupts;
 mod memory;
 mod remote;

@@ -130,6 +130,7 @@ async fn a_memory_dir_mirrors_artifacts_and_takes_the_summaries() {
     let memory = dir.path().join("memory");
     let options = AuditOptions {
         memory_dir: Some(memory.clone()),
+        ..AuditOptions::default()
     };
     simulate_run_with(
         AuditTarget::Local(db.clone()),

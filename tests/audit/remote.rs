@@ -120,10 +120,37 @@ fn jwt(dir: &Path) -> String {
 /// A sqld that only answers requests carrying `token`; killed and reaped however the
 /// test ends.
 struct Sqld {
-    _process: ChildGuard,
+    process: ChildGuard,
     url: String,
     token: String,
     data: PathBuf,
+    addr: String,
+    dir: PathBuf,
+}
+
+fn spawn_sqld(binary: &Path, dir: &Path, data: &Path, addr: &str) -> ChildGuard {
+    let process = ChildGuard(
+        Command::new(binary)
+            .current_dir(dir)
+            .arg("--db-path")
+            .arg(data)
+            .args(["--http-listen-addr", addr])
+            .arg("--auth-jwt-key-file")
+            .arg(dir.join("jwt-public.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_ok()),
+        "sqld did not listen on {addr}"
+    );
+    process
 }
 
 fn start_sqld(dir: &Path) -> Option<Sqld> {
@@ -138,36 +165,30 @@ fn start_sqld(dir: &Path) -> Option<Sqld> {
     let token = jwt(dir);
     let addr = format!("127.0.0.1:{}", free_port());
     let data = dir.join("data.sqld");
-    let process = ChildGuard(
-        Command::new(binary)
-            .current_dir(dir)
-            .arg("--db-path")
-            .arg(&data)
-            .args(["--http-listen-addr", &addr])
-            .arg("--auth-jwt-key-file")
-            .arg(dir.join("jwt-public.pem"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(
-        wait_until(Duration::from_secs(20), || std::net::TcpStream::connect(
-            &addr
-        )
-        .is_ok()),
-        "sqld did not listen on {addr}"
-    );
+    let process = spawn_sqld(&binary, dir, &data, &addr);
     Some(Sqld {
-        _process: process,
+        process,
         url: format!("http://{addr}"),
         token,
         data,
+        addr,
+        dir: dir.to_path_buf(),
     })
 }
 
 impl Sqld {
+    /// Stops the server (the store goes away) and waits until it has.
+    fn stop(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+    }
+
+    /// Starts it again on the same address and data.
+    fn restart(&mut self) {
+        let binary = sqld_binary().unwrap();
+        self.process = spawn_sqld(&binary, &self.dir, &self.data, &self.addr);
+    }
+
     /// `orch-audit --audit-url` with this token (or another one).
     fn orch_audit(&self, token: &str, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_orch-audit"))
@@ -289,4 +310,66 @@ fn launch_writes_a_run_to_sqld_with_the_token_and_orch_audit_lists_and_verifies_
             file.display()
         );
     }
+}
+
+/// A store that goes away for a moment loses nothing: the writer keeps the events it
+/// could not commit and commits them, in order and without a hole, once the server is
+/// back; the run does not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_while_the_server_is_down_are_kept_and_committed_later() {
+    use orch::audit::AuditSink;
+    use orch::events::event::NoticeLevel;
+    use orch::events::{OrchEventKind, SinkThread};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut sqld) = start_sqld(dir.path()) else {
+        return;
+    };
+    let session = "run-20261122-151515-0009";
+    let target = AuditTarget::Remote {
+        url: sqld.url.clone(),
+        token: sqld.token.clone(),
+    };
+    let redactor = redactor();
+    let sink = AuditSink::open_shared(target, meta(session, "outage"), &redactor).unwrap();
+    let (bus, thread) = SinkThread::spawn(vec![Box::new(sink)], redactor);
+    let failures = bus.failures();
+    let notice = |i: usize| OrchEventKind::Notice {
+        level: NoticeLevel::Info,
+        message: format!("event #{i}"),
+    };
+    bus.publish_all((0..100).map(notice)).await;
+    bus.flush().await;
+    sqld.stop();
+    bus.publish_all((100..200).map(notice)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    sqld.restart();
+    bus.flush().await;
+    bus.publish_all((200..300).map(notice)).await;
+    thread.finish().await;
+    assert_eq!(*failures.borrow(), None, "a short outage is not a failure");
+
+    let events = sqld.orch_audit(
+        &sqld.token,
+        &["events", session, "--kind", "notice", "--json"],
+    );
+    assert_ok(&events);
+    let numbers: Vec<usize> = stdout(&events)
+        .lines()
+        .filter_map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["payload"]["message"]
+                .as_str()?
+                .strip_prefix("event #")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..300).collect::<Vec<_>>(),
+        "every event, once, in order"
+    );
+    let verify = sqld.orch_audit(&sqld.token, &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
 }

@@ -450,3 +450,76 @@ fn one_changed_byte_in_any_event_kind_or_turn_file_of_a_demo_run_is_named() {
         );
     }
 }
+
+/// `tool_calls` rows are covered by the `files` chain: a changed or removed row fails
+/// `verify`, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_or_removed_tool_call_row_is_named() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    assert_eq!(
+        sqlite(&db, "SELECT COUNT(*) FROM tool_calls"),
+        sqlite(
+            &db,
+            "SELECT COUNT(*) FROM files WHERE path LIKE 'tool_calls/%'"
+        ),
+        "every tool call is vouched for"
+    );
+    tampered_copy_fails(
+        &db,
+        dir.path(),
+        "tool-call-changed",
+        "UPDATE tool_calls SET status = 'error' WHERE id = 2",
+        "tool_calls row id=2: content does not match",
+    );
+    tampered_copy_fails(
+        &db,
+        dir.path(),
+        "tool-call-removed",
+        "DELETE FROM tool_calls WHERE id = 1",
+        "tool_calls row id=1 is missing",
+    );
+}
+
+/// The run's head kept in `kv_store` is covered too: changed, removed, or left without
+/// the `files` row that vouched for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_or_removed_kv_store_row_is_named() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    let key = format!("orch:run:{SESSION}");
+    assert!(
+        sqlite(
+            &db,
+            &format!("SELECT value FROM kv_store WHERE key = '{key}'")
+        )
+        .contains("\"seq\"")
+    );
+    tampered_copy_fails(
+        &db,
+        dir.path(),
+        "kv-changed",
+        &format!("UPDATE kv_store SET value = '{{}}' WHERE key = '{key}'"),
+        &format!("kv_store row `{key}` does not match"),
+    );
+    tampered_copy_fails(
+        &db,
+        dir.path(),
+        "kv-removed",
+        &format!("DELETE FROM kv_store WHERE key = '{key}'"),
+        &format!("kv_store row `{key}` is missing"),
+    );
+    tampered_copy_fails(
+        &db,
+        dir.path(),
+        "kv-unvouched",
+        &format!("DELETE FROM files WHERE run = '{SESSION}' AND path = 'kv_store/{key}'"),
+        &format!("kv_store row `{key}` is not vouched for"),
+    );
+}
