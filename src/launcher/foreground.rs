@@ -140,6 +140,18 @@ pub async fn run_in_foreground(
     if let Err(err) = watch_signals(link.clone()) {
         tracing::warn!(error = %err, "signals are not handled; use `launch ctl` to pause or stop");
     }
+    // A sink that cannot write stops the run from starting more work (the dispatcher
+    // decides); what fails after the run ended is caught below.
+    let mut watched = failures.clone();
+    let failure_link = link.clone();
+    let failure_task = tokio::spawn(async move {
+        if watched.wait_for(Option::is_some).await.is_ok() {
+            let failure = watched.borrow().clone();
+            if let Some(failure) = failure {
+                failure_link.sink_failed(failure.to_string());
+            }
+        }
+    });
     let policy = RetryPolicy::with_settings(&config.agents.retry);
     let ctx = Arc::new(RunContext::new(
         Arc::new(config),
@@ -149,6 +161,7 @@ pub async fn run_in_foreground(
         policy,
     ));
     let mut report = dispatch(ctx, inbox).await;
+    failure_task.abort();
     // The caller prints failure reasons (backend error text) on the terminal.
     for agent in &mut report.agents {
         if let AgentStatus::Failed { reason } = &mut agent.status {
@@ -184,8 +197,10 @@ fn fail_on_sink_failure(
     let Some(failure) = failures.borrow().clone() else {
         return false;
     };
-    eprintln!("error: the run cannot write its record: {failure}");
     report.status = crate::events::RunStatus::Failed;
-    report.problems.push(failure.to_string());
+    let problem = failure.to_string();
+    if !report.problems.contains(&problem) {
+        report.problems.push(problem);
+    }
     true
 }

@@ -85,9 +85,16 @@ fn finish(
             ExitCode::from(exit::SUCCESS)
         }
         RunStatus::Failed => {
+            let mut causes = failed.clone();
+            causes.extend(
+                report
+                    .problems
+                    .iter()
+                    .map(|p| format!("the run cannot write its record: {p}")),
+            );
             eprintln!(
                 "error: run {session} failed: {}; logs in {}",
-                failed.join(", "),
+                causes.join(", "),
                 logs.display()
             );
             for agent in &report.agents {
