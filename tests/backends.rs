@@ -19,6 +19,12 @@ mod codex_failures;
 #[path = "backends/fake_cli.rs"]
 mod fake_cli;
 
+#[path = "backends/cli_process.rs"]
+mod cli_process;
+
+#[path = "backends/launch_stop.rs"]
+mod launch_stop;
+
 #[path = "backends/codex_squad.rs"]
 mod codex_squad;
 

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, Notify, watch};
 
+use crate::agent::backend::{StopHandle, StopSignal};
 use crate::agent::event::Usage;
 use crate::events::event::InterruptSummary;
 
@@ -72,16 +73,22 @@ pub struct RunControl {
     /// Held while an interrupt summary or the end of the run is published; true once
     /// the run has ended. See `summary_gate`.
     summary_gate: AsyncMutex<bool>,
+    /// Fired by `stop`: every running turn ends its agent (TERM, grace, KILL).
+    stop_handle: StopHandle,
+    stop_signal: StopSignal,
 }
 
 impl RunControl {
     pub fn new(session: &str) -> Self {
+        let (stop_handle, stop_signal) = StopSignal::pair();
         RunControl {
             session: session.to_owned(),
             mode: watch::Sender::new(RunMode::Running),
             tracker: Mutex::new(Tracker::default()),
             idle: Notify::new(),
             summary_gate: AsyncMutex::new(false),
+            stop_handle,
+            stop_signal,
         }
     }
 
@@ -207,7 +214,13 @@ impl RunControl {
         t.pause_in_flight = t.in_turn.clone();
         t.pause_source = source.to_owned();
         self.mode.send_replace(RunMode::Stopping);
+        self.stop_handle.stop();
         true
+    }
+
+    /// The signal `stop` fires, for the turns' requests.
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop_signal.clone()
     }
 
     pub fn status(&self) -> StatusReport {
