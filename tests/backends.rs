@@ -28,6 +28,9 @@ mod launch_stop;
 #[path = "backends/claude_cli.rs"]
 mod claude_cli;
 
+#[path = "backends/gemini_cli.rs"]
+mod gemini_cli;
+
 #[path = "backends/codex_squad.rs"]
 mod codex_squad;
 

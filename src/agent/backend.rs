@@ -287,3 +287,29 @@ pub trait Backend: Send + Sync {
         events: &'a TurnEvents,
     ) -> BoxFuture<'a, Result<TurnResult, BackendError>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stop_reaches_every_clone_and_a_dropped_handle_is_no_stop() {
+        let (handle, signal) = StopSignal::pair();
+        let mut clone = signal.clone();
+        assert!(!signal.is_stopped());
+        handle.stop();
+        handle.stop();
+        assert!(signal.is_stopped());
+        tokio::time::timeout(Duration::from_secs(1), clone.stopped())
+            .await
+            .expect("a fired signal resolves");
+
+        let (handle, mut signal) = StopSignal::pair();
+        drop(handle);
+        assert!(!signal.is_stopped());
+        let waited = tokio::time::timeout(Duration::from_millis(100), signal.stopped()).await;
+        assert!(waited.is_err(), "a dropped handle stopped the turn");
+        assert!(StopSignal::never().or_stopped(async { 7 }).await == Some(7));
+    }
+}
