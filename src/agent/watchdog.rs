@@ -39,6 +39,10 @@ pub fn install(program: &Path, grace: Duration) -> std::io::Result<()> {
         return Ok(());
     }
     let mut command = Command::new(program);
+    if let Ok(exe) = std::env::current_exe() {
+        // `ps` shows `…/launch __watchdog`, not `/proc/self/exe __watchdog`.
+        std::os::unix::process::CommandExt::arg0(&mut command, exe);
+    }
     command
         .arg(SUBCOMMAND)
         .arg("--grace-ms")
