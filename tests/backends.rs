@@ -25,6 +25,9 @@ mod cli_process;
 #[path = "backends/launch_stop.rs"]
 mod launch_stop;
 
+#[path = "backends/launch_prompt.rs"]
+mod launch_prompt;
+
 #[path = "backends/claude_cli.rs"]
 mod claude_cli;
 
