@@ -163,6 +163,14 @@ impl StopSignal {
     }
 }
 
+/// A signal fired when the watched value turns true (for a run that keeps its own
+/// `watch::Sender<bool>`: `sender.subscribe().into()`).
+impl From<watch::Receiver<bool>> for StopSignal {
+    fn from(receiver: watch::Receiver<bool>) -> Self {
+        StopSignal(receiver)
+    }
+}
+
 /// The message of a turn ended by `StopSignal`.
 pub const STOPPED_BY_USER: &str = "stopped by the user";
 
@@ -311,5 +319,15 @@ mod tests {
         let waited = tokio::time::timeout(Duration::from_millis(100), signal.stopped()).await;
         assert!(waited.is_err(), "a dropped handle stopped the turn");
         assert!(StopSignal::never().or_stopped(async { 7 }).await == Some(7));
+
+        let sender = watch::Sender::new(false);
+        let signal = StopSignal::from(sender.subscribe());
+        sender.send_replace(true);
+        assert!(
+            signal
+                .or_stopped(std::future::pending::<()>())
+                .await
+                .is_none()
+        );
     }
 }
