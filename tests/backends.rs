@@ -19,6 +19,21 @@ mod codex_failures;
 #[path = "backends/fake_cli.rs"]
 mod fake_cli;
 
+#[path = "backends/cli_process.rs"]
+mod cli_process;
+
+#[path = "backends/launch_stop.rs"]
+mod launch_stop;
+
+#[path = "backends/launch_prompt.rs"]
+mod launch_prompt;
+
+#[path = "backends/claude_cli.rs"]
+mod claude_cli;
+
+#[path = "backends/gemini_cli.rs"]
+mod gemini_cli;
+
 #[path = "backends/codex_squad.rs"]
 mod codex_squad;
 

@@ -169,6 +169,10 @@ impl Backend for AnthropicBackend {
         request: &'a TurnRequest,
         events: &'a TurnEvents,
     ) -> BoxFuture<'a, Result<TurnResult, BackendError>> {
-        Box::pin(self.run(request, events))
+        Box::pin(crate::agent::backend::until_stopped(
+            request,
+            events,
+            self.run(request, events),
+        ))
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::agent::event::{AgentEvent, TurnOutcome, Usage};
 use crate::events::{EventBus, OrchEventKind};
@@ -108,6 +109,98 @@ pub struct TurnRequest {
     pub history: Vec<ChatMessage>,
     pub model: Option<String>,
     pub cwd: PathBuf,
+    /// Fires when the user stops the run: the backend ends the turn (stops the agent's
+    /// process group, drops the request) and returns `TurnOutcome::Interrupted`.
+    pub stop: StopSignal,
+}
+
+/// The sending half of a `StopSignal`: `stop` fires every clone of its signal.
+/// Dropping it without calling `stop` does not stop anything.
+#[derive(Clone, Debug)]
+pub struct StopHandle(std::sync::Arc<watch::Sender<bool>>);
+
+impl StopHandle {
+    /// Fires the signal; later calls do nothing.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Tells a running turn that the user stopped the run. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+impl StopSignal {
+    /// A handle and the signal it fires.
+    pub fn pair() -> (StopHandle, StopSignal) {
+        let (tx, rx) = watch::channel(false);
+        (StopHandle(std::sync::Arc::new(tx)), StopSignal(rx))
+    }
+
+    /// A signal that never fires (tests, one-off turns).
+    pub fn never() -> StopSignal {
+        StopSignal::pair().1
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the signal fired; never when its handle is dropped unfired.
+    pub async fn stopped(&mut self) {
+        if self.0.wait_for(|stopped| *stopped).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Runs `work` until it ends or the signal fires (`None`): dropping `work` is how
+    /// backends without a process (HTTP, demo) end a stopped turn.
+    pub async fn or_stopped<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut signal = self.clone();
+        tokio::select! {
+            biased;
+            _ = signal.stopped() => None,
+            value = work => Some(value),
+        }
+    }
+}
+
+/// A signal fired when the watched value turns true (for a run that keeps its own
+/// `watch::Sender<bool>`: `sender.subscribe().into()`).
+impl From<watch::Receiver<bool>> for StopSignal {
+    fn from(receiver: watch::Receiver<bool>) -> Self {
+        StopSignal(receiver)
+    }
+}
+
+/// The message of a turn ended by `StopSignal`.
+pub const STOPPED_BY_USER: &str = "stopped by the user";
+
+/// Runs a backend's turn until it ends or the request's stop signal fires; then the
+/// turn is dropped (an HTTP request is cancelled with it) and reported interrupted.
+/// For backends without a process of their own (HTTP APIs, demo).
+pub async fn until_stopped(
+    request: &TurnRequest,
+    events: &TurnEvents,
+    turn: impl Future<Output = Result<TurnResult, BackendError>>,
+) -> Result<TurnResult, BackendError> {
+    if let Some(result) = request.stop.or_stopped(turn).await {
+        return result;
+    }
+    let outcome = TurnOutcome::Interrupted {
+        message: STOPPED_BY_USER.into(),
+    };
+    events
+        .emit(AgentEvent::Finished {
+            outcome: outcome.clone(),
+        })
+        .await;
+    Ok(TurnResult {
+        thread_id: request.resume.clone(),
+        response: String::new(),
+        usage: Usage::default(),
+        outcome,
+    })
 }
 
 impl TurnRequest {
@@ -140,11 +233,11 @@ pub struct TurnResult {
 pub enum BackendError {
     #[error("`{program}` was not found{hint}")]
     ProgramNotFound { program: String, hint: String },
-    #[error("failed to start `{program}`")]
+    /// The OS refused to start the program; `reason` is its error (E2BIG, EACCES...).
+    #[error("failed to start `{program}`: {reason}")]
     Spawn {
         program: String,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("backend `{backend}` is not configured: {reason}")]
     NotConfigured { backend: String, reason: String },
@@ -194,11 +287,49 @@ pub trait Backend: Send + Sync {
     /// The cheapest model of this backend, used for every turn under `--mini`.
     fn mini_model(&self) -> Option<String>;
 
-    /// Runs one turn, streaming events to `events`. Dropping the future must stop the
-    /// turn (kill the agent's process group, close the connection).
+    /// Runs one turn, streaming events to `events`. When `request.stop` fires, the
+    /// turn ends in order (a CLI's process group gets SIGTERM, the grace, SIGKILL and
+    /// is reaped; an HTTP request is dropped) and returns `TurnOutcome::Interrupted`.
+    /// Dropping the future instead kills at once (SIGKILL to the group).
     fn turn<'a>(
         &'a self,
         request: &'a TurnRequest,
         events: &'a TurnEvents,
     ) -> BoxFuture<'a, Result<TurnResult, BackendError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stop_reaches_every_clone_and_a_dropped_handle_is_no_stop() {
+        let (handle, signal) = StopSignal::pair();
+        let mut clone = signal.clone();
+        assert!(!signal.is_stopped());
+        handle.stop();
+        handle.stop();
+        assert!(signal.is_stopped());
+        tokio::time::timeout(Duration::from_secs(1), clone.stopped())
+            .await
+            .expect("a fired signal resolves");
+
+        let (handle, mut signal) = StopSignal::pair();
+        drop(handle);
+        assert!(!signal.is_stopped());
+        let waited = tokio::time::timeout(Duration::from_millis(100), signal.stopped()).await;
+        assert!(waited.is_err(), "a dropped handle stopped the turn");
+        assert!(StopSignal::never().or_stopped(async { 7 }).await == Some(7));
+
+        let sender = watch::Sender::new(false);
+        let signal = StopSignal::from(sender.subscribe());
+        sender.send_replace(true);
+        assert!(
+            signal
+                .or_stopped(std::future::pending::<()>())
+                .await
+                .is_none()
+        );
+    }
 }

@@ -71,11 +71,18 @@ pub fn classify_codex_error(message: &str, now: OffsetDateTime) -> FailureClass 
     {
         return FailureClass::Terminal;
     }
+    // Codex's own words for a 5xx after its retries, and for a stream cut mid-turn:
+    // transient whatever status the rest of the message quotes.
+    let codex_transient = ["high demand", "stream disconnected", "reconnecting"];
+    if codex_transient.iter().any(|needle| lower.contains(needle)) {
+        return FailureClass::Transient {
+            retry_after_secs: parse_reset_in_secs(message, now),
+        };
+    }
     if let Some(status) = http_status_in(&lower) {
         return classify_http(status, parse_reset_in_secs(message, now), None);
     }
     let transient = [
-        "stream disconnected",
         "overloaded",
         "rate limit",
         "timed out",
@@ -331,6 +338,20 @@ mod tests {
         );
         assert_eq!(
             classify_codex_error("stream disconnected before completion: eof", NOW),
+            transient
+        );
+        assert_eq!(
+            classify_codex_error(
+                "We're currently experiencing high demand, which may cause temporary errors.",
+                NOW
+            ),
+            transient
+        );
+        assert_eq!(
+            classify_codex_error(
+                "stream disconnected before completion: error sending request: 400 Bad Request",
+                NOW
+            ),
             transient
         );
         assert_eq!(

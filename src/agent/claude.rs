@@ -1,5 +1,5 @@
-//! The `claude` backend: `claude -p … --output-format stream-json --verbose`, resumed
-//! with `--resume=<session_id>`.
+//! The `claude` backend: `claude -p --input-format text --output-format stream-json
+//! --verbose` with the prompt on stdin, resumed with `--resume=<session_id>`.
 //!
 //! Owns the command line; process handling lives in `process`, parsing in
 //! `stream::claude`.
@@ -26,10 +26,12 @@ impl ClaudeBackend {
         })
     }
 
-    /// The arguments for one turn (without the program).
+    /// The arguments for one turn (without the program; the prompt goes on stdin).
     pub fn args(&self, request: &TurnRequest) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "-p".into(),
+            "--input-format".into(),
+            "text".into(),
             "--output-format".into(),
             "stream-json".into(),
             "--verbose".into(),
@@ -42,8 +44,6 @@ impl ClaudeBackend {
             args.push(format!("--resume={session}").into());
         }
         args.extend(self.command.cli.extra_args.iter().map(OsString::from));
-        args.push("--".into());
-        args.push(request.prompt.clone().into());
         args
     }
 

@@ -1,5 +1,5 @@
-//! The `codex` backend: `codex exec --json` for a new thread, `codex exec --json
-//! resume <thread_id>` for later turns on it.
+//! The `codex` backend: `codex exec --json … -` for a new thread, `codex exec --json
+//! resume <thread_id> -` for later turns on it; the prompt goes on stdin (`-`).
 //!
 //! Owns the command line and the thread-cumulative usage bookkeeping (Codex reports
 //! usage for the whole thread; we emit per-turn deltas). Process handling lives in
@@ -35,7 +35,7 @@ impl CodexBackend {
         })
     }
 
-    /// The arguments for one turn (without the program).
+    /// The arguments for one turn (without the program; the prompt goes on stdin).
     pub fn args(&self, request: &TurnRequest) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "exec".into(),
@@ -54,6 +54,7 @@ impl CodexBackend {
                 }
                 args.extend(self.command.cli.extra_args.iter().map(OsString::from));
                 args.push("--".into());
+                args.push("-".into());
             }
             Some(thread_id) => {
                 // `exec resume` has no --sandbox flag; the config override does the same.
@@ -65,9 +66,9 @@ impl CodexBackend {
                 args.push("resume".into());
                 args.push("--".into());
                 args.push(thread_id.into());
+                args.push("-".into());
             }
         }
-        args.push(request.prompt.clone().into());
         args
     }
 

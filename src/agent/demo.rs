@@ -321,7 +321,7 @@ impl Backend for DemoBackend {
         request: &'a TurnRequest,
         events: &'a TurnEvents,
     ) -> BoxFuture<'a, Result<TurnResult, BackendError>> {
-        Box::pin(async move {
+        let turn = async move {
             let scenario = &self.scenario;
             let step = Duration::from_millis(scenario.delay_ms);
             let thread_id = request
@@ -499,7 +499,8 @@ impl Backend for DemoBackend {
                 usage,
                 outcome: TurnOutcome::Completed,
             })
-        })
+        };
+        Box::pin(crate::agent::backend::until_stopped(request, events, turn))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `gemini` backend: `gemini --prompt=… -o stream-json`, resumed with
+//! The `gemini` backend: `gemini -o stream-json` with the prompt on stdin (a piped
+//! stdin makes the CLI headless and is read as the prompt), resumed with
 //! `-r <session_id>`.
 //!
 //! Owns the command line; process handling lives in `process`, parsing in
@@ -25,7 +26,7 @@ impl GeminiBackend {
         })
     }
 
-    /// The arguments for one turn (without the program).
+    /// The arguments for one turn (without the program; the prompt goes on stdin).
     pub fn args(&self, request: &TurnRequest) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-o".into(), "stream-json".into()];
         if let Some(model) = self.command.model(request) {
@@ -37,8 +38,6 @@ impl GeminiBackend {
             args.push(session.into());
         }
         args.extend(self.command.cli.extra_args.iter().map(OsString::from));
-        // `--prompt=` keeps a prompt that starts with `-` from reading as a flag.
-        args.push(format!("--prompt={}", request.prompt).into());
         args
     }
 

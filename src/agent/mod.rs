@@ -16,10 +16,11 @@ pub mod process;
 pub mod registry;
 pub mod settings;
 pub mod stream;
+pub mod watchdog;
 
 pub use backend::{
-    AgentKind, Backend, BackendError, BoxFuture, ChatMessage, ChatRole, Expects, TurnEvents,
-    TurnKind, TurnRequest, TurnResult,
+    AgentKind, Backend, BackendError, BoxFuture, ChatMessage, ChatRole, Expects, StopHandle,
+    StopSignal, TurnEvents, TurnKind, TurnRequest, TurnResult,
 };
 pub use event::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, Usage};
 pub use registry::{BACKEND_NAMES, build_backend};

@@ -8,6 +8,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default of `BackendSettings::cli_idle_timeout`.
+pub const DEFAULT_CLI_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
 /// Settings of one agent CLI (codex, claude, gemini).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CliSettings {
@@ -19,7 +22,7 @@ pub struct CliSettings {
     pub model: Option<String>,
     /// Cheapest model, used under `--mini`. Config `backends.<name>.mini_model`.
     pub mini_model: Option<String>,
-    /// Extra arguments placed before the prompt (config `backends.<name>.args`).
+    /// Extra arguments, last on the command line (config `backends.<name>.args`).
     pub extra_args: Vec<String>,
     /// Extra environment for this CLI only (config `backends.<name>.env`), added after
     /// `BackendSettings::env`.
@@ -68,10 +71,15 @@ pub struct BackendSettings {
     /// `openai`: flags `--base-url` (default Ollama's `http://127.0.0.1:11434/v1`),
     /// `--model` (required), key from `OPENAI_API_KEY` if set.
     pub openai: HttpSettings,
-    /// How long a killed agent gets between SIGTERM and SIGKILL.
+    /// How long a stopped agent's process group gets between SIGTERM and SIGKILL.
+    /// Config `process { kill-grace-ms … }`; default 5 s.
     pub kill_grace: Duration,
     /// A stream silent for this long is cut (HTTP backends).
     pub idle_timeout: Duration,
+    /// An agent CLI that writes nothing (stdout or stderr) for this long is ended and
+    /// its turn classed transient. Config `process { idle-timeout-ms … }`; default
+    /// 20 min.
+    pub cli_idle_timeout: Duration,
     /// Longest single line accepted from an agent; longer lines are reported and skipped.
     pub max_line_bytes: usize,
 }
@@ -118,6 +126,7 @@ impl Default for BackendSettings {
             },
             kill_grace: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
+            cli_idle_timeout: DEFAULT_CLI_IDLE_TIMEOUT,
             max_line_bytes: crate::agent::stream::DEFAULT_MAX_LINE,
         }
     }

@@ -38,6 +38,9 @@ pub enum LaunchCommand {
     /// Run the orchestrator of a prepared run directory (spawned by `launch` itself).
     #[command(hide = true)]
     Orchestrate(OrchestrateArgs),
+    /// Stop the agents of an orchestrator that went away (spawned by `launch` itself).
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog(WatchdogArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -220,4 +223,11 @@ pub struct OrchestrateArgs {
     /// The run directory (the resolved config comes as JSON on stdin).
     #[arg(long, value_name = "DIR")]
     pub run_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchdogArgs {
+    /// Time between SIGTERM and SIGKILL to the agents' process groups.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub grace_ms: u64,
 }

@@ -5,5 +5,5 @@ pub mod launch_args;
 
 pub use launch_args::{
     AttachArgs, CtlArgs, CtlCommand, LaunchCli, LaunchCommand, LsArgs, MuxChoice, OrchestrateArgs,
-    RunArgs,
+    RunArgs, WatchdogArgs,
 };

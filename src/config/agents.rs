@@ -99,12 +99,24 @@ pub struct RetrySettings {
     pub default_park_ms: Option<u64>,
 }
 
+/// How agent processes are stopped and watched (a top-level `process` node); `None`
+/// keeps the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSettings {
+    /// Time a stopped agent's process group gets between SIGTERM and SIGKILL (5 s).
+    pub kill_grace_ms: Option<u64>,
+    /// An agent CLI silent this long (no stdout, no stderr) is ended (20 min).
+    pub idle_timeout_ms: Option<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentsConfig {
     pub source: ConfigSource,
     pub groups: Vec<GroupSpec>,
     #[serde(default)]
     pub retry: RetrySettings,
+    #[serde(default)]
+    pub process: ProcessSettings,
 }
 
 /// A problem with the meaning of a config (not its syntax).

@@ -211,6 +211,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         source: ConfigSource::File(path.to_path_buf()),
         groups,
         retry: RetrySettings::default(),
+        process: Default::default(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

@@ -7,7 +7,9 @@
 //! }
 //! ```
 //! Top-level `agent` and `orchestration` nodes form one group named `default`. A
-//! top-level `retry { max-tries 5; base-delay-ms 1000; max-park-ms … }` tunes retries.
+//! top-level `retry { max-tries 5; base-delay-ms 1000; max-park-ms … }` tunes retries,
+//! a top-level `process { kill-grace-ms 5000; idle-timeout-ms 1200000 }` how agent
+//! processes are stopped.
 //! Unknown settings are errors with line and column (a typo never passes silently).
 
 use std::path::Path;
@@ -15,8 +17,8 @@ use std::path::Path;
 use kdl::{KdlDocument, KdlNode, KdlValue};
 
 use crate::config::agents::{
-    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
-    RetrySettings,
+    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, ProcessSettings,
+    RelaySettings, RetrySettings,
 };
 use crate::config::error::{ConfigError, line_column};
 
@@ -71,6 +73,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut loose_offsets = Vec::new();
     let mut loose_offset = None;
     let mut retry = RetrySettings::default();
+    let mut process = ProcessSettings::default();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -89,11 +92,12 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 loose.orchestration = parse_orchestration(&ctx, node)?;
             }
             "retry" => retry = parse_retry(&ctx, node)?,
+            "process" => process = parse_process(&ctx, node)?,
             other => {
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration` or `retry`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry` or `process`)"
                     ),
                 ));
             }
@@ -115,6 +119,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         source: ConfigSource::File(path.to_path_buf()),
         groups,
         retry,
+        process,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -307,6 +312,22 @@ fn parse_retry(ctx: &Ctx, node: &KdlNode) -> Result<RetrySettings, ConfigError> 
     Ok(retry)
 }
 
+fn parse_process(ctx: &Ctx, node: &KdlNode) -> Result<ProcessSettings, ConfigError> {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let mut process = ProcessSettings::default();
+    for child in children(node) {
+        match key(child).as_str() {
+            "kill-grace-ms" => process.kill_grace_ms = Some(single_ms(ctx, child, 600_000)?),
+            "idle-timeout-ms" => match single_ms(ctx, child, DAY_MS)? {
+                0 => return Err(ctx.err(child, "`idle-timeout-ms` must be above 0")),
+                ms => process.idle_timeout_ms = Some(ms),
+            },
+            other => return Err(ctx.err(child, format!("unknown process setting `{other}`"))),
+        }
+    }
+    Ok(process)
+}
+
 fn single_ms(ctx: &Ctx, node: &KdlNode, max: u64) -> Result<u64, ConfigError> {
     match single_value(ctx, node)? {
         KdlValue::Integer(n) if *n >= 0 && *n <= i128::from(max) => Ok(*n as u64),
@@ -420,6 +441,29 @@ group "web" {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown retry setting `backoff`"), "{err}");
+    }
+
+    #[test]
+    fn a_top_level_process_node_sets_grace_and_idle_limit() {
+        let config = parse(
+            "process {\n  kill-grace-ms 1000\n  idle-timeout-ms 250\n}\nagent \"a\" { plan-prompt \"x\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.process,
+            ProcessSettings {
+                kill_grace_ms: Some(1000),
+                idle_timeout_ms: Some(250),
+            }
+        );
+        let err = parse("process { idle-timeout-ms 0 }\nagent \"a\" { plan-prompt \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be above 0"), "{err}");
+        let err = parse("process { grace 3 }\nagent \"a\" { plan-prompt \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown process setting `grace`"), "{err}");
     }
 
     #[test]

@@ -368,5 +368,12 @@ pub fn backend_settings(config: &Config, env: &Env) -> crate::agent::BackendSett
         settings.minimax.model = Some(model.clone());
     }
     settings.openai.api_key = get("OPENAI_API_KEY");
+    let process = &config.agents.process;
+    if let Some(ms) = process.kill_grace_ms {
+        settings.kill_grace = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = process.idle_timeout_ms {
+        settings.cli_idle_timeout = std::time::Duration::from_millis(ms);
+    }
     settings
 }

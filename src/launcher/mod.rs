@@ -53,6 +53,9 @@ pub fn main(cli: LaunchCli) -> ExitCode {
             ExitCode::from(exit::SUCCESS)
         }),
         Some(LaunchCommand::Orchestrate(args)) => orchestrate(&args.run_dir, &env),
+        Some(LaunchCommand::Watchdog(args)) => Ok(ExitCode::from(crate::agent::watchdog::run(
+            std::time::Duration::from_millis(args.grace_ms),
+        ))),
         None => resolve(&cli.run, &env, &cwd)
             .map_err(LaunchError::from)
             .and_then(|config| run(config, &env)),
@@ -118,8 +121,28 @@ fn run(config: Config, env: &crate::config::Env) -> Result<ExitCode, LaunchError
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;
+    install_watchdog(&config);
     let report = runtime().block_on(foreground::run_in_foreground(config, env, true))?;
     Ok(finish(metrics, &report, &session, &logs))
+}
+
+/// Starts this orchestrator's agent watchdog (`launch __watchdog`), so that no agent
+/// process outlives it, even killed with SIGKILL. Its grace is the configured kill
+/// grace, at most 5 s, so every agent is gone 10 s after the orchestrator.
+fn install_watchdog(config: &Config) {
+    let grace_ms = config
+        .agents
+        .process
+        .kill_grace_ms
+        .unwrap_or(5000)
+        .min(5000);
+    // /proc/self/exe runs this very binary, even if its file was replaced since.
+    let program = std::path::Path::new("/proc/self/exe");
+    if let Err(err) =
+        crate::agent::watchdog::install(program, std::time::Duration::from_millis(grace_ms))
+    {
+        tracing::warn!(error = %err, "failed to start the agent watchdog; agents may outlive a killed orchestrator");
+    }
 }
 
 /// Runs the orchestrator the launcher spawned for a Zellij/tmux run. Its resolved config
@@ -147,6 +170,7 @@ fn orchestrate(
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;
+    install_watchdog(&config);
     let report = runtime().block_on(foreground::run_in_foreground(config, env, false))?;
     Ok(finish(metrics, &report, &session, &logs))
 }

@@ -223,6 +223,7 @@ impl RunContext {
                 history: thread.history.clone(),
                 model: model.clone(),
                 cwd: self.config.paths.project_root.clone(),
+                stop: self.stop.subscribe().into(),
             };
             self.bus
                 .publish(OrchEventKind::TurnStarted {
@@ -237,35 +238,22 @@ impl RunContext {
                 .await;
             let events = TurnEvents::new(self.bus.clone(), thread.id.clone(), turn);
             let started_at = SystemTime::now();
-            let result = tokio::select! {
-                result = backend.turn(&request, &events) => Some(result),
-                _ = self.stopped() => None,
-            };
-            let (result, stopped) = match result {
-                Some(Ok(result)) => (result, false),
-                Some(Err(err)) => (
-                    TurnResult {
-                        thread_id: None,
-                        response: String::new(),
-                        usage: Usage::default(),
-                        outcome: TurnOutcome::Failed {
-                            class: FailureClass::Terminal,
-                            message: err.to_string(),
-                        },
+            // A stop ends the turn inside the backend (TERM, grace, KILL, reaped), which
+            // then reports it interrupted; the turn is not dropped half-way.
+            let result = backend.turn(&request, &events).await;
+            let stopped = *self.stop.borrow()
+                && !matches!(&result, Ok(result) if result.outcome.is_success());
+            let result = match result {
+                Ok(result) => result,
+                Err(err) => TurnResult {
+                    thread_id: None,
+                    response: String::new(),
+                    usage: Usage::default(),
+                    outcome: TurnOutcome::Failed {
+                        class: FailureClass::Terminal,
+                        message: err.to_string(),
                     },
-                    false,
-                ),
-                None => (
-                    TurnResult {
-                        thread_id: thread.resume.clone(),
-                        response: String::new(),
-                        usage: Usage::default(),
-                        outcome: TurnOutcome::Interrupted {
-                            message: "stopped by the user".into(),
-                        },
-                    },
-                    true,
-                ),
+                },
             };
             self.link.turn_ended(&thread.id, result.usage);
             thread.usage.add(&result.usage);

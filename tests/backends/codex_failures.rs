@@ -137,3 +137,31 @@ async fn codex_rejected_key_is_terminal() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_internal_server_error_after_its_retries_is_transient() {
+    // Codex 0.169 words a 5xx it gave up on as "We're currently experiencing high
+    // demand…", without the status.
+    let Some((outcome, events)) = codex_turn(|_| {
+        json_error(
+            500,
+            Vec::new(),
+            serde_json::json!({"error": {"message": "boom"}}),
+        )
+    })
+    .await
+    else {
+        return;
+    };
+    eprintln!("{outcome:?}\n{events:#?}");
+    assert!(
+        matches!(
+            outcome,
+            TurnOutcome::Failed {
+                class: FailureClass::Transient { .. },
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}

@@ -11,19 +11,20 @@ use orch::agent::{AgentEvent, TurnOutcome, build_backend};
 
 use crate::support::{collecting_bus, request, turn_events};
 
-/// Writes an executable script that records "$@" to `args` and then runs `body`.
-fn fake_cli(dir: &Path, name: &str, body: &str) -> PathBuf {
+/// Writes an executable script that records "$@" to `args` and its stdin to `stdin`,
+/// then runs `body`.
+pub(crate) fn fake_cli(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     let script = format!(
-        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$ARGS_FILE\"\n{body}\n"
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$ARGS_FILE\"\ncat > \"$ARGS_FILE.stdin\"\n{body}\n"
     );
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
 
-fn settings(dir: &Path, cli: &str, bin: PathBuf) -> BackendSettings {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/agents");
+pub(crate) fn settings(dir: &Path, cli: &str, bin: PathBuf) -> BackendSettings {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let mut settings = BackendSettings {
         env: vec![
             ("PATH".into(), "/usr/bin:/bin".into()),
@@ -81,6 +82,8 @@ async fn run(
         .lines()
         .map(str::to_string)
         .collect();
+    let stdin = std::fs::read_to_string(dir.path().join("args.stdin")).unwrap();
+    assert_eq!(stdin, prompt, "the prompt did not arrive on stdin");
     let events = collected.events();
     sinks.finish().await;
     (result, args, events)
@@ -90,7 +93,7 @@ async fn run(
 async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
     let (result, args, events) = run(
         "claude",
-        "cat \"$FIXTURES/claude_success.jsonl\"",
+        "cat \"$FIXTURES/claude/success.jsonl\"",
         Some("5b0c2e1a"),
         "-starts with a dash",
     )
@@ -99,6 +102,8 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
         args,
         [
             "-p",
+            "--input-format",
+            "text",
             "--output-format",
             "stream-json",
             "--verbose",
@@ -107,8 +112,6 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
             "--resume=5b0c2e1a",
             "--permission-mode",
             "acceptEdits",
-            "--",
-            "-starts with a dash"
         ]
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
@@ -128,7 +131,7 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
 async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
     let (result, args, _) = run(
         "gemini",
-        "cat \"$FIXTURES/gemini_success.jsonl\"",
+        "cat \"$FIXTURES/gemini/success.jsonl\"",
         Some("7e3f"),
         "-p is not a flag here",
     )
@@ -144,7 +147,6 @@ async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
             "7e3f",
             "--approval-mode",
             "auto_edit",
-            "--prompt=-p is not a flag here"
         ]
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
@@ -158,7 +160,7 @@ async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
 async fn codex_command_lines_for_plan_and_resume() {
     let (_, plan_args, _) = run(
         "codex",
-        "cat \"$FIXTURES/codex_success.jsonl\"",
+        "cat \"$FIXTURES/codex/completed.jsonl\"",
         None,
         "plan it",
     )
@@ -174,12 +176,12 @@ async fn codex_command_lines_for_plan_and_resume() {
             "--sandbox",
             "workspace-write",
             "--",
-            "plan it"
+            "-"
         ]
     );
     let (result, resume_args, _) = run(
         "codex",
-        "cat \"$FIXTURES/codex_success.jsonl\"",
+        "cat \"$FIXTURES/codex/completed.jsonl\"",
         Some("0199f3c1"),
         "follow up",
     )
@@ -197,7 +199,7 @@ async fn codex_command_lines_for_plan_and_resume() {
             "resume",
             "--",
             "0199f3c1",
-            "follow up"
+            "-"
         ]
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);

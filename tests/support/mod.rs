@@ -39,7 +39,9 @@ pub use repo::*;
 
 use std::sync::{Arc, Mutex};
 
-use orch::agent::{AgentEvent, AgentKind, ChatMessage, Expects, TurnEvents, TurnKind, TurnRequest};
+use orch::agent::{
+    AgentEvent, AgentKind, ChatMessage, Expects, StopSignal, TurnEvents, TurnKind, TurnRequest,
+};
 use orch::events::{EventBus, OrchEvent, OrchEventKind, Sink, SinkThread};
 use orch::redact::Redactor;
 
@@ -116,6 +118,7 @@ pub fn request(agent: &str, turn: u32, prompt: &str, cwd: &std::path::Path) -> T
         history: Vec::<ChatMessage>::new(),
         model: None,
         cwd: cwd.to_path_buf(),
+        stop: StopSignal::never(),
     }
 }
 
