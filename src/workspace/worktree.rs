@@ -318,9 +318,38 @@ mod tests {
             .parse()
             .unwrap();
         // The background child was in the killed group (a zombie at most, reaped by init).
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z"))
-            .unwrap_or(false);
-        assert!(!alive, "background child {pid} survived the timeout");
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z"))
+                .unwrap_or(false)
+        };
+        let waited = std::time::Instant::now();
+        while alive() && waited.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!alive(), "background child {pid} survived the timeout");
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use crate::workspace::base::{BaseChoice, Workspace};
+    use crate::workspace::test_support::UserRepo;
+
+    #[test]
+    fn parallel_agents_get_their_worktrees_at_the_same_time() {
+        let repo = UserRepo::new();
+        let (ws, _) = Workspace::prepare(&repo.root, "run-par", BaseChoice::Head).unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let ws = ws.clone();
+                std::thread::spawn(move || ws.create_agent(&format!("agent-{i}")))
+            })
+            .collect();
+        for handle in handles {
+            let wt = handle.join().unwrap().unwrap();
+            assert!(wt.path.join("README.md").is_file(), "{wt:?}");
+        }
+        assert_eq!(ws.agents().len(), 4);
     }
 }
