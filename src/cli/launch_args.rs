@@ -36,10 +36,19 @@ pub enum LaunchCommand {
     /// List the runs of this repository with their state.
     Ls(LsArgs),
     /// Merge a run's branch (orch/<session>) into your current branch.
+    ///
+    /// A fast-forward when possible, else a merge commit. Refuses, changing nothing, when
+    /// your uncommitted changes would be overwritten or the merge would conflict.
     Merge(MergeArgs),
     /// Show what a run, or one of its agents, changed (stat and patch).
     Diff(DiffArgs),
     /// Remove the worktrees and orch branches of finished runs.
+    ///
+    /// Removes the agent worktrees (.orch/worktrees/<session>) and the branches
+    /// orch/<session> and orch-agent/<session>/* of finished runs. A run with a worktree
+    /// holding uncommitted changes, or an agent branch not merged into its run branch, is
+    /// left alone and named, unless --force. A running run is never touched; logs and the
+    /// audit store stay.
     Clean(CleanArgs),
     /// Run the orchestrator of a prepared run directory (spawned by `launch` itself).
     #[command(hide = true)]
@@ -229,11 +238,6 @@ pub struct OrchestrateArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Merge a run's branch (orch/<session>) into your current branch: a \
-        fast-forward when possible, else a merge commit. Refuses, changing nothing, when \
-        your uncommitted changes would be overwritten or the merge would conflict."
-)]
 pub struct MergeArgs {
     /// The run to merge.
     pub session: String,
@@ -258,13 +262,6 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(
-    long_about = "Remove the agent worktrees (.orch/worktrees/<session>) and the branches \
-        orch/<session> and orch-agent/<session>/* of finished runs. A run with a worktree \
-        holding uncommitted changes, or an agent branch not merged into its run branch, is \
-        left alone and named, unless --force. A running run is never touched; logs and the \
-        audit store stay."
-)]
 pub struct CleanArgs {
     /// Clean this run.
     #[arg(
