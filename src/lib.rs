@@ -8,6 +8,7 @@
 //! - `audit`: the append-only libSQL audit store.
 //! - `control`: the control socket, `launch ctl`, and signal handling.
 //! - `mux`: Zellij and tmux layouts and clients.
+//! - `workspace`: the run branch, a git worktree per agent, commits and the merge queue.
 
 pub mod agent;
 pub mod alloc;
@@ -22,3 +23,4 @@ pub mod mux;
 pub mod orchestrator;
 pub mod paths;
 pub mod redact;
+pub mod workspace;

@@ -1,4 +1,5 @@
-//! The built-in `demo` backend: deterministic, no network, no files touched.
+//! The built-in `demo` backend: deterministic, no network; files are written only in
+//! an orch worktree (`demo_files`).
 //!
 //! It answers like a real squad (a plan, research, a valid blueprint with a parallel
 //! pair and a dependant, specialist output) with realistic event streams and small
@@ -292,14 +293,14 @@ fn text_answer(request: &TurnRequest) -> String {
             request.role
         ),
         (_, TurnKind::FollowUp) => format!(
-            "Done: {} changed src/{}.rs and ran `cargo test` (12 passed).",
+            "Done: {} wrote demo/{}.py and its test, and ran the tests (12 passed).",
             request.agent,
             request.agent.replace('-', "_")
         ),
     };
     if request.expects == Expects::HandoffNote {
         text.push_str(&format!(
-            "\nHANDOFF NOTE: {} is finished; build on src/{}.rs.",
+            "\nHANDOFF NOTE: {} is finished; build on demo/{}.py.",
             request.agent,
             request.agent.replace('-', "_")
         ));
@@ -448,14 +449,31 @@ impl Backend for DemoBackend {
             }
             if request.kind == TurnKind::FollowUp && request.agent_kind != AgentKind::Core {
                 tokio::time::sleep(step).await;
-                let path = format!("src/{}.rs", request.agent.replace('-', "_"));
-                events
-                    .emit(AgentEvent::FileChange {
-                        path,
-                        change: "update".into(),
-                        status: ItemStatus::Completed,
-                    })
-                    .await;
+                let cwd = request.cwd.clone();
+                let agent = request.agent.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::agent::demo_files::write_agent_files(&cwd, &agent)
+                })
+                .await
+                .unwrap_or_else(|e| Some(Err(format!("the demo file writer panicked: {e}"))));
+                match written {
+                    Some(Ok(files)) => {
+                        for (path, change) in files {
+                            events
+                                .emit(AgentEvent::FileChange {
+                                    path,
+                                    change,
+                                    status: ItemStatus::Completed,
+                                })
+                                .await;
+                        }
+                    }
+                    Some(Err(message)) => {
+                        events.emit(AgentEvent::Error { message }).await;
+                    }
+                    // Not in an orch worktree: nothing is written, nothing reported.
+                    None => {}
+                }
             }
             tokio::time::sleep(step).await;
             let response = if request.expects == Expects::Blueprint {

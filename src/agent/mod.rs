@@ -7,6 +7,7 @@ pub mod claude;
 pub mod cli_turn;
 pub mod codex;
 pub mod demo;
+pub mod demo_files;
 pub mod event;
 pub mod gemini;
 pub mod http;

@@ -35,6 +35,21 @@ pub enum LaunchCommand {
     Attach(AttachArgs),
     /// List the runs of this repository with their state.
     Ls(LsArgs),
+    /// Merge a run's branch (orch/<session>) into your current branch.
+    ///
+    /// A fast-forward when possible, else a merge commit. Refuses, changing nothing, when
+    /// your uncommitted changes would be overwritten or the merge would conflict.
+    Merge(MergeArgs),
+    /// Show what a run, or one of its agents, changed (stat and patch).
+    Diff(DiffArgs),
+    /// Remove the worktrees and orch branches of finished runs.
+    ///
+    /// Removes the agent worktrees (.orch/worktrees/<session>) and the branches
+    /// orch/<session> and orch-agent/<session>/* of finished runs. A run with a worktree
+    /// holding uncommitted changes, or an agent branch not merged into its run branch, is
+    /// left alone and named, unless --force. A running run is never touched; logs and the
+    /// audit store stay.
+    Clean(CleanArgs),
     /// Run the orchestrator of a prepared run directory (spawned by `launch` itself).
     #[command(hide = true)]
     Orchestrate(OrchestrateArgs),
@@ -230,4 +245,49 @@ pub struct WatchdogArgs {
     /// Time between SIGTERM and SIGKILL to the agents' process groups.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub grace_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The run to merge.
+    pub session: String,
+    /// The repository [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The run to show.
+    pub session: String,
+    /// Show only this agent's changes (from its base to its branch).
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Print the stat only, without the patch.
+    #[arg(long)]
+    pub stat: bool,
+    /// The repository [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Clean this run.
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub session: Option<String>,
+    /// Clean every finished run of this repository.
+    #[arg(long)]
+    pub all: bool,
+    /// Also remove worktrees with uncommitted changes and unmerged agent branches.
+    #[arg(long)]
+    pub force: bool,
+    /// The repository [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
 }

@@ -23,6 +23,13 @@ pub enum LaunchError {
     },
     #[error(transparent)]
     Mux(#[from] crate::mux::MuxError),
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::WorkspaceError),
+    #[error("failed to write to stdout")]
+    Output {
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "run {session} is still going: `launch attach --session {session}` shows it, or pick another --session"
     )]
@@ -91,6 +98,15 @@ pub fn report_error(err: &LaunchError) -> ExitCode {
         | LaunchError::Mux(
             crate::mux::MuxError::ProgramNotFound { .. }
             | crate::mux::MuxError::BadSessionName { .. },
+        )
+        | LaunchError::Workspace(
+            crate::workspace::WorkspaceError::NotARepository { .. }
+            | crate::workspace::WorkspaceError::BadName { .. }
+            | crate::workspace::WorkspaceError::NoRunBranch { .. }
+            | crate::workspace::WorkspaceError::NoWorkspace { .. }
+            | crate::workspace::WorkspaceError::NoAgentBranch { .. }
+            | crate::workspace::WorkspaceError::NoWorktree { .. }
+            | crate::workspace::WorkspaceError::NothingToClean { .. },
         ) => exit::USAGE,
         _ => exit::RUN_FAILED,
     })

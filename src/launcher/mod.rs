@@ -6,6 +6,7 @@ pub mod foreground;
 pub mod metrics;
 pub mod mux_run;
 pub mod panes;
+pub mod workspace_cmds;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,9 @@ pub fn main(cli: LaunchCli) -> ExitCode {
             }
             ExitCode::from(exit::SUCCESS)
         }),
+        Some(LaunchCommand::Merge(args)) => workspace_cmds::merge(&args, &cwd),
+        Some(LaunchCommand::Diff(args)) => workspace_cmds::diff(&args, &cwd),
+        Some(LaunchCommand::Clean(args)) => workspace_cmds::clean_runs(&args, &cwd),
         Some(LaunchCommand::Orchestrate(args)) => orchestrate(&args.run_dir, &env),
         Some(LaunchCommand::Watchdog(args)) => Ok(ExitCode::from(crate::agent::watchdog::run(
             std::time::Duration::from_millis(args.grace_ms),

@@ -1,0 +1,355 @@
+//! One git worktree per agent: `.orch/worktrees/<session>/<agent>` on branch
+//! `orch-agent/<session>/<agent>`, created from the run branch's tip when the agent
+//! starts, so a dependant sees its parents' merged work. Core agents get a detached,
+//! read-only view of the base instead.
+//!
+//! Owns creating, finding and describing worktrees (`.meta/agents/<agent>.json`
+//! beside them). Does not commit or merge (`commit.rs`, `merge.rs`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::workspace::base::{
+    Workspace, check_name, meta_dir, read_json, session_worktrees_dir, write_json,
+};
+use crate::workspace::error::WorkspaceError;
+use crate::workspace::git::Git;
+use crate::workspace::setup::{SetupReport, apply};
+
+/// Whether orch commits and integrates what an agent does in its worktree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorktreeAccess {
+    /// On its own branch; committed and merged into the run branch.
+    Write,
+    /// Detached at the base; never committed or merged (core agents).
+    ReadOnly,
+}
+
+/// An agent's worktree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentWorktree {
+    pub agent: String,
+    pub session: String,
+    /// The agent's cwd and its sandbox's writable root.
+    pub path: PathBuf,
+    /// `orch-agent/<session>/<agent>`; `None` for a read-only worktree.
+    pub branch: Option<String>,
+    /// The commit its work is measured from: the run branch's tip when it was created,
+    /// and the tip it was rebased onto after an integration.
+    pub base: String,
+    pub access: WorktreeAccess,
+    /// What set-up placed (kept out of the agent's commits).
+    pub setup: SetupReport,
+}
+
+impl AgentWorktree {
+    pub(crate) fn git(&self, workspace: &Workspace) -> Git {
+        workspace.git.at(&self.path)
+    }
+
+    /// The branch, or an error for a read-only worktree.
+    pub fn writable_branch(&self) -> Result<&str, WorkspaceError> {
+        match (&self.branch, self.access) {
+            (Some(branch), WorktreeAccess::Write) => Ok(branch),
+            _ => Err(WorkspaceError::ReadOnly {
+                agent: self.agent.clone(),
+            }),
+        }
+    }
+
+    /// A label for pane titles and logs: the branch, or `read-only <short base>`.
+    pub fn label(&self) -> String {
+        match &self.branch {
+            Some(branch) => branch.clone(),
+            None => format!("read-only {}", &self.base[..self.base.len().min(10)]),
+        }
+    }
+}
+
+/// `orch-agent/<session>/<agent>`.
+pub fn agent_branch_name(session: &str, agent: &str) -> String {
+    format!("orch-agent/{session}/{agent}")
+}
+
+pub(crate) fn agent_meta_file(root: &Path, session: &str, agent: &str) -> PathBuf {
+    meta_dir(root, session)
+        .join("agents")
+        .join(format!("{agent}.json"))
+}
+
+impl Workspace {
+    /// Where agent `agent`'s worktree is (or will be).
+    pub fn agent_path(&self, agent: &str) -> PathBuf {
+        session_worktrees_dir(&self.root, self.session()).join(agent)
+    }
+
+    /// Creates agent `agent`'s worktree on its own branch at the run branch's current
+    /// tip, then applies the set-up.
+    pub fn create_agent(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
+        let tip = self.run_tip()?;
+        let branch = agent_branch_name(self.session(), agent);
+        self.create(agent, &tip, Some(branch))
+    }
+
+    /// Creates a read-only view of the run's base for agent `agent` (core agents):
+    /// detached, never committed or merged.
+    pub fn create_readonly(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
+        let base = self.base.commit.clone();
+        self.create(agent, &base, None)
+    }
+
+    fn create(
+        &self,
+        agent: &str,
+        start: &str,
+        branch: Option<String>,
+    ) -> Result<AgentWorktree, WorkspaceError> {
+        check_name("agent id", agent)?;
+        let path = self.agent_path(agent);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            return Err(WorkspaceError::WorktreeExists {
+                agent: agent.to_owned(),
+                path,
+            });
+        }
+        let mut cmd = self.git.cmd(["worktree", "add", "--quiet"]);
+        cmd = match &branch {
+            Some(branch) => cmd.args(["-b", branch]),
+            None => cmd.arg("--detach"),
+        };
+        cmd.arg(&path).arg(start).run()?;
+        let mut worktree = AgentWorktree {
+            agent: agent.to_owned(),
+            session: self.session().to_owned(),
+            path,
+            access: if branch.is_some() {
+                WorktreeAccess::Write
+            } else {
+                WorktreeAccess::ReadOnly
+            },
+            branch,
+            base: start.to_owned(),
+            setup: SetupReport::default(),
+        };
+        // Saved before set-up, so a failed set-up still leaves a worktree that
+        // `open_agent` and `launch clean` know.
+        self.save_agent(&worktree)?;
+        worktree.setup = apply(
+            &self.setup,
+            &self.git,
+            &self.root,
+            &worktree.path,
+            agent,
+            self.session(),
+        )?;
+        self.save_agent(&worktree)?;
+        Ok(worktree)
+    }
+
+    /// Agent `agent`'s existing worktree, as it is (resume).
+    pub fn open_agent(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
+        check_name("agent id", agent)?;
+        let file = agent_meta_file(&self.root, self.session(), agent);
+        let path = self.agent_path(agent);
+        if !file.exists() || !path.is_dir() {
+            return Err(WorkspaceError::NoWorktree {
+                agent: agent.to_owned(),
+                session: self.session().to_owned(),
+                path,
+            });
+        }
+        read_json(&file)
+    }
+
+    /// The agents with a worktree in this run, sorted.
+    pub fn agents(&self) -> Vec<String> {
+        let dir = meta_dir(&self.root, self.session()).join("agents");
+        let mut agents: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".json")
+                    .map(str::to_owned)
+            })
+            .collect();
+        agents.sort();
+        agents
+    }
+
+    pub(crate) fn save_agent(&self, worktree: &AgentWorktree) -> Result<(), WorkspaceError> {
+        write_json(
+            &agent_meta_file(&self.root, self.session(), &worktree.agent),
+            worktree,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::base::BaseChoice;
+    use crate::workspace::setup::WorktreeSetup;
+    use crate::workspace::test_support::{UserRepo, write};
+
+    #[test]
+    fn an_agent_worktree_gets_its_branch_and_set_up_and_is_found_again() {
+        let repo = UserRepo::new();
+        write(&repo.root, ".env", "SECRET=1\n");
+        write(&repo.root, "config/local.toml", "port = 1\n");
+        write(&repo.root, "build/out.bin", "not wanted\n");
+        write(
+            &repo.root,
+            "node_modules/pkg/index.js",
+            "module.exports = 1;\n",
+        );
+        // The include file itself is untracked here: it is read from the user's tree.
+        write(
+            &repo.root,
+            ".worktreeinclude",
+            "config/local.toml\n# comments are fine\n",
+        );
+        let before = repo.untouched();
+        let (ws, _) = Workspace::prepare(&repo.root, "run-w", BaseChoice::Head).unwrap();
+        let ws = ws.with_setup(WorktreeSetup {
+            copy: vec![".env".into(), "missing.txt".into()],
+            link: vec!["node_modules".into()],
+            commands: vec!["echo ran > setup-ran.txt".into()],
+            ..WorktreeSetup::default()
+        });
+        let wt = ws.create_agent("api").unwrap();
+        assert_eq!(wt.path, repo.root.join(".orch/worktrees/run-w/api"));
+        assert_eq!(wt.branch.as_deref(), Some("orch-agent/run-w/api"));
+        assert_eq!(wt.base, ws.run_tip().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(wt.path.join(".env")).unwrap(),
+            "SECRET=1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(wt.path.join("config/local.toml")).unwrap(),
+            "port = 1\n"
+        );
+        assert!(
+            !wt.path.join("build/out.bin").exists(),
+            "not in .worktreeinclude"
+        );
+        assert!(!wt.path.join("debug.log").exists());
+        assert!(
+            !wt.path.join("notes.txt").exists(),
+            "the base is HEAD, not the tree"
+        );
+        let link = std::fs::read_link(wt.path.join("node_modules")).unwrap();
+        assert_eq!(link, repo.root.join("node_modules"));
+        assert!(wt.path.join("setup-ran.txt").exists());
+        assert_eq!(wt.setup.copied, [".env", "config/local.toml"]);
+        assert_eq!(wt.setup.linked, ["node_modules"]);
+        let head = repo.git.at(&wt.path).run(["symbolic-ref", "HEAD"]).unwrap();
+        assert_eq!(head, "refs/heads/orch-agent/run-w/api");
+
+        // Resume: the same worktree, as it is.
+        write(&wt.path, "work-in-progress.txt", "half done\n");
+        let reopened = Workspace::open(&repo.root, "run-w")
+            .unwrap()
+            .open_agent("api")
+            .unwrap();
+        assert_eq!(reopened, wt);
+        assert!(reopened.path.join("work-in-progress.txt").exists());
+        let err = ws.create_agent("api").unwrap_err();
+        assert!(
+            matches!(err, WorkspaceError::WorktreeExists { .. }),
+            "{err}"
+        );
+        let err = ws.open_agent("ghost").unwrap_err();
+        assert!(matches!(err, WorkspaceError::NoWorktree { .. }), "{err}");
+
+        // A read-only view for a core agent: detached at the base.
+        let core = ws.create_readonly("planner").unwrap();
+        assert_eq!(core.access, WorktreeAccess::ReadOnly);
+        assert_eq!(core.branch, None);
+        assert!(core.label().starts_with("read-only "));
+        let detached = repo
+            .git
+            .at(&core.path)
+            .cmd(["symbolic-ref", "-q", "HEAD"])
+            .success()
+            .unwrap();
+        assert!(!detached);
+        assert_eq!(ws.agents(), ["api", "planner"]);
+        assert_eq!(repo.untouched(), before);
+    }
+
+    #[test]
+    fn a_failing_or_hanging_set_up_command_fails_clearly_and_its_processes_die() {
+        let repo = UserRepo::new();
+        let (ws, _) = Workspace::prepare(&repo.root, "run-t", BaseChoice::Head).unwrap();
+        let failing = ws.clone().with_setup(WorktreeSetup {
+            commands: vec!["echo installing; echo 'npm ERR! missing' >&2; exit 3".into()],
+            ..WorktreeSetup::default()
+        });
+        let err = failing.create_agent("fails").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, WorkspaceError::SetupFailed { .. }), "{text}");
+        assert!(
+            text.contains("npm ERR! missing") && text.contains("exit status: 3"),
+            "{text}"
+        );
+        assert!(text.contains("agent `fails`"), "{text}");
+
+        let hanging = ws.with_setup(WorktreeSetup {
+            commands: vec!["sleep 30 & echo $! > bg.pid; sleep 30".into()],
+            command_timeout: std::time::Duration::from_millis(300),
+            ..WorktreeSetup::default()
+        });
+        let started = std::time::Instant::now();
+        let err = hanging.create_agent("hangs").unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(matches!(err, WorkspaceError::SetupTimedOut { .. }), "{err}");
+        assert!(
+            err.to_string().contains("did not finish within 300ms"),
+            "{err}"
+        );
+        let pid: i32 = std::fs::read_to_string(hanging.agent_path("hangs").join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The background child was in the killed group (a zombie at most, reaped by init).
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z"))
+                .unwrap_or(false)
+        };
+        let waited = std::time::Instant::now();
+        while alive() && waited.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!alive(), "background child {pid} survived the timeout");
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use crate::workspace::base::{BaseChoice, Workspace};
+    use crate::workspace::test_support::UserRepo;
+
+    #[test]
+    fn parallel_agents_get_their_worktrees_at_the_same_time() {
+        let repo = UserRepo::new();
+        let (ws, _) = Workspace::prepare(&repo.root, "run-par", BaseChoice::Head).unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let ws = ws.clone();
+                std::thread::spawn(move || ws.create_agent(&format!("agent-{i}")))
+            })
+            .collect();
+        for handle in handles {
+            let wt = handle.join().unwrap().unwrap();
+            assert!(wt.path.join("README.md").is_file(), "{wt:?}");
+        }
+        assert_eq!(ws.agents().len(), 4);
+    }
+}
