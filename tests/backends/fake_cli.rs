@@ -9,7 +9,7 @@ use std::time::Duration;
 use orch::agent::settings::{BackendSettings, CliSettings};
 use orch::agent::{AgentEvent, TurnOutcome, build_backend};
 
-use crate::support::{collecting_bus, request, turn_events};
+use crate::support::{collecting_bus, fixtures_dir, request, turn_events};
 
 /// Writes an executable script that records "$@" to `args` and then runs `body`.
 fn fake_cli(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -23,12 +23,12 @@ fn fake_cli(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn settings(dir: &Path, cli: &str, bin: PathBuf) -> BackendSettings {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/agents");
+    let fixtures = fixtures_dir();
     let mut settings = BackendSettings {
         env: vec![
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("ARGS_FILE".into(), dir.join("args").into_os_string()),
-            ("FIXTURES".into(), fixtures.into()),
+            ("FIXTURES".into(), fixtures.into_os_string()),
         ],
         ..BackendSettings::default()
     };
@@ -91,7 +91,7 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
     let (result, args, events) = run(
         "claude",
         "cat \"$FIXTURES/claude_success.jsonl\"",
-        Some("5b0c2e1a"),
+        Some("e2a7c915"),
         "-starts with a dash",
     )
     .await;
@@ -104,7 +104,7 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
             "--verbose",
             "--model",
             "agent-model",
-            "--resume=5b0c2e1a",
+            "--resume=e2a7c915",
             "--permission-mode",
             "acceptEdits",
             "--",
@@ -114,7 +114,7 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert_eq!(
         result.thread_id.as_deref(),
-        Some("5b0c2e1a-8f3d-4c6b-9a71-2d4e6f8a0b13")
+        Some("e2a7c915-3d60-4b8f-a1c4-7f95b2d80e36")
     );
     assert_eq!(
         events.last(),
@@ -129,7 +129,7 @@ async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
     let (result, args, _) = run(
         "gemini",
         "cat \"$FIXTURES/gemini_success.jsonl\"",
-        Some("7e3f"),
+        Some("c41d9e70"),
         "-p is not a flag here",
     )
     .await;
@@ -141,7 +141,7 @@ async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
             "-m",
             "agent-model",
             "-r",
-            "7e3f",
+            "c41d9e70",
             "--approval-mode",
             "auto_edit",
             "--prompt=-p is not a flag here"
@@ -150,7 +150,7 @@ async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert_eq!(
         result.response,
-        "Fixed the loop bound; all parser tests pass now."
+        "Weeks now start on the ISO boundary; the week tests pass."
     );
 }
 
@@ -180,7 +180,7 @@ async fn codex_command_lines_for_plan_and_resume() {
     let (result, resume_args, _) = run(
         "codex",
         "cat \"$FIXTURES/codex_success.jsonl\"",
-        Some("0199f3c1"),
+        Some("019a4c2e"),
         "follow up",
     )
     .await;
@@ -196,7 +196,7 @@ async fn codex_command_lines_for_plan_and_resume() {
             "sandbox_mode=\"workspace-write\"",
             "resume",
             "--",
-            "0199f3c1",
+            "019a4c2e",
             "follow up"
         ]
     );
