@@ -411,6 +411,7 @@ impl Redactor {
                 resets_at.iter_mut().for_each(r);
             }
             AgentEvent::Error { message } => r(message),
+            AgentEvent::RawLine { text } => r(text),
             AgentEvent::Finished { outcome } => self.redact_outcome(outcome),
             AgentEvent::Usage(_) => {}
         }
@@ -540,6 +541,7 @@ mod tests {
             AgentEvent::Error {
                 message: s("error"),
             },
+            AgentEvent::RawLine { text: s("raw") },
             AgentEvent::Finished { outcome: outcome() },
             AgentEvent::Finished {
                 outcome: TurnOutcome::Interrupted {

@@ -72,7 +72,8 @@ pub struct BackendSettings {
     pub kill_grace: Duration,
     /// A stream silent for this long is cut (HTTP backends).
     pub idle_timeout: Duration,
-    /// Longest single line accepted from an agent; longer lines are reported and skipped.
+    /// Longest single line accepted from an agent; a longer line is cut to its first
+    /// bytes and a marker (a raw line), and the stream goes on.
     pub max_line_bytes: usize,
 }
 

@@ -3,8 +3,8 @@
 //! between `\r` and `\n`), plus cut streams, CRLF and unknown events.
 
 use orch::agent::stream::{
-    AnthropicParser, ClaudeParser, CodexParser, GeminiParser, LineParser, OpenAiChatParser,
-    SseParser, parse_lines, parse_sse,
+    AnthropicParser, ClaudeParser, CodexParser, DEFAULT_MAX_LINE, GeminiParser, LineParser,
+    OpenAiChatParser, SseParser, parse_lines, parse_sse,
 };
 use orch::agent::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, TurnResult, Usage};
 use time::OffsetDateTime;
@@ -216,7 +216,14 @@ fn unknown_events_and_fields_are_skipped() {
         "{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":5,\"output_tokens\":2,\"future_tokens\":9}}\n",
     );
     let (events, result) = lines_all_ways(codex, stream.as_bytes());
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
+    // A line that is no JSON is kept as the agent's raw text, not dropped.
+    assert_eq!(
+        events[1],
+        AgentEvent::RawLine {
+            text: "not json at all".into()
+        }
+    );
     assert_eq!(result.response, "ok → done");
     assert_eq!(result.outcome, TurnOutcome::Completed);
 
@@ -572,4 +579,67 @@ fn openai_chat_cut_before_finish_is_interrupted() {
     let (_, result) = sse_all_ways(OpenAiChatParser::default, &text.as_bytes()[..cut]);
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
     assert_eq!(result.response, "Week 1 holds the first Thursday.");
+}
+
+/// What a CLI prints on stdout besides its events (warnings, a banner) reaches the log
+/// and the store as raw lines, long ones cut; blank lines are skipped.
+#[test]
+fn non_json_lines_of_every_cli_are_kept_as_bounded_raw_lines() {
+    let long = "w".repeat(10_000);
+    for (name, bytes) in [
+        ("codex", fixture("codex_success.jsonl")),
+        ("claude", fixture("claude_success.jsonl")),
+        ("gemini", fixture("gemini_success.jsonl")),
+    ] {
+        let mut noisy = b"WARNING: proxy settings ignored\n\n".to_vec();
+        noisy.extend_from_slice(&bytes);
+        noisy.extend_from_slice(format!("{long}\n").as_bytes());
+        let (events, result) = match name {
+            "codex" => parse_lines(codex(), &noisy, 4096),
+            "claude" => parse_lines(ClaudeParser::new(NOW), &noisy, 4096),
+            _ => parse_lines(GeminiParser::default(), &noisy, 4096),
+        };
+        let raw: Vec<&String> = events
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::RawLine { text } => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(raw.len(), 2, "{name}: {raw:?}");
+        assert_eq!(raw[0], "WARNING: proxy settings ignored", "{name}");
+        assert!(raw[1].len() < 4200, "{name}: {} bytes kept", raw[1].len());
+        assert!(raw[1].ends_with("[cut: 10000 bytes in all]"), "{name}");
+        assert_eq!(result.outcome, TurnOutcome::Completed, "{name}");
+    }
+}
+
+/// A line over the limit (a runaway tool output in one JSON record) is cut to a short
+/// raw line with a marker, and the events after it still count.
+#[test]
+fn a_line_over_the_limit_is_cut_and_the_stream_goes_on() {
+    let mut stream =
+        br#"{"type":"item.completed","item":{"id":"big","type":"agent_message","text":""#.to_vec();
+    stream.resize(stream.len() + DEFAULT_MAX_LINE + 10, b'z');
+    stream.extend_from_slice(b"\"}}\n");
+    stream.extend_from_slice(
+        br#"{"type":"turn.completed","usage":{"input_tokens":7,"output_tokens":3}}"#,
+    );
+    let total = stream.len() - stream.iter().rposition(|b| *b == b'\n').unwrap();
+    let (events, result) = parse_lines(codex(), &stream, 32 * 1024);
+    let AgentEvent::RawLine { text } = &events[0] else {
+        panic!("{:?}", events[0].kind())
+    };
+    assert!(text.starts_with(r#"{"type":"item.completed""#));
+    assert!(text.len() < 8 * 1024, "{} bytes kept", text.len());
+    assert!(
+        text.ends_with(&format!(
+            "[cut: a {}-byte line, longer than the line limit]",
+            stream.len() - total
+        )),
+        "{}",
+        &text[text.len() - 80..]
+    );
+    assert_eq!(result.outcome, TurnOutcome::Completed);
+    assert_eq!(result.usage.output_tokens, 3);
 }
