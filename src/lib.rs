@@ -21,4 +21,5 @@ pub mod liveness;
 pub mod mux;
 pub mod orchestrator;
 pub mod paths;
+pub mod private_fs;
 pub mod redact;

@@ -3,9 +3,9 @@
 //! file sees each event at once.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::render::{agent_line, interrupt_text, push_clock, timeline_line, timestamp};
@@ -25,14 +25,14 @@ pub struct LogSink {
 /// agents; a burst is still written in large writes.
 const LOG_BUFFER: usize = 32 * 1024;
 
-fn open_append(path: &PathBuf) -> std::io::Result<BufWriter<File>> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+fn open_append(path: &Path) -> std::io::Result<BufWriter<File>> {
+    let file = crate::private_fs::open_append(path)?;
     Ok(BufWriter::with_capacity(LOG_BUFFER, file))
 }
 
 impl LogSink {
     pub fn create(paths: RunPaths) -> std::io::Result<Self> {
-        std::fs::create_dir_all(paths.logs_dir())?;
+        crate::private_fs::create_dir_all(&paths.logs_dir())?;
         let timeline = open_append(&paths.timeline_log())?;
         Ok(LogSink {
             paths,

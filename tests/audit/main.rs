@@ -3,6 +3,7 @@
 mod agentfs_sdk;
 mod cli;
 mod crashes;
+mod hygiene;
 mod interrupts;
 mod memory;
 mod remote;
