@@ -22,7 +22,10 @@ mod rules;
 
 pub use rules::is_secret_key_name;
 
-use rules::{NAME_WORDS, PEM_BEGIN, PEM_END, Span, TOKEN_SHAPES, URL_SCHEME_END};
+use rules::{
+    COMMON_NAME_WORDS, NAME_ENDS, NAME_WORDS, PEM_BEGIN, PEM_END, Span, TOKEN_SHAPES,
+    URL_SCHEME_END,
+};
 
 /// Shortest env value treated as a secret (shorter ones are flags like `1` or `true`).
 const MIN_SECRET_LEN: usize = 8;
@@ -37,8 +40,9 @@ enum Trigger {
     Pem,
     PemEnd,
     Url,
-    /// A word of a secret's name, for `name=value` pairs.
-    Name,
+    /// A word of a secret's name (its length: a pattern may go on with a separator),
+    /// for `name=value` pairs.
+    Name(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +66,15 @@ struct Matcher {
 
 impl Matcher {
     fn new(literals: &[(String, String)]) -> Matcher {
+        let named: Vec<(String, Trigger)> = NAME_WORDS
+            .iter()
+            .map(|word| (word.to_string(), Trigger::Name(word.len())))
+            .chain(COMMON_NAME_WORDS.iter().flat_map(|word| {
+                NAME_ENDS
+                    .iter()
+                    .map(move |end| (format!("{word}{end}"), Trigger::Name(word.len())))
+            }))
+            .collect();
         let rules = TOKEN_SHAPES
             .iter()
             .enumerate()
@@ -71,7 +84,7 @@ impl Matcher {
                 (PEM_END, Trigger::PemEnd),
                 (URL_SCHEME_END, Trigger::Url),
             ])
-            .chain(NAME_WORDS.iter().map(|word| (*word, Trigger::Name)));
+            .chain(named.iter().map(|(p, t)| (p.as_str(), *t)));
         let with_literals: Vec<(&str, Trigger)> = literals
             .iter()
             .enumerate()
@@ -180,7 +193,9 @@ impl Redactor {
                     Trigger::Pem => rules::pem_private_key(text, m.start(), &mut found),
                     Trigger::PemEnd => rules::pem_private_key_end(text, m.start(), &mut found),
                     Trigger::Url => rules::url_password(text, m.start(), &mut found),
-                    Trigger::Name => rules::named_value(text, m.range(), &mut found),
+                    Trigger::Name(len) => {
+                        rules::named_value(text, m.start()..m.start() + len, &mut found)
+                    }
                 }
             }
         }

@@ -34,18 +34,25 @@ pub(super) const TOKEN_SHAPES: &[(&str, usize, Alphabet)] = &[
     ("bearer ", 12, Alphabet::Bearer),
 ];
 
-/// Words that end (or are part of) the name of a secret in `name=value`, `name: value`
-/// or `"name": "value"`: `password`, `db_password`, `api_key`, `apiKey`, `X-Api-Key`,
-/// `access_token`, `client_secret`, `Authorization`.
+/// Words in the name of a secret in `name=value`, `name: value` or `"name": "value"`:
+/// `password`, `db_password`, `client_secret`, `Authorization`. Rare in prose, so any
+/// occurrence is checked.
 pub(super) const NAME_WORDS: &[&str] = &[
     "password",
     "passwd",
     "secret",
-    "token",
-    "key",
     "authorization",
     "credential",
 ];
+
+/// Words that end the name of a secret (`api_key`, `apiKey`, `X-Api-Key`,
+/// `access_token`) but are common in prose and code ("the key idea", "tokens"): they
+/// trigger a check only when a separator follows (`NAME_ENDS`).
+pub(super) const COMMON_NAME_WORDS: &[&str] = &["key", "token"];
+
+/// What may follow a name before its value: `=`, `:`, a closing (or escaped) quote,
+/// spaces before `=` or `:`.
+pub(super) const NAME_ENDS: &[&str] = &["=", ":", "\"", "'", "\\", " =", " :", "\t"];
 
 /// Starts a PEM block; only private-key labels are hidden.
 pub(super) const PEM_BEGIN: &str = "-----BEGIN ";
