@@ -661,6 +661,8 @@ mod tests {
             "the key thing: a token of thanks",
             "\"api_key\": null, \"token\": {\"a\": 1}",
             "/root/secret-home flag",
+            "HTTP 401: invalid_api_key: bad key",
+            "missing_token: set one",
         ] {
             assert_eq!(r.redact(text), text);
         }

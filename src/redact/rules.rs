@@ -334,11 +334,18 @@ fn value_at(text: &str, i: usize) -> Option<Range<usize>> {
 
 /// Whether a key name says its value is a secret: it ends with one of the secret
 /// words (`db_password`, `apiKey`, `X-Auth-Token`) or holds `password`/`secret`. Plural
-/// counts (`max_tokens`, `keys`) are not secrets.
+/// counts (`max_tokens`, `keys`) are not secrets, nor error types that name a secret
+/// (`invalid_api_key: bad key`, `missing_token: …`).
 pub fn is_secret_key_name(name: &str) -> bool {
     let lower = name
         .trim_matches(|c| matches!(c, '_' | '-' | '.'))
         .to_ascii_lowercase();
+    const ERROR_TYPES: &[&str] = &[
+        "invalid", "missing", "bad", "wrong", "expired", "revoked", "unknown", "no_", "empty",
+    ];
+    if ERROR_TYPES.iter().any(|prefix| lower.starts_with(prefix)) {
+        return false;
+    }
     const ENDS: &[&str] = &[
         "key",
         "token",
