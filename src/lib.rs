@@ -22,5 +22,6 @@ pub mod liveness;
 pub mod mux;
 pub mod orchestrator;
 pub mod paths;
+pub mod private_fs;
 pub mod redact;
 pub mod workspace;

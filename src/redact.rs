@@ -3,7 +3,10 @@
 //!
 //! Two sources of secrets: the values of secret-looking environment variables
 //! (`*_KEY`, `*_TOKEN`, `*_SECRET`, `*_PASSWORD`...) captured when the config is
-//! resolved, and well-known token shapes (`sk-…`, `ghp_…`, `AKIA…`, `Bearer …`).
+//! resolved, and secrets recognisable in the text itself (see `rules`): token shapes
+//! (`sk-…`, `ghp_…`, `xoxb-…`, `AIza…`, `npm_…`, `AKIA…` and the AWS secret key near
+//! it), PEM private keys, secret-named `key=value` pairs (`password=`, `"api_key":`,
+//! `Authorization: Bearer …`) and URL passwords (`postgres://user:pass@host`).
 //! Agents still receive the original prompt; only what we write is redacted.
 
 use std::path::PathBuf;
@@ -15,56 +18,103 @@ use crate::events::event::{
     AgentStatus, BlueprintAgentSummary, InterruptSummary, OrchEventKind, RetryDecision, TurnRecord,
 };
 
+mod rules;
+
+pub use rules::is_secret_key_name;
+
+use rules::{
+    COMMON_NAME_WORDS, NAME_ENDS, NAME_WORDS, PEM_BEGIN, PEM_END, Span, TOKEN_SHAPES,
+    URL_SCHEME_END,
+};
+
 /// Shortest env value treated as a secret (shorter ones are flags like `1` or `true`).
 const MIN_SECRET_LEN: usize = 8;
 
-/// Token shapes: prefix, minimum length of the part after it, and its alphabet.
-const TOKEN_SHAPES: &[(&str, usize, Alphabet)] = &[
-    ("sk-", 16, Alphabet::Token),
-    ("sk_live_", 16, Alphabet::Token),
-    ("sk_test_", 16, Alphabet::Token),
-    ("ghp_", 20, Alphabet::Token),
-    ("gho_", 20, Alphabet::Token),
-    ("ghs_", 20, Alphabet::Token),
-    ("ghu_", 20, Alphabet::Token),
-    ("github_pat_", 20, Alphabet::Token),
-    ("glpat-", 20, Alphabet::Token),
-    ("xoxb-", 10, Alphabet::Token),
-    ("xoxp-", 10, Alphabet::Token),
-    ("hf_", 30, Alphabet::Token),
-    ("AIza", 30, Alphabet::Token),
-    ("AKIA", 16, Alphabet::Upper),
-    ("Bearer ", 12, Alphabet::Bearer),
-    ("bearer ", 12, Alphabet::Bearer),
-];
-
+/// What an automaton pattern starts.
 #[derive(Clone, Copy, Debug)]
-enum Alphabet {
-    Token,
-    Upper,
-    Bearer,
-}
-
-impl Alphabet {
-    fn contains(self, c: char) -> bool {
-        match self {
-            Alphabet::Token => c.is_ascii_alphanumeric() || c == '_' || c == '-',
-            Alphabet::Upper => c.is_ascii_uppercase() || c.is_ascii_digit(),
-            Alphabet::Bearer => {
-                c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '=' | '+' | '/' | '~')
-            }
-        }
-    }
+enum Trigger {
+    /// The value of a secret environment variable (index into `literals`).
+    Literal(usize),
+    /// A token prefix (index into `TOKEN_SHAPES`).
+    Shape(usize),
+    Pem,
+    PemEnd,
+    Url,
+    /// A word of a secret's name (its length: a pattern may go on with a separator),
+    /// for `name=value` pairs.
+    Name(usize),
 }
 
 #[derive(Clone, Debug)]
 pub struct Redactor {
     /// (secret value, env var name), longest first so overlapping values redact whole.
     literals: Vec<(String, String)>,
-    /// Finds any literal or token prefix in one pass. Almost no text has one, so this
-    /// check is all the work most strings cost (every event goes through here).
-    /// `None` only if the automaton could not be built; then every string is searched.
-    prefilter: Option<AhoCorasick>,
+    /// Finds every literal and every trigger of a pattern rule in one pass, ASCII case
+    /// folded. Almost no text has one, so this check is all the work most strings cost
+    /// (every event goes through here).
+    matcher: Matcher,
+}
+
+#[derive(Clone, Debug)]
+struct Matcher {
+    automaton: Option<AhoCorasick>,
+    triggers: Vec<Trigger>,
+    /// The literals are not in the automaton (it could not be built with them): each
+    /// is searched on its own.
+    literals_apart: bool,
+}
+
+impl Matcher {
+    fn new(literals: &[(String, String)]) -> Matcher {
+        let named: Vec<(String, Trigger)> = NAME_WORDS
+            .iter()
+            .map(|word| (word.to_string(), Trigger::Name(word.len())))
+            .chain(COMMON_NAME_WORDS.iter().flat_map(|word| {
+                NAME_ENDS
+                    .iter()
+                    .map(move |end| (format!("{word}{end}"), Trigger::Name(word.len())))
+            }))
+            .collect();
+        let rules = TOKEN_SHAPES
+            .iter()
+            .enumerate()
+            .map(|(i, (prefix, _, _))| (*prefix, Trigger::Shape(i)))
+            .chain([
+                (PEM_BEGIN, Trigger::Pem),
+                (PEM_END, Trigger::PemEnd),
+                (URL_SCHEME_END, Trigger::Url),
+            ])
+            .chain(named.iter().map(|(p, t)| (p.as_str(), *t)));
+        let with_literals: Vec<(&str, Trigger)> = literals
+            .iter()
+            .enumerate()
+            .map(|(i, (secret, _))| (secret.as_str(), Trigger::Literal(i)))
+            .chain(rules.clone())
+            .collect();
+        let build = |patterns: &[(&str, Trigger)]| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(patterns.iter().map(|(p, _)| p))
+                .ok()
+                .map(|automaton| (automaton, patterns.iter().map(|(_, t)| *t).collect()))
+        };
+        if let Some((automaton, triggers)) = build(&with_literals) {
+            return Matcher {
+                automaton: Some(automaton),
+                triggers,
+                literals_apart: false,
+            };
+        }
+        // Only past the automaton's size limits (huge secret values); the rules alone
+        // are a few dozen short words.
+        let rules: Vec<(&str, Trigger)> = rules.collect();
+        let (automaton, triggers) = build(&rules).unzip();
+        Matcher {
+            automaton,
+            triggers: triggers.unwrap_or_default(),
+            literals_apart: true,
+        }
+    }
 }
 
 impl Default for Redactor {
@@ -106,17 +156,8 @@ impl Redactor {
     }
 
     fn with_literals(literals: Vec<(String, String)>) -> Self {
-        let patterns = literals
-            .iter()
-            .map(|(secret, _)| secret.as_str())
-            .chain(TOKEN_SHAPES.iter().map(|(prefix, _, _)| *prefix));
-        // Building fails only past the automaton's size limits, which a handful of
-        // secrets and prefixes cannot reach.
-        let prefilter = AhoCorasick::new(patterns).ok();
-        Redactor {
-            literals,
-            prefilter,
-        }
+        let matcher = Matcher::new(&literals);
+        Redactor { literals, matcher }
     }
 
     /// Adds one more literal secret (a token passed on the command line, say).
@@ -130,21 +171,80 @@ impl Redactor {
     }
 
     pub fn redact_in_place(&self, text: &mut String) {
-        if let Some(prefilter) = &self.prefilter
-            && !prefilter.is_match(text.as_str())
-        {
+        let matcher = &self.matcher;
+        let hit = match &matcher.automaton {
+            Some(automaton) => automaton.is_match(text.as_str()),
+            None => true,
+        };
+        if !hit && !matcher.literals_apart {
             return;
         }
-        for (secret, name) in &self.literals {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), &format!("[redacted:{name}]"));
+        let mut spans: Vec<(Span, Option<usize>)> = Vec::new();
+        let mut found = Vec::new();
+        if hit && let Some(automaton) = &matcher.automaton {
+            for m in automaton.find_overlapping_iter(text.as_str()) {
+                match matcher.triggers[m.pattern().as_usize()] {
+                    Trigger::Literal(i) => {
+                        if text[m.range()] == *self.literals[i].0 {
+                            spans.push((m.range(), Some(i)));
+                        }
+                    }
+                    Trigger::Shape(i) => rules::token_shape(text, m.start(), i, &mut found),
+                    Trigger::Pem => rules::pem_private_key(text, m.start(), &mut found),
+                    Trigger::PemEnd => rules::pem_private_key_end(text, m.start(), &mut found),
+                    Trigger::Url => rules::url_password(text, m.start(), &mut found),
+                    Trigger::Name(len) => {
+                        rules::named_value(text, m.start()..m.start() + len, &mut found)
+                    }
+                }
             }
         }
-        for (prefix, min_len, alphabet) in TOKEN_SHAPES {
-            if text.contains(prefix) {
-                redact_shape(text, prefix, *min_len, *alphabet);
+        if matcher.literals_apart {
+            for (i, (secret, _)) in self.literals.iter().enumerate() {
+                for (at, _) in text.match_indices(secret.as_str()) {
+                    spans.push((at..at + secret.len(), Some(i)));
+                }
             }
         }
+        if spans.is_empty() && found.is_empty() {
+            return;
+        }
+        spans.extend(found.into_iter().map(|span| (span, None)));
+        *text = self.replace_spans(text, spans);
+    }
+
+    /// Replaces each span with `[redacted]` (or `[redacted:NAME]` for an environment
+    /// value); overlapping spans become one, marked as the first.
+    fn replace_spans(&self, text: &str, mut spans: Vec<(Span, Option<usize>)>) -> String {
+        // Longest first among equal starts, so the merged span is the widest.
+        spans.sort_by(|a, b| a.0.start.cmp(&b.0.start).then(b.0.end.cmp(&a.0.end)));
+        let mut out = String::with_capacity(text.len());
+        let mut done = 0;
+        let mut spans = spans.into_iter().peekable();
+        while let Some((span, literal)) = spans.next() {
+            let mut end = span.end;
+            while let Some((next, _)) = spans.peek()
+                && next.start < end
+            {
+                end = end.max(next.end);
+                spans.next();
+            }
+            if span.start < done {
+                continue;
+            }
+            out.push_str(&text[done..span.start]);
+            match literal {
+                Some(i) => {
+                    out.push_str("[redacted:");
+                    out.push_str(&self.literals[i].1);
+                    out.push(']');
+                }
+                None => out.push_str("[redacted]"),
+            }
+            done = end;
+        }
+        out.push_str(&text[done..]);
+        out
     }
 
     pub fn redact(&self, text: &str) -> String {
@@ -344,7 +444,8 @@ impl Redactor {
         }
     }
 
-    /// Redacts every string in a JSON document, object keys included.
+    /// Redacts every string in a JSON document, object keys included; a string under
+    /// a secret-named key (`"api_key"`, `"password"`) is hidden whole.
     pub fn redact_json(&self, value: &mut serde_json::Value) {
         match value {
             serde_json::Value::String(text) => self.redact_in_place(text),
@@ -352,8 +453,15 @@ impl Redactor {
             serde_json::Value::Object(map) => {
                 let entries = std::mem::take(map);
                 for (mut key, mut item) in entries {
+                    match &mut item {
+                        serde_json::Value::String(text)
+                            if is_secret_key_name(&key) && !text.is_empty() =>
+                        {
+                            *text = "[redacted]".to_owned();
+                        }
+                        _ => self.redact_json(&mut item),
+                    }
                     self.redact_in_place(&mut key);
-                    self.redact_json(&mut item);
                     map.insert(key, item);
                 }
             }
@@ -417,45 +525,10 @@ impl Redactor {
                 resets_at.iter_mut().for_each(r);
             }
             AgentEvent::Error { message } => r(message),
+            AgentEvent::RawLine { text } => r(text),
             AgentEvent::Finished { outcome } => self.redact_outcome(outcome),
             AgentEvent::Usage(_) => {}
         }
-    }
-}
-
-fn redact_shape(text: &mut String, prefix: &str, min_len: usize, alphabet: Alphabet) {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    let mut changed = false;
-    while let Some(pos) = rest.find(prefix) {
-        let before_ok = rest[..pos]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_' && c != '-');
-        let after = &rest[pos + prefix.len()..];
-        let tail_len: usize = after
-            .chars()
-            .take_while(|c| alphabet.contains(*c))
-            .map(char::len_utf8)
-            .sum();
-        if before_ok && tail_len >= min_len {
-            out.push_str(&rest[..pos]);
-            out.push_str(prefix.trim_end());
-            out.push_str(if prefix.ends_with(' ') {
-                " [redacted]"
-            } else {
-                "[redacted]"
-            });
-            rest = &after[tail_len..];
-            changed = true;
-        } else {
-            out.push_str(&rest[..pos + prefix.len()]);
-            rest = after;
-        }
-    }
-    if changed {
-        out.push_str(rest);
-        *text = out;
     }
 }
 
@@ -495,6 +568,189 @@ mod tests {
             "task-0123456789abcdefghij"
         );
         assert_eq!(r.redact("sk-short"), "sk-short");
+    }
+
+    #[test]
+    fn pem_private_key_bodies_are_hidden_and_certificates_are_not() {
+        let r = Redactor::default();
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAq7BFUPLANTED\n+fKf0Zx2QnKp==\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(
+            r.redact(&format!("key file:\n{key}\ndone")),
+            "key file:\n-----BEGIN RSA PRIVATE KEY-----[redacted]-----END RSA PRIVATE KEY-----\ndone"
+        );
+        // JSON-escaped, OpenSSH, and cut before its end.
+        assert_eq!(
+            r.redact("\"-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXk\\n-----END OPENSSH PRIVATE KEY-----\""),
+            "\"-----BEGIN OPENSSH PRIVATE KEY-----[redacted]-----END OPENSSH PRIVATE KEY-----\""
+        );
+        assert_eq!(
+            r.redact("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+            "-----BEGIN PRIVATE KEY-----[redacted]"
+        );
+        // The tail of a stderr that cut the key's first line off.
+        assert_eq!(
+            r.redact("PRIVATE KEY-----\nMIIEowIBAAKCAQEAq7\n+fKf0Zx2Qn==\n-----END RSA PRIVATE KEY-----\nexit 1"),
+            "PRIVATE KEY-----[redacted]-----END RSA PRIVATE KEY-----\nexit 1"
+        );
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIE\n-----END CERTIFICATE-----";
+        assert_eq!(r.redact(cert), cert);
+    }
+
+    #[test]
+    fn aws_secret_keys_are_hidden_by_name_and_next_to_an_access_key_id() {
+        let r = Redactor::default();
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDKEY";
+        assert_eq!(secret.len(), 40);
+        assert_eq!(
+            r.redact(&format!("aws_secret_access_key = {secret}")),
+            "aws_secret_access_key = [redacted]"
+        );
+        assert_eq!(
+            r.redact(&format!("export AWS_SECRET_ACCESS_KEY={secret}")),
+            "export AWS_SECRET_ACCESS_KEY=[redacted]"
+        );
+        assert_eq!(
+            r.redact(&format!("creds AKIAIOSFODNN7PLANTED,{secret}")),
+            "creds AKIA[redacted],[redacted]"
+        );
+        // A 40-character git hash next to an id is not a secret key; alone, neither is
+        // a mixed-case 40-character word.
+        let sha = "3f2a9c0e1b7d4a6f8e2c5b1a9d0f7e3c2b4a6d8e";
+        assert_eq!(
+            r.redact(&format!("AKIAIOSFODNN7PLANTED at {sha}")),
+            format!("AKIA[redacted] at {sha}")
+        );
+        assert_eq!(
+            r.redact(&format!("blob {secret}")),
+            format!("blob {secret}")
+        );
+    }
+
+    #[test]
+    fn secret_named_pairs_are_hidden_in_every_syntax() {
+        let r = Redactor::default();
+        for (text, expected) in [
+            ("password=hunter2 next", "password=[redacted] next"),
+            (
+                "DB_PASSWORD: 'pa ss' next",
+                "DB_PASSWORD: '[redacted]' next",
+            ),
+            (
+                "{\"api_key\": \"abc\\\"def\", \"n\": 1}",
+                "{\"api_key\": \"[redacted]\", \"n\": 1}",
+            ),
+            (
+                "{\\\"client_secret\\\":\\\"s3cr3t\\\"}",
+                "{\\\"client_secret\\\":\\\"[redacted]\\\"}",
+            ),
+            ("?apikey=q1w2e3&page=2", "?apikey=[redacted]&page=2"),
+            ("X-Api-Key: k-123", "X-Api-Key: [redacted]"),
+            ("accessToken := tok", "accessToken := [redacted]"),
+            ("passwd=x", "passwd=[redacted]"),
+            ("key=v", "key=[redacted]"),
+            (
+                "Authorization: Bearer abc",
+                "Authorization: Bearer [redacted]",
+            ),
+            (
+                "-H 'authorization: token t0k'",
+                "-H 'authorization: token [redacted]'",
+            ),
+            ("Authorization: c2VjcmV0", "Authorization: [redacted]"),
+        ] {
+            assert_eq!(r.redact(text), expected, "{text}");
+        }
+        // Counts, comparisons, paths, nested values and placeholders stay.
+        for text in [
+            "max_tokens=4096 input_tokens: 12",
+            "if key == other { token::Kind }",
+            "the key thing: a token of thanks",
+            "\"api_key\": null, \"token\": {\"a\": 1}",
+            "/root/secret-home flag",
+            "HTTP 401: invalid_api_key: bad key",
+            "missing_token: set one",
+        ] {
+            assert_eq!(r.redact(text), text);
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_hidden_and_the_rest_of_the_url_stays() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact("DATABASE_URL postgres://app:s3cr3t@db.internal:5432/prod"),
+            "DATABASE_URL postgres://app:[redacted]@db.internal:5432/prod"
+        );
+        assert_eq!(
+            r.redact("git clone https://oauth2:p@ss@gitlab.example.com/x.git"),
+            "git clone https://oauth2:[redacted]@gitlab.example.com/x.git"
+        );
+        for text in [
+            "https://example.com/a@b",
+            "https://user@example.com/",
+            "http://[::1]:8080/",
+        ] {
+            assert_eq!(r.redact(text), text);
+        }
+    }
+
+    #[test]
+    fn vendor_token_shapes_are_hidden() {
+        let r = Redactor::default();
+        for (text, expected) in [
+            ("xoxb-1234567890-abcdef", "xoxb-[redacted]"),
+            ("xoxs-1234567890-abcdef", "xoxs-[redacted]"),
+            ("AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q", "AIza[redacted]"),
+            ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_[redacted]"),
+            ("rk_live_4eC39HqLyjWDarjtT1zdp7dc", "rk_live_[redacted]"),
+            ("npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "npm_[redacted]"),
+        ] {
+            assert_eq!(r.redact(text), expected, "{text}");
+        }
+        // Too short for the shape.
+        assert_eq!(r.redact("AIzaShort npm_short"), "AIzaShort npm_short");
+    }
+
+    #[test]
+    fn config_json_hides_values_under_secret_names() {
+        let r = Redactor::default();
+        let mut value = serde_json::json!({
+            "api_key": "plain",
+            "nested": {"password": "p", "max_tokens": "12"},
+            "url": "https://u:pw@h/"
+        });
+        r.redact_json(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "api_key": "[redacted]",
+                "nested": {"password": "[redacted]", "max_tokens": "12"},
+                "url": "https://u:[redacted]@h/"
+            })
+        );
+    }
+
+    /// The redactor sees every event: text without a trigger must cost one automaton
+    /// scan, and text full of triggers must stay linear.
+    #[test]
+    fn redaction_stays_fast_on_plain_and_on_trigger_heavy_text() {
+        let r = Redactor::from_env([("SERVICE_TOKEN", "plantedenvvalue-0042")]);
+        let plain = "cargo test -p calendar: running 5 tests, all passed in 0.42s\n".repeat(64);
+        let heavy = "the key token: a secret password=; monkey key:{ https://x.y/ ".repeat(64);
+        for text in [&plain, &heavy] {
+            let started = std::time::Instant::now();
+            for _ in 0..200 {
+                let mut owned = text.clone();
+                r.redact_in_place(&mut owned);
+                std::hint::black_box(owned);
+            }
+            let per_kib = started.elapsed() / 200 / (text.len() as u32 / 1024).max(1);
+            // Generous for debug builds on a loaded machine; release is ~100x faster.
+            assert!(
+                per_kib < std::time::Duration::from_millis(2),
+                "{per_kib:?} per KiB"
+            );
+        }
     }
 
     const KEY: &str = "sk-ant-api03-PLANTEDPLANTEDPLANTED0123";
@@ -546,6 +802,7 @@ mod tests {
             AgentEvent::Error {
                 message: s("error"),
             },
+            AgentEvent::RawLine { text: s("raw") },
             AgentEvent::Finished { outcome: outcome() },
             AgentEvent::Finished {
                 outcome: TurnOutcome::Interrupted {

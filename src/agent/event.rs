@@ -50,6 +50,9 @@ pub enum AgentEvent {
     },
     /// An error the backend reported on a structured channel.
     Error { message: String },
+    /// A line of the agent's output that is not an event of its format (a warning the
+    /// CLI printed, a cut line), kept as text and bounded in length.
+    RawLine { text: String },
     /// The turn ended.
     Finished { outcome: TurnOutcome },
 }
@@ -67,6 +70,7 @@ impl AgentEvent {
             AgentEvent::Usage(_) => "usage",
             AgentEvent::RateLimit { .. } => "rate_limit",
             AgentEvent::Error { .. } => "error",
+            AgentEvent::RawLine { .. } => "raw_line",
             AgentEvent::Finished { .. } => "finished",
         }
     }

@@ -80,7 +80,8 @@ pub struct BackendSettings {
     /// its turn classed transient. Config `process { idle-timeout-ms … }`; default
     /// 20 min.
     pub cli_idle_timeout: Duration,
-    /// Longest single line accepted from an agent; longer lines are reported and skipped.
+    /// Longest single line accepted from an agent; a longer line is cut to its first
+    /// bytes and a marker (a raw line), and the stream goes on.
     pub max_line_bytes: usize,
 }
 

@@ -18,6 +18,12 @@ pub enum AuditError {
         #[source]
         source: libsql::Error,
     },
+    #[error("failed to create the audit store `{}` (readable by its owner only)", path.display())]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to create the directory `{}` for the audit store", path.display())]
     CreateDir {
         path: PathBuf,

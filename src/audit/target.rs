@@ -171,16 +171,19 @@ pub async fn open_existing(target: &AuditTarget) -> Result<Store, AuditError> {
     Ok(store)
 }
 
+/// Creates the store's directory (0700) and the store itself, empty and 0600, before
+/// SQLite opens it: its -wal and -shm files copy the store's mode.
 fn create_parent(path: &Path) -> Result<(), AuditError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| AuditError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-        _ => Ok(()),
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        crate::private_fs::create_dir_all(dir).map_err(|source| AuditError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
+    crate::private_fs::touch(path).map_err(|source| AuditError::CreateFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The event bus: many publishers (agent turns, the orchestrator), one sink thread.
 //!
 //! Events are redacted once, then handed to every sink in order on a dedicated thread,
-//! so file writes never block the async runtime. The channel is bounded: a fast agent
-//! waits for slow sinks instead of growing memory. Owns ordering and flushing; does not
+//! so file writes never block the async runtime. The channel is bounded in events and in
+//! bytes of text: a fast agent waits for slow sinks instead of growing memory, whether
+//! it sends many small events or a few huge ones. Owns ordering and flushing; does not
 //! know what any sink writes.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use crate::agent::event::AgentEvent;
 use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::failure::{FailureReporter, SinkFailure};
 use crate::events::sink::Sink;
@@ -19,6 +21,9 @@ use crate::redact::Redactor;
 const BUS_CAPACITY: usize = 4096;
 /// Most events in one batch message (a larger batch is sent in parts).
 const MAX_BATCH: usize = 256;
+/// Most text queued for the sink thread, in KiB: a publisher waits for room beyond
+/// that. One event heavier than the whole bound still passes, alone.
+const BUS_KIB: usize = 16 * 1024;
 
 enum BusMessage {
     /// Events published together (one read of an agent's output, or a single event),
@@ -37,6 +42,8 @@ enum BusMessage {
 pub struct EventBus {
     tx: mpsc::UnboundedSender<BusMessage>,
     room: Arc<Semaphore>,
+    /// The byte bound, in KiB of event text (see `batch_kib`).
+    bytes: Arc<Semaphore>,
     failures: FailureReporter,
 }
 
@@ -52,15 +59,30 @@ impl EventBus {
     pub async fn publish_all(&self, kinds: impl IntoIterator<Item = OrchEventKind>) {
         let mut kinds = kinds.into_iter().peekable();
         while kinds.peek().is_some() {
-            let batch: Vec<OrchEvent> =
-                kinds.by_ref().take(MAX_BATCH).map(OrchEvent::now).collect();
+            // Cut by count and by bytes, so the byte bound weighs what is really queued.
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while batch.len() < MAX_BATCH
+                && bytes < BUS_KIB * 1024 / 4
+                && let Some(kind) = kinds.next()
+            {
+                bytes += text_bytes(&kind);
+                batch.push(OrchEvent::now(kind));
+            }
+            let kib = batch_kib(&batch);
             let Ok(permit) = self.room.acquire_many(batch.len() as u32).await else {
                 return;
             };
             permit.forget();
             let weight = batch.len();
+            let Ok(bytes) = self.bytes.acquire_many(kib as u32).await else {
+                self.room.add_permits(weight);
+                return;
+            };
+            bytes.forget();
             if self.tx.send(BusMessage::Events(batch)).is_err() {
                 self.room.add_permits(weight);
+                self.bytes.add_permits(kib);
                 return;
             }
         }
@@ -93,7 +115,11 @@ impl SinkThread {
     pub fn spawn(mut sinks: Vec<Box<dyn Sink>>, redactor: Arc<Redactor>) -> (EventBus, SinkThread) {
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(BUS_CAPACITY));
-        let thread_room = room.clone();
+        let bytes = Arc::new(Semaphore::new(BUS_KIB));
+        let thread_room = Room {
+            events: room.clone(),
+            bytes: bytes.clone(),
+        };
         let failures = FailureReporter::default();
         for sink in sinks.iter_mut() {
             sink.watch_failures(&failures);
@@ -109,11 +135,13 @@ impl SinkThread {
             .ok();
         if handle.is_none() {
             room.close();
+            bytes.close();
         }
         (
             EventBus {
                 tx: tx.clone(),
                 room,
+                bytes,
                 failures: failures.clone(),
             },
             SinkThread {
@@ -138,13 +166,51 @@ impl SinkThread {
     }
 }
 
+/// The bus's two bounds, as the sink thread gives them back.
+#[derive(Clone)]
+struct Room {
+    events: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
 /// Closes the bus's room when the sink thread ends, even by a panic: publishers
 /// then drop their events instead of waiting for permits that will never come back.
-struct CloseOnDrop(Arc<Semaphore>);
+struct CloseOnDrop(Room);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.close();
+        self.0.events.close();
+        self.0.bytes.close();
+    }
+}
+
+/// What a batch weighs against the byte bound: its text in KiB, rounded up, at most
+/// the whole bound (so a huge event waits for an empty queue instead of forever).
+fn batch_kib(batch: &[OrchEvent]) -> usize {
+    let bytes: usize = batch.iter().map(|e| text_bytes(&e.kind)).sum();
+    bytes.div_ceil(1024).clamp(1, BUS_KIB)
+}
+
+/// The bytes of text an event carries; only agent output and turn records are large.
+fn text_bytes(kind: &OrchEventKind) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    match kind {
+        OrchEventKind::Agent { event, .. } => match event {
+            AgentEvent::Message { text }
+            | AgentEvent::Reasoning { text }
+            | AgentEvent::RawLine { text } => text.len(),
+            AgentEvent::Command {
+                command, output, ..
+            } => command.len() + opt(output),
+            AgentEvent::ToolCall {
+                arguments, result, ..
+            } => arguments.len() + opt(result),
+            AgentEvent::Error { message } => message.len(),
+            _ => 0,
+        },
+        OrchEventKind::TurnFinished(record) => record.prompt.len() + record.response.len(),
+        OrchEventKind::RunStarted { prompt, .. } => prompt.len(),
+        _ => 0,
     }
 }
 
@@ -205,7 +271,7 @@ impl SinkSet {
 
 fn run_sinks(
     mut rx: mpsc::UnboundedReceiver<BusMessage>,
-    room: &Semaphore,
+    room: &Room,
     sinks: &mut SinkSet,
     redactor: &Redactor,
 ) {
@@ -229,11 +295,13 @@ fn run_sinks(
         match message {
             BusMessage::Events(events) => {
                 let weight = events.len();
+                let kib = batch_kib(&events);
                 for mut event in events {
                     redactor.redact_event(&mut event.kind);
                     sinks.each(|sink| sink.handle(&event));
                 }
-                room.add_permits(weight);
+                room.events.add_permits(weight);
+                room.bytes.add_permits(kib);
                 dirty = true;
             }
             BusMessage::Flush(done) => {

@@ -4,7 +4,7 @@
 //! that names the file and the OS error (`failure::write_error`).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -35,11 +35,7 @@ struct LogFile {
 
 impl LogFile {
     fn open(path: PathBuf) -> std::io::Result<LogFile> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|err| write_error(&path, err))?;
+        let file = crate::private_fs::open_append(&path).map_err(|err| write_error(&path, err))?;
         Ok(LogFile {
             out: BufWriter::with_capacity(LOG_BUFFER, file),
             path,
@@ -63,7 +59,7 @@ fn open_append(path: &Path) -> std::io::Result<LogFile> {
 
 impl LogSink {
     pub fn create(paths: RunPaths) -> std::io::Result<Self> {
-        std::fs::create_dir_all(paths.logs_dir())
+        crate::private_fs::create_dir_all(&paths.logs_dir())
             .map_err(|err| write_error(&paths.logs_dir(), err))?;
         let timeline = open_append(&paths.timeline_log())?;
         Ok(LogSink {

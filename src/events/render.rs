@@ -215,6 +215,7 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
             line
         }
         AgentEvent::Error { message } => format!("error    {}", one_line(message, max)),
+        AgentEvent::RawLine { text } => format!("output   {}", one_line(text, max)),
         AgentEvent::Finished { outcome } => {
             format!("finished {}", one_line(&outcome_text(outcome), 4000))
         }

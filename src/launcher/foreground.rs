@@ -46,11 +46,12 @@ fn run_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Launc
 /// other file of the run (the prompt and agent prompts may hold secrets).
 pub fn prepare_run_dir(config: &Config, redactor: &Redactor) -> Result<(), LaunchError> {
     let paths = config.run_paths();
-    std::fs::create_dir_all(paths.logs_dir()).map_err(run_dir_error(&paths.run_dir))?;
+    crate::private_fs::create_dir_all(&paths.logs_dir()).map_err(run_dir_error(&paths.run_dir))?;
     let mut value = serde_json::to_value(config).unwrap_or_default();
     redactor.redact_json(&mut value);
     let json = serde_json::to_string_pretty(&value).unwrap_or_default();
-    std::fs::write(paths.config_file(), json).map_err(run_dir_error(&paths.run_dir))?;
+    crate::private_fs::write(&paths.config_file(), json.as_bytes())
+        .map_err(run_dir_error(&paths.run_dir))?;
     Ok(())
 }
 
@@ -74,7 +75,7 @@ pub async fn run_in_foreground(
             paths.logs_dir().display()
         );
     }
-    std::fs::write(paths.pid_file(), std::process::id().to_string())
+    crate::private_fs::write(&paths.pid_file(), std::process::id().to_string().as_bytes())
         .map_err(run_dir_error(&paths.run_dir))?;
 
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(
@@ -174,12 +175,12 @@ pub async fn run_in_foreground(
         .for_each(|p| redactor.redact_in_place(p));
     server.shutdown();
     let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage });
-    let _ = std::fs::write(paths.state_file(), state.to_string());
+    let _ = crate::private_fs::write(&paths.state_file(), state.to_string().as_bytes());
     let _ = std::fs::remove_file(paths.pid_file());
     sink_thread.finish().await;
     if fail_on_sink_failure(&mut report, &failures) {
         let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage, "problems": report.problems });
-        let _ = std::fs::write(paths.state_file(), state.to_string());
+        let _ = crate::private_fs::write(&paths.state_file(), state.to_string().as_bytes());
     }
     if let Some(line) = audit_shared.and_then(|shared| shared.anchor()) {
         eprintln!("{line}");

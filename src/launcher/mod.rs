@@ -118,10 +118,25 @@ fn finish(
     }
 }
 
+/// Creates the run's directories private (and `.orch/` ignored by git), and its
+/// `config.json` empty and 0600, so the redacted config written into it stays 0600.
+pub(crate) fn prepare_private_run_dir(config: &Config) -> Result<(), LaunchError> {
+    let paths = config.run_paths();
+    let run_dir_err = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        move |source| LaunchError::RunDir { path, source }
+    };
+    crate::private_fs::prepare_run_dirs(&paths).map_err(run_dir_err(&paths.run_dir))?;
+    crate::private_fs::touch(&paths.config_file()).map_err(run_dir_err(&paths.config_file()))
+}
+
 fn run(config: Config, env: &crate::config::Env) -> Result<ExitCode, LaunchError> {
     if config.mux != MuxChoice::None {
         return mux_run::run_in_mux(config, env);
     }
+    // As `run_in_foreground` does first: a backend that cannot work leaves no run dir.
+    foreground::backend_factory(&config, env)(&config.backend)?;
+    prepare_private_run_dir(&config)?;
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;
@@ -171,6 +186,7 @@ fn orchestrate(
             config.run_paths().run_dir.display()
         )));
     }
+    prepare_private_run_dir(&config)?;
     let session = config.paths.session.clone();
     let logs = config.run_paths().logs_dir();
     let metrics = config.metrics;

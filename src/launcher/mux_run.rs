@@ -56,6 +56,7 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
         );
     }
     let redactor = Redactor::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    crate::launcher::prepare_private_run_dir(&config)?;
     prepare_run_dir(&config, &redactor)?;
     let record = PaneRecord::initial(&config);
     write_record(&record, &paths)?;
@@ -66,14 +67,10 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
         .map(|agent| agent.log.clone())
         .chain([paths.timeline_log()])
     {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|source| LaunchError::RunDir {
-                path: log.display().to_string(),
-                source,
-            })?;
+        crate::private_fs::open_append(&log).map_err(|source| LaunchError::RunDir {
+            path: log.display().to_string(),
+            source,
+        })?;
     }
     let interrupt = interrupt_argv(&launch_binary()?, &session, &paths.project_root)?;
     let plan = record.plan(&paths);
@@ -264,11 +261,7 @@ fn spawn_orchestrator(paths: &RunPaths, config: &Config) -> Result<Child, Launch
         path: log_path.display().to_string(),
         source,
     };
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(run_dir_err)?;
+    let log = crate::private_fs::open_append(&log_path).map_err(run_dir_err)?;
     let mut command = Command::new(launch_binary()?);
     command
         .arg("orchestrate")

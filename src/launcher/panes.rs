@@ -103,7 +103,7 @@ impl PaneRecord {
     /// Writes the record atomically (a reader never sees half of it).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        crate::private_fs::write(&tmp, &serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(tmp, path)
     }
 }

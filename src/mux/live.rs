@@ -136,9 +136,11 @@ impl LiveSession {
         if let LiveSession::Zellij { files, .. } = self {
             write_zellij_config_dir(&files.config_dir, interrupt_argv)?;
             let layout = zellij_layout(plan, cwd)?;
-            std::fs::write(&files.layout, layout).map_err(|source| MuxError::Write {
-                path: files.layout.clone(),
-                source,
+            crate::private_fs::write(&files.layout, layout.as_bytes()).map_err(|source| {
+                MuxError::Write {
+                    path: files.layout.clone(),
+                    source,
+                }
             })?;
         }
         Ok(())

@@ -87,9 +87,9 @@ pub fn write_zellij_config_dir(dir: &Path, interrupt_argv: &[String]) -> Result<
         let path = path.to_path_buf();
         move |source| MuxError::Write { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
+    crate::private_fs::create_dir_all(dir).map_err(write_err(dir))?;
     let file = dir.join(CONFIG_FILE);
-    std::fs::write(&file, text).map_err(write_err(&file))?;
+    crate::private_fs::write(&file, text.as_bytes()).map_err(write_err(&file))?;
     Ok(file)
 }
 

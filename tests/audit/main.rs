@@ -7,6 +7,7 @@ mod crashed;
 mod crashes;
 mod disk_full;
 mod foreign;
+mod hygiene;
 mod interrupts;
 mod memory;
 mod remote;

@@ -1,10 +1,10 @@
-//! Every fixture in `../shared/fixtures/agents/` through its parser, delivered whole and
+//! Every fixture in `tests/fixtures/agents/` through its parser, delivered whole and
 //! in every small chunk size (so chunk boundaries fall inside UTF-8 characters and
 //! between `\r` and `\n`), plus cut streams, CRLF and unknown events.
 
 use orch::agent::stream::{
-    AnthropicParser, ClaudeParser, CodexParser, GeminiParser, LineParser, OpenAiChatParser,
-    SseParser, parse_lines, parse_sse,
+    AnthropicParser, ClaudeParser, CodexParser, DEFAULT_MAX_LINE, GeminiParser, LineParser,
+    OpenAiChatParser, SseParser, parse_lines, parse_sse,
 };
 use orch::agent::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, TurnResult, Usage};
 use time::OffsetDateTime;
@@ -93,52 +93,52 @@ fn codex_success_maps_every_item_type() {
     assert_eq!(
         events[0],
         AgentEvent::Started {
-            thread_id: Some("0199f3c1-7a2e-7d40-9b1c-5e8a2f6d0c11".into())
+            thread_id: Some("019a4c2e-58b1-7f03-a6d4-93e2c1b0f7aa".into())
         }
     );
     assert_eq!(
         events[4],
         AgentEvent::Command {
             id: Some("item_2".into()),
-            command: "/bin/bash -lc 'cargo test -p parser'".into(),
+            command: "/bin/bash -lc 'cargo test -p calendar week'".into(),
             status: ItemStatus::Failed,
             exit_code: Some(101),
-            output: Some("running 3 tests\ntest split_tokens_trailing ... FAILED\ntest result: FAILED. 2 passed; 1 failed\n".into()),
+            output: Some("running 5 tests\ntest week_of_new_year ... FAILED\ntest result: FAILED. 4 passed; 1 failed\n".into()),
         }
     );
     assert_eq!(
         events[6],
         AgentEvent::FileChange {
-            path: "/work/repo/crates/parser/src/lib.rs".into(),
+            path: "/home/dev/planner/crates/calendar/src/week.rs".into(),
             change: "update".into(),
             status: ItemStatus::Completed
         }
     );
     assert!(
         matches!(&events[10], AgentEvent::ToolCall { name, result: Some(r), .. }
-        if name == "docs.search" && r == "split_tokens must drop a trailing empty token")
+        if name == "specs.lookup" && r == "week 1 is the week holding the first Thursday of the year")
     );
     assert!(
         matches!(&events[12], AgentEvent::ToolCall { name, arguments, status: ItemStatus::Completed, .. }
-        if name == "todo_list" && arguments == "[x] Reproduce the failing test; [x] Fix off-by-one in split_tokens")
+        if name == "todo_list" && arguments == "[x] Run the calendar tests; [x] Use ISO weeks in week_of_year")
     );
     let usage = Usage {
-        input_tokens: 48213,
-        cached_input_tokens: 40960,
-        output_tokens: 1187,
-        reasoning_output_tokens: 0,
+        input_tokens: 52740,
+        cached_input_tokens: 45056,
+        output_tokens: 1342,
+        reasoning_output_tokens: 256,
     };
     assert_eq!(events[13], AgentEvent::Usage(usage));
     assert_eq!(result.usage, usage);
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert_eq!(
         result.thread_id.as_deref(),
-        Some("0199f3c1-7a2e-7d40-9b1c-5e8a2f6d0c11")
+        Some("019a4c2e-58b1-7f03-a6d4-93e2c1b0f7aa")
     );
     assert!(
         result
             .response
-            .starts_with("Fixed the off-by-one in `split_tokens`")
+            .starts_with("`week_of_year` now follows ISO 8601")
     );
     // The same stream with CRLF line ends parses identically.
     assert_eq!(
@@ -150,10 +150,10 @@ fn codex_success_maps_every_item_type() {
 #[test]
 fn codex_usage_on_a_resumed_thread_is_a_delta() {
     let before = Usage {
-        input_tokens: 40000,
-        cached_input_tokens: 40000,
-        output_tokens: 1000,
-        reasoning_output_tokens: 0,
+        input_tokens: 50000,
+        cached_input_tokens: 45000,
+        output_tokens: 1300,
+        reasoning_output_tokens: 200,
     };
     let (_, result) = parse_lines(
         CodexParser::new(before, NOW),
@@ -163,10 +163,10 @@ fn codex_usage_on_a_resumed_thread_is_a_delta() {
     assert_eq!(
         result.usage,
         Usage {
-            input_tokens: 8213,
-            cached_input_tokens: 960,
-            output_tokens: 187,
-            reasoning_output_tokens: 0
+            input_tokens: 2740,
+            cached_input_tokens: 56,
+            output_tokens: 42,
+            reasoning_output_tokens: 56
         }
     );
 }
@@ -180,11 +180,11 @@ fn codex_usage_limit_is_parked_until_the_reset_time() {
     assert_eq!(
         *class,
         FailureClass::UsageLimit {
-            resets_in_secs: Some(65 * 60)
+            resets_in_secs: Some(140 * 60)
         }
     );
     assert!(message.contains("usage limit"));
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::RateLimit { retry_after_secs: Some(3900), resets_at: Some(at), .. } if at == "2026-03-02T16:05:00Z")));
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::RateLimit { retry_after_secs: Some(8400), resets_at: Some(at), .. } if at == "2026-03-02T17:20:00Z")));
     assert!(events.iter().any(|e| matches!(e, AgentEvent::Error { .. })));
     assert!(result.usage.is_zero());
 }
@@ -216,7 +216,14 @@ fn unknown_events_and_fields_are_skipped() {
         "{\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":5,\"output_tokens\":2,\"future_tokens\":9}}\n",
     );
     let (events, result) = lines_all_ways(codex, stream.as_bytes());
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
+    // A line that is no JSON is kept as the agent's raw text, not dropped.
+    assert_eq!(
+        events[1],
+        AgentEvent::RawLine {
+            text: "not json at all".into()
+        }
+    );
     assert_eq!(result.response, "ok → done");
     assert_eq!(result.outcome, TurnOutcome::Completed);
 
@@ -235,6 +242,7 @@ fn claude_success_maps_tools_and_uses_the_result_usage() {
         kinds,
         [
             "started",
+            "reasoning",
             "message",
             "command",
             "command",
@@ -243,14 +251,29 @@ fn claude_success_maps_tools_and_uses_the_result_usage() {
             "usage"
         ]
     );
-    assert!(
-        matches!(&events[3], AgentEvent::Command { status: ItemStatus::Failed, output: Some(o), command, .. }
-        if o.contains("1 failed") && command == "cargo test -p parser")
+    assert_eq!(
+        events[1],
+        AgentEvent::Reasoning {
+            text: "Week numbers are off near New Year; run the tests first.".into()
+        }
     );
     assert_eq!(
         events[4],
+        AgentEvent::Command {
+            id: Some("toolu_01Gh2Jk4Lm6Np8Qr0St2Uv4W".into()),
+            command: "cargo test -p calendar week".into(),
+            status: ItemStatus::Failed,
+            exit_code: None,
+            output: Some(
+                "running 5 tests\ntest week_of_new_year ... FAILED\ntest result: FAILED. 4 passed; 1 failed"
+                    .into()
+            ),
+        }
+    );
+    assert_eq!(
+        events[5],
         AgentEvent::FileChange {
-            path: "/work/repo/crates/parser/src/lib.rs".into(),
+            path: "/home/dev/planner/crates/calendar/src/week.rs".into(),
             change: "update".into(),
             status: ItemStatus::Completed
         }
@@ -258,20 +281,20 @@ fn claude_success_maps_tools_and_uses_the_result_usage() {
     assert_eq!(
         result.usage,
         Usage {
-            input_tokens: 8 + 6710 + 48170,
-            cached_input_tokens: 48170,
-            output_tokens: 275,
+            input_tokens: 6 + 5590 + 47174,
+            cached_input_tokens: 47174,
+            output_tokens: 225,
             reasoning_output_tokens: 0
         }
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert_eq!(
         result.thread_id.as_deref(),
-        Some("5b0c2e1a-8f3d-4c6b-9a71-2d4e6f8a0b13")
+        Some("e2a7c915-3d60-4b8f-a1c4-7f95b2d80e36")
     );
     assert_eq!(
         result.response,
-        "Fixed the off-by-one loop bound in `split_tokens`; the trailing-separator test now passes."
+        "`week_of_year` now counts ISO weeks; the New Year test passes."
     );
 }
 
@@ -286,8 +309,8 @@ fn claude_max_turns_is_terminal() {
     };
     assert_eq!(*class, FailureClass::Terminal);
     assert!(message.contains("error_max_turns") && message.contains("maximum number of turns"));
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolCall { name, status: ItemStatus::Completed, .. } if name == "Read")));
-    assert_eq!(result.usage.output_tokens, 40);
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::ToolCall { name, status: ItemStatus::Completed, .. } if name == "Grep")));
+    assert_eq!(result.usage.output_tokens, 52);
 }
 
 #[test]
@@ -301,17 +324,17 @@ fn claude_partial_messages_show_text_once_and_a_missing_result_is_interrupted() 
     assert_eq!(
         messages,
         [&AgentEvent::Message {
-            text: "Fixed the off-by-one".into()
+            text: "Week 1 now holds the first Thursday".into()
         }]
     );
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
-    assert_eq!(result.response, "Fixed the off-by-one");
+    assert_eq!(result.response, "Week 1 now holds the first Thursday");
     assert_eq!(
         result.usage,
         Usage {
-            input_tokens: 17964,
-            cached_input_tokens: 17960,
-            output_tokens: 6,
+            input_tokens: 21483,
+            cached_input_tokens: 21480,
+            output_tokens: 9,
             reasoning_output_tokens: 0
         }
     );
@@ -329,29 +352,49 @@ fn gemini_success_joins_deltas_and_maps_tools() {
             "command",
             "command",
             "file_change",
+            "tool_call",
+            "tool_call",
             "message",
             "usage"
         ]
     );
     assert_eq!(
-        events[5],
+        events[4],
+        AgentEvent::FileChange {
+            path: "/home/dev/planner/crates/calendar/src/week.rs".into(),
+            change: "update".into(),
+            status: ItemStatus::Completed
+        }
+    );
+    assert_eq!(
+        events[6],
+        AgentEvent::ToolCall {
+            id: Some("google_web_search-1772444473002-3d2c1b".into()),
+            name: "google_web_search".into(),
+            arguments: "{\"query\":\"ISO week date first Thursday\"}".into(),
+            status: ItemStatus::Failed,
+            result: Some("web search is disabled in this workspace".into()),
+        }
+    );
+    assert_eq!(
+        events[7],
         AgentEvent::Message {
-            text: "Fixed the loop bound; all parser tests pass now.".into()
+            text: "Weeks now start on the ISO boundary; the week tests pass.".into()
         }
     );
     assert_eq!(
         result.usage,
         Usage {
-            input_tokens: 30912,
-            cached_input_tokens: 18240,
-            output_tokens: 965,
-            reasoning_output_tokens: 0
+            input_tokens: 26518,
+            cached_input_tokens: 20480,
+            output_tokens: 1213,
+            reasoning_output_tokens: 384
         }
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert_eq!(
         result.thread_id.as_deref(),
-        Some("7e3f1a2b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")
+        Some("c41d9e70-2a5b-4f83-b6e1-08d7f3a29c54")
     );
 }
 
@@ -360,26 +403,26 @@ fn anthropic_stream_joins_blocks_and_reports_the_tool_call() {
     let (events, result) = sse_all_ways(AnthropicParser::default, &fixture("anthropic_stream.sse"));
     let expected = vec![
         AgentEvent::Usage(Usage {
-            input_tokens: 412,
+            input_tokens: 530,
             cached_input_tokens: 0,
             output_tokens: 1,
             reasoning_output_tokens: 0,
         }),
         AgentEvent::Reasoning {
-            text: "The user wants the file list; I should call list_dir.".into(),
+            text: "I need the failing test's name; grep for it.".into(),
         },
         AgentEvent::Message {
-            text: "Let me list the directory.".into(),
+            text: "Searching for the week tests ✓".into(),
         },
         AgentEvent::ToolCall {
-            id: Some("toolu_01Vb8Nm2Qw4Er6Ty8Ui0Op2A".into()),
-            name: "list_dir".into(),
-            arguments: "{\"path\": \"src/\", \"depth\": 1}".into(),
+            id: Some("toolu_01Lp3Mq5Nr7Os9Pt1Qu3Rv5S".into()),
+            name: "grep".into(),
+            arguments: "{\"pattern\": \"fn week_\", \"glob\": \"*.rs\"}".into(),
             status: ItemStatus::Completed,
             result: None,
         },
         AgentEvent::Usage(Usage {
-            output_tokens: 86,
+            output_tokens: 63,
             ..Usage::default()
         }),
     ];
@@ -387,14 +430,14 @@ fn anthropic_stream_joins_blocks_and_reports_the_tool_call() {
     assert_eq!(
         result.usage,
         Usage {
-            input_tokens: 412,
+            input_tokens: 530,
             cached_input_tokens: 0,
-            output_tokens: 87,
+            output_tokens: 64,
             reasoning_output_tokens: 0
         }
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
-    assert_eq!(result.response, "Let me list the directory.");
+    assert_eq!(result.response, "Searching for the week tests ✓");
     assert_eq!(
         sse_all_ways(
             AnthropicParser::default,
@@ -413,9 +456,9 @@ fn anthropic_stream_cut_keeps_partial_text_and_is_interrupted() {
         .unwrap();
     let (events, result) = sse_all_ways(AnthropicParser::default, &text.as_bytes()[..cut]);
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
-    assert_eq!(result.response, "Let me list the directory.");
+    assert_eq!(result.response, "Searching for the week tests ✓");
     assert!(events.contains(&AgentEvent::Message {
-        text: "Let me list the directory.".into()
+        text: "Searching for the week tests ✓".into()
     }));
 }
 
@@ -430,10 +473,12 @@ fn anthropic_errors_mid_stream_and_over_http_are_classified() {
             class: FailureClass::Transient {
                 retry_after_secs: None
             },
-            message: "overloaded_error: Overloaded".into()
+            message: "api_error: Internal server error".into()
         }
     );
-    assert_eq!(result.usage.input_tokens, 950);
+    assert_eq!(result.usage.input_tokens, 1210);
+    // The text streamed before the error is kept.
+    assert_eq!(result.response, "Looking at week.rs");
     assert!(events.iter().any(|e| matches!(e, AgentEvent::Error { .. })));
 
     // (b): the HTTP response as a backend sees it, before any SSE.
@@ -449,7 +494,7 @@ fn anthropic_errors_mid_stream_and_over_http_are_classified() {
     assert_eq!(
         failure.class,
         FailureClass::Transient {
-            retry_after_secs: Some(17)
+            retry_after_secs: Some(42)
         }
     );
     assert!(failure.message.contains("429") && failure.message.contains("rate_limit_error"));
@@ -465,30 +510,43 @@ fn openai_chat_ollama_joins_content_and_reads_usage() {
         events,
         vec![
             AgentEvent::Message {
-                text: "The bug is an inclusive range.".into()
+                text: "Week 1 holds the first Thursday.".into()
             },
             AgentEvent::Usage(Usage {
-                input_tokens: 58,
-                output_tokens: 9,
+                input_tokens: 74,
+                output_tokens: 12,
                 ..Usage::default()
             }),
         ]
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
-    assert_eq!(result.response, "The bug is an inclusive range.");
+    assert_eq!(result.response, "Week 1 holds the first Thursday.");
 }
 
 #[test]
 fn openai_chat_tool_call_fragments_are_joined() {
     let (events, result) =
         sse_all_ways(OpenAiChatParser::default, &fixture("openai_chat_tools.sse"));
-    assert!(events.contains(&AgentEvent::ToolCall {
-        id: Some("call_Xy12".into()),
-        name: "run_command".into(),
-        arguments: "{\"cmd\":\"cargo test\"}".into(),
-        status: ItemStatus::Completed,
-        result: None,
-    }));
+    // Two calls whose fragments interleave are joined by index, in order.
+    assert_eq!(
+        events,
+        vec![
+            AgentEvent::ToolCall {
+                id: Some("call_Wk07".into()),
+                name: "read_file".into(),
+                arguments: "{\"path\":\"src/week.rs\"}".into(),
+                status: ItemStatus::Completed,
+                result: None,
+            },
+            AgentEvent::ToolCall {
+                id: Some("call_Wk08".into()),
+                name: "run_command".into(),
+                arguments: "{\"cmd\":\"cargo test -p calendar\"}".into(),
+                status: ItemStatus::Completed,
+                result: None,
+            },
+        ]
+    );
     assert_eq!(result.outcome, TurnOutcome::Completed);
     assert!(result.usage.is_zero());
 }
@@ -500,14 +558,15 @@ fn openai_chat_vllm_reasoning_is_separate_from_the_answer() {
         &fixture("openai_chat_vllm_reasoning.sse"),
     );
     assert!(events.contains(&AgentEvent::Reasoning {
-        text: "User wants a one-word answer.".into()
+        text: "Asked for a count; 2026 has 53 ISO weeks? No, 52.".into()
     }));
-    assert_eq!(result.response, "Yes.");
+    assert_eq!(result.response, "52 weeks.");
     assert_eq!(
         result.usage,
         Usage {
-            input_tokens: 21,
-            output_tokens: 19,
+            input_tokens: 33,
+            output_tokens: 48,
+            reasoning_output_tokens: 31,
             ..Usage::default()
         }
     );
@@ -519,5 +578,68 @@ fn openai_chat_cut_before_finish_is_interrupted() {
     let cut = text.find("\"finish_reason\":\"stop\"").unwrap();
     let (_, result) = sse_all_ways(OpenAiChatParser::default, &text.as_bytes()[..cut]);
     assert!(matches!(result.outcome, TurnOutcome::Interrupted { .. }));
-    assert_eq!(result.response, "The bug is an inclusive range.");
+    assert_eq!(result.response, "Week 1 holds the first Thursday.");
+}
+
+/// What a CLI prints on stdout besides its events (warnings, a banner) reaches the log
+/// and the store as raw lines, long ones cut; blank lines are skipped.
+#[test]
+fn non_json_lines_of_every_cli_are_kept_as_bounded_raw_lines() {
+    let long = "w".repeat(10_000);
+    for (name, bytes) in [
+        ("codex", fixture("codex_success.jsonl")),
+        ("claude", fixture("claude_success.jsonl")),
+        ("gemini", fixture("gemini_success.jsonl")),
+    ] {
+        let mut noisy = b"WARNING: proxy settings ignored\n\n".to_vec();
+        noisy.extend_from_slice(&bytes);
+        noisy.extend_from_slice(format!("{long}\n").as_bytes());
+        let (events, result) = match name {
+            "codex" => parse_lines(codex(), &noisy, 4096),
+            "claude" => parse_lines(ClaudeParser::new(NOW), &noisy, 4096),
+            _ => parse_lines(GeminiParser::default(), &noisy, 4096),
+        };
+        let raw: Vec<&String> = events
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::RawLine { text } => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(raw.len(), 2, "{name}: {raw:?}");
+        assert_eq!(raw[0], "WARNING: proxy settings ignored", "{name}");
+        assert!(raw[1].len() < 4200, "{name}: {} bytes kept", raw[1].len());
+        assert!(raw[1].ends_with("[cut: 10000 bytes in all]"), "{name}");
+        assert_eq!(result.outcome, TurnOutcome::Completed, "{name}");
+    }
+}
+
+/// A line over the limit (a runaway tool output in one JSON record) is cut to a short
+/// raw line with a marker, and the events after it still count.
+#[test]
+fn a_line_over_the_limit_is_cut_and_the_stream_goes_on() {
+    let mut stream =
+        br#"{"type":"item.completed","item":{"id":"big","type":"agent_message","text":""#.to_vec();
+    stream.resize(stream.len() + DEFAULT_MAX_LINE + 10, b'z');
+    stream.extend_from_slice(b"\"}}\n");
+    stream.extend_from_slice(
+        br#"{"type":"turn.completed","usage":{"input_tokens":7,"output_tokens":3}}"#,
+    );
+    let total = stream.len() - stream.iter().rposition(|b| *b == b'\n').unwrap();
+    let (events, result) = parse_lines(codex(), &stream, 32 * 1024);
+    let AgentEvent::RawLine { text } = &events[0] else {
+        panic!("{:?}", events[0].kind())
+    };
+    assert!(text.starts_with(r#"{"type":"item.completed""#));
+    assert!(text.len() < 8 * 1024, "{} bytes kept", text.len());
+    assert!(
+        text.ends_with(&format!(
+            "[cut: a {}-byte line, longer than the line limit]",
+            stream.len() - total
+        )),
+        "{}",
+        &text[text.len() - 80..]
+    );
+    assert_eq!(result.outcome, TurnOutcome::Completed);
+    assert_eq!(result.usage.output_tokens, 3);
 }

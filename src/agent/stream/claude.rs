@@ -16,7 +16,7 @@ use crate::agent::backend::TurnResult;
 use crate::agent::classify::parse_reset_in_secs;
 use crate::agent::event::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, Usage};
 use crate::agent::stream::anthropic::{AnthropicEvents, UsageSource};
-use crate::agent::stream::turn::{LineParser, TurnState, compact, str_at, u64_at};
+use crate::agent::stream::turn::{LineParser, TurnState, compact, json_line, str_at, u64_at};
 
 #[derive(Debug)]
 enum ToolKind {
@@ -264,7 +264,7 @@ pub fn anthropic_usage(usage: &Value) -> Usage {
 
 impl LineParser for ClaudeParser {
     fn line(&mut self, line: &str, out: &mut Vec<AgentEvent>) {
-        let Ok(value) = serde_json::from_str::<Value>(line) else {
+        let Some(value) = json_line(line, out) else {
             return;
         };
         if let Some(session) = str_at(&value, "session_id") {

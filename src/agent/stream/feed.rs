@@ -48,7 +48,10 @@ impl<P: LineParser> LineFeed<P> {
 fn parse_line<P: LineParser>(parser: &mut P, line: LineRef<'_>, out: &mut Vec<AgentEvent>) {
     match line {
         LineRef::Text(text) => parser.line(text, out),
-        LineRef::TooLong { bytes } => out.push(too_long(bytes)),
+        // Cut JSON is no event: shown as the agent's raw text, marked.
+        LineRef::TooLong { head, bytes } => out.push(AgentEvent::RawLine {
+            text: format!("{head}… [cut: a {bytes}-byte line, longer than the line limit]"),
+        }),
     }
 }
 
@@ -83,15 +86,11 @@ impl<P: SseParser> SseFeed<P> {
         for item in std::mem::take(&mut self.scratch) {
             match item {
                 SseItem::Event(event) => self.parser.event(&event, out),
-                SseItem::TooLong { bytes } => out.push(too_long(bytes)),
+                SseItem::TooLong { bytes } => out.push(AgentEvent::Error {
+                    message: format!("skipped a {bytes}-byte line: longer than the line limit"),
+                }),
             }
         }
-    }
-}
-
-fn too_long(bytes: usize) -> AgentEvent {
-    AgentEvent::Error {
-        message: format!("skipped a {bytes}-byte line: longer than the line limit"),
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::agent::backend::TurnResult;
 use crate::agent::classify::classify_error_type;
 use crate::agent::event::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, Usage};
-use crate::agent::stream::turn::{LineParser, TurnState, compact, str_at, u64_at};
+use crate::agent::stream::turn::{LineParser, TurnState, compact, json_line, str_at, u64_at};
 
 #[derive(Debug)]
 enum ToolKind {
@@ -164,7 +164,7 @@ impl GeminiParser {
 
 impl LineParser for GeminiParser {
     fn line(&mut self, line: &str, out: &mut Vec<AgentEvent>) {
-        let Ok(value) = serde_json::from_str::<Value>(line) else {
+        let Some(value) = json_line(line, out) else {
             return;
         };
         match str_at(&value, "type").unwrap_or_default() {

@@ -2,19 +2,25 @@
 //!
 //! Owns line framing for agent output: bytes arrive in arbitrary chunks (a chunk may end
 //! inside a UTF-8 character or between `\r` and `\n`), lines are decoded lossily, and a
-//! single line longer than the cap is dropped and reported instead of growing memory
-//! without bound. Knows nothing about JSON or SSE.
+//! single line longer than the cap is cut: its first bytes are kept to show, the rest
+//! is counted and dropped, so memory stays at the cap however long the line. Knows
+//! nothing about JSON or SSE.
 
-/// Default cap on one line: far above any real event, small enough to stay flat.
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024 * 1024;
+/// Default cap on one line: above any real event (a 10 MiB command output fits), low
+/// enough that a runaway line costs at most this much memory while it is read.
+pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Bytes kept from the start of a line longer than the cap, to show what it was.
+pub const CUT_LINE_HEAD: usize = 4 * 1024;
 
 /// One framed line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
     /// A complete line, without its `\n` or `\r\n`, decoded lossily as UTF-8.
     Text(String),
-    /// A line longer than the cap; its bytes were discarded.
-    TooLong { bytes: usize },
+    /// A line longer than the cap: its first `CUT_LINE_HEAD` bytes (decoded lossily)
+    /// and its whole length; the rest was discarded.
+    TooLong { head: String, bytes: usize },
 }
 
 /// Incremental line splitter with a per-line size cap.
@@ -22,7 +28,8 @@ pub enum Line {
 pub struct LineSplitter {
     buf: Vec<u8>,
     max_line: usize,
-    /// Bytes of the current line already discarded because it exceeded `max_line`.
+    /// Bytes of the current line already discarded because it exceeded `max_line`
+    /// (then `buf` holds only the line's head).
     discarded: usize,
 }
 
@@ -54,18 +61,13 @@ impl LineSplitter {
             let (head, rest) = chunk.split_at(pos);
             chunk = &rest[1..];
             if self.discarded > 0 {
-                emit(LineRef::TooLong {
-                    bytes: self.discarded + self.buf.len() + head.len(),
-                });
-                self.discarded = 0;
-                self.buf.clear();
+                self.discarded += head.len();
+                self.emit_cut(&mut emit);
                 continue;
             }
             if self.buf.len() + head.len() > self.max_line {
-                emit(LineRef::TooLong {
-                    bytes: self.buf.len() + head.len(),
-                });
-                self.buf.clear();
+                self.start_cut(head);
+                self.emit_cut(&mut emit);
                 continue;
             }
             if self.buf.is_empty() {
@@ -79,11 +81,35 @@ impl LineSplitter {
         if self.discarded > 0 {
             self.discarded += chunk.len();
         } else if self.buf.len() + chunk.len() > self.max_line {
-            self.discarded = self.buf.len() + chunk.len();
-            self.buf = Vec::new();
+            self.start_cut(chunk);
         } else {
             self.buf.extend_from_slice(chunk);
         }
+    }
+
+    /// The current line went over the cap with `more`: keep its head, count the rest,
+    /// and give the buffer's memory back.
+    fn start_cut(&mut self, more: &[u8]) {
+        let total = self.buf.len() + more.len();
+        let keep = CUT_LINE_HEAD.min(self.max_line);
+        if self.buf.len() < keep {
+            let take = (keep - self.buf.len()).min(more.len());
+            self.buf.extend_from_slice(&more[..take]);
+        }
+        self.buf.truncate(keep);
+        self.buf.shrink_to(keep);
+        self.discarded = total - self.buf.len();
+    }
+
+    /// Hands out the cut line (its head and length) and resets for the next line.
+    fn emit_cut(&mut self, emit: &mut impl FnMut(LineRef<'_>)) {
+        let bytes = self.buf.len() + self.discarded;
+        emit(LineRef::TooLong {
+            head: &String::from_utf8_lossy(&self.buf),
+            bytes,
+        });
+        self.discarded = 0;
+        self.buf.clear();
     }
 
     /// Ends the stream: a final line without a newline is still a line.
@@ -94,10 +120,7 @@ impl LineSplitter {
     /// `finish`, handing the last line to `emit`.
     pub fn finish_with(&mut self, mut emit: impl FnMut(LineRef<'_>)) {
         if self.discarded > 0 {
-            emit(LineRef::TooLong {
-                bytes: self.discarded,
-            });
-            self.discarded = 0;
+            self.emit_cut(&mut emit);
         } else if !self.buf.is_empty() {
             emit_text(&self.buf, &mut emit);
             self.buf.clear();
@@ -110,15 +133,18 @@ impl LineSplitter {
 pub enum LineRef<'a> {
     /// A complete line, without its `\n` or `\r\n`, decoded lossily as UTF-8.
     Text(&'a str),
-    /// A line longer than the cap; its bytes were discarded.
-    TooLong { bytes: usize },
+    /// A line longer than the cap: its head and its whole length.
+    TooLong { head: &'a str, bytes: usize },
 }
 
 impl LineRef<'_> {
     pub fn to_owned(self) -> Line {
         match self {
             LineRef::Text(text) => Line::Text(text.to_owned()),
-            LineRef::TooLong { bytes } => Line::TooLong { bytes },
+            LineRef::TooLong { head, bytes } => Line::TooLong {
+                head: head.to_owned(),
+                bytes,
+            },
         }
     }
 }
@@ -182,12 +208,47 @@ mod tests {
     }
 
     #[test]
-    fn an_overlong_line_is_reported_and_the_next_line_survives() {
-        let long = vec![b'x'; 100];
+    fn an_overlong_line_is_cut_to_its_head_and_the_next_line_survives() {
+        let long: Vec<u8> = (0..100u8).map(|i| b'a' + i % 26).collect();
+        let head = String::from_utf8(long[..64].to_vec()).unwrap();
+        let cut = |bytes| Line::TooLong {
+            head: head.clone(),
+            bytes,
+        };
         let out = split_all(&[&long[..40], &long[40..], b"\nnext\n"], 64);
-        assert_eq!(out, vec![Line::TooLong { bytes: 100 }, text("next")]);
+        assert_eq!(out, vec![cut(100), text("next")]);
         let out = split_all(&[&long, b"\n", b"y"], 64);
-        assert_eq!(out, vec![Line::TooLong { bytes: 100 }, text("y")]);
+        assert_eq!(out, vec![cut(100), text("y")]);
+        // Cut without a final newline, and cut inside one chunk.
+        let out = split_all(&[&long[..70], &long[70..]], 64);
+        assert_eq!(out, vec![cut(100)]);
+        let mut one = long.clone();
+        one.extend_from_slice(b"\nz\n");
+        assert_eq!(split_all(&[&one], 64), vec![cut(100), text("z")]);
+    }
+
+    /// However long the line, the splitter holds at most the cap, then only the head.
+    #[test]
+    fn a_line_far_over_the_cap_keeps_memory_at_the_cap() {
+        let max = 1024 * 1024;
+        let mut splitter = LineSplitter::new(max);
+        let chunk = vec![b'{'; 64 * 1024];
+        let mut out = Vec::new();
+        for _ in 0..(65 * 16) {
+            splitter.push(&chunk, &mut out);
+            assert!(
+                splitter.buf.capacity() <= max,
+                "{}",
+                splitter.buf.capacity()
+            );
+        }
+        assert!(splitter.buf.capacity() <= CUT_LINE_HEAD);
+        splitter.push(b"\n", &mut out);
+        let [Line::TooLong { head, bytes }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(*bytes, 65 * 1024 * 1024);
+        assert_eq!(head.len(), CUT_LINE_HEAD);
     }
 
     /// Whole valid lines are lent straight from the chunk; a line that spans chunks

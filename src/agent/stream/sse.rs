@@ -65,7 +65,7 @@ impl SseDecoder {
     fn line(&mut self, line: Line, out: &mut Vec<SseItem>) {
         let text = match line {
             Line::Text(text) => text,
-            Line::TooLong { bytes } => {
+            Line::TooLong { bytes, .. } => {
                 out.push(SseItem::TooLong { bytes });
                 return;
             }

@@ -94,6 +94,38 @@ impl TurnState {
     }
 }
 
+/// Longest raw (non-JSON) line kept as text; the rest is cut with a marker.
+pub const MAX_RAW_LINE: usize = 4 * 1024;
+
+/// Parses one line of a JSONL stream. A line that is not JSON (a warning the CLI
+/// printed on stdout, say) is not dropped: it becomes a `RawLine` event, bounded to
+/// `MAX_RAW_LINE` bytes. Blank lines are skipped.
+pub fn json_line(line: &str, out: &mut Vec<AgentEvent>) -> Option<Value> {
+    match serde_json::from_str::<Value>(line) {
+        Ok(value) => Some(value),
+        Err(_) if line.trim().is_empty() => None,
+        Err(_) => {
+            out.push(AgentEvent::RawLine {
+                text: bounded(line, MAX_RAW_LINE),
+            });
+            None
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with a marker saying
+/// how long it was.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut: {} bytes in all]", &text[..end], text.len())
+}
+
 /// `value[key]` as a string, if it is one.
 pub fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
