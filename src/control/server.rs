@@ -138,6 +138,10 @@ impl ControlServer {
 async fn accept_loop<S: ControlService>(listener: UnixListener, service: S) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    // One descriptor kept in reserve: out of descriptors, it is freed to accept the
+    // waiting connection and refuse it at once, so the queue keeps moving instead of
+    // holding every later asker behind it.
+    let mut spare = open_spare();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
@@ -145,10 +149,29 @@ async fn accept_loop<S: ControlService>(listener: UnixListener, service: S) {
                 stream
             }
             Err(err) => {
+                let out_of_fds = matches!(
+                    err.raw_os_error(),
+                    Some(libc_errno::EMFILE | libc_errno::ENFILE)
+                );
+                if out_of_fds && let Some(file) = spare.take() {
+                    drop(file);
+                    if let Ok(Ok((stream, _))) =
+                        tokio::time::timeout(ACCEPT_BACKOFF_MIN, listener.accept()).await
+                    {
+                        refuse_busy(
+                            &stream,
+                            service.mode(),
+                            "the run is out of file descriptors",
+                        );
+                    }
+                    spare = open_spare();
+                    continue;
+                }
                 // EMFILE and friends pass once connections close; the listener stays.
                 tracing::warn!(error = %err, "control socket: accept failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                spare = spare.or_else(open_spare);
                 continue;
             }
         };
@@ -160,18 +183,33 @@ async fn accept_loop<S: ControlService>(listener: UnixListener, service: S) {
                     drop(slot);
                 });
             }
-            Err(_) => refuse_busy(&stream, service.mode()),
+            Err(_) => refuse_busy(
+                &stream,
+                service.mode(),
+                &format!("{MAX_CONNECTIONS} control connections are open"),
+            ),
         }
     }
 }
 
+/// The reserve descriptor of the accept loop.
+fn open_spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+/// Raw errno values of running out of descriptors (Linux).
+mod libc_errno {
+    pub const EMFILE: i32 = nix::errno::Errno::EMFILE as i32;
+    pub const ENFILE: i32 = nix::errno::Errno::ENFILE as i32;
+}
+
 /// One line saying why, written without waiting (a fresh socket's buffer takes it);
 /// the connection closes when `stream` is dropped.
-fn refuse_busy(stream: &UnixStream, mode: RunMode) {
+fn refuse_busy(stream: &UnixStream, mode: RunMode, why: &str) {
     let busy = ControlBusy {
         busy: true,
         mode,
-        message: format!("{MAX_CONNECTIONS} control connections are open"),
+        message: why.to_owned(),
     };
     let mut line = serde_json::to_string(&busy).unwrap_or_default();
     line.push('\n');

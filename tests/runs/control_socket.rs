@@ -108,30 +108,7 @@ fn the_socket_answers_after_a_thousand_idle_connections_under_ulimit_1024() {
     let root = repo.root();
     runtime_dir(&repo);
     let session = "run-idle";
-    let mut cmd = repo.launch();
-    cmd.args(["-c", r#"ulimit -n 1024 && exec "$0" "$@""#])
-        .arg(env!("CARGO_BIN_EXE_launch"))
-        .args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-            "--session",
-            session,
-            "--demo-scenario",
-            SLOW,
-        ]);
-    let mut sh = std::process::Command::new("sh");
-    sh.current_dir(&root).env_clear();
-    for (key, value) in cmd.get_envs() {
-        if let Some(value) = value {
-            sh.env(key, value);
-        }
-    }
-    sh.args(cmd.get_args());
-    let mut child = spawn_quiet(sh);
+    let mut child = spawn_with_fd_limit(&repo, session, 1024);
     let socket = wait_for_socket(&root, session);
     let limits = read(std::path::Path::new(&format!(
         "/proc/{}/limits",
@@ -182,6 +159,87 @@ fn the_socket_answers_after_a_thousand_idle_connections_under_ulimit_1024() {
         .unwrap();
     assert!(again.status.success(), "{}", text(&again.stderr));
     drop(idle);
+    stop(&repo, &root, session, &mut child);
+    assert_eq!(state(&root, session).as_deref(), Some("stopped"));
+}
+
+/// `launch --mux none <SLOW run>` started by `sh` under `ulimit -n <limit>`.
+fn spawn_with_fd_limit(repo: &TestRepo, session: &str, limit: u32) -> std::process::Child {
+    let mut sh = std::process::Command::new("sh");
+    let launch = repo.launch();
+    sh.current_dir(repo.root()).env_clear();
+    for (key, value) in launch.get_envs() {
+        if let Some(value) = value {
+            sh.env(key, value);
+        }
+    }
+    sh.args(["-c", &format!(r#"ulimit -n {limit} && exec "$0" "$@""#)])
+        .arg(env!("CARGO_BIN_EXE_launch"))
+        .args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--session",
+            session,
+            "--demo-scenario",
+            SLOW,
+        ]);
+    spawn_quiet(sh)
+}
+
+#[test]
+fn the_socket_outlives_running_out_of_file_descriptors() {
+    let repo = TestRepo::new();
+    let root = repo.root();
+    let session = "run-emfile";
+    let mut child = spawn_with_fd_limit(&repo, session, 48);
+    let socket = wait_for_socket(&root, session);
+    // Paused, the run opens no file of its own while the connections use them all.
+    let pause = repo
+        .launch()
+        .args(["ctl", "pause", "--session", session])
+        .output()
+        .unwrap();
+    assert!(pause.status.success(), "{}", text(&pause.stderr));
+    let interrupt = run_dir(&root, session).join("logs/interrupt.log");
+    wait_for("the interrupt summary", Duration::from_secs(60), || {
+        read(&interrupt).contains("stop for good")
+    });
+    let open_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .unwrap()
+            .count()
+    };
+    let before = open_fds();
+
+    let started = Instant::now();
+    let idle: Vec<UnixStream> = (0..200).map(|_| idle_connection(&socket)).collect();
+    wait_for(
+        "the run to run out of descriptors",
+        Duration::from_secs(10),
+        || open_fds() >= 46,
+    );
+    let status = repo
+        .launch()
+        .args(["ctl", "status", "--json", "--session", session])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(text(&status.stdout).contains("\"mode\":\"paused\""));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    wait_for(
+        "the idle connections to close",
+        Duration::from_secs(15),
+        || open_fds() <= before + 1,
+    );
     stop(&repo, &root, session, &mut child);
     assert_eq!(state(&root, session).as_deref(), Some("stopped"));
 }
