@@ -5,8 +5,11 @@
 
 use crate::mux::error::MuxError;
 
-/// Longest session name we create: Zellij puts it in a socket path (≤ 108 bytes).
-pub const MAX_SESSION_NAME: usize = 60;
+/// Longest session name we create. Zellij puts it in a socket path (< 108 bytes) under
+/// its socket dir (`$ZELLIJ_SOCKET_DIR`, `$XDG_RUNTIME_DIR/zellij` or
+/// `$TMPDIR/zellij-<uid>`, then `contract_version_1/`), and refuses a name that does not
+/// fit; 40 leaves 67 bytes for that dir. Default run names have 24.
+pub const MAX_SESSION_NAME: usize = 40;
 
 /// The Zellij/tmux session name of a run: the run's session name when it fits
 /// [`MAX_SESSION_NAME`], else its first bytes, `-` and 8 hex digits of its hash (run
@@ -125,7 +128,7 @@ mod tests {
     #[test]
     fn session_names_must_fit_the_socket_path() {
         assert!(validate_session_name("run-20261122-101010-abcd").is_ok());
-        assert!(validate_session_name(&"x".repeat(61)).is_err());
+        assert!(validate_session_name(&"x".repeat(MAX_SESSION_NAME + 1)).is_err());
         assert!(validate_session_name("").is_err());
         assert!(validate_session_name("a/b").is_err());
         assert!(validate_session_name("a\nb").is_err());
