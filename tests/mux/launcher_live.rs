@@ -65,6 +65,9 @@ impl Sandbox {
         ] {
             let dir = tmp.path().join(sub);
             std::fs::create_dir_all(&dir).unwrap();
+            // Private, like a login session's: the control socket goes there.
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
             env.push((var.to_owned(), dir.display().to_string()));
         }
         if let Some(bin) = zellij {
@@ -701,6 +704,13 @@ fn long_paths_run(mux: &str, zellij: Option<&Path>, tmux: Option<&Path>) {
             ))
         }
     });
+    // The control socket is at a short path in the private runtime dir.
+    let record = sandbox.run_dir(&session).join("control.path");
+    let socket = PathBuf::from(std::fs::read_to_string(&record).unwrap().trim());
+    assert_eq!(
+        socket.parent(),
+        Some(sandbox.tmp.path().join("home/run/orch").as_path())
+    );
     if let Some(bin) = tmux {
         let client = sandbox.tmux(bin, &orch::mux::tmux_socket(&mux_name));
         assert!(
