@@ -40,8 +40,20 @@ impl RunPaths {
         self.logs_dir().join("interrupt.log")
     }
 
-    pub fn control_socket(&self) -> PathBuf {
+    /// `control.path`: where the run's control socket is (the socket itself lives at a
+    /// short path outside the run directory, see `control::socket_dir`).
+    pub fn control_path_file(&self) -> PathBuf {
+        self.run_dir.join("control.path")
+    }
+
+    /// Where runs of earlier versions put their socket (cleared with a crashed run).
+    pub fn legacy_control_socket(&self) -> PathBuf {
         self.run_dir.join("control.sock")
+    }
+
+    /// Held (flock) while a launcher claims the run or clears it after a crash.
+    pub fn lock_file(&self) -> PathBuf {
+        self.run_dir.join("orchestrator.lock")
     }
 
     pub fn pid_file(&self) -> PathBuf {

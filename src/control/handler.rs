@@ -2,7 +2,7 @@
 //! resume, stop, status) and answers. Used by the socket; signals go the same way.
 
 use crate::control::protocol::{ControlCommand, ControlResponse};
-use crate::orchestrator::RunLink;
+use crate::orchestrator::{RunLink, RunMode};
 
 #[derive(Clone, Debug)]
 pub struct ControlHandler {
@@ -16,5 +16,10 @@ impl ControlHandler {
 
     pub async fn handle(&self, command: ControlCommand, source: &str) -> ControlResponse {
         self.link.control(command, source).await
+    }
+
+    /// The run's mode as the dispatcher last left it.
+    pub fn mode(&self) -> RunMode {
+        self.link.mode()
     }
 }

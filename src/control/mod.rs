@@ -5,7 +5,8 @@ pub mod handler;
 pub mod protocol;
 pub mod server;
 pub mod signals;
+pub mod socket_dir;
 
 pub use handler::ControlHandler;
 pub use protocol::{ControlCommand, ControlRequest, ControlResponse};
-pub use server::{ControlError, ControlServer};
+pub use server::{ControlError, ControlServer, ControlService};

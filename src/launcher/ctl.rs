@@ -4,15 +4,18 @@ use std::path::Path;
 
 use crate::cli::{CtlArgs, CtlCommand, LsArgs};
 use crate::config::resolve::project_root;
-use crate::control::client::send;
+use crate::control::client::send_to_run;
 use crate::control::{ControlCommand, ControlResponse};
 use crate::launcher::error::LaunchError;
+use crate::launcher::run_claim::{
+    CRASHED, RunLiveness, clear_crashed_runs, final_status, liveness,
+};
 use crate::paths::{RunPaths, list_sessions};
 
 fn newest_live_session(root: &Path) -> Option<String> {
     list_sessions(root)
         .into_iter()
-        .find(|s| RunPaths::new(root, s).control_socket().exists())
+        .find(|s| matches!(liveness(&RunPaths::new(root, s)), RunLiveness::Live(_)))
 }
 
 pub fn ctl(args: &CtlArgs, cwd: &Path) -> Result<ControlResponse, LaunchError> {
@@ -31,7 +34,7 @@ pub fn ctl(args: &CtlArgs, cwd: &Path) -> Result<ControlResponse, LaunchError> {
         CtlCommand::Stop => (ControlCommand::Stop, "ctl"),
         CtlCommand::Interrupt => (ControlCommand::Pause, "ctrl-s"),
     };
-    Ok(send(&paths.control_socket(), command, source)?)
+    Ok(send_to_run(&paths, command, source)?)
 }
 
 pub fn print_response(args: &CtlArgs, response: &ControlResponse) {
@@ -64,20 +67,25 @@ pub struct RunListing {
     pub state: String,
 }
 
+/// The runs of the repository, newest first. Clears crashed runs first (their stale
+/// socket and pid file; see `run_claim`), which then show as `crashed`.
 pub fn ls(args: &LsArgs, cwd: &Path) -> Result<Vec<RunListing>, LaunchError> {
     let root = project_root(args.project_root.as_deref(), cwd)?;
+    clear_crashed_runs(&root);
     let mut runs = Vec::new();
     for session in list_sessions(&root) {
         let paths = RunPaths::new(&root, &session);
-        let state = match std::fs::read_to_string(paths.state_file()) {
-            Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| "unknown".into()),
-            Err(_) => match send(&paths.control_socket(), ControlCommand::Status, "ls") {
-                Ok(answer) => format!("{:?}", answer.mode).to_lowercase(),
-                Err(_) => "ended without a status (crashed or killed)".into(),
-            },
+        let state = match (final_status(&paths), liveness(&paths)) {
+            (Some(status), _) => status,
+            (None, RunLiveness::Live(_)) => {
+                match send_to_run(&paths, ControlCommand::Status, "ls") {
+                    Ok(answer) => format!("{:?}", answer.mode).to_lowercase(),
+                    Err(_) => "starting".into(),
+                }
+            }
+            // Its owner died after the clean-up above looked.
+            (None, RunLiveness::Gone(_)) => CRASHED.into(),
+            (None, RunLiveness::NoOwner) => "ended without a status".into(),
         };
         runs.push(RunListing { session, state });
     }

@@ -31,9 +31,13 @@ pub enum LaunchError {
         source: std::io::Error,
     },
     #[error(
-        "run {session} is still going: `launch attach --session {session}` shows it, or pick another --session"
+        "session `{session}` is taken: its run is still going (orchestrator pid {pid}); `launch ctl status --session {session}` reports on it, `launch attach --session {session}` shows a Zellij/tmux run; start a new run without --session or with another name"
     )]
-    RunGoesOn { session: String },
+    SessionTaken { session: String, pid: u32 },
+    #[error(
+        "run {session} crashed earlier (its orchestrator is gone); its logs stay in {logs} and `orch-audit show {session}` has what it recorded: start a new run without --session or with another name"
+    )]
+    SessionCrashed { session: String, logs: String },
     #[error(
         "run {session} has no panes (it ran with --mux none): follow it with `orch-audit events {session} --follow`"
     )]
@@ -92,7 +96,8 @@ pub fn report_error(err: &LaunchError) -> ExitCode {
     ExitCode::from(match err {
         LaunchError::Config(_)
         | LaunchError::Backend(_)
-        | LaunchError::RunGoesOn { .. }
+        | LaunchError::SessionTaken { .. }
+        | LaunchError::SessionCrashed { .. }
         | LaunchError::NoPanes { .. }
         | LaunchError::NeedsTerminal { .. }
         | LaunchError::Mux(

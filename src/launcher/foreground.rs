@@ -11,12 +11,14 @@ use crate::audit::{AuditOptions, AuditSink, RunMeta};
 use crate::config::resolve::backend_settings;
 use crate::config::{AuditTarget, Config, Env};
 use crate::control::signals::watch_signals;
+use crate::control::socket_dir::{self, socket_path_for};
 use crate::control::{ControlHandler, ControlServer};
 use crate::events::AgentStatus;
 use crate::events::log_sink::LogSink;
 use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
 use crate::launcher::error::LaunchError;
+use crate::launcher::run_claim::RunClaim;
 use crate::orchestrator::{BackendSet, RetryPolicy, RunContext, RunLink, RunReport, dispatch};
 use crate::redact::Redactor;
 
@@ -64,6 +66,13 @@ pub async fn run_in_foreground(
     // Fail before anything starts when the run's own backend cannot work at all.
     backends.get(&config.backend)?;
     let paths = config.run_paths();
+    // Before anything of the run is written: a live or crashed session is refused. The
+    // orchestrator of a Zellij/tmux run takes over its launcher's claim.
+    let claim = if interactive {
+        RunClaim::take(&paths)?
+    } else {
+        RunClaim::adopt(&paths)?
+    };
     let redactor = Arc::new(Redactor::from_env(
         env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     ));
@@ -75,9 +84,6 @@ pub async fn run_in_foreground(
             paths.logs_dir().display()
         );
     }
-    crate::private_fs::write(&paths.pid_file(), std::process::id().to_string().as_bytes())
-        .map_err(run_dir_error(&paths.run_dir))?;
-
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(
         LogSink::create(paths.clone()).map_err(run_dir_error(&paths.run_dir))?,
     )];
@@ -137,7 +143,14 @@ pub async fn run_in_foreground(
     }
 
     let (link, inbox) = RunLink::new();
-    let server = ControlServer::start(&paths.control_socket(), ControlHandler::new(link.clone()))?;
+    let socket = socket_path_for(
+        env.get("XDG_RUNTIME_DIR").map(String::as_str),
+        &paths.project_root,
+        &paths.session,
+    )
+    .map_err(crate::control::ControlError::from)?;
+    let server = ControlServer::start(&socket, ControlHandler::new(link.clone()))?;
+    socket_dir::record(&paths, &socket).map_err(run_dir_error(&paths.run_dir))?;
     if let Err(err) = watch_signals(link.clone()) {
         tracing::warn!(error = %err, "signals are not handled; use `launch ctl` to pause or stop");
     }
@@ -176,7 +189,7 @@ pub async fn run_in_foreground(
     server.shutdown();
     let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage });
     let _ = crate::private_fs::write(&paths.state_file(), state.to_string().as_bytes());
-    let _ = std::fs::remove_file(paths.pid_file());
+    claim.release();
     sink_thread.finish().await;
     if fail_on_sink_failure(&mut report, &failures) {
         let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage, "problems": report.problems });

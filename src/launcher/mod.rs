@@ -6,6 +6,7 @@ pub mod foreground;
 pub mod metrics;
 pub mod mux_run;
 pub mod panes;
+pub mod run_claim;
 pub mod workspace_cmds;
 
 use std::process::ExitCode;

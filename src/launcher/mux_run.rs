@@ -21,10 +21,11 @@ use crate::cli::AttachArgs;
 use crate::config::resolve::project_root;
 use crate::config::{Config, Env};
 use crate::control::ControlCommand;
-use crate::control::client::send;
+use crate::control::client::send_to_run;
 use crate::launcher::error::{LaunchError, exit};
 use crate::launcher::foreground::{backend_factory, prepare_run_dir};
 use crate::launcher::panes::{PaneRecord, live_session};
+use crate::launcher::run_claim::RunClaim;
 use crate::mux::{LiveSession, Stale, interrupt_argv};
 use crate::paths::{RunPaths, list_sessions};
 use crate::redact::Redactor;
@@ -42,17 +43,18 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
     backend_factory(&config, env)(&config.backend)?;
     let paths = config.run_paths();
     let session = config.paths.session.clone();
-    if orchestrator_answers(&paths) {
-        return Err(LaunchError::RunGoesOn { session });
-    }
+    // Refuses a live or crashed session before anything of it is touched; the
+    // orchestrator takes the claim over once it starts.
+    let _claim = RunClaim::take(&paths)?;
     if let Some(stale) = live.remove_stale()? {
         let state = match stale {
             Stale::Running => "running",
             Stale::Exited => "exited",
         };
         eprintln!(
-            "note: replaced a stale {} session named `{session}` ({state}, left by an earlier run)",
-            live.kind()
+            "note: replaced a stale {} session named `{}` ({state}, left by an earlier run)",
+            live.kind(),
+            live.session()
         );
     }
     let redactor = Redactor::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -79,8 +81,9 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
     let mut orchestrator = spawn_orchestrator(&paths, &config)?;
     wait_until_ready(&mut orchestrator, &paths)?;
     eprintln!(
-        "run {session}: {} session `{session}`, logs in {}\n  {}",
+        "run {session}: {} session `{}`, logs in {}\n  {}",
         live.kind(),
+        live.session(),
         paths.logs_dir().display(),
         live.key_help()
     );
@@ -242,8 +245,7 @@ fn write_record(record: &PaneRecord, paths: &RunPaths) -> Result<(), LaunchError
 
 /// Whether a live orchestrator answers on the run's control socket.
 fn orchestrator_answers(paths: &RunPaths) -> bool {
-    paths.control_socket().exists()
-        && send(&paths.control_socket(), ControlCommand::Status, "launch").is_ok()
+    send_to_run(paths, ControlCommand::Status, "launch").is_ok()
 }
 
 /// The absolute path of this `launch` binary (what Ctrl+S runs).

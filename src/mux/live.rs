@@ -14,7 +14,7 @@ use std::process::Command;
 use crate::mux::error::MuxError;
 use crate::mux::layout::zellij_layout;
 use crate::mux::plan::{LayoutPlan, PanePlan, placement_for_slot};
-use crate::mux::session::SessionState;
+use crate::mux::session::{SessionState, mux_session_name};
 use crate::mux::tmux::TmuxClient;
 use crate::mux::zellij::{SESSION_WAIT, ZellijClient};
 use crate::mux::zellij_config::write_zellij_config_dir;
@@ -50,20 +50,23 @@ pub enum Stale {
 }
 
 impl LiveSession {
-    /// A Zellij session that uses the run's private config dir.
+    /// A Zellij session of run `session` that uses the run's private config dir,
+    /// named [`mux_session_name`]`(session)`.
     pub fn zellij(bin: &Path, session: &str, files: ZellijFiles) -> Self {
         LiveSession::Zellij {
             client: ZellijClient::new(bin).with_config_dir(&files.config_dir),
-            session: session.to_owned(),
+            session: mux_session_name(session),
             files,
         }
     }
 
-    /// A tmux session on the run's own server (`-L orch-<session>`).
+    /// A tmux session of run `session` on the run's own server (`-L orch-<name>`),
+    /// named [`mux_session_name`]`(session)`.
     pub fn tmux(bin: &Path, session: &str) -> Self {
+        let name = mux_session_name(session);
         LiveSession::Tmux {
-            client: TmuxClient::new(bin, tmux_socket(session)),
-            session: session.to_owned(),
+            client: TmuxClient::new(bin, tmux_socket(&name)),
+            session: name,
         }
     }
 

@@ -21,7 +21,8 @@ pub use plan::{
     display_title, placement_for_slot, plan_layout,
 };
 pub use session::{
-    MAX_SESSION_NAME, SessionInfo, SessionState, parse_session_list, validate_session_name,
+    MAX_SESSION_NAME, SessionInfo, SessionState, mux_session_name, parse_session_list,
+    validate_session_name,
 };
 pub use shell_quote::{shell_join, shell_quote};
 pub use tmux::{TMUX_KEY_HELP, TmuxClient, TmuxPane, run_shell_string};

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::agent::event::Usage;
@@ -55,11 +55,13 @@ pub(crate) enum Message {
 #[derive(Clone, Debug)]
 pub struct RunLink {
     tx: mpsc::UnboundedSender<Message>,
+    mode: watch::Receiver<RunMode>,
 }
 
 /// The receiving end, handed to `dispatch`.
 pub struct RunInbox {
     rx: mpsc::UnboundedReceiver<Message>,
+    mode: watch::Sender<RunMode>,
 }
 
 /// The run ended before the request was answered.
@@ -69,7 +71,13 @@ pub struct RunEnded;
 impl RunLink {
     pub fn new() -> (RunLink, RunInbox) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (RunLink { tx }, RunInbox { rx })
+        let (mode_tx, mode) = watch::channel(RunMode::Running);
+        (RunLink { tx, mode }, RunInbox { rx, mode: mode_tx })
+    }
+
+    /// The run's mode as the dispatcher last left it.
+    pub fn mode(&self) -> RunMode {
+        *self.mode.borrow()
     }
 
     fn send(&self, message: Message) {
@@ -137,7 +145,7 @@ impl RunLink {
 
 /// Runs the whole run to its end and returns its report.
 pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
-    let mut rx = inbox.rx;
+    let RunInbox { mut rx, mode } = inbox;
     let mut state = RunState::new(ctx.config.clone());
     let mut tasks: JoinSet<AgentResult> = JoinSet::new();
     let mut task_agents: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -210,7 +218,13 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
             else => break,
         };
         effects = state.handle(input);
+        mode.send_if_modified(|current| {
+            let changed = *current != state.mode();
+            *current = state.mode();
+            changed
+        });
     }
+    mode.send_replace(RunMode::Finished);
     // Requests that raced the end get the same answer as later ones.
     rx.close();
     while let Ok(message) = rx.try_recv() {

@@ -22,15 +22,29 @@ struct Sandbox {
     _reaper: Reaper,
     tmp: tempfile::TempDir,
     env: Vec<(String, String)>,
+    root: PathBuf,
 }
 
 impl Sandbox {
     fn new(zellij: Option<&Path>) -> Self {
+        Self::with_root_len(zellij, None)
+    }
+
+    /// A sandbox whose repository root is `root_len` bytes long (`None`: short).
+    fn with_root_len(zellij: Option<&Path>, root_len: Option<usize>) -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("orch-ln")
             .tempdir()
             .unwrap();
-        let root = tmp.path().join("repo");
+        let mut root = tmp.path().join("repo");
+        if let Some(len) = root_len {
+            while root.as_os_str().len() + 51 < len {
+                root.push("d".repeat(50));
+            }
+            let rest = len - root.as_os_str().len() - 1;
+            root.push("r".repeat(rest));
+            assert_eq!(root.as_os_str().len(), len);
+        }
         std::fs::create_dir_all(root.join(".git")).unwrap();
         let mut env = vec![
             ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
@@ -51,6 +65,9 @@ impl Sandbox {
         ] {
             let dir = tmp.path().join(sub);
             std::fs::create_dir_all(&dir).unwrap();
+            // Private, like a login session's: the control socket goes there.
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
             env.push((var.to_owned(), dir.display().to_string()));
         }
         if let Some(bin) = zellij {
@@ -60,11 +77,12 @@ impl Sandbox {
             _reaper: Reaper::new(tmp.path()),
             tmp,
             env,
+            root,
         }
     }
 
     fn root(&self) -> PathBuf {
-        self.tmp.path().join("repo")
+        self.root.clone()
     }
 
     fn run_dir(&self, session: &str) -> PathBuf {
@@ -173,7 +191,7 @@ impl Drop for RunGuard<'_> {
             let _ = tmux.kill_server();
         }
         if let Some(zellij) = &self.zellij {
-            let _ = zellij.remove_stale_session(&self.session);
+            let _ = zellij.remove_stale_session(&orch::mux::mux_session_name(&self.session));
         }
     }
 }
@@ -638,4 +656,117 @@ fn a_missing_zellij_or_a_directory_outside_a_repo_fails_before_anything_starts()
     .concat();
     let out = sandbox.launch_in(&outside, &named);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A demo run at a 200-byte project root with a 64-byte session name, in Zellij or
+/// tmux: it starts, answers the command the Ctrl+S binding runs (`launch ctl interrupt
+/// --session S --project-root R`), resumes and finishes.
+fn long_paths_run(mux: &str, zellij: Option<&Path>, tmux: Option<&Path>) {
+    let sandbox = Sandbox::with_root_len(zellij, Some(200));
+    let session = format!("long-{}", "l".repeat(59));
+    let mux_name = orch::mux::mux_session_name(&session);
+    assert!(mux_name.len() <= orch::mux::MAX_SESSION_NAME);
+    let guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.clone(),
+        zellij: zellij.map(|bin| sandbox.zellij(bin)),
+        tmux: tmux
+            .map(|bin| sandbox.tmux(bin, &orch::mux::tmux_socket(&mux_name)))
+            .into_iter()
+            .collect(),
+    };
+    let out = sandbox.launch(&[
+        "--prompt",
+        "Ship the MVP",
+        "--backend",
+        "demo",
+        "--mux",
+        mux,
+        "--session",
+        &session,
+        "--demo-scenario",
+        DELAY,
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "launch failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("session `{mux_name}`")),
+        "{stderr}"
+    );
+    wait_for("the dynamic wave", RUN_WAIT, || {
+        let timeline = sandbox.timeline(&session);
+        if timeline.contains("agent_started backend-api") {
+            Ok(())
+        } else {
+            Err(format!(
+                "{timeline}\n{}",
+                sandbox.orchestrator_log(&session)
+            ))
+        }
+    });
+    // The control socket is at a short path in the private runtime dir.
+    let record = sandbox.run_dir(&session).join("control.path");
+    let socket = PathBuf::from(std::fs::read_to_string(&record).unwrap().trim());
+    assert_eq!(
+        socket.parent(),
+        Some(sandbox.tmp.path().join("home/run/orch").as_path())
+    );
+    if let Some(bin) = tmux {
+        let client = sandbox.tmux(bin, &orch::mux::tmux_socket(&mux_name));
+        assert!(
+            client.has_session(&mux_name).unwrap(),
+            "no tmux session {mux_name}"
+        );
+    }
+    if let Some(bin) = zellij {
+        let client = sandbox.zellij(bin);
+        assert!(
+            client.session(&mux_name).unwrap().is_some(),
+            "no zellij session {mux_name}"
+        );
+    }
+    let root = sandbox.root().display().to_string();
+    let elsewhere = sandbox.tmp.path().to_path_buf();
+    let interrupt = sandbox.launch_in(
+        &elsewhere,
+        &[
+            "ctl",
+            "interrupt",
+            "--session",
+            &session,
+            "--project-root",
+            &root,
+        ],
+    );
+    assert!(interrupt.status.success(), "{}", text(&interrupt.stderr));
+    let interrupt_log = sandbox.run_dir(&session).join("logs/interrupt.log");
+    wait_for("the interrupt summary", WAIT, || {
+        let text = std::fs::read_to_string(&interrupt_log).map_err(|e| e.to_string())?;
+        text.contains("requested by ctrl-s")
+            .then_some(())
+            .ok_or(text)
+    });
+    resume_finishes(&sandbox, &session);
+    // The orchestrator took the launcher's claim over and released it at the end.
+    let run_dir = sandbox.run_dir(&session);
+    assert!(!run_dir.join("orchestrator.pid").exists());
+    assert!(!run_dir.join("control.path").exists());
+    drop(guard);
+}
+
+#[test]
+fn a_200_byte_root_and_a_64_byte_session_run_in_tmux() {
+    let Some(tmux) = require_tool("tmux", "ORCH_TMUX_BIN", &[]) else {
+        return;
+    };
+    long_paths_run("tmux", None, Some(&tmux));
+}
+
+#[test]
+fn a_200_byte_root_and_a_64_byte_session_run_in_zellij() {
+    let Some(zellij) = require_tool("zellij", "ORCH_ZELLIJ_BIN", &["/root/.cargo/bin/zellij"])
+    else {
+        return;
+    };
+    long_paths_run("zellij", Some(&zellij), None);
 }

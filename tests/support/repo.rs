@@ -21,6 +21,10 @@ impl TestRepo {
             .expect("temp dir");
         std::fs::create_dir_all(dir.path().join("repo/.git")).expect("fake git dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        // A private runtime dir, as a login session has: control sockets go there.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(dir.path().join("home/run"))
+            .expect("runtime dir");
         TestRepo {
             _reaper: reaper::Reaper::new(dir.path()),
             dir,
