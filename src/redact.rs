@@ -15,7 +15,8 @@ use aho_corasick::AhoCorasick;
 
 use crate::agent::event::{AgentEvent, TurnOutcome};
 use crate::events::event::{
-    AgentStatus, BlueprintAgentSummary, InterruptSummary, OrchEventKind, RetryDecision, TurnRecord,
+    AgentChanges, AgentStatus, BlueprintAgentSummary, InterruptSummary, OrchEventKind,
+    RetryDecision, TurnRecord,
 };
 
 mod rules;
@@ -261,6 +262,58 @@ impl Redactor {
         let r = |s: &mut String| self.redact_in_place(s);
         let all = |list: &mut Vec<String>| list.iter_mut().for_each(r);
         match kind {
+            OrchEventKind::WorktreeReady {
+                agent,
+                path,
+                branch,
+                base,
+            } => {
+                r(agent);
+                self.redact_path(path);
+                branch.iter_mut().for_each(r);
+                r(base);
+            }
+            OrchEventKind::ChangesCommitted(changes) => {
+                let AgentChanges {
+                    agent,
+                    branch,
+                    base,
+                    head,
+                    commits,
+                    files,
+                    diffstat,
+                    patch,
+                } = changes.as_mut();
+                r(agent);
+                r(branch);
+                r(base);
+                r(head);
+                commits.iter_mut().for_each(|c| r(&mut c.subject));
+                files.iter_mut().for_each(|f| r(&mut f.path));
+                r(diffstat);
+                r(patch);
+            }
+            OrchEventKind::AgentMerged {
+                agent,
+                run_branch,
+                tip,
+                commits: _,
+                fast_forward: _,
+            } => {
+                r(agent);
+                r(run_branch);
+                r(tip);
+            }
+            OrchEventKind::MergeConflict {
+                agent,
+                paths,
+                other_side,
+                resolving: _,
+            } => {
+                r(agent);
+                all(paths);
+                r(other_side);
+            }
             OrchEventKind::RunStarted {
                 session,
                 prompt,
@@ -933,6 +986,41 @@ mod tests {
                 usage: Usage::default(),
                 failed: vec![s("failed")],
             },
+            OrchEventKind::WorktreeReady {
+                agent: s("agent"),
+                path: std::path::PathBuf::from(s("path")),
+                branch: Some(s("branch")),
+                base: s("base"),
+            },
+            OrchEventKind::ChangesCommitted(Box::new(AgentChanges {
+                agent: s("agent"),
+                branch: s("branch"),
+                base: s("base"),
+                head: s("head"),
+                commits: vec![crate::workspace::CommitSummary {
+                    oid: "0123456789".into(),
+                    subject: s("subject"),
+                }],
+                files: vec![crate::workspace::ChangedFile {
+                    status: "M".into(),
+                    path: s("file"),
+                }],
+                diffstat: s("stat"),
+                patch: s("patch"),
+            })),
+            OrchEventKind::AgentMerged {
+                agent: s("agent"),
+                run_branch: s("branch"),
+                tip: s("tip"),
+                commits: 1,
+                fast_forward: true,
+            },
+            OrchEventKind::MergeConflict {
+                agent: s("agent"),
+                paths: vec![s("path")],
+                other_side: s("other"),
+                resolving: true,
+            },
         ]);
         kinds
     }
@@ -957,6 +1045,10 @@ mod tests {
             OrchEventKind::RunResumed => 14,
             OrchEventKind::StopRequested { .. } => 15,
             OrchEventKind::RunFinished { .. } => 16,
+            OrchEventKind::WorktreeReady { .. } => 17,
+            OrchEventKind::ChangesCommitted(_) => 18,
+            OrchEventKind::AgentMerged { .. } => 19,
+            OrchEventKind::MergeConflict { .. } => 20,
         }
     }
 
@@ -967,7 +1059,7 @@ mod tests {
         let mut seen: Vec<usize> = kinds.iter().map(variant).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..=16).collect::<Vec<_>>(), "one of every kind");
+        assert_eq!(seen, (0..=20).collect::<Vec<_>>(), "one of every kind");
         for kind in &mut kinds {
             if *kind == OrchEventKind::RunResumed {
                 continue; // the one kind without text

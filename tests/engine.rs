@@ -102,7 +102,8 @@ fn broken_blueprints_get_one_repair_then_a_clear_failure_and_nothing_outside_orc
             .map(|e| e.file_name())
             .collect();
         inside.sort();
-        assert_eq!(inside, [".git", ".orch"], "{kind}");
+        // The repository's own README and nothing else: agents wrote nowhere.
+        assert_eq!(inside, [".git", ".orch", "README.md"], "{kind}");
         let logs: Vec<_> = std::fs::read_dir(repo.only_run().join("logs"))
             .unwrap()
             .flatten()
@@ -539,6 +540,9 @@ fn a_missing_codex_binary_is_a_clear_error_before_anything_runs() {
             "codex",
             "--mux",
             "none",
+            // No PATH, so no git either: the check of the backend is what this is about.
+            "--isolation",
+            "shared",
         ])
         .output()
         .unwrap();

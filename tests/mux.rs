@@ -6,6 +6,9 @@
 
 #[path = "mux/launcher_live.rs"]
 mod launcher_live;
+#[path = "support/repo.rs"]
+#[allow(dead_code)]
+mod repo;
 #[path = "mux/support.rs"]
 mod support;
 #[path = "mux/tmux_live.rs"]

@@ -16,6 +16,16 @@ pub fn turn_path(session: &str, record: &TurnRecord) -> String {
 }
 
 /// `/runs/<session>/interrupt-<n>.json`.
+/// `/runs/<session>/agents/<agent>/changes.patch` and `changes.json`: what the agent
+/// changed in its worktree (the patch, and its commits, files and stat).
+pub fn changes_paths(session: &str, agent: &str) -> (String, String) {
+    let dir = format!("/runs/{session}/agents/{agent}");
+    (
+        format!("{dir}/changes.patch"),
+        format!("{dir}/changes.json"),
+    )
+}
+
 pub fn interrupt_path(session: &str, summary: &InterruptSummary) -> String {
     format!("/runs/{session}/interrupt-{}.json", summary.number)
 }

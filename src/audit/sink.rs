@@ -197,6 +197,7 @@ pub fn pending_event(event: &OrchEvent) -> PendingEvent {
     let extra = match &event.kind {
         OrchEventKind::TurnFinished(record) => Extra::Turn(record.clone()),
         OrchEventKind::RunPaused(summary) => Extra::Interrupt(summary.clone()),
+        OrchEventKind::ChangesCommitted(changes) => Extra::Changes(changes.clone()),
         _ => Extra::None,
     };
     PendingEvent {

@@ -29,8 +29,8 @@ use crate::audit::error::{AuditError, error_chain};
 use crate::audit::fs::FsWriter;
 pub use crate::audit::gate::{Gate, WriterShared};
 use crate::audit::record::{
-    artifact_document, artifact_path, interrupt_document, interrupt_path, to_bytes, tool_call_row,
-    turn_document, turn_path,
+    artifact_document, artifact_path, changes_paths, interrupt_document, interrupt_path, to_bytes,
+    tool_call_row, turn_document, turn_path,
 };
 use crate::audit::schema::{
     ByAgent, EventRowRef, KV_ROW, TOOL_CALL_ROW, ToolCallRef, event_digest, events_file, file_hash,
@@ -115,6 +115,8 @@ pub enum Extra {
     None,
     Turn(Box<TurnRecord>),
     Interrupt(Box<InterruptSummary>),
+    /// What an agent changed: `changes.patch` and `changes.json` in its folder.
+    Changes(Box<crate::events::event::AgentChanges>),
     /// A sink's failure, recorded by the writer itself: it never took room at the gate.
     Failure,
 }
@@ -122,8 +124,9 @@ pub enum Extra {
 impl PendingEvent {
     /// What it weighs at the gate.
     fn gate_bytes(&self) -> usize {
-        match self.extra {
+        match &self.extra {
             Extra::Failure => 0,
+            Extra::Changes(changes) => self.payload.len() + changes.patch.len(),
             _ => self.payload.len(),
         }
     }
@@ -725,6 +728,12 @@ impl WriterContext {
                     let path = interrupt_path(&self.session, summary);
                     self.write_file(&path, &to_bytes(&interrupt_document(summary)))
                         .await?;
+                }
+                Extra::Changes(changes) => {
+                    let (patch, summary) = changes_paths(&self.session, &changes.agent);
+                    self.write_file(&patch, changes.patch.as_bytes()).await?;
+                    let json = serde_json::to_value(changes.as_ref()).unwrap_or_default();
+                    self.write_file(&summary, &to_bytes(&json)).await?;
                 }
             }
         }

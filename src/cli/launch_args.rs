@@ -68,6 +68,16 @@ pub enum MuxChoice {
     None,
 }
 
+/// Where agents work (see `--isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationChoice {
+    /// One git worktree and branch per agent; work reaches you through `launch merge`.
+    Worktree,
+    /// Every agent in the project's own working tree.
+    Shared,
+}
+
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// The task for the squad.
@@ -155,6 +165,21 @@ pub struct RunArgs {
     /// Repository the agents work in [default: the git root above the current directory].
     #[arg(long, value_name = "DIR")]
     pub project_root: Option<PathBuf>,
+
+    /// Where agents work: `worktree` (each its own git worktree and branch, merged into
+    /// the run branch `orch/<session>`) or `shared` (all in the project's own tree)
+    /// [default: worktree in a git repository; elsewhere shared must be asked for].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub isolation: Option<IsolationChoice>,
+
+    /// Commit the run starts from [default: HEAD].
+    #[arg(long, value_name = "REF", conflicts_with = "include_uncommitted")]
+    pub base: Option<String>,
+
+    /// Start from a snapshot of the working tree (uncommitted and untracked files
+    /// included); the tree, index and stash are left as they are.
+    #[arg(long)]
+    pub include_uncommitted: bool,
 
     /// Name of this run [env: AGENTFS_SESSION] [default: run-YYYYMMDD-HHMMSS-xxxx].
     #[arg(long, alias = "agentfs-session", value_name = "NAME")]

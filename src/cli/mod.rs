@@ -4,6 +4,6 @@ pub mod audit_args;
 pub mod launch_args;
 
 pub use launch_args::{
-    AttachArgs, CleanArgs, CtlArgs, CtlCommand, DiffArgs, LaunchCli, LaunchCommand, LsArgs,
-    MergeArgs, MuxChoice, OrchestrateArgs, RunArgs, WatchdogArgs,
+    AttachArgs, CleanArgs, CtlArgs, CtlCommand, DiffArgs, IsolationChoice, LaunchCli,
+    LaunchCommand, LsArgs, MergeArgs, MuxChoice, OrchestrateArgs, RunArgs, WatchdogArgs,
 };

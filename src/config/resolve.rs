@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::demo::DemoScenario;
 use crate::agent::id::is_valid_agent_id;
-use crate::cli::{MuxChoice, RunArgs};
+use crate::cli::{IsolationChoice, MuxChoice, RunArgs};
 use crate::config::agents::{
     AgentsConfig, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
 };
@@ -17,6 +17,7 @@ use crate::config::error::{ConfigError, line_column};
 use crate::config::json_file::parse_json;
 use crate::config::kdl_file::parse_kdl;
 use crate::paths::{RunPaths, default_audit_path, find_repo_root, new_session_name};
+use crate::workspace::BaseChoice;
 
 /// Environment variables, captured once (tests pass their own).
 pub type Env = BTreeMap<String, String>;
@@ -55,6 +56,9 @@ pub enum AuditTarget {
 pub struct Config {
     pub prompt: String,
     pub paths: RunPathsConfig,
+    /// Where agents work; `worktree` starts from `base`.
+    pub isolation: IsolationChoice,
+    pub base: BaseChoice,
     pub backend: String,
     pub model: Option<String>,
     pub mini: bool,
@@ -217,12 +221,45 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
     let demo = DemoScenario::parse(demo_spec.as_deref().unwrap_or(""))
         .map_err(|e| ConfigError::Invalid(format!("invalid demo scenario: {e}")))?;
 
+    let isolation = match args.isolation {
+        Some(choice) => choice,
+        None => match crate::workspace::repo_root(&root) {
+            Ok(_) => IsolationChoice::Worktree,
+            Err(crate::workspace::WorkspaceError::NotARepository { .. }) => {
+                return Err(ConfigError::Invalid(format!(
+                    "`{}` is not in a git repository, so agents cannot each get a worktree: run `git init` and commit there, or pass --isolation shared to let every agent work in that directory",
+                    root.display()
+                )));
+            }
+            Err(err) => {
+                return Err(ConfigError::Invalid(format!(
+                    "agents work in git worktrees, but git could not be asked about `{}`: {err} (install git, or pass --isolation shared)",
+                    root.display()
+                )));
+            }
+        },
+    };
+    if isolation == IsolationChoice::Shared && (args.base.is_some() || args.include_uncommitted) {
+        return Err(ConfigError::Invalid(
+            "--base and --include-uncommitted choose where worktrees start: they need --isolation worktree".into(),
+        ));
+    }
+    let base = match (&args.base, args.include_uncommitted) {
+        (Some(reference), _) => BaseChoice::Ref {
+            reference: reference.clone(),
+        },
+        (None, true) => BaseChoice::Snapshot,
+        (None, false) => BaseChoice::Head,
+    };
+
     Ok(Config {
         prompt,
         paths: RunPathsConfig {
             project_root: root,
             session,
         },
+        isolation,
+        base,
         backend,
         model: args.model.clone(),
         mini: args.mini,

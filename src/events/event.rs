@@ -84,6 +84,32 @@ pub enum OrchEventKind {
         status: AgentStatus,
         usage: Usage,
     },
+    /// An agent's worktree is ready (created, or reused on resume).
+    WorktreeReady {
+        agent: String,
+        path: PathBuf,
+        /// `None` for a read-only worktree (core agents).
+        branch: Option<String>,
+        base: String,
+    },
+    /// orch committed what the agent changed; the patch goes to the audit store.
+    ChangesCommitted(Box<AgentChanges>),
+    /// The agent's work is on the run branch, which now ends at `tip`.
+    AgentMerged {
+        agent: String,
+        run_branch: String,
+        tip: String,
+        commits: usize,
+        fast_forward: bool,
+    },
+    /// The agent's work conflicts with the run branch in `paths`.
+    MergeConflict {
+        agent: String,
+        paths: Vec<String>,
+        other_side: String,
+        /// Whether a resolve turn comes next (false: the agent fails).
+        resolving: bool,
+    },
     BlueprintAccepted {
         source: String,
         wave: u32,
@@ -111,6 +137,21 @@ pub enum OrchEventKind {
         usage: Usage,
         failed: Vec<String>,
     },
+}
+
+/// What an agent changed in its worktree: its commits since its base and the patch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentChanges {
+    pub agent: String,
+    pub branch: String,
+    pub base: String,
+    pub head: String,
+    pub commits: Vec<crate::workspace::CommitSummary>,
+    pub files: Vec<crate::workspace::ChangedFile>,
+    pub diffstat: String,
+    /// `git diff --binary base head`; stored as `changes.patch`, not in the event row.
+    #[serde(skip)]
+    pub patch: String,
 }
 
 /// Size of a prompt, shown by `--debug-prompt`.

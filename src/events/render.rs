@@ -362,9 +362,86 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                 one_line(error, 4000)
             ),
         ),
+        OrchEventKind::WorktreeReady {
+            agent,
+            path,
+            branch,
+            base,
+        } => (
+            agent,
+            match branch {
+                Some(branch) => format!(
+                    "── worktree {} on {} (from {})",
+                    one_line(&path.display().to_string(), 400),
+                    one_line(branch, 200),
+                    short_oid(base)
+                ),
+                None => format!(
+                    "── worktree {} (read-only, at {})",
+                    one_line(&path.display().to_string(), 400),
+                    short_oid(base)
+                ),
+            },
+        ),
+        OrchEventKind::ChangesCommitted(changes) => (
+            &changes.agent,
+            format!(
+                "── committed {} file(s) in {} commit(s) on {}: {}",
+                changes.files.len(),
+                changes.commits.len(),
+                one_line(&changes.branch, 200),
+                one_line(
+                    &changes
+                        .files
+                        .iter()
+                        .map(|f| format!("{} {}", f.status, f.path))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    1000
+                )
+            ),
+        ),
+        OrchEventKind::AgentMerged {
+            agent,
+            run_branch,
+            tip,
+            fast_forward,
+            ..
+        } => (
+            agent,
+            format!(
+                "── merged into {} at {}{}",
+                one_line(run_branch, 200),
+                short_oid(tip),
+                if *fast_forward { " (fast-forward)" } else { "" }
+            ),
+        ),
+        OrchEventKind::MergeConflict {
+            agent,
+            paths,
+            other_side,
+            resolving,
+        } => (
+            agent,
+            format!(
+                "── merge conflict in {} with {}{}",
+                one_line(&paths.join(", "), 1000),
+                one_line(other_side, 400),
+                if *resolving {
+                    ": one turn to resolve it"
+                } else {
+                    ""
+                }
+            ),
+        ),
         _ => return None,
     };
     Some((line.0.as_str(), line.1))
+}
+
+/// The first 10 characters of a commit id.
+fn short_oid(oid: &str) -> &str {
+    oid.get(..10).unwrap_or(oid)
 }
 
 /// One timeline line (without timestamp) for lifecycle events; `None` for streamed ones.
@@ -447,6 +524,43 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             AgentStatus::Blocked { by } => format!("agent_finished {agent} status=blocked by={by}"),
             other => format!("agent_finished {agent} status={}", other.label()),
         },
+        OrchEventKind::WorktreeReady {
+            agent,
+            branch,
+            base,
+            ..
+        } => format!(
+            "worktree_ready {agent} branch={} base={}",
+            branch.as_deref().unwrap_or("-(read-only)"),
+            short_oid(base)
+        ),
+        OrchEventKind::ChangesCommitted(changes) => format!(
+            "changes_committed {} commits={} files={} head={}",
+            changes.agent,
+            changes.commits.len(),
+            changes.files.len(),
+            short_oid(&changes.head)
+        ),
+        OrchEventKind::AgentMerged {
+            agent,
+            run_branch,
+            tip,
+            commits,
+            fast_forward,
+        } => format!(
+            "agent_merged {agent} into={} tip={} commits={commits} fast_forward={fast_forward}",
+            one_line(run_branch, 200),
+            short_oid(tip)
+        ),
+        OrchEventKind::MergeConflict {
+            agent,
+            paths,
+            resolving,
+            ..
+        } => format!(
+            "merge_conflict {agent} paths={} resolving={resolving}",
+            one_line(&paths.join(","), 400)
+        ),
         OrchEventKind::BlueprintAccepted {
             source,
             wave,

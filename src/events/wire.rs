@@ -142,6 +142,51 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
             "notice",
             json!({"level": level, "message": message}),
         ),
+        OrchEventKind::WorktreeReady {
+            agent,
+            path,
+            branch,
+            base,
+        } => (
+            Some(agent),
+            None,
+            "worktree_ready",
+            json!({"path": path, "branch": branch, "base": base}),
+        ),
+        OrchEventKind::ChangesCommitted(changes) => {
+            let mut payload = to_value(changes);
+            if let serde_json::Value::Object(map) = &mut payload {
+                map.insert("patch_bytes".into(), json!(changes.patch.len()));
+                map.insert(
+                    "patch_sha256".into(),
+                    json!(crate::events::wire::sha256_hex(changes.patch.as_bytes())),
+                );
+            }
+            (Some(&changes.agent), None, "changes_committed", payload)
+        }
+        OrchEventKind::AgentMerged {
+            agent,
+            run_branch,
+            tip,
+            commits,
+            fast_forward,
+        } => (
+            Some(agent),
+            None,
+            "agent_merged",
+            json!({"run_branch": run_branch, "tip": tip, "commits": commits, "fast_forward": fast_forward}),
+        ),
+        OrchEventKind::MergeConflict {
+            agent,
+            paths,
+            other_side,
+            resolving,
+        } => (
+            Some(agent),
+            None,
+            "merge_conflict",
+            json!({"paths": paths, "other_side": other_side, "resolving": resolving}),
+        ),
         OrchEventKind::PauseRequested { source } => {
             (None, None, "pause_requested", json!({"source": source}))
         }
@@ -169,6 +214,17 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         kind: kind.to_owned(),
         payload,
     }
+}
+
+/// Hex SHA-256 of `bytes` (what a stored patch is named by in its event).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
 }
 
 #[cfg(test)]

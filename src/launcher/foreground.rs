@@ -8,6 +8,7 @@ use crate::agent::backend::{Backend, BackendError};
 use crate::agent::build_backend;
 use crate::agent::demo::DemoBackend;
 use crate::audit::{AuditOptions, AuditSink, RunMeta};
+use crate::cli::IsolationChoice;
 use crate::config::resolve::backend_settings;
 use crate::config::{AuditTarget, Config, Env};
 use crate::control::signals::watch_signals;
@@ -19,8 +20,11 @@ use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
 use crate::launcher::error::LaunchError;
 use crate::launcher::run_claim::RunClaim;
-use crate::orchestrator::{BackendSet, RetryPolicy, RunContext, RunLink, RunReport, dispatch};
+use crate::orchestrator::{
+    BackendSet, Isolation, RetryPolicy, RunContext, RunLink, RunReport, dispatch,
+};
 use crate::redact::Redactor;
+use crate::workspace::{BaseChoice, Workspace};
 
 /// Makes backends by name: the built-in demo, or a real one from `build_backend`.
 pub fn backend_factory(
@@ -167,12 +171,23 @@ pub async fn run_in_foreground(
         }
     });
     let policy = RetryPolicy::with_settings(&config.agents.retry);
+    let isolation = match prepare_workspace(&config, interactive) {
+        Ok(isolation) => isolation,
+        Err(err) => {
+            failure_task.abort();
+            server.shutdown();
+            claim.release();
+            sink_thread.finish().await;
+            return Err(err);
+        }
+    };
     let ctx = Arc::new(RunContext::new(
         Arc::new(config),
         bus.clone(),
         link,
         backends,
         policy,
+        isolation,
     ));
     let mut report = dispatch(ctx, inbox).await;
     failure_task.abort();
@@ -199,6 +214,34 @@ pub async fn run_in_foreground(
         eprintln!("{line}");
     }
     Ok(report)
+}
+
+/// Pins the run's base and makes its run branch (`--isolation worktree`); says once
+/// when the user's tree has changes the run does not include.
+fn prepare_workspace(config: &Config, interactive: bool) -> Result<Option<Isolation>, LaunchError> {
+    if config.isolation != IsolationChoice::Worktree {
+        return Ok(None);
+    }
+    // At start, before any agent: a few git commands, run here.
+    let (workspace, tree) = Workspace::prepare(
+        &config.paths.project_root,
+        &config.paths.session,
+        config.base.clone(),
+    )?;
+    if tree.is_dirty() && config.base != BaseChoice::Snapshot && interactive {
+        eprintln!(
+            "note: {} uncommitted change(s) in your tree are not part of this run (--include-uncommitted takes them)",
+            tree.changed_count
+        );
+    }
+    if interactive {
+        eprintln!(
+            "agents work in worktrees under .orch/worktrees/{}; their work is merged into branch {}",
+            config.paths.session,
+            workspace.run_branch()
+        );
+    }
+    Ok(Some(Isolation::new(workspace)))
 }
 
 /// A run whose log or audit store could not be written has failed, whatever its agents

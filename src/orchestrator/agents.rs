@@ -64,6 +64,7 @@ impl AgentResult {
             history: Vec::new(),
             turns: 0,
             usage: crate::agent::event::Usage::default(),
+            worktree: None,
         });
         AgentResult {
             id: id.to_owned(),
@@ -116,7 +117,16 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
             depends_on: job.depends_on.clone(),
         })
         .await;
-    let outcome = drive(&shared, &mut job).await;
+    let outcome = match shared.prepare_workdir(&mut job.conversation).await {
+        Ok(()) => match drive(&shared, &mut job).await {
+            Ok((answer, blueprint, note)) => shared
+                .integrate(&mut job.conversation, &answer)
+                .await
+                .map(|()| (answer, blueprint, note)),
+            Err(err) => Err(err),
+        },
+        Err(reason) => Err(TurnError::Failed(reason)),
+    };
     let (status, answer, blueprint, handoff_note) = match outcome {
         Ok((answer, blueprint, note)) => (AgentStatus::Succeeded, Some(answer), blueprint, note),
         Err(TurnError::Stopped) => (AgentStatus::Stopped, None, None, None),

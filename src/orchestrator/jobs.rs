@@ -280,6 +280,7 @@ pub(super) fn new_conversation(
         history: Vec::new(),
         turns: 0,
         usage: Usage::default(),
+        worktree: None,
     }
 }
 

@@ -18,6 +18,8 @@ pub enum AgentLifecycle {
     Queued,
     /// Started; its first turn has not begun.
     Starting,
+    /// Its worktree is being made.
+    SettingUp,
     /// Turn `turn` is running, try `attempt` of it.
     Running {
         turn: u32,
@@ -35,6 +37,8 @@ pub enum AgentLifecycle {
     },
     /// Waiting for the run to be resumed before its next turn.
     Paused,
+    /// Its work is being committed and merged into the run branch.
+    Merging,
     Succeeded,
     Failed {
         reason: String,
@@ -52,6 +56,8 @@ impl AgentLifecycle {
         match self {
             AgentLifecycle::Queued => "queued".into(),
             AgentLifecycle::Starting => "starting".into(),
+            AgentLifecycle::SettingUp => "setting up its worktree".into(),
+            AgentLifecycle::Merging => "merging".into(),
             AgentLifecycle::Running { turn, attempt: 1 } => format!("running turn {turn}"),
             AgentLifecycle::Running { turn, attempt } => {
                 format!("running turn {turn}, attempt {attempt}")

@@ -5,6 +5,7 @@ pub(crate) mod agents;
 pub(crate) mod blueprint;
 pub(crate) mod dispatcher;
 pub(crate) mod interrupts;
+pub(crate) mod isolation;
 pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod prompts;
@@ -15,6 +16,7 @@ pub(crate) mod turn;
 pub(crate) mod waves;
 
 pub use dispatcher::{RunInbox, RunLink, dispatch};
+pub use isolation::Isolation;
 pub use lifecycle::{AgentEntry, AgentLifecycle};
 pub use retry::RetryPolicy;
 pub use state::{AgentReport, RunMode, RunReport, StatusReport};

@@ -17,8 +17,10 @@ use crate::events::EventBus;
 use crate::events::event::{OrchEventKind, PromptStats, RetryDecision, TurnRecord};
 use crate::events::wire::millis;
 use crate::orchestrator::dispatcher::{RunEnded, RunLink};
+use crate::orchestrator::isolation::Isolation;
 use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::retry::{RetryPolicy, RetryState, decide};
+use crate::workspace::AgentWorktree;
 
 /// Makes a backend from its name (`codex`, `demo`...).
 pub type BackendFactory = Box<dyn Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync>;
@@ -57,6 +59,8 @@ pub struct RunContext {
     pub link: RunLink,
     pub backends: BackendSet,
     pub policy: RetryPolicy,
+    /// Worktrees and the merge queue (`--isolation worktree`).
+    pub isolation: Option<Isolation>,
     stop: watch::Sender<bool>,
 }
 
@@ -67,6 +71,7 @@ impl RunContext {
         link: RunLink,
         backends: BackendSet,
         policy: RetryPolicy,
+        isolation: Option<Isolation>,
     ) -> Self {
         RunContext {
             config,
@@ -74,6 +79,7 @@ impl RunContext {
             link,
             backends,
             policy,
+            isolation,
             stop: watch::Sender::new(false),
         }
     }
@@ -106,6 +112,8 @@ pub struct Conversation {
     /// Turns taken so far (retries of a turn are attempts, not turns).
     pub turns: u32,
     pub usage: Usage,
+    /// Its own worktree, once made (`--isolation worktree`).
+    pub worktree: Option<AgentWorktree>,
 }
 
 /// Why a turn is taken.
@@ -222,7 +230,7 @@ impl RunContext {
                 resume: thread.resume.clone(),
                 history: thread.history.clone(),
                 model: model.clone(),
-                cwd: self.config.paths.project_root.clone(),
+                cwd: self.workdir(thread),
                 stop: self.stop.subscribe().into(),
             };
             self.bus

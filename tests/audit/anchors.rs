@@ -24,12 +24,8 @@ fn git(dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// A finished demo run in a real git repository; returns the store and the session.
 fn anchored_run(repo: &TestRepo) -> Option<(PathBuf, String)> {
+    // TestRepo is a real git repository with one commit.
     let root = repo.root();
-    std::fs::remove_dir_all(root.join(".git")).unwrap();
-    if !git(&root, &["init", "-q"]).status.success() {
-        skip_or_fail("git");
-        return None;
-    }
     let out = repo.demo("delay=0", &[]);
     assert_ok(&out);
     let session = only_session(repo);
@@ -301,10 +297,6 @@ async fn rewriting_a_run_with_recomputed_hashes_fails_verify() {
 fn a_pause_anchors_the_run_so_far() {
     let repo = TestRepo::new();
     let root = repo.root();
-    std::fs::remove_dir_all(root.join(".git")).unwrap();
-    if !git(&root, &["init", "-q"]).status.success() {
-        return skip_or_fail("git");
-    }
     let mut launch = repo.launch();
     launch
         .args([

@@ -45,7 +45,9 @@ impl Sandbox {
             root.push("r".repeat(rest));
             assert_eq!(root.as_os_str().len(), len);
         }
-        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        crate::repo::init_git_repo(&root, &tmp.path().join("home"));
         let mut env = vec![
             ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
             ("TERM".to_owned(), "xterm-256color".to_owned()),

@@ -19,7 +19,8 @@ pub fn long_root(repo: &TestRepo, len: usize) -> PathBuf {
     let rest = len - root.as_os_str().len() - 1;
     root.push("r".repeat(rest));
     assert_eq!(root.as_os_str().len(), len);
-    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    crate::repo::init_git_repo(&root, &repo.dir.path().join("home"));
     root
 }
 

@@ -19,8 +19,9 @@ impl TestRepo {
             .prefix("orch-test")
             .tempdir()
             .expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("repo/.git")).expect("fake git dir");
+        std::fs::create_dir_all(dir.path().join("repo")).expect("repo dir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
+        init_git_repo(&dir.path().join("repo"), &dir.path().join("home"));
         // A private runtime dir, as a login session has: control sockets go there.
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
             .create(dir.path().join("home/run"))
@@ -87,6 +88,40 @@ impl TestRepo {
     pub fn timeline(&self) -> String {
         read(&self.only_run().join("logs/timeline.log"))
     }
+}
+
+/// A real git repository with one commit (a README), made with a private HOME so no
+/// user or system git config is read.
+pub fn init_git_repo(root: &Path, home: &Path) {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(root)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(root.join("README.md"), "# test repo\n").expect("write README");
+    git(&["add", "README.md"]);
+    git(&[
+        "-c",
+        "user.name=Test",
+        "-c",
+        "user.email=test@localhost",
+        "commit",
+        "-q",
+        "-m",
+        "start",
+    ]);
 }
 
 pub fn read(path: &Path) -> String {

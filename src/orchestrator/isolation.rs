@@ -1,0 +1,269 @@
+//! An agent's own worktree during a run: made before its first turn (from the run
+//! branch's tip, so a dependant starts from its parents' merged work), committed after
+//! its last, then integrated into the run branch through the merge queue, one agent at
+//! a time in finishing order, with one resolve turn on a conflict.
+//!
+//! Owns the order of those steps and what each tells the run. The git work itself is
+//! `crate::workspace`'s, run on the blocking pool.
+
+use std::path::PathBuf;
+
+use crate::agent::backend::{AgentKind, Expects, TurnKind};
+use crate::events::event::{AgentChanges, NoticeLevel, OrchEventKind};
+use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
+use crate::workspace::{
+    AgentWorktree, CommitInfo, MergeMode, MergeOutcome, Workspace, WorkspaceError,
+};
+
+/// The run's workspace and its merge queue (a fair lock: agents merge in the order
+/// they asked, which is the order they finished).
+pub struct Isolation {
+    pub workspace: Workspace,
+    queue: tokio::sync::Mutex<()>,
+    mode: MergeMode,
+}
+
+impl Isolation {
+    pub fn new(workspace: Workspace) -> Self {
+        Isolation {
+            workspace,
+            queue: tokio::sync::Mutex::new(()),
+            mode: MergeMode::Rebase,
+        }
+    }
+}
+
+/// Runs a git step of the workspace on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    step: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(step).await {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(err) => Err(format!("a git step ended abnormally: {err}")),
+    }
+}
+
+/// Agents that change files get a branch; planners get a read-only view of the base.
+fn writes(kind: AgentKind) -> bool {
+    !matches!(kind, AgentKind::Core | AgentKind::AutonomousOrchestrator)
+}
+
+impl RunContext {
+    /// The directory the agent's turns run in: its worktree (made now if it has none)
+    /// or, without isolation, the project root.
+    pub(crate) async fn prepare_workdir(
+        &self,
+        conversation: &mut Conversation,
+    ) -> Result<(), String> {
+        let Some(isolation) = &self.isolation else {
+            return Ok(());
+        };
+        if conversation.worktree.is_some() {
+            return Ok(());
+        }
+        self.link
+            .progress(&conversation.id, AgentLifecycle::SettingUp);
+        let workspace = isolation.workspace.clone();
+        let agent = conversation.id.clone();
+        let write = writes(conversation.kind);
+        let worktree = blocking(move || match workspace.open_agent(&agent) {
+            // A worktree left by an earlier attempt of this run is reused as it is.
+            Ok(existing) => Ok(existing),
+            Err(_) if write => workspace.create_agent(&agent),
+            Err(_) => workspace.create_readonly(&agent),
+        })
+        .await
+        .map_err(|err| {
+            format!(
+                "failed to set up the worktree of `{}`: {err}",
+                conversation.id
+            )
+        })?;
+        self.bus
+            .publish(OrchEventKind::WorktreeReady {
+                agent: conversation.id.clone(),
+                path: worktree.path.clone(),
+                branch: worktree.branch.clone(),
+                base: worktree.base.clone(),
+            })
+            .await;
+        conversation.worktree = Some(worktree);
+        Ok(())
+    }
+
+    /// Where the agent's turns run.
+    pub(crate) fn workdir(&self, conversation: &Conversation) -> PathBuf {
+        match &conversation.worktree {
+            Some(worktree) => worktree.path.clone(),
+            None => self.config.paths.project_root.clone(),
+        }
+    }
+
+    /// After the agent's final turn: commits its work and integrates it into the run
+    /// branch. An error is the agent's failure (its branch is kept).
+    pub(crate) async fn integrate(
+        &self,
+        conversation: &mut Conversation,
+        answer: &str,
+    ) -> Result<(), TurnError> {
+        let Some(isolation) = &self.isolation else {
+            return Ok(());
+        };
+        let Some(mut worktree) = conversation.worktree.clone() else {
+            return Ok(());
+        };
+        if worktree.branch.is_none() {
+            return Ok(());
+        }
+        let id = conversation.id.clone();
+        self.link.progress(&id, AgentLifecycle::Merging);
+        let workspace = isolation.workspace.clone();
+        let (wt, info) = (
+            worktree.clone(),
+            CommitInfo {
+                role: conversation.role.clone(),
+                summary: answer.to_owned(),
+            },
+        );
+        let committed = blocking(move || {
+            let outcome = workspace.commit_agent(&wt, &info)?;
+            let changes = workspace.agent_changes(&wt)?;
+            Ok((outcome, changes))
+        })
+        .await
+        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))?;
+        let (outcome, changes) = committed;
+        if !outcome.is_changed() {
+            self.notice(
+                NoticeLevel::Info,
+                format!("`{id}` changed no file: nothing to merge"),
+            )
+            .await;
+            return Ok(());
+        }
+        self.bus
+            .publish(OrchEventKind::ChangesCommitted(Box::new(AgentChanges {
+                agent: id.clone(),
+                branch: worktree.branch.clone().unwrap_or_default(),
+                base: changes.base.clone(),
+                head: changes.head.clone(),
+                commits: changes.commits.clone(),
+                files: changes.files.clone(),
+                diffstat: changes.diffstat.clone(),
+                patch: String::from_utf8_lossy(&changes.patch).into_owned(),
+            })))
+            .await;
+        // The merge queue: one agent at a time, in the order they got here.
+        let _turn = isolation.queue.lock().await;
+        let mode = isolation.mode;
+        let workspace = isolation.workspace.clone();
+        let mut wt = worktree.clone();
+        let (outcome, wt) = blocking(move || {
+            let outcome = workspace.integrate(&mut wt, mode)?;
+            Ok((outcome, wt))
+        })
+        .await
+        .map_err(|err| TurnError::Failed(format!("failed to merge the work of `{id}`: {err}")))?;
+        worktree = wt;
+        let outcome = match outcome {
+            MergeOutcome::Conflict {
+                paths, other_side, ..
+            } => {
+                self.bus
+                    .publish(OrchEventKind::MergeConflict {
+                        agent: id.clone(),
+                        paths: paths.clone(),
+                        other_side: other_side.clone(),
+                        resolving: true,
+                    })
+                    .await;
+                conversation.worktree = Some(worktree.clone());
+                let prompt = resolve_prompt(&paths, &other_side, &worktree);
+                self.run_turn(
+                    conversation,
+                    TurnKind::FollowUp,
+                    Expects::Text,
+                    TurnPurpose::Planned,
+                    &prompt,
+                    &["merge-resolve"],
+                )
+                .await?;
+                let workspace = isolation.workspace.clone();
+                let mut wt = worktree.clone();
+                let (outcome, wt) = blocking(move || {
+                    let outcome = workspace.continue_integration(&mut wt, mode)?;
+                    Ok((outcome, wt))
+                })
+                .await
+                .map_err(|err| {
+                    TurnError::Failed(format!("failed to merge the work of `{id}`: {err}"))
+                })?;
+                worktree = wt;
+                outcome
+            }
+            other => other,
+        };
+        conversation.worktree = Some(worktree.clone());
+        match outcome {
+            MergeOutcome::Merged {
+                tip,
+                commits,
+                fast_forward,
+            } => {
+                self.bus
+                    .publish(OrchEventKind::AgentMerged {
+                        agent: id.clone(),
+                        run_branch: isolation.workspace.run_branch().to_owned(),
+                        tip,
+                        commits: commits.len(),
+                        fast_forward,
+                    })
+                    .await;
+                Ok(())
+            }
+            MergeOutcome::NothingToMerge => Ok(()),
+            MergeOutcome::Conflict {
+                paths, other_side, ..
+            } => {
+                self.bus
+                    .publish(OrchEventKind::MergeConflict {
+                        agent: id.clone(),
+                        paths: paths.clone(),
+                        other_side: other_side.clone(),
+                        resolving: false,
+                    })
+                    .await;
+                Err(TurnError::Failed(format!(
+                    "its work conflicts with {other_side} in {}; its branch {} is kept",
+                    paths.join(", "),
+                    worktree.branch.as_deref().unwrap_or("-")
+                )))
+            }
+        }
+    }
+
+    pub(crate) async fn notice(&self, level: NoticeLevel, message: String) {
+        self.bus
+            .publish(OrchEventKind::Notice { level, message })
+            .await;
+    }
+}
+
+/// The one turn an agent gets to resolve a conflict with the run branch.
+fn resolve_prompt(paths: &[String], other_side: &str, worktree: &AgentWorktree) -> String {
+    let mut out = String::from(
+        "Your work was committed, but rebasing it onto the run branch stopped on a conflict.\n",
+    );
+    out.push_str(&format!(
+        "The other side: {other_side}.\nConflicting files:\n"
+    ));
+    for path in paths {
+        out.push_str(&format!("- {path}\n"));
+    }
+    out.push_str(&format!(
+        "\nIn {}, edit each of these files so that it keeps both your change and the other side's, and remove every conflict marker (<<<<<<<, =======, >>>>>>>). Do not run git yourself: orch continues the rebase when you are done. Answer with one sentence saying what you kept.\n",
+        worktree.path.display()
+    ));
+    out
+}
