@@ -14,6 +14,9 @@
 //!   `unknown-dep`, `duplicate-id`, `evil-id`, `too-many`; `KIND-once` breaks only
 //!   the first answer, so the repair turn succeeds
 //! - `crash=AGENT`: that agent's first turn dies mid-stream
+//! - `clash` / `clash=stubborn`: every specialist also writes the same line of
+//!   `demo/CLASH.md`, so parallel agents conflict in the merge queue; the agent's
+//!   resolve turn keeps both sides (`stubborn`: leaves the conflict as it is)
 //! - `panic=AGENT`: the task running that agent's first turn panics (a bug in orch or
 //!   a backend), which the run must survive
 //! - `huge=AGENT`: that agent writes a 10 MB line
@@ -40,6 +43,16 @@ pub enum DemoBlueprint {
     Broken { kind: String, once: bool },
 }
 
+/// Whether specialists write a line that conflicts between parallel agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DemoClash {
+    None,
+    /// They clash, and a resolve turn keeps both sides.
+    Resolve,
+    /// They clash, and a resolve turn leaves the conflict.
+    Stubborn,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DemoFailure {
     Transient,
@@ -55,6 +68,7 @@ pub struct DemoScenario {
     pub blueprint: DemoBlueprint,
     pub crash: Vec<String>,
     pub panic: Vec<String>,
+    pub clash: DemoClash,
     pub huge: Vec<String>,
     pub fail: Vec<(String, DemoFailure, u32)>,
     pub waves: u32,
@@ -69,6 +83,7 @@ impl Default for DemoScenario {
             blueprint: DemoBlueprint::Valid,
             crash: Vec::new(),
             panic: Vec::new(),
+            clash: DemoClash::None,
             huge: Vec::new(),
             fail: Vec::new(),
             waves: 1,
@@ -103,6 +118,15 @@ impl DemoScenario {
                 "waves" => scenario.waves = number(value)? as u32,
                 "crash" => scenario.crash.push(value.to_owned()),
                 "panic" => scenario.panic.push(value.to_owned()),
+                "clash" => {
+                    scenario.clash = match value {
+                        "" | "resolve" => DemoClash::Resolve,
+                        "stubborn" => DemoClash::Stubborn,
+                        other => {
+                            return Err(format!("unknown clash `{other}`: resolve or stubborn"));
+                        }
+                    }
+                }
                 "huge" => scenario.huge.push(value.to_owned()),
                 "blueprint" => {
                     let (kind, once) = match value.strip_suffix("-once") {
@@ -451,8 +475,9 @@ impl Backend for DemoBackend {
                 tokio::time::sleep(step).await;
                 let cwd = request.cwd.clone();
                 let agent = request.agent.clone();
+                let clash = scenario.clash;
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::agent::demo_files::write_agent_files(&cwd, &agent)
+                    crate::agent::demo_files::write_agent_files(&cwd, &agent, clash)
                 })
                 .await
                 .unwrap_or_else(|e| Some(Err(format!("the demo file writer panicked: {e}"))));

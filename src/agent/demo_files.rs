@@ -10,6 +10,7 @@
 
 use std::path::{Component, Path};
 
+use crate::agent::demo::DemoClash;
 use crate::workspace::git::Git;
 
 pub const ROSTER: &str = "demo/SQUAD.md";
@@ -74,11 +75,65 @@ fn write(cwd: &Path, path: &str, text: &str) -> Result<(), String> {
 
 /// Writes agent `agent`'s files in the worktree `cwd`; returns `(path, change)` for
 /// each file written. `None` when `cwd` is not an orch worktree.
-pub fn write_agent_files(cwd: &Path, agent: &str) -> Option<Result<Vec<(String, String)>, String>> {
+pub fn write_agent_files(
+    cwd: &Path,
+    agent: &str,
+    clash: DemoClash,
+) -> Option<Result<Vec<(String, String)>, String>> {
     if !is_orch_worktree(cwd) {
         return None;
     }
-    Some(write_files(cwd, agent))
+    Some(write_with_clash(cwd, agent, clash))
+}
+
+/// The clash file every specialist writes the same line of (scenario `clash`).
+pub const CLASH: &str = "demo/CLASH.md";
+
+fn write_with_clash(
+    cwd: &Path,
+    agent: &str,
+    clash: DemoClash,
+) -> Result<Vec<(String, String)>, String> {
+    let git = Git::new(cwd);
+    let unmerged = git
+        .run_z(["diff", "--name-only", "-z", "--diff-filter=U"])
+        .map_err(|e| e.to_string())?;
+    if !unmerged.is_empty() {
+        // A resolve turn: keep both sides of every conflicting file, or (stubborn)
+        // leave the markers where they are.
+        let mut resolved = Vec::new();
+        if clash != DemoClash::Stubborn {
+            for path in unmerged {
+                let full = cwd.join(&path);
+                let text = std::fs::read_to_string(&full)
+                    .map_err(|e| format!("failed to read {}: {e}", full.display()))?;
+                let kept: String = text
+                    .lines()
+                    .filter(|l| {
+                        !(l.starts_with("<<<<<<<")
+                            || l.starts_with("=======")
+                            || l.starts_with(">>>>>>>"))
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                write(cwd, &path, &kept)?;
+                resolved.push((path, "update".to_owned()));
+            }
+        }
+        return Ok(resolved);
+    }
+    let mut written = write_files(cwd, agent)?;
+    if clash != DemoClash::None {
+        // Parallel agents each create it (a clash); a later agent adds its line.
+        let line = format!("{agent} wrote this line.\n");
+        let text = match std::fs::read_to_string(cwd.join(CLASH)) {
+            Ok(existing) => format!("{existing}{line}"),
+            Err(_) => format!("# Clash\n\n{line}"),
+        };
+        write(cwd, CLASH, &text)?;
+        written.push((CLASH.to_owned(), "add".to_owned()));
+    }
+    Ok(written)
 }
 
 fn write_files(cwd: &Path, agent: &str) -> Result<Vec<(String, String)>, String> {
@@ -164,7 +219,9 @@ mod tests {
         std::fs::write(wt.join(".git"), "gitdir: x").unwrap();
         assert!(is_orch_worktree(&wt));
         assert!(!is_orch_worktree(dir.path()));
-        assert!(write_agent_files(dir.path(), "api").is_none());
+        assert!(
+            write_agent_files(dir.path(), "api", crate::agent::demo::DemoClash::None).is_none()
+        );
         assert!(!dir.path().join("demo").exists(), "nothing written outside");
     }
 }

@@ -373,6 +373,62 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
                 out(&render::dir_entries(&entries))?
             }
         }
+        AuditCommand::Diff { session, agent } => {
+            let dir = format!("/runs/{session}/agents");
+            let mut agents: Vec<String> = reader
+                .ls(&dir)
+                .await?
+                .into_iter()
+                .map(|entry| entry.name)
+                .filter(|name| agent.as_ref().is_none_or(|wanted| wanted == name))
+                .collect();
+            agents.sort();
+            let mut shown = 0;
+            let mut stdout = std::io::stdout().lock();
+            for name in agents {
+                let (patch, summary) = crate::audit::record::changes_paths(&session, &name);
+                let Ok(bytes) = reader.cat(&patch).await else {
+                    continue;
+                };
+                shown += 1;
+                let summary: serde_json::Value = reader
+                    .cat(&summary)
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                writeln!(
+                    stdout,
+                    "### {name}: {} → {}",
+                    short(&summary["base"]),
+                    short(&summary["head"])
+                )?;
+                for commit in summary["commits"].as_array().into_iter().flatten() {
+                    writeln!(
+                        stdout,
+                        "    {} {}",
+                        short(&commit["oid"]),
+                        commit["subject"].as_str().unwrap_or("")
+                    )?;
+                }
+                if let Some(stat) = summary["diffstat"].as_str() {
+                    writeln!(stdout, "{stat}")?;
+                }
+                writeln!(stdout)?;
+                stdout.write_all(&bytes)?;
+                writeln!(stdout)?;
+            }
+            stdout.flush()?;
+            if shown == 0 {
+                let whom = agent
+                    .map(|a| format!("agent `{a}` of "))
+                    .unwrap_or_default();
+                eprintln!(
+                    "orch-audit: {whom}run `{session}` has no stored changes (no agent committed work, or the run used --isolation shared)"
+                );
+                return Ok(EXIT_NOT_FOUND);
+            }
+        }
         AuditCommand::Cat { path } => {
             let bytes = reader.cat(&path).await?;
             let mut stdout = std::io::stdout().lock();
@@ -384,6 +440,12 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
         }
     }
     Ok(EXIT_OK)
+}
+
+/// The first 10 characters of a commit id held in a JSON value.
+fn short(value: &serde_json::Value) -> &str {
+    let oid = value.as_str().unwrap_or("?");
+    oid.get(..10).unwrap_or(oid)
 }
 
 async fn memory_command(

@@ -122,6 +122,15 @@ pub enum AuditCommand {
         #[arg(default_value = "/")]
         path: String,
     },
+    /// Print what the agents of a run changed: each agent's patch as the run stored it
+    /// (`changes.patch`), after its commits and stat.
+    Diff {
+        /// The run.
+        session: String,
+        /// Only this agent.
+        #[arg(long, value_name = "AGENT")]
+        agent: Option<String>,
+    },
     /// Print an AgentFS file.
     Cat {
         /// An absolute AgentFS path, such as /runs/<session>/agents/planner/001-plan.json.

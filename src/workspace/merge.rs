@@ -644,9 +644,13 @@ mod tests {
         let mut api = ws.create_agent("backend-api").unwrap();
         let mut ui = ws.create_agent("frontend-ui").unwrap();
         for wt in [&api, &ui] {
-            let files = crate::agent::demo_files::write_agent_files(&wt.path, &wt.agent)
-                .expect("an orch worktree")
-                .unwrap();
+            let files = crate::agent::demo_files::write_agent_files(
+                &wt.path,
+                &wt.agent,
+                crate::agent::demo::DemoClash::None,
+            )
+            .expect("an orch worktree")
+            .unwrap();
             let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
             assert!(names.contains(&"demo/SQUAD.md"), "{names:?}");
             finish(&ws, wt);
@@ -658,9 +662,13 @@ mod tests {
         let second = ws.integrate(&mut ui, MergeMode::Rebase).unwrap();
         assert!(matches!(second, MergeOutcome::Merged { .. }), "{second:?}");
         let mut tests = ws.create_agent("integration-tests").unwrap();
-        let files = crate::agent::demo_files::write_agent_files(&tests.path, &tests.agent)
-            .unwrap()
-            .unwrap();
+        let files = crate::agent::demo_files::write_agent_files(
+            &tests.path,
+            &tests.agent,
+            crate::agent::demo::DemoClash::None,
+        )
+        .unwrap()
+        .unwrap();
         assert!(
             files.contains(&("demo/SQUAD.md".to_owned(), "update".to_owned())),
             "{files:?}"

@@ -1,0 +1,237 @@
+//! Isolation through the real binaries on the demo backend (which writes real files in
+//! its worktree): each agent in its own worktree, its work committed and merged into
+//! the run branch, conflicts resolved or named, the user's repository untouched, and
+//! each agent's patch in the audit store.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{TestRepo, text};
+
+fn git(root: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn audit(repo: &TestRepo, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_orch-audit"))
+        .current_dir(repo.root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", repo.dir.path().join("home"))
+        .args(args)
+        .output()
+        .expect("run orch-audit")
+}
+
+fn session(repo: &TestRepo) -> String {
+    repo.only_run()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("session")
+        .to_owned()
+}
+
+/// Everything of the user's side of the repository that a run must not change.
+fn user_side(root: &Path) -> (String, String, Vec<u8>, String, String, String) {
+    (
+        git(root, &["symbolic-ref", "HEAD"]),
+        git(root, &["rev-parse", "HEAD"]),
+        std::fs::read(root.join(".git/index")).expect("index"),
+        git(root, &["status", "--porcelain", "--untracked-files=all"]),
+        git(root, &["stash", "list"]),
+        std::fs::read_to_string(root.join("README.md")).expect("README"),
+    )
+}
+
+#[test]
+fn parallel_agents_and_a_dependant_work_in_worktrees_and_meet_on_the_run_branch() {
+    let repo = TestRepo::new();
+    let root = repo.root();
+    // An uncommitted edit and an untracked file: the run must leave both alone.
+    std::fs::write(root.join("README.md"), "# test repo\nmy own edit\n").unwrap();
+    std::fs::write(root.join("notes.txt"), "untracked\n").unwrap();
+    let before = user_side(&root);
+    let out = repo.demo("delay=5", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        user_side(&root),
+        before,
+        "the user's branch, index and tree"
+    );
+    let session = session(&repo);
+    let run_branch = format!("orch/{session}");
+    // Each specialist committed its own module; the run branch holds all three.
+    let log = git(&root, &["log", "--format=%s", &run_branch]);
+    for agent in ["backend-api", "frontend-ui", "integration-tests"] {
+        assert!(log.contains(&format!("orch: {agent} (")), "{log}");
+        let module = format!("demo/{}.py", agent.replace('-', "_"));
+        git(
+            &root,
+            &["cat-file", "-e", &format!("{run_branch}:{module}")],
+        );
+        assert!(
+            root.join(format!(".orch/worktrees/{session}/{agent}/{module}"))
+                .is_file(),
+            "{agent} wrote in its own worktree"
+        );
+        assert!(!root.join(&module).exists(), "nothing in the user's tree");
+    }
+    // Both parallel edits of the shared roster are there.
+    let roster = git(&root, &["show", &format!("{run_branch}:demo/SQUAD.md")]);
+    assert!(roster.contains("- backend-api: done"), "{roster}");
+    assert!(roster.contains("- frontend-ui: done"), "{roster}");
+    // The dependant started from its parents' merged work.
+    let timeline = repo.timeline();
+    let merged_tip = |agent: &str| -> String {
+        let line = timeline
+            .lines()
+            .find(|l| l.contains(&format!("agent_merged {agent} ")))
+            .unwrap_or_else(|| panic!("{agent} merged: {timeline}"));
+        line.split("tip=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let last_parent = [merged_tip("backend-api"), merged_tip("frontend-ui")];
+    let tests_base = timeline
+        .lines()
+        .find(|l| l.contains("worktree_ready integration-tests "))
+        .and_then(|l| l.split("base=").nth(1))
+        .expect("integration-tests worktree")
+        .trim()
+        .to_owned();
+    assert!(
+        last_parent.contains(&tests_base),
+        "base {tests_base} is a parent's merge tip {last_parent:?}"
+    );
+    for parent in ["backend-api", "frontend-ui"] {
+        let base = git(&root, &["rev-parse", &tests_base]);
+        let parent_commit = git(
+            &root,
+            &[
+                "log",
+                "-1",
+                "--format=%H",
+                &format!("--grep=orch: {parent} ("),
+                &run_branch,
+            ],
+        );
+        let is_ancestor = Command::new("git")
+            .current_dir(&root)
+            .args([
+                "merge-base",
+                "--is-ancestor",
+                parent_commit.trim(),
+                base.trim(),
+            ])
+            .status()
+            .unwrap();
+        assert!(is_ancestor.success(), "{parent} is in the dependant's base");
+    }
+    // The store has each agent's patch; `orch-audit diff` shows it.
+    let diff = audit(&repo, &["diff", &session, "--agent", "backend-api"]);
+    assert!(diff.status.success(), "{}", text(&diff.stderr));
+    assert!(
+        text(&diff.stdout).contains("+++ b/demo/backend_api.py"),
+        "{}",
+        text(&diff.stdout)
+    );
+}
+
+#[test]
+fn a_conflict_between_parallel_agents_gets_a_resolve_turn_with_both_edits_kept() {
+    let repo = TestRepo::new();
+    let out = repo.demo("delay=5,clash=resolve", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let session = session(&repo);
+    let clash = git(
+        &repo.root(),
+        &["show", &format!("orch/{session}:demo/CLASH.md")],
+    );
+    assert!(
+        clash.contains("backend-api wrote this line.")
+            && clash.contains("frontend-ui wrote this line."),
+        "{clash}"
+    );
+    assert!(
+        !clash.contains("<<<<<<<") && !clash.contains(">>>>>>>"),
+        "{clash}"
+    );
+    assert!(repo.timeline().contains("resolving=true"));
+}
+
+#[test]
+fn an_unresolved_conflict_fails_that_agent_names_the_path_and_keeps_its_branch() {
+    let repo = TestRepo::new();
+    let out = repo.demo("delay=5,clash=stubborn", &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "never a success with an edit missing: {stderr}"
+    );
+    assert!(stderr.contains("demo/CLASH.md"), "{stderr}");
+    assert!(stderr.contains("integration-tests (blocked)"), "{stderr}");
+    let session = session(&repo);
+    let timeline = repo.timeline();
+    let loser = ["backend-api", "frontend-ui"]
+        .into_iter()
+        .find(|a| {
+            timeline.contains(&format!(
+                "merge_conflict {a} paths=demo/CLASH.md resolving=false"
+            ))
+        })
+        .unwrap_or_else(|| panic!("one agent lost the merge: {timeline}"));
+    assert!(
+        stderr.contains(&format!("{loser}: its work conflicts")),
+        "{stderr}"
+    );
+    // Its branch is kept, with its commit on it.
+    let log = git(
+        &repo.root(),
+        &[
+            "log",
+            "--format=%s",
+            &format!("orch-agent/{session}/{loser}"),
+        ],
+    );
+    assert!(log.contains(&format!("orch: {loser} (")), "{log}");
+}
+
+#[test]
+fn verify_fails_when_one_byte_of_a_stored_patch_changes() {
+    let repo = TestRepo::new();
+    let out = repo.demo("delay=0", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(audit(&repo, &["verify"]).status.success());
+    let db = repo.root().join(".orch/audit.db");
+    // The patch's first chunk: flip one byte of the stored content.
+    let sql = concat!(
+        "UPDATE fs_data SET data = CAST(replace(CAST(data AS TEXT), 'backend_api', 'backend_apI') AS BLOB) \
+         WHERE ino = (SELECT d.ino FROM fs_dentry d JOIN fs_dentry p ON d.parent_ino = p.ino \
+         WHERE d.name = 'changes.patch' AND p.name = 'backend-api') AND chunk_index = 0;"
+    );
+    let edit = Command::new("sqlite3").arg(&db).arg(&sql).output();
+    let Ok(edit) = edit else {
+        if std::env::var_os("ORCH_TEST_REQUIRE_TOOLS").is_some() {
+            panic!("sqlite3 is required");
+        }
+        eprintln!("skipped: sqlite3 not found");
+        return;
+    };
+    assert!(edit.status.success(), "{}", text(&edit.stderr));
+    let verify = audit(&repo, &["verify"]);
+    assert!(!verify.status.success(), "a changed patch fails verify");
+}
