@@ -218,12 +218,10 @@ fn verify_fails_when_one_byte_of_a_stored_patch_changes() {
     assert!(audit(&repo, &["verify"]).status.success());
     let db = repo.root().join(".orch/audit.db");
     // The patch's first chunk: flip one byte of the stored content.
-    let sql = concat!(
-        "UPDATE fs_data SET data = CAST(replace(CAST(data AS TEXT), 'backend_api', 'backend_apI') AS BLOB) \
+    let sql = "UPDATE fs_data SET data = CAST(replace(CAST(data AS TEXT), 'backend_api', 'backend_apI') AS BLOB) \
          WHERE ino = (SELECT d.ino FROM fs_dentry d JOIN fs_dentry p ON d.parent_ino = p.ino \
-         WHERE d.name = 'changes.patch' AND p.name = 'backend-api') AND chunk_index = 0;"
-    );
-    let edit = Command::new("sqlite3").arg(&db).arg(&sql).output();
+         WHERE d.name = 'changes.patch' AND p.name = 'backend-api') AND chunk_index = 0;";
+    let edit = Command::new("sqlite3").arg(&db).arg(sql).output();
     let Ok(edit) = edit else {
         if std::env::var_os("ORCH_TEST_REQUIRE_TOOLS").is_some() {
             panic!("sqlite3 is required");

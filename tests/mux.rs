@@ -7,7 +7,7 @@
 #[path = "mux/launcher_live.rs"]
 mod launcher_live;
 #[path = "support/repo.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 mod repo;
 #[path = "mux/support.rs"]
 mod support;

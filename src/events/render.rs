@@ -670,6 +670,15 @@ pub fn interrupt_text(summary: &InterruptSummary) -> String {
     text
 }
 
+/// ", attempt K" for a retry; nothing for the first try.
+fn attempt_text(attempt: u32) -> String {
+    if attempt > 1 {
+        format!(" (attempt {attempt})")
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,14 +761,5 @@ mod tests {
             line.ends_with("[188 more bytes in the audit store]"),
             "{line}"
         );
-    }
-}
-
-/// ", attempt K" for a retry; nothing for the first try.
-fn attempt_text(attempt: u32) -> String {
-    if attempt > 1 {
-        format!(" (attempt {attempt})")
-    } else {
-        String::new()
     }
 }
