@@ -219,7 +219,9 @@ def cpu_ns(pid):
 def launch(scratch, project, config, session, extra=(), timeout=900, watch=None, during=None):
     """Runs `launch --backend codex --mux none` in `project`; returns seconds, peak RSS."""
     argv = [str(LAUNCH), "--prompt", "Benchmark the pipeline", "--backend", "codex",
-            "--mux", "none", "--project-root", str(project), "--session", session]
+            "--mux", "none", "--project-root", str(project), "--session", session,
+            # The projects are plain directories; these figures are orchestration only.
+            "--isolation", "shared"]
     if config is not None:
         cfg = project / "orch.kdl"
         cfg.write_text(config)
