@@ -11,12 +11,14 @@ use crate::audit::schema::DDL;
 use crate::audit::version;
 
 /// A local database file, or a libSQL server (sqld, Turso) reached over HTTP.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AuditTarget {
     Local(PathBuf),
-    /// `http://`, `https://` or `libsql://` URL and its auth token (may be empty).
+    /// `http://`, `https://` or `libsql://` URL and its auth token (may be empty). The
+    /// token is never serialized: it travels in the environment (`ORCH_AUDIT_TOKEN`).
     Remote {
         url: String,
+        #[serde(skip)]
         token: String,
     },
 }

@@ -11,6 +11,4 @@ pub use agents::{
     AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
 };
 pub use error::ConfigError;
-pub use resolve::{
-    AuditTarget, Concise, Config, Env, GroupSettings, group_settings, process_env, resolve,
-};
+pub use resolve::{Concise, Config, Env, GroupSettings, group_settings, process_env, resolve};

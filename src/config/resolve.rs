@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::demo::DemoScenario;
 use crate::agent::id::is_valid_agent_id;
+use crate::audit::AuditTarget;
 use crate::cli::{IsolationChoice, MuxChoice, RunArgs};
 use crate::config::agents::{
     AgentsConfig, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
@@ -44,14 +45,6 @@ pub enum Concise {
     Full,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AuditTarget {
-    Off,
-    Local(PathBuf),
-    /// The token is not kept here: it travels in the environment (ORCH_AUDIT_TOKEN).
-    Remote(String),
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub prompt: String,
@@ -71,7 +64,9 @@ pub struct Config {
     pub metrics: bool,
     pub debug_prompt: bool,
     pub stream: bool,
-    pub audit: AuditTarget,
+    /// The audit store (`None`: `--no-audit`). A remote target's token is filled in from
+    /// the environment when the run opens it.
+    pub audit: Option<AuditTarget>,
     /// Plain-file mirror of memory artifacts (`--memory-dir`, `CODEX_MEMORY_DIR`).
     pub memory_dir: Option<PathBuf>,
     pub demo: DemoScenario,
@@ -202,9 +197,12 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
     }
 
     let audit = if args.no_audit {
-        AuditTarget::Off
+        None
     } else if let Some(url) = &args.audit_url {
-        AuditTarget::Remote(url.clone())
+        Some(AuditTarget::Remote {
+            url: url.clone(),
+            token: String::new(),
+        })
     } else {
         let path = args
             .audit_path
@@ -212,7 +210,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
             .or_else(|| env.get("AGENTFS_PATH").map(PathBuf::from))
             .map(|p| cwd.join(p))
             .unwrap_or_else(|| default_audit_path(&root));
-        AuditTarget::Local(path)
+        Some(AuditTarget::Local(path))
     };
     let demo_spec = args
         .demo_scenario

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use crate::agent::backend::{Backend, BackendError};
 use crate::agent::build_backend;
 use crate::agent::demo::DemoBackend;
+use crate::audit::AuditTarget;
 use crate::audit::{AuditOptions, AuditSink, RunMeta};
 use crate::cli::IsolationChoice;
 use crate::config::resolve::backend_settings;
-use crate::config::{AuditTarget, Config, Env};
+use crate::config::{Config, Env};
 use crate::control::signals::watch_signals;
 use crate::control::socket_dir::{self, socket_path_for};
 use crate::control::{ControlHandler, ControlServer};
@@ -109,14 +110,13 @@ pub async fn run_in_foreground(
     if let Some(panes) = crate::launcher::panes::PaneSink::start(&config) {
         sinks.push(Box::new(panes));
     }
-    let audit_target = match &config.audit {
-        AuditTarget::Off => None,
-        AuditTarget::Local(path) => Some(crate::audit::AuditTarget::Local(path.clone())),
-        AuditTarget::Remote(url) => Some(crate::audit::AuditTarget::Remote {
-            url: url.clone(),
+    let audit_target = config.audit.clone().map(|target| match target {
+        AuditTarget::Remote { url, .. } => AuditTarget::Remote {
+            url,
             token: env.get("ORCH_AUDIT_TOKEN").cloned().unwrap_or_default(),
-        }),
-    };
+        },
+        local => local,
+    });
     let mut audit_shared = None;
     if let Some(target) = audit_target {
         let meta = RunMeta {

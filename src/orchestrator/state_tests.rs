@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::agent::event::Usage;
-use crate::cli::RunArgs;
+use crate::cli::{IsolationChoice, RunArgs};
 use crate::config::{Config, resolve};
 use crate::control::protocol::ControlCommand;
 use crate::control::signals::SignalAction;
@@ -21,6 +21,7 @@ fn config() -> Arc<Config> {
         project_root: Some(root.clone()),
         session: Some("run-test".into()),
         no_audit: true,
+        isolation: Some(IsolationChoice::Shared),
         ..RunArgs::default()
     };
     Arc::new(resolve(&args, &Default::default(), &root).expect("config"))

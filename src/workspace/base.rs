@@ -259,6 +259,13 @@ impl Workspace {
             commit,
             run_branch,
         };
+        // Agents' worktrees live in a private folder (0700), like the rest of .orch/.
+        let private = session_worktrees_dir(&root, session);
+        crate::private_fs::create_dir_all(&private).map_err(|source| WorkspaceError::Io {
+            action: "create",
+            path: private.clone(),
+            source,
+        })?;
         write_json(&meta_dir(&root, session).join("run.json"), &base)?;
         Ok((
             Workspace {

@@ -97,7 +97,22 @@ fn the_agentfs_sdk_reads_a_demo_runs_turn_files_and_tool_calls() {
     // Every turn file: the SDK's bytes are orch-audit's bytes, and they hold the turn
     // exactly as its turn_finished event recorded it.
     let files = report["files"].as_object().unwrap();
-    assert_eq!(files.len(), turns.len(), "one file per finished turn");
+    // Besides a file per finished turn, each agent that changed files has its
+    // changes.patch and changes.json, which the SDK reads too.
+    let turn_files = files
+        .keys()
+        .filter(|path| !path.ends_with("/changes.patch") && !path.ends_with("/changes.json"))
+        .count();
+    assert_eq!(turn_files, turns.len(), "one file per finished turn");
+    for (path, dump) in files
+        .iter()
+        .filter(|(path, _)| path.ends_with("/changes.patch"))
+    {
+        let sdk_bytes = std::fs::read(dump.as_str().unwrap()).unwrap();
+        let ours = orch_audit(&db, &["cat", path]);
+        assert_eq!(sdk_bytes, ours.stdout, "{path} differs as read by the SDK");
+        assert!(sdk_bytes.starts_with(b"diff --git"), "{path}");
+    }
     for turn in &turns {
         let p = &turn["payload"];
         let path = format!(

@@ -26,7 +26,8 @@ fn git(dir: &Path, args: &[&str]) -> std::process::Output {
 fn anchored_run(repo: &TestRepo) -> Option<(PathBuf, String)> {
     // TestRepo is a real git repository with one commit.
     let root = repo.root();
-    let out = repo.demo("delay=0", &[]);
+    // Shared: the chain's last rows are then the run's own (no agent patches).
+    let out = repo.demo("delay=0", &["--isolation", "shared"]);
     assert_ok(&out);
     let session = only_session(repo);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -41,13 +42,15 @@ fn anchored_run(repo: &TestRepo) -> Option<(PathBuf, String)> {
     let anchor: serde_json::Value = serde_json::from_slice(&blob.stdout).unwrap();
     assert_eq!(anchor["session"], session.as_str());
     assert!(anchor["seq"].as_i64().unwrap() > 10);
-    // Nothing of the user's changed: no commit, no index.
+    // Nothing of the user's changed: still the one commit, nothing staged or changed.
+    let count = git(&root, &["rev-list", "--count", "HEAD"]);
+    assert_eq!(String::from_utf8_lossy(&count.stdout).trim(), "1");
+    let status = git(&root, &["status", "--porcelain"]);
     assert!(
-        !git(&root, &["rev-parse", "--verify", "-q", "HEAD"])
-            .status
-            .success()
+        status.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
     );
-    assert!(!root.join(".git/index").exists());
     let db = repo_db(repo);
     let verify = orch_audit(&db, &["verify"]);
     assert_ok(&verify);

@@ -110,7 +110,16 @@ fn orch_files_are_private_whatever_the_umask_and_stay_out_of_git_status() {
             "umask {umask}: the run wrote its files: {paths:?}"
         );
         let mut wrong = Vec::new();
+        let worktrees = orch.join("worktrees");
         for path in &paths {
+            // An agent's worktree holds the project's own files, with their own modes;
+            // the folders that hold the worktrees (`worktrees/<session>`) are private.
+            if path
+                .strip_prefix(&worktrees)
+                .is_ok_and(|rest| rest.components().count() >= 2)
+            {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(path).unwrap();
             let mode = meta.permissions().mode() & 0o777;
             let want = if meta.is_dir() { 0o700 } else { 0o600 };
