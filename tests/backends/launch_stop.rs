@@ -40,8 +40,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(ORCH_KDL)
+}
+
+fn setup_with(orch_kdl: &str) -> Setup {
     let repo = TestRepo::new();
-    std::fs::write(repo.root().join("orch.kdl"), ORCH_KDL).unwrap();
+    std::fs::write(repo.root().join("orch.kdl"), orch_kdl).unwrap();
     let bin = repo.dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let codex = bin.join("codex");
@@ -186,4 +190,37 @@ fn kill_9_of_launch_leaves_no_process_of_the_agents_group_10_s_later() {
         group_members(agent)
     );
     assert!(!is_running(child), "the agent's child survived");
+}
+
+#[test]
+fn the_third_interrupt_exits_at_once_while_a_stop_waits_out_its_grace() {
+    // A 60 s grace: the stop of the second interrupt would wait that long for the
+    // stubborn agent; the third interrupt must not.
+    let setup = setup_with(&ORCH_KDL.replace("kill-grace-ms 1000", "kill-grace-ms 60000"));
+    let mut launch = start(&setup, "third-interrupt");
+    let (agent, child) = agent_started(&setup);
+    let pid = nix::unistd::Pid::from_raw(launch.id() as i32);
+    let interrupt = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    interrupt();
+    wait_for("the pause", Duration::from_secs(10), || {
+        read(&setup.repo.dir.path().join("launch.stderr")).contains("pausing")
+    });
+    interrupt();
+    wait_for("the stop", Duration::from_secs(10), || {
+        read(&setup.repo.dir.path().join("launch.stderr")).contains("stopping")
+    });
+    let third = Instant::now();
+    interrupt();
+    let status = wait_child(&mut launch, Duration::from_secs(1));
+    let stderr = read(&setup.repo.dir.path().join("launch.stderr"));
+    let Some(status) = status else {
+        let _ = launch.kill();
+        panic!("launch still runs 1 s after the third interrupt; stderr: {stderr}");
+    };
+    assert!(third.elapsed() < Duration::from_secs(1));
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    // The watchdog ends the agent's group, child included.
+    wait_for("the agent's group to end", Duration::from_secs(10), || {
+        group_members(agent).is_empty() && !is_running(child)
+    });
 }
