@@ -233,3 +233,64 @@ fn verify_fails_when_one_byte_of_a_stored_patch_changes() {
     let verify = audit(&repo, &["verify"]);
     assert!(!verify.status.success(), "a changed patch fails verify");
 }
+
+const SETUP_KDL: &str = r#"
+worktree {
+    copy ".env"
+    setup "echo ready > setup-ran.txt"
+}
+agent "solo" {
+    role "Solo"
+    plan-prompt "Outline the plan."
+    follow-up-prompt "Write the final plan."
+}
+"#;
+
+#[test]
+fn worktree_set_up_copies_files_and_runs_commands_and_a_failing_command_fails_the_agent() {
+    let repo = TestRepo::new();
+    let root = repo.root();
+    std::fs::write(root.join(".gitignore"), ".env\n").unwrap();
+    git(&root, &["add", ".gitignore"]);
+    git(
+        &root,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@localhost",
+            "commit",
+            "-q",
+            "-m",
+            "ignore",
+        ],
+    );
+    std::fs::write(root.join(".env"), "TOKEN=local\n").unwrap();
+    std::fs::write(root.join("orch.kdl"), SETUP_KDL).unwrap();
+    let out = repo.demo("delay=0", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let worktree = root.join(format!(".orch/worktrees/{}/solo", session(&repo)));
+    assert_eq!(
+        std::fs::read_to_string(worktree.join(".env")).unwrap(),
+        "TOKEN=local\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(worktree.join("setup-ran.txt")).unwrap(),
+        "ready\n"
+    );
+
+    let failing = TestRepo::new();
+    std::fs::write(
+        failing.root().join("orch.kdl"),
+        SETUP_KDL.replace("echo ready > setup-ran.txt", "echo no-deps >&2; exit 3"),
+    )
+    .unwrap();
+    let out = failing.demo("delay=0", &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("solo (failed)"), "{stderr}");
+    assert!(
+        stderr.contains("exit 3"),
+        "the failing command is named: {stderr}"
+    );
+}

@@ -109,6 +109,20 @@ pub struct ProcessSettings {
     pub idle_timeout_ms: Option<u64>,
 }
 
+/// How each agent's worktree is set up (a top-level `worktree` node).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeSettings {
+    /// Files copied from the project into each new worktree (`.env`…); gitignored
+    /// files listed in `.worktreeinclude` are copied too.
+    pub copy: Vec<String>,
+    /// Directories linked to the project's own (`node_modules`…).
+    pub link: Vec<String>,
+    /// Shell commands run in each new worktree, in order; a failure fails the agent.
+    pub setup: Vec<String>,
+    /// Time each set-up command may take (default 300 s).
+    pub setup_timeout_ms: Option<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentsConfig {
     pub source: ConfigSource,
@@ -117,6 +131,8 @@ pub struct AgentsConfig {
     pub retry: RetrySettings,
     #[serde(default)]
     pub process: ProcessSettings,
+    #[serde(default)]
+    pub worktree: WorktreeSettings,
 }
 
 /// A problem with the meaning of a config (not its syntax).

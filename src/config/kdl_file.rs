@@ -18,7 +18,7 @@ use kdl::{KdlDocument, KdlNode, KdlValue};
 
 use crate::config::agents::{
     AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, ProcessSettings,
-    RelaySettings, RetrySettings,
+    RelaySettings, RetrySettings, WorktreeSettings,
 };
 use crate::config::error::{ConfigError, line_column};
 
@@ -74,6 +74,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut loose_offset = None;
     let mut retry = RetrySettings::default();
     let mut process = ProcessSettings::default();
+    let mut worktree = WorktreeSettings::default();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -93,11 +94,12 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             }
             "retry" => retry = parse_retry(&ctx, node)?,
             "process" => process = parse_process(&ctx, node)?,
+            "worktree" => worktree = parse_worktree(&ctx, node)?,
             other => {
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry` or `process`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry`, `process` or `worktree`)"
                     ),
                 ));
             }
@@ -120,6 +122,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         groups,
         retry,
         process,
+        worktree,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -328,6 +331,29 @@ fn parse_process(ctx: &Ctx, node: &KdlNode) -> Result<ProcessSettings, ConfigErr
     Ok(process)
 }
 
+fn parse_worktree(ctx: &Ctx, node: &KdlNode) -> Result<WorktreeSettings, ConfigError> {
+    let mut worktree = WorktreeSettings::default();
+    for child in children(node) {
+        match key(child).as_str() {
+            "copy" => worktree.copy.extend(string_args(ctx, child)?),
+            "link" => worktree.link.extend(string_args(ctx, child)?),
+            "setup" => worktree.setup.extend(string_args(ctx, child)?),
+            "setup-timeout-ms" => {
+                worktree.setup_timeout_ms = Some(single_ms(ctx, child, 24 * 60 * 60 * 1000)?)
+            }
+            other => {
+                return Err(ctx.err(
+                    child,
+                    format!(
+                        "unknown worktree setting `{other}` (expected `copy`, `link`, `setup` or `setup-timeout-ms`)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(worktree)
+}
+
 fn single_ms(ctx: &Ctx, node: &KdlNode, max: u64) -> Result<u64, ConfigError> {
     match single_value(ctx, node)? {
         KdlValue::Integer(n) if *n >= 0 && *n <= i128::from(max) => Ok(*n as u64),
@@ -441,6 +467,22 @@ group "web" {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown retry setting `backoff`"), "{err}");
+    }
+
+    #[test]
+    fn a_top_level_worktree_node_lists_copies_links_and_set_up_commands() {
+        let config = parse(
+            "worktree {\n  copy \".env\" \"config/local.toml\"\n  link \"node_modules\"\n  setup \"npm ci\"\n  setup-timeout-ms 60000\n}\nagent \"a\" { plan-prompt \"x\" }\n",
+        )
+        .unwrap();
+        assert_eq!(config.worktree.copy, [".env", "config/local.toml"]);
+        assert_eq!(config.worktree.link, ["node_modules"]);
+        assert_eq!(config.worktree.setup, ["npm ci"]);
+        assert_eq!(config.worktree.setup_timeout_ms, Some(60000));
+        let err = parse("worktree { clone \"x\" }\nagent \"a\" { plan-prompt \"x\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown worktree setting `clone`"), "{err}");
     }
 
     #[test]

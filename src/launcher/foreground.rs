@@ -25,7 +25,7 @@ use crate::orchestrator::{
     BackendSet, Isolation, RetryPolicy, RunContext, RunLink, RunReport, dispatch,
 };
 use crate::redact::Redactor;
-use crate::workspace::{BaseChoice, Workspace};
+use crate::workspace::{BaseChoice, Workspace, WorktreeSetup};
 
 /// Makes backends by name: the built-in demo, or a real one from `build_backend`.
 pub fn backend_factory(
@@ -241,7 +241,18 @@ fn prepare_workspace(config: &Config, interactive: bool) -> Result<Option<Isolat
             workspace.run_branch()
         );
     }
-    Ok(Some(Isolation::new(workspace)))
+    let settings = &config.agents.worktree;
+    let setup = WorktreeSetup {
+        copy: settings.copy.clone(),
+        link: settings.link.clone(),
+        commands: settings.setup.clone(),
+        command_timeout: settings.setup_timeout_ms.map_or(
+            crate::workspace::DEFAULT_SETUP_TIMEOUT,
+            std::time::Duration::from_millis,
+        ),
+        ..WorktreeSetup::default()
+    };
+    Ok(Some(Isolation::new(workspace.with_setup(setup))))
 }
 
 /// A run whose log or audit store could not be written has failed, whatever its agents
