@@ -156,9 +156,14 @@ pub fn render_svg(report: &RunReport) -> String {
     for p in &report.pauses {
         let x0 = x(p.paused_at_ms);
         let x1 = x(p.resumed_at_ms.unwrap_or(end)).max(x0 + 2.0);
+        let anchor = if x0 > LABEL_W + CHART_W - 60.0 {
+            "end"
+        } else {
+            "start"
+        };
         let _ = write!(
             svg,
-            r##"<rect class="paused" x="{x0:.1}" y="{TOP:.0}" width="{:.1}" height="{:.0}"><title>pause {} ({})</title></rect><text x="{x0:.1}" y="{:.0}" class="mark-label pause-label">pause {}</text>"##,
+            r##"<rect class="paused" x="{x0:.1}" y="{TOP:.0}" width="{:.1}" height="{:.0}"><title>pause {} ({})</title></rect><text x="{x0:.1}" y="{:.0}" text-anchor="{anchor}" class="mark-label pause-label">pause {}</text>"##,
             x1 - x0,
             rows * ROW_H,
             p.number,
@@ -234,11 +239,16 @@ pub fn render_svg(report: &RunReport) -> String {
     // Waves over everything, so they stay visible.
     for w in &report.waves {
         let wx = x(w.scheduled_at_ms);
+        // Near the right edge the label reads leftwards, so it is not cut off.
+        let (lx, anchor) = if wx > LABEL_W + CHART_W - 120.0 {
+            (wx - 2.0, "end")
+        } else {
+            (wx + 2.0, "start")
+        };
         let _ = write!(
             svg,
-            r#"<line class="wave" x1="{wx:.1}" y1="{:.0}" x2="{wx:.1}" y2="{axis_y:.0}"/><text x="{:.1}" y="{:.0}" class="mark-label wave-label">wave {} {}</text>"#,
+            r#"<line class="wave" x1="{wx:.1}" y1="{:.0}" x2="{wx:.1}" y2="{axis_y:.0}"/><text x="{lx:.1}" y="{:.0}" text-anchor="{anchor}" class="mark-label wave-label">wave {} {}</text>"#,
             TOP - 16.0,
-            wx + 2.0,
             TOP - 18.0,
             w.wave,
             escape(&w.kind)
