@@ -61,6 +61,9 @@ fn a_demo_runs_report_shows_every_agent_with_its_retries_parks_and_waves() {
         "Ship it <script>alert(\"prompt\")</script>",
     );
     let html = std::fs::read_to_string(&page).unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&page).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the page holds prompts and answers");
     let agents = agents_of(&repo_db(&repo), &session);
     assert_eq!(agents.len(), 6, "{agents:?}");
     for agent in &agents {
