@@ -13,6 +13,7 @@ ensure_claude
 ensure_gemini
 ensure_sqld
 ensure_agentfs_sdk
+ensure_chromium
 ensure_zellij
 export ORCH_TEST_REQUIRE_TOOLS=1
 cargo test --locked --all-targets "$@"

@@ -78,6 +78,12 @@ ensure_agentfs_sdk() {
   fi
 }
 
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return
+  say "installing chromium (apt; headless, opens the HTML run report in the report tests)"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+}
+
 ensure_zellij() {
   command -v zellij >/dev/null 2>&1 && return
   say "installing zellij with cargo (about 25 minutes on 2 cores)"

@@ -8,6 +8,7 @@
 //! - `audit`: the append-only libSQL audit store.
 //! - `control`: the control socket, `launch ctl`, and signal handling.
 //! - `mux`: Zellij and tmux layouts and clients.
+//! - `status`: the HTML run report, rendered from plain data.
 //! - `workspace`: the run branch, a git worktree per agent, commits and the merge queue.
 
 pub mod agent;
@@ -24,4 +25,5 @@ pub mod orchestrator;
 pub mod paths;
 pub mod private_fs;
 pub mod redact;
+pub mod status;
 pub mod workspace;

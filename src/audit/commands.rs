@@ -10,7 +10,7 @@ use crate::audit::error::AuditError;
 use crate::audit::memory::{self, MemorySource};
 use crate::audit::reader::{AuditReader, EventFilter};
 use crate::audit::target::AuditTarget;
-use crate::audit::{render, show, verify};
+use crate::audit::{render, report, show, verify};
 use crate::cli::audit_args::{
     ArtifactTypeArg, AuditArgs, AuditCommand, MemoryCommand, TurnTypeArg,
 };
@@ -119,6 +119,13 @@ pub fn main(args: AuditArgs) -> u8 {
             eprintln!("orch-audit: failed to write output: {err}");
             EXIT_STORE
         }
+        Err(Failure::Report { path, err }) => {
+            eprintln!(
+                "orch-audit: failed to write the report to `{}`: {err}; check that its directory exists and is writable, or pass another --out",
+                path.display()
+            );
+            EXIT_STORE
+        }
         Err(Failure::Usage(message)) => {
             eprintln!("orch-audit: {message}");
             EXIT_USAGE
@@ -131,6 +138,7 @@ enum Failure {
     Io(std::io::Error),
     BrokenPipe,
     Usage(String),
+    Report { path: PathBuf, err: std::io::Error },
 }
 
 impl From<AuditError> for Failure {
@@ -153,6 +161,27 @@ fn out(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
+    Ok(())
+}
+
+fn out_bytes(bytes: &[u8]) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Writes the report beside its final name, then renames it, so a reader never sees
+/// half a page.
+fn write_report(path: &Path, html: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(html.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -315,6 +344,34 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        AuditCommand::Report {
+            session,
+            out: out_path,
+        } => {
+            let data = report::load_report(&reader, &session).await?;
+            let html = crate::status::report::render_html(&data);
+            let path = out_path.unwrap_or_else(|| PathBuf::from(format!("{session}.html")));
+            if path.as_os_str() == "-" {
+                out_bytes(html.as_bytes())?;
+            } else {
+                write_report(&path, &html).map_err(|err| Failure::Report {
+                    path: path.clone(),
+                    err,
+                })?;
+                if config.json {
+                    json_out(
+                        &serde_json::json!({"path": path, "bytes": html.len(), "agents": data.agents.len()}),
+                    )?
+                } else {
+                    out(&format!(
+                        "wrote {} ({} agents, {:.1} KiB)\n",
+                        path.display(),
+                        data.agents.len(),
+                        html.len() as f64 / 1024.0
+                    ))?
+                }
+            }
+        }
         AuditCommand::Verify { session } => {
             let mut report = verify::verify(reader.conn(), session.as_deref()).await?;
             verify::check_anchors(
@@ -429,12 +486,7 @@ async fn run(config: &AuditConfig, command: AuditCommand) -> Result<u8, Failure>
                 return Ok(EXIT_NOT_FOUND);
             }
         }
-        AuditCommand::Cat { path } => {
-            let bytes = reader.cat(&path).await?;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&bytes)?;
-            stdout.flush()?;
-        }
+        AuditCommand::Cat { path } => out_bytes(&reader.cat(&path).await?)?,
         AuditCommand::Memory(cmd) => {
             return memory_command(config, &MemorySource::Store(&reader), &cmd).await;
         }

@@ -16,6 +16,7 @@ pub mod owner;
 pub mod reader;
 pub mod record;
 pub mod render;
+pub mod report;
 pub mod schema;
 pub mod show;
 pub mod sink;

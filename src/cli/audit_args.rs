@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// memory artifacts and the AgentFS files; verify that nothing was changed.
 ///
 /// Exit codes: 0 success; 1 `verify` found a problem; 2 bad arguments; 3 the store
-/// could not be opened or read (or is not an orch store, or a newer one); 4 no such run
-/// or path; 5 `events --follow` found the run crashed; 130 interrupted.
+/// could not be opened or read (or is not an orch store, or a newer one), or the report
+/// could not be written; 4 no such run or path; 5 `events --follow` found the run crashed; 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "orch-audit", version, max_term_width = 100)]
 pub struct AuditArgs {
@@ -102,6 +102,16 @@ pub enum AuditCommand {
         /// is found crashed, its orchestrator gone (exit 5); Ctrl+C stops.
         #[arg(long)]
         follow: bool,
+    },
+    /// Write one self-contained HTML page about a run: a timeline of agents and turns
+    /// (waves, retries, parks, pauses, merges), dependencies, tokens, each agent's final
+    /// answer and its changes. Opens offline, prints, runs no script.
+    Report {
+        /// Session name (see `orch-audit runs`).
+        session: String,
+        /// Where to write the page (`-` for stdout) [default: ./<session>.html].
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Recompute the hash chains and AgentFS invariants; exit 1 naming the first bad row.
     Verify {

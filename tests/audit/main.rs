@@ -14,6 +14,7 @@ mod remote;
 #[allow(dead_code)]
 #[path = "../support/repo.rs"]
 mod repo;
+mod report;
 mod secrets;
 mod support;
 mod tamper;
