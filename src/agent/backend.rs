@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::agent::event::{AgentEvent, TurnOutcome, Usage};
+use crate::agent::permissions::Permissions;
 use crate::events::{EventBus, OrchEventKind};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -108,6 +109,8 @@ pub struct TurnRequest {
     /// Earlier messages of this agent's conversation (HTTP backends resend them).
     pub history: Vec<ChatMessage>,
     pub model: Option<String>,
+    /// What the agent may do without asking (CLI backends map it to their flags).
+    pub permissions: Permissions,
     pub cwd: PathBuf,
     /// Fires when the user stops the run: the backend ends the turn (stops the agent's
     /// process group, drops the request) and returns `TurnOutcome::Interrupted`.

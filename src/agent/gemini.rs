@@ -11,6 +11,7 @@ use crate::agent::backend::{
     Backend, BackendError, BoxFuture, TurnEvents, TurnRequest, TurnResult,
 };
 use crate::agent::cli_turn::CliCommand;
+use crate::agent::event::AgentEvent;
 use crate::agent::settings::BackendSettings;
 use crate::agent::stream::GeminiParser;
 
@@ -29,6 +30,7 @@ impl GeminiBackend {
     /// The arguments for one turn (without the program; the prompt goes on stdin).
     pub fn args(&self, request: &TurnRequest) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-o".into(), "stream-json".into()];
+        args.extend(permission_args(request).into_iter().map(OsString::from));
         if let Some(model) = self.command.model(request) {
             args.push("-m".into());
             args.push(model.into());
@@ -47,12 +49,30 @@ impl GeminiBackend {
         events: &TurnEvents,
     ) -> Result<TurnResult, BackendError> {
         let parser = GeminiParser::default();
+        events
+            .emit(AgentEvent::PermissionsSet {
+                policy: request.permissions.as_str().into(),
+                flags: permission_args(request).join(" "),
+            })
+            .await;
         Ok(self
             .command
             .run(request, self.args(request), parser, events)
             .await?
             .0)
     }
+}
+
+/// `--approval-mode` from the policy, and `--skip-trust`: a headless run cannot answer
+/// the trust dialog, and an untrusted folder silently drops the approval mode to
+/// `default`. The flag trusts the folder for this invocation only; nothing is written
+/// to the user's `~/.gemini`.
+fn permission_args(request: &TurnRequest) -> Vec<String> {
+    vec![
+        "--approval-mode".into(),
+        request.permissions.gemini_approval_mode().into(),
+        "--skip-trust".into(),
+    ]
 }
 
 impl Backend for GeminiBackend {

@@ -55,12 +55,9 @@ pub struct BackendSettings {
     pub env: Vec<(OsString, OsString)>,
     /// `codex` (the default backend). Env `ORCH_CODEX_BIN`, flags `--model`, `--mini`.
     pub codex: CliSettings,
-    /// Codex `--sandbox` mode for the plan turn; resumed turns get the same mode through
-    /// `-c sandbox_mode=…`. Default `workspace-write` so agents can edit the repo.
-    pub codex_sandbox: String,
-    /// `claude`. Default extra args: `--permission-mode acceptEdits`.
+    /// `claude`. Its permission flags come from each turn's `Permissions`.
     pub claude: CliSettings,
-    /// `gemini`. Default extra args: `--approval-mode auto_edit`.
+    /// `gemini`. Its approval mode comes from each turn's `Permissions`.
     pub gemini: CliSettings,
     /// `anthropic`: base URL `https://api.anthropic.com`, key from `ANTHROPIC_API_KEY`.
     pub anthropic: HttpSettings,
@@ -93,15 +90,12 @@ impl Default for BackendSettings {
                 mini_model: Some("gpt-5.1-codex-mini".into()),
                 ..CliSettings::default()
             },
-            codex_sandbox: "workspace-write".into(),
             claude: CliSettings {
                 mini_model: Some("haiku".into()),
-                extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
                 ..CliSettings::default()
             },
             gemini: CliSettings {
                 mini_model: Some("gemini-2.5-flash".into()),
-                extra_args: vec!["--approval-mode".into(), "auto_edit".into()],
                 ..CliSettings::default()
             },
             anthropic: HttpSettings {

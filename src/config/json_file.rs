@@ -212,6 +212,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         groups,
         retry: RetrySettings::default(),
         process: Default::default(),
+        permissions: Default::default(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

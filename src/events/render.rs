@@ -216,6 +216,18 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
         }
         AgentEvent::Error { message } => format!("error    {}", one_line(message, max)),
         AgentEvent::RawLine { text } => format!("output   {}", one_line(text, max)),
+        AgentEvent::PermissionsSet { policy, flags } => {
+            format!(
+                "perms    {} ({})",
+                one_line(policy, 40),
+                one_line(flags, 400)
+            )
+        }
+        AgentEvent::PermissionDenied { tool, detail } => format!(
+            "denied   {}: {}",
+            one_line(tool, 200),
+            one_line(detail, max)
+        ),
         AgentEvent::Finished { outcome } => {
             format!("finished {}", one_line(&outcome_text(outcome), 4000))
         }
@@ -498,6 +510,23 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             usage.input_tokens,
             usage.output_tokens,
             list_or_dash(failed)
+        ),
+        OrchEventKind::Agent {
+            agent,
+            turn,
+            event: AgentEvent::PermissionsSet { policy, .. },
+        } => format!(
+            "permissions_set {agent} turn={turn} policy={}",
+            one_line(policy, 40)
+        ),
+        OrchEventKind::Agent {
+            agent,
+            turn,
+            event: AgentEvent::PermissionDenied { tool, detail },
+        } => format!(
+            "permission_denied {agent} turn={turn} tool={} detail={}",
+            one_line(tool, 200),
+            one_line(detail, 400)
         ),
         OrchEventKind::Agent { .. } => return None,
     };

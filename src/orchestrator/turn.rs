@@ -222,6 +222,9 @@ impl RunContext {
                 resume: thread.resume.clone(),
                 history: thread.history.clone(),
                 model: model.clone(),
+                permissions: self
+                    .config
+                    .permissions_for(&thread.id, thread.kind, &thread.backend),
                 cwd: self.config.paths.project_root.clone(),
                 stop: self.stop.subscribe().into(),
             };

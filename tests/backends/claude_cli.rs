@@ -64,7 +64,6 @@ async fn real_claude_reads_its_prompt_from_stdin() {
         claude: CliSettings {
             bin: Some(claude),
             model: Some("claude-sonnet-4-5".into()),
-            extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
             ..CliSettings::default()
         },
         ..BackendSettings::default()

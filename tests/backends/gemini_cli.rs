@@ -81,7 +81,6 @@ async fn real_gemini_reads_its_prompt_from_stdin() {
         gemini: CliSettings {
             bin: Some(gemini),
             model: Some("gemini-2.5-flash".into()),
-            extra_args: vec!["--approval-mode".into(), "auto_edit".into()],
             ..CliSettings::default()
         },
         ..BackendSettings::default()

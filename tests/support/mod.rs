@@ -118,6 +118,7 @@ pub fn request(agent: &str, turn: u32, prompt: &str, cwd: &std::path::Path) -> T
         resume: None,
         history: Vec::<ChatMessage>::new(),
         model: None,
+        permissions: orch::agent::Permissions::Act,
         cwd: cwd.to_path_buf(),
         stop: StopSignal::never(),
     }
