@@ -79,6 +79,13 @@ async fn codex_runs_a_command_edits_a_file_and_resumes_its_thread() {
     let events = collected.events_of("planner", 1);
     assert_eq!(
         events.first(),
+        Some(&AgentEvent::PermissionsSet {
+            policy: "act".into(),
+            flags: "--sandbox workspace-write".into()
+        })
+    );
+    assert_eq!(
+        events.get(1),
         Some(&AgentEvent::Started {
             thread_id: Some(thread_id.clone())
         })

@@ -250,7 +250,12 @@ async fn dropping_a_turn_stops_the_agent() {
     let started = async {
         loop {
             bus.flush().await;
-            if !collected.events().is_empty() {
+            // The policy is announced before the process starts; wait for the process.
+            if collected
+                .events()
+                .iter()
+                .any(|e| matches!(e, AgentEvent::Started { .. }))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
