@@ -130,7 +130,7 @@ fn python_writer(req: &Request) -> crate::support::model_server::Reply {
 async fn python_turn(
     claude: PathBuf,
     permissions: Permissions,
-) -> (tempfile::TempDir, TurnOutcome, Vec<AgentEvent>) {
+) -> (tempfile::TempDir, TurnOutcome, Vec<AgentEvent>, Vec<String>) {
     let server = ModelServer::start(python_writer).await;
     let root = tempfile::tempdir().unwrap();
     let home = root.path().join("home");
@@ -174,14 +174,15 @@ async fn python_turn(
     .expect("turn could not start");
     sinks.finish().await;
     let events = collected.events_of("builder", 1);
-    (root, result.outcome, events)
+    (root, result.outcome, events, collected.warnings())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_claude_runs_python_under_act_and_records_the_denial_under_read_only() {
     let Some(claude) = claude_bin() else { return };
 
-    let (root, outcome, events) = python_turn(claude.clone(), Permissions::Act).await;
+    let (root, outcome, events, warnings) = python_turn(claude.clone(), Permissions::Act).await;
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(outcome, TurnOutcome::Completed, "events: {events:#?}");
     let written = root.path().join("repo/made-by-python.txt");
     assert_eq!(
@@ -205,7 +206,7 @@ async fn real_claude_runs_python_under_act_and_records_the_denial_under_read_onl
         flags: "--permission-mode acceptEdits --allowedTools Bash".into(),
     }));
 
-    let (root, _, events) = python_turn(claude, Permissions::ReadOnly).await;
+    let (root, _, events, warnings) = python_turn(claude, Permissions::ReadOnly).await;
     assert!(
         !root.path().join("repo/made-by-python.txt").exists(),
         "read-only let python3 write a file"
@@ -214,5 +215,12 @@ async fn real_claude_runs_python_under_act_and_records_the_denial_under_read_onl
         events.iter().any(|e| matches!(e,
             AgentEvent::PermissionDenied { tool, detail } if tool == "Bash" && detail.contains("python3"))),
         "no denial event under read-only: {events:#?}"
+    );
+    // Not a plain success: the run's timeline gets a warning naming the policy.
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("`builder` turn 1") && w.contains("denied under `read-only`")),
+        "{warnings:?}"
     );
 }
