@@ -590,6 +590,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_policy_and_denials_show_in_the_agent_log_and_the_timeline() {
+        let set = AgentEvent::PermissionsSet {
+            policy: "read-only".into(),
+            flags: "--sandbox read-only".into(),
+        };
+        assert_eq!(
+            agent_event_body(&set),
+            "perms    read-only (--sandbox read-only)"
+        );
+        let denied = AgentEvent::PermissionDenied {
+            tool: "Bash".into(),
+            detail: "python3 -c 1".into(),
+        };
+        assert_eq!(agent_event_body(&denied), "denied   Bash: python3 -c 1");
+        let event = OrchEvent {
+            at: SystemTime::UNIX_EPOCH,
+            kind: OrchEventKind::Agent {
+                agent: "api".into(),
+                turn: 2,
+                event: denied,
+            },
+        };
+        assert_eq!(
+            timeline_line(&event).as_deref(),
+            Some("permission_denied api turn=2 tool=Bash detail=python3 -c 1")
+        );
+    }
+
+    #[test]
     fn one_line_escapes_control_characters_and_newlines() {
         assert_eq!(
             one_line("a\nb\r\n\x1b[31mred", 100),
