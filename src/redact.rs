@@ -579,6 +579,14 @@ impl Redactor {
             }
             AgentEvent::Error { message } => r(message),
             AgentEvent::RawLine { text } => r(text),
+            AgentEvent::PermissionsSet { policy, flags } => {
+                r(policy);
+                r(flags);
+            }
+            AgentEvent::PermissionDenied { tool, detail } => {
+                r(tool);
+                r(detail);
+            }
             AgentEvent::Finished { outcome } => self.redact_outcome(outcome),
             AgentEvent::Usage(_) => {}
         }
@@ -856,6 +864,14 @@ mod tests {
                 message: s("error"),
             },
             AgentEvent::RawLine { text: s("raw") },
+            AgentEvent::PermissionsSet {
+                policy: s("policy"),
+                flags: s("flags"),
+            },
+            AgentEvent::PermissionDenied {
+                tool: s("tool"),
+                detail: s("detail"),
+            },
             AgentEvent::Finished { outcome: outcome() },
             AgentEvent::Finished {
                 outcome: TurnOutcome::Interrupted {

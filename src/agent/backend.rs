@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::agent::event::{AgentEvent, TurnOutcome, Usage};
+use crate::agent::permissions::Permissions;
+use crate::events::event::NoticeLevel;
 use crate::events::{EventBus, OrchEventKind};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -108,6 +110,8 @@ pub struct TurnRequest {
     /// Earlier messages of this agent's conversation (HTTP backends resend them).
     pub history: Vec<ChatMessage>,
     pub model: Option<String>,
+    /// What the agent may do without asking (CLI backends map it to their flags).
+    pub permissions: Permissions,
     pub cwd: PathBuf,
     /// Fires when the user stops the run: the backend ends the turn (stops the agent's
     /// process group, drops the request) and returns `TurnOutcome::Interrupted`.
@@ -251,11 +255,30 @@ pub struct TurnEvents {
     bus: EventBus,
     agent: String,
     turn: u32,
+    /// `PermissionDenied` events published so far (shared by clones).
+    denials: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TurnEvents {
     pub fn new(bus: EventBus, agent: String, turn: u32) -> Self {
-        TurnEvents { bus, agent, turn }
+        TurnEvents {
+            bus,
+            agent,
+            turn,
+            denials: Default::default(),
+        }
+    }
+
+    /// How many `PermissionDenied` events went out through these events.
+    pub fn denials(&self) -> usize {
+        self.denials.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Publishes a run-level notice (shown in the timeline and stored).
+    pub async fn notice(&self, level: NoticeLevel, message: String) {
+        self.bus
+            .publish(OrchEventKind::Notice { level, message })
+            .await;
     }
 
     /// Publishes one event; waits when the sinks are behind (backpressure, flat memory).
@@ -265,12 +288,22 @@ impl TurnEvents {
 
     /// Publishes events together, in order (one read of the agent's output).
     pub async fn emit_all(&self, events: impl IntoIterator<Item = AgentEvent>) {
+        let denials = &self.denials;
         self.bus
-            .publish_all(events.into_iter().map(|event| OrchEventKind::Agent {
-                agent: self.agent.clone(),
-                turn: self.turn,
-                event,
-            }))
+            .publish_all(
+                events
+                    .into_iter()
+                    .inspect(|event| {
+                        if matches!(event, AgentEvent::PermissionDenied { .. }) {
+                            denials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    })
+                    .map(|event| OrchEventKind::Agent {
+                        agent: self.agent.clone(),
+                        turn: self.turn,
+                        event,
+                    }),
+            )
             .await;
     }
 

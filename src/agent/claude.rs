@@ -11,6 +11,7 @@ use crate::agent::backend::{
 };
 use crate::agent::classify::local_now;
 use crate::agent::cli_turn::CliCommand;
+use crate::agent::event::AgentEvent;
 use crate::agent::settings::BackendSettings;
 use crate::agent::stream::ClaudeParser;
 
@@ -43,6 +44,13 @@ impl ClaudeBackend {
         if let Some(session) = &request.resume {
             args.push(format!("--resume={session}").into());
         }
+        args.extend(
+            request
+                .permissions
+                .claude_args()
+                .into_iter()
+                .map(OsString::from),
+        );
         args.extend(self.command.cli.extra_args.iter().map(OsString::from));
         args
     }
@@ -53,6 +61,12 @@ impl ClaudeBackend {
         events: &TurnEvents,
     ) -> Result<TurnResult, BackendError> {
         let parser = ClaudeParser::new(local_now());
+        events
+            .emit(AgentEvent::PermissionsSet {
+                policy: request.permissions.as_str().into(),
+                flags: request.permissions.claude_args().join(" "),
+            })
+            .await;
         Ok(self
             .command
             .run(request, self.args(request), parser, events)

@@ -17,6 +17,7 @@ use crate::agent::event::{AgentEvent, FailureClass, TurnOutcome};
 use crate::agent::process::{AgentProcess, ProcessSpec, resolve_program};
 use crate::agent::settings::{BackendSettings, CliSettings};
 use crate::agent::stream::{LineFeed, LineParser};
+use crate::events::event::NoticeLevel;
 
 /// What every agent-CLI backend keeps: the resolved binary, its settings, and how its
 /// processes run (environment, kill grace, idle limit, longest line).
@@ -82,7 +83,21 @@ impl CliCommand {
             idle_limit: self.idle_limit,
             stop: request.stop.clone(),
         };
+        let denied_before = events.denials();
         let (mut result, parser) = run_cli_turn(&spec, turn, parser, events).await?;
+        let denied = events.denials().saturating_sub(denied_before);
+        if denied > 0 {
+            // Not a plain success: the agent wanted to do something the policy forbids.
+            events
+                .notice(
+                    NoticeLevel::Warning,
+                    format!(
+                        "agent `{}` turn {}: {denied} tool call(s) denied under `{}` permissions; the turn went on without them (see `denied` in its log; `--permissions act` or a `permissions` setting in orch.kdl allows more)",
+                        request.agent, request.turn, request.permissions
+                    ),
+                )
+                .await;
+        }
         if result.thread_id.is_none() && !result.outcome.is_success() {
             // A stopped or crashed resumed turn still belongs to its thread.
             result.thread_id = request.resume.clone();

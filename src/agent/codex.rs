@@ -14,13 +14,12 @@ use crate::agent::backend::{
 };
 use crate::agent::classify::local_now;
 use crate::agent::cli_turn::CliCommand;
-use crate::agent::event::Usage;
+use crate::agent::event::{AgentEvent, Usage};
 use crate::agent::settings::BackendSettings;
 use crate::agent::stream::CodexParser;
 
 pub struct CodexBackend {
     command: CliCommand,
-    sandbox: String,
     /// Thread id → usage Codex last reported for it (cumulative).
     threads: Mutex<HashMap<String, Usage>>,
 }
@@ -30,7 +29,6 @@ impl CodexBackend {
     pub fn new(settings: &BackendSettings) -> Result<Self, BackendError> {
         Ok(CodexBackend {
             command: CliCommand::resolve("codex", "ORCH_CODEX_BIN", &settings.codex, settings)?,
-            sandbox: settings.codex_sandbox.clone(),
             threads: Mutex::new(HashMap::new()),
         })
     }
@@ -46,22 +44,19 @@ impl CodexBackend {
             args.push("-m".into());
             args.push(model.into());
         }
+        let sandbox = request.permissions.codex_sandbox();
         match &request.resume {
             None => {
-                if !self.sandbox.is_empty() {
-                    args.push("--sandbox".into());
-                    args.push(self.sandbox.clone().into());
-                }
+                args.push("--sandbox".into());
+                args.push(sandbox.into());
                 args.extend(self.command.cli.extra_args.iter().map(OsString::from));
                 args.push("--".into());
                 args.push("-".into());
             }
             Some(thread_id) => {
                 // `exec resume` has no --sandbox flag; the config override does the same.
-                if !self.sandbox.is_empty() {
-                    args.push("-c".into());
-                    args.push(format!("sandbox_mode=\"{}\"", self.sandbox).into());
-                }
+                args.push("-c".into());
+                args.push(format!("sandbox_mode=\"{sandbox}\"").into());
                 args.extend(self.command.cli.extra_args.iter().map(OsString::from));
                 args.push("resume".into());
                 args.push("--".into());
@@ -91,6 +86,17 @@ impl CodexBackend {
     ) -> Result<TurnResult, BackendError> {
         let now = local_now();
         let parser = CodexParser::new(self.usage_before(request), now);
+        let sandbox = request.permissions.codex_sandbox();
+        events
+            .emit(AgentEvent::PermissionsSet {
+                policy: request.permissions.as_str().into(),
+                flags: if request.resume.is_some() {
+                    format!("-c sandbox_mode=\"{sandbox}\"")
+                } else {
+                    format!("--sandbox {sandbox}")
+                },
+            })
+            .await;
         let (result, parser) = self
             .command
             .run(request, self.args(request), parser, events)

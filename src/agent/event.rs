@@ -40,6 +40,10 @@ pub enum AgentEvent {
         status: ItemStatus,
         result: Option<String>,
     },
+    /// The permission policy this turn runs under, and the CLI flags that carry it.
+    PermissionsSet { policy: String, flags: String },
+    /// The CLI refused a tool call the agent made because the policy does not allow it.
+    PermissionDenied { tool: String, detail: String },
     /// Tokens spent by this turn so far (a delta, never thread-cumulative).
     Usage(Usage),
     /// The backend reported a rate limit or usage limit.
@@ -67,6 +71,8 @@ impl AgentEvent {
             AgentEvent::Command { .. } => "command",
             AgentEvent::FileChange { .. } => "file_change",
             AgentEvent::ToolCall { .. } => "tool_call",
+            AgentEvent::PermissionsSet { .. } => "permissions_set",
+            AgentEvent::PermissionDenied { .. } => "permission_denied",
             AgentEvent::Usage(_) => "usage",
             AgentEvent::RateLimit { .. } => "rate_limit",
             AgentEvent::Error { .. } => "error",

@@ -13,6 +13,7 @@ pub mod gemini;
 pub mod http;
 pub mod id;
 pub mod openai;
+pub mod permissions;
 pub mod process;
 pub mod registry;
 pub mod settings;
@@ -24,5 +25,6 @@ pub use backend::{
     StopSignal, TurnEvents, TurnKind, TurnRequest, TurnResult,
 };
 pub use event::{AgentEvent, FailureClass, ItemStatus, TurnOutcome, Usage};
+pub use permissions::Permissions;
 pub use registry::{BACKEND_NAMES, build_backend};
 pub use settings::{BackendSettings, CliSettings, HttpSettings};

@@ -8,6 +8,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Codex's `--mini` model: the "fast and affordable" entry of the model catalog bundled
+/// with the pinned Codex 0.169 (`gpt-5.1-codex-mini` is not in it: Codex then warns
+/// "Model metadata … not found" on every turn and stops offering `apply_patch`).
+pub const CODEX_MINI_MODEL: &str = "gpt-6-luna";
+
 /// Default of `BackendSettings::cli_idle_timeout`.
 pub const DEFAULT_CLI_IDLE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
@@ -53,14 +58,12 @@ pub struct BackendSettings {
     /// empty environment). The lead passes the launcher's own environment (or a
     /// scrubbed copy); its `PATH` is also where binaries are looked up.
     pub env: Vec<(OsString, OsString)>,
-    /// `codex` (the default backend). Env `ORCH_CODEX_BIN`, flags `--model`, `--mini`.
+    /// `codex` (the default backend). Env `ORCH_CODEX_BIN`, flags `--model`, `--mini`
+    /// (`CODEX_MINI_MODEL`).
     pub codex: CliSettings,
-    /// Codex `--sandbox` mode for the plan turn; resumed turns get the same mode through
-    /// `-c sandbox_mode=…`. Default `workspace-write` so agents can edit the repo.
-    pub codex_sandbox: String,
-    /// `claude`. Default extra args: `--permission-mode acceptEdits`.
+    /// `claude`. Its permission flags come from each turn's `Permissions`.
     pub claude: CliSettings,
-    /// `gemini`. Default extra args: `--approval-mode auto_edit`.
+    /// `gemini`. Its approval mode comes from each turn's `Permissions`.
     pub gemini: CliSettings,
     /// `anthropic`: base URL `https://api.anthropic.com`, key from `ANTHROPIC_API_KEY`.
     pub anthropic: HttpSettings,
@@ -90,18 +93,15 @@ impl Default for BackendSettings {
         BackendSettings {
             env: Vec::new(),
             codex: CliSettings {
-                mini_model: Some("gpt-5.1-codex-mini".into()),
+                mini_model: Some(CODEX_MINI_MODEL.into()),
                 ..CliSettings::default()
             },
-            codex_sandbox: "workspace-write".into(),
             claude: CliSettings {
                 mini_model: Some("haiku".into()),
-                extra_args: vec!["--permission-mode".into(), "acceptEdits".into()],
                 ..CliSettings::default()
             },
             gemini: CliSettings {
                 mini_model: Some("gemini-2.5-flash".into()),
-                extra_args: vec!["--approval-mode".into(), "auto_edit".into()],
                 ..CliSettings::default()
             },
             anthropic: HttpSettings {

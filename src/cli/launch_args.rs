@@ -97,6 +97,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub mini: bool,
 
+    /// What agents may do without asking: read-only, edit (files), act (edit files and
+    /// run commands). Default: planners read-only, every other agent act. An agent's or
+    /// backend's `permissions` in orch.kdl wins over this flag.
+    #[arg(long, value_name = "POLICY", value_parser = parse_permissions)]
+    pub permissions: Option<crate::agent::Permissions>,
+
     /// Model for `--backend minimax` [default: MiniMax-M2.1].
     #[arg(long, value_name = "MODEL")]
     pub minimax_model: Option<String>,
@@ -315,4 +321,8 @@ pub struct CleanArgs {
     /// The repository [default: the git root above the current directory].
     #[arg(long, value_name = "DIR")]
     pub project_root: Option<PathBuf>,
+}
+
+fn parse_permissions(text: &str) -> Result<crate::agent::Permissions, String> {
+    text.parse()
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::id::agent_id_problem;
+use crate::agent::permissions::Permissions;
 use crate::orchestrator::scheduler::find_cycle;
 
 /// One agent of the config: a core agent that runs before the blueprint.
@@ -28,6 +29,10 @@ pub struct AgentSpec {
     pub model: Option<String>,
     /// Backends to try, in order, when a turn fails terminally.
     pub fallback: Vec<String>,
+    /// What this agent may do without asking; `None` leaves the backend's, the flag's
+    /// or the kind's default in force.
+    #[serde(default)]
+    pub permissions: Option<Permissions>,
 }
 
 impl AgentSpec {
@@ -45,6 +50,7 @@ impl AgentSpec {
             backend: None,
             model: None,
             fallback: Vec::new(),
+            permissions: None,
         }
     }
 }
@@ -123,6 +129,16 @@ pub struct WorktreeSettings {
     pub setup_timeout_ms: Option<u64>,
 }
 
+/// Permission policies of the config file (a top-level `permissions` node and
+/// `backend "<name>" { permissions … }` nodes); `None` keeps the flag or the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionSettings {
+    /// For every agent of the file.
+    pub all: Option<Permissions>,
+    /// Backend name → the policy of every agent on that backend.
+    pub backends: BTreeMap<String, Permissions>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgentsConfig {
     pub source: ConfigSource,
@@ -133,6 +149,7 @@ pub struct AgentsConfig {
     pub process: ProcessSettings,
     #[serde(default)]
     pub worktree: WorktreeSettings,
+    pub permissions: PermissionSettings,
 }
 
 /// A problem with the meaning of a config (not its syntax).

@@ -5,6 +5,7 @@
 //! (`{"agents": [...], "orchestration": {...}}`). Agent fields are snake_case as the
 //! seed wrote them; camelCase spellings are accepted too. Unknown fields are ignored.
 
+use crate::agent::permissions::Permissions;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -63,6 +64,9 @@ struct SeedAgent {
     model: Option<String>,
     #[serde(default)]
     fallback: Vec<String>,
+    /// `read-only`, `edit` or `act`.
+    #[serde(default)]
+    permissions: Option<Permissions>,
 }
 
 /// Rules may be one string or a list of strings.
@@ -142,6 +146,7 @@ fn agent(seed: SeedAgent) -> AgentSpec {
     spec.backend = seed.backend;
     spec.model = seed.model;
     spec.fallback = seed.fallback;
+    spec.permissions = seed.permissions;
     spec
 }
 
@@ -213,6 +218,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         retry: RetrySettings::default(),
         process: Default::default(),
         worktree: Default::default(),
+        permissions: Default::default(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

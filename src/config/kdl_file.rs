@@ -9,16 +9,20 @@
 //! Top-level `agent` and `orchestration` nodes form one group named `default`. A
 //! top-level `retry { max-tries 5; base-delay-ms 1000; max-park-ms … }` tunes retries,
 //! a top-level `process { kill-grace-ms 5000; idle-timeout-ms 1200000 }` how agent
-//! processes are stopped.
+//! processes are stopped. A top-level `permissions "act"` sets what every agent may do
+//! without asking, `backend "claude" { permissions "edit" }` what the agents on one
+//! backend may do, and `permissions "read-only"` inside an agent that agent's policy.
 //! Unknown settings are errors with line and column (a typo never passes silently).
 
 use std::path::Path;
 
 use kdl::{KdlDocument, KdlNode, KdlValue};
 
+use crate::agent::permissions::Permissions;
+use crate::agent::registry::BACKEND_NAMES;
 use crate::config::agents::{
-    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, ProcessSettings,
-    RelaySettings, RetrySettings, WorktreeSettings,
+    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, PermissionSettings,
+    ProcessSettings, RelaySettings, RetrySettings, WorktreeSettings,
 };
 use crate::config::error::{ConfigError, line_column};
 
@@ -75,6 +79,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut retry = RetrySettings::default();
     let mut process = ProcessSettings::default();
     let mut worktree = WorktreeSettings::default();
+    let mut permissions = PermissionSettings::default();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -95,11 +100,38 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             "retry" => retry = parse_retry(&ctx, node)?,
             "process" => process = parse_process(&ctx, node)?,
             "worktree" => worktree = parse_worktree(&ctx, node)?,
+            "permissions" => permissions.all = Some(single_permissions(&ctx, node)?),
+            "backend" => {
+                let name = single_string(&ctx, node)?.to_ascii_lowercase();
+                if !BACKEND_NAMES.contains(&name.as_str()) {
+                    return Err(ctx.err(
+                        node,
+                        format!(
+                            "unknown backend `{name}` (expected one of: {})",
+                            BACKEND_NAMES.join(", ")
+                        ),
+                    ));
+                }
+                for child in children(node) {
+                    match key(child).as_str() {
+                        "permissions" => {
+                            let policy = single_permissions(&ctx, child)?;
+                            permissions.backends.insert(name.clone(), policy);
+                        }
+                        other => {
+                            return Err(ctx.err(
+                                child,
+                                format!("unknown setting `{other}` in backend `{name}` (expected `permissions`)"),
+                            ));
+                        }
+                    }
+                }
+            }
             other => {
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry`, `process` or `worktree`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry`, `process`, `worktree`, `permissions` or `backend`)"
                     ),
                 ));
             }
@@ -123,6 +155,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         retry,
         process,
         worktree,
+        permissions,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -193,6 +226,12 @@ fn single_bool(ctx: &Ctx, node: &KdlNode) -> Result<bool, ConfigError> {
             format!("`{}` takes #true or #false, found `{other}`", key(node)),
         )),
     }
+}
+
+fn single_permissions(ctx: &Ctx, node: &KdlNode) -> Result<Permissions, ConfigError> {
+    single_string(ctx, node)?
+        .parse()
+        .map_err(|message: String| ctx.err(node, message))
 }
 
 fn single_u32(ctx: &Ctx, node: &KdlNode) -> Result<u32, ConfigError> {
@@ -266,6 +305,7 @@ fn parse_agent(ctx: &Ctx, node: &KdlNode) -> Result<AgentSpec, ConfigError> {
             "backend" => agent.backend = Some(single_string(ctx, child)?),
             "model" => agent.model = Some(single_string(ctx, child)?),
             "fallback" => agent.fallback.extend(string_args(ctx, child)?),
+            "permissions" => agent.permissions = Some(single_permissions(ctx, child)?),
             other => {
                 return Err(ctx.err(child, format!("unknown setting `{other}` in agent `{id}`")));
             }
@@ -398,6 +438,36 @@ mod tests {
 
     fn parse(text: &str) -> Result<AgentsConfig, ConfigError> {
         parse_kdl(text, Path::new("orch.kdl")).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn reads_permissions_for_all_per_backend_and_per_agent() {
+        let config = parse(
+            r#"
+permissions "edit"
+backend "claude" { permissions "act" }
+agent "planner" { plan-prompt "p"; permissions "read-only" }
+agent "builder" { plan-prompt "b" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.permissions.all, Some(Permissions::Edit));
+        assert_eq!(config.permissions.backends["claude"], Permissions::Act);
+        let agents = &config.groups[0].agents;
+        assert_eq!(agents[0].permissions, Some(Permissions::ReadOnly));
+        assert_eq!(agents[1].permissions, None);
+
+        let err = parse("agent \"a\" { plan-prompt \"p\"; permissions \"write\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("orch.kdl:1:") && err.contains("read-only, edit, act"),
+            "{err}"
+        );
+        let err = parse("backend \"clod\" { permissions \"act\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown backend `clod`"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::backend::AgentKind;
 use crate::agent::demo::DemoScenario;
 use crate::agent::id::is_valid_agent_id;
+use crate::agent::permissions::Permissions;
 use crate::audit::AuditTarget;
 use crate::cli::{IsolationChoice, MuxChoice, RunArgs};
 use crate::config::agents::{
@@ -55,6 +57,10 @@ pub struct Config {
     pub backend: String,
     pub model: Option<String>,
     pub mini: bool,
+    /// `--permissions`: the policy of every agent that its agent or backend config does
+    /// not set; `None` keeps the kind's default (planners read-only, others act).
+    #[serde(default)]
+    pub permissions: Option<Permissions>,
     pub minimax_model: Option<String>,
     pub base_url: Option<String>,
     pub mux: MuxChoice,
@@ -103,6 +109,27 @@ pub struct RunPathsConfig {
 impl Config {
     pub fn run_paths(&self) -> RunPaths {
         RunPaths::new(&self.paths.project_root, &self.paths.session)
+    }
+
+    /// The permission policy of an agent's turn on `backend`: the agent's own setting,
+    /// else its backend's, else `--permissions`, else the file's top-level setting, else
+    /// the default of its kind. Core agents are found by id in any group.
+    pub fn permissions_for(&self, agent: &str, kind: AgentKind, backend: &str) -> Permissions {
+        let file = &self.agents.permissions;
+        let own = match kind {
+            AgentKind::Core => self
+                .agents
+                .groups
+                .iter()
+                .flat_map(|g| &g.agents)
+                .find(|a| a.id == agent)
+                .and_then(|a| a.permissions),
+            _ => None,
+        };
+        own.or_else(|| file.backends.get(backend).copied())
+            .or(self.permissions)
+            .or(file.all)
+            .unwrap_or_else(|| Permissions::default_for(kind))
     }
 }
 
@@ -261,6 +288,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         backend,
         model: args.model.clone(),
         mini: args.mini,
+        permissions: args.permissions,
         minimax_model: args.minimax_model.clone(),
         base_url: args.base_url.clone(),
         mux: args.mux.unwrap_or(MuxChoice::Zellij),
@@ -411,4 +439,65 @@ pub fn backend_settings(config: &Config, env: &Env) -> crate::agent::BackendSett
         settings.cli_idle_timeout = std::time::Duration::from_millis(ms);
     }
     settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_resolve_agent_then_backend_then_flag_then_file_then_kind() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("orch.kdl"),
+            r#"
+permissions "edit"
+backend "gemini" { permissions "act" }
+agent "planner" { plan-prompt "p"; permissions "act" }
+agent "builder" { plan-prompt "b" }
+"#,
+        )
+        .unwrap();
+        let args = RunArgs {
+            prompt: Some("task".into()),
+            project_root: Some(root.path().to_path_buf()),
+            ..RunArgs::default()
+        };
+        let mut config = resolve(&args, &Env::new(), root.path()).unwrap();
+        let of = |c: &Config, agent: &str, kind: AgentKind, backend: &str| {
+            c.permissions_for(agent, kind, backend)
+        };
+        assert_eq!(
+            of(&config, "planner", AgentKind::Core, "codex"),
+            Permissions::Act
+        );
+        assert_eq!(
+            of(&config, "builder", AgentKind::Core, "gemini"),
+            Permissions::Act
+        );
+        assert_eq!(
+            of(&config, "builder", AgentKind::Core, "codex"),
+            Permissions::Edit
+        );
+        config.permissions = Some(Permissions::ReadOnly);
+        assert_eq!(
+            of(&config, "api", AgentKind::Dynamic, "codex"),
+            Permissions::ReadOnly
+        );
+        config.permissions = None;
+        config.agents.permissions.all = None;
+        assert_eq!(
+            of(&config, "builder", AgentKind::Core, "codex"),
+            Permissions::ReadOnly
+        );
+        assert_eq!(
+            of(&config, "api", AgentKind::Dynamic, "codex"),
+            Permissions::Act
+        );
+        // A dynamic agent that shares a core agent's id does not inherit its setting.
+        assert_eq!(
+            of(&config, "planner", AgentKind::Dynamic, "claude"),
+            Permissions::Act
+        );
+    }
 }

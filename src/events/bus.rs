@@ -206,6 +206,7 @@ fn text_bytes(kind: &OrchEventKind) -> usize {
                 arguments, result, ..
             } => arguments.len() + opt(result),
             AgentEvent::Error { message } => message.len(),
+            AgentEvent::PermissionDenied { tool, detail } => tool.len() + detail.len(),
             _ => 0,
         },
         OrchEventKind::TurnFinished(record) => record.prompt.len() + record.response.len(),

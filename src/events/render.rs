@@ -216,6 +216,18 @@ pub fn agent_event_body(event: &AgentEvent) -> String {
         }
         AgentEvent::Error { message } => format!("error    {}", one_line(message, max)),
         AgentEvent::RawLine { text } => format!("output   {}", one_line(text, max)),
+        AgentEvent::PermissionsSet { policy, flags } => {
+            format!(
+                "perms    {} ({})",
+                one_line(policy, 40),
+                one_line(flags, 400)
+            )
+        }
+        AgentEvent::PermissionDenied { tool, detail } => format!(
+            "denied   {}: {}",
+            one_line(tool, 200),
+            one_line(detail, max)
+        ),
         AgentEvent::Finished { outcome } => {
             format!("finished {}", one_line(&outcome_text(outcome), 4000))
         }
@@ -613,6 +625,23 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             usage.output_tokens,
             list_or_dash(failed)
         ),
+        OrchEventKind::Agent {
+            agent,
+            turn,
+            event: AgentEvent::PermissionsSet { policy, .. },
+        } => format!(
+            "permissions_set {agent} turn={turn} policy={}",
+            one_line(policy, 40)
+        ),
+        OrchEventKind::Agent {
+            agent,
+            turn,
+            event: AgentEvent::PermissionDenied { tool, detail },
+        } => format!(
+            "permission_denied {agent} turn={turn} tool={} detail={}",
+            one_line(tool, 200),
+            one_line(detail, 400)
+        ),
         OrchEventKind::Agent { .. } => return None,
     };
     Some(line)
@@ -682,6 +711,35 @@ fn attempt_text(attempt: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_and_denials_show_in_the_agent_log_and_the_timeline() {
+        let set = AgentEvent::PermissionsSet {
+            policy: "read-only".into(),
+            flags: "--sandbox read-only".into(),
+        };
+        assert_eq!(
+            agent_event_body(&set),
+            "perms    read-only (--sandbox read-only)"
+        );
+        let denied = AgentEvent::PermissionDenied {
+            tool: "Bash".into(),
+            detail: "python3 -c 1".into(),
+        };
+        assert_eq!(agent_event_body(&denied), "denied   Bash: python3 -c 1");
+        let event = OrchEvent {
+            at: SystemTime::UNIX_EPOCH,
+            kind: OrchEventKind::Agent {
+                agent: "api".into(),
+                turn: 2,
+                event: denied,
+            },
+        };
+        assert_eq!(
+            timeline_line(&event).as_deref(),
+            Some("permission_denied api turn=2 tool=Bash detail=python3 -c 1")
+        );
+    }
 
     #[test]
     fn one_line_escapes_control_characters_and_newlines() {

@@ -230,6 +230,9 @@ impl RunContext {
                 resume: thread.resume.clone(),
                 history: thread.history.clone(),
                 model: model.clone(),
+                permissions: self
+                    .config
+                    .permissions_for(&thread.id, thread.kind, &thread.backend),
                 cwd: self.workdir(thread),
                 stop: self.stop.subscribe().into(),
             };

@@ -79,6 +79,13 @@ async fn codex_runs_a_command_edits_a_file_and_resumes_its_thread() {
     let events = collected.events_of("planner", 1);
     assert_eq!(
         events.first(),
+        Some(&AgentEvent::PermissionsSet {
+            policy: "act".into(),
+            flags: "--sandbox workspace-write".into()
+        })
+    );
+    assert_eq!(
+        events.get(1),
         Some(&AgentEvent::Started {
             thread_id: Some(thread_id.clone())
         })
@@ -161,5 +168,70 @@ async fn a_missing_codex_binary_is_a_clear_error() {
     assert_eq!(
         err.to_string(),
         "`codex` was not found on PATH; install it or set ORCH_CODEX_BIN to its path"
+    );
+}
+
+/// One turn with `-m model`; returns the first request's body and the CLI's own lines.
+async fn first_request_with(codex: std::path::PathBuf, model: &str) -> (String, Vec<String>) {
+    let server =
+        ModelServer::start(|_: &Request| responses_text("m1", "mini answer", usage(1))).await;
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git_repo(&repo);
+    let settings = BackendSettings {
+        env: codex_env(root.path(), &server),
+        codex: CliSettings {
+            bin: Some(codex),
+            ..CliSettings::default()
+        },
+        ..BackendSettings::default()
+    };
+    let backend = CodexBackend::new(&settings).unwrap();
+    let (bus, sinks, collected) = collecting_bus();
+    let mut req = request("planner", 1, "MINI-TURN", &repo);
+    req.model = Some(model.into());
+    let result = tokio::time::timeout(
+        Duration::from_secs(180),
+        backend.turn(&req, &turn_events(&bus, "planner", 1)),
+    )
+    .await
+    .expect("turn timed out")
+    .expect("turn could not start");
+    sinks.finish().await;
+    let events = collected.events();
+    assert_eq!(result.outcome, TurnOutcome::Completed, "{events:#?}");
+    let lines = events
+        .into_iter()
+        .filter_map(|e| match e {
+            AgentEvent::RawLine { text } | AgentEvent::Error { message: text } => Some(text),
+            _ => None,
+        })
+        .collect();
+    let body = server
+        .requests()
+        .iter()
+        .find(|r| r.path.ends_with("/responses"))
+        .expect("codex sent a request")
+        .body
+        .to_string();
+    (body, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mini_model_is_in_codex_catalog_and_keeps_apply_patch() {
+    let Some(codex) = codex_bin() else { return };
+    let mini = BackendSettings::default().codex.mini_model.unwrap();
+    let (body, lines) = first_request_with(codex.clone(), &mini).await;
+    assert!(
+        !lines.iter().any(|l| l.contains("Model metadata")),
+        "codex does not know `{mini}`: {lines:?}"
+    );
+    assert!(body.contains("apply_patch"), "no apply_patch with `{mini}`");
+    // The old choice, for contrast: Codex falls back to generic metadata for it.
+    let (_, lines) = first_request_with(codex, "gpt-5.1-codex-mini").await;
+    assert!(
+        lines.iter().any(|l| l.contains("Model metadata")),
+        "{lines:?}"
     );
 }

@@ -112,6 +112,8 @@ async fn claude_gets_stream_json_flags_and_resumes_by_session_id() {
             "--resume=5b0c2e1a",
             "--permission-mode",
             "acceptEdits",
+            "--allowedTools",
+            "Bash",
         ]
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
@@ -141,12 +143,13 @@ async fn gemini_gets_stream_json_flags_and_resumes_by_session_id() {
         [
             "-o",
             "stream-json",
+            "--approval-mode",
+            "yolo",
+            "--skip-trust",
             "-m",
             "agent-model",
             "-r",
             "7e3f",
-            "--approval-mode",
-            "auto_edit",
         ]
     );
     assert_eq!(result.outcome, TurnOutcome::Completed);
@@ -247,7 +250,12 @@ async fn dropping_a_turn_stops_the_agent() {
     let started = async {
         loop {
             bus.flush().await;
-            if !collected.events().is_empty() {
+            // The policy is announced before the process starts; wait for the process.
+            if collected
+                .events()
+                .iter()
+                .any(|e| matches!(e, AgentEvent::Started { .. }))
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

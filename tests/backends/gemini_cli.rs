@@ -42,36 +42,34 @@ fn gemini_text(text: &str) -> Reply {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_gemini_reads_its_prompt_from_stdin() {
+async fn real_gemini_with_only_an_api_key_and_a_fresh_home_plans_and_follows_up_on_one_session() {
     let Some(gemini) = gemini_bin() else { return };
     let server = ModelServer::start(|req| {
-        if req.path.contains(":streamGenerateContent") {
-            gemini_text("gemini: stdin prompt received")
+        if !req.path.contains(":streamGenerateContent") {
+            return status(404, None, "NOT_FOUND", "not scripted");
+        }
+        let body = req.body.to_string();
+        if body.contains("FOLLOW-UP-5d1c") {
+            gemini_text("gemini: follow-up answered")
         } else {
-            status(404, None, "NOT_FOUND", "not scripted")
+            gemini_text("gemini: stdin prompt received")
         }
     })
     .await;
-    let root = tempfile::tempdir().unwrap();
+    // Not under the shared /tmp: the CLI reads no settings file below a directory that
+    // others can write, as a real HOME is not.
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let home = root.path().join("home");
     let repo = root.path().join("repo");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
-    std::fs::create_dir_all(home.join(".gemini")).unwrap();
-    std::fs::write(
-        home.join(".gemini/settings.json"),
-        r#"{"security":{"auth":{"selectedType":"gemini-api-key"},"folderTrust":{"enabled":false}},"general":{"disableAutoUpdate":true},"privacy":{"usageStatisticsEnabled":false}}"#,
-    )
-    .unwrap();
+    // A fresh HOME: no ~/.gemini, no trusted folders, no auth type chosen.
     let path = std::env::var("PATH").unwrap_or_default();
     let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
         ("PATH", path.as_str()),
         ("HOME", home.to_str().unwrap()),
-        ("XDG_CONFIG_HOME", home.join(".config").to_str().unwrap()),
         ("GOOGLE_GEMINI_BASE_URL", &server.url()),
         ("GEMINI_API_KEY", "scripted-test-key"),
-        ("GEMINI_CLI_NO_RELAUNCH", "true"),
-        ("GEMINI_CLI_INTEGRATION_TEST", "true"),
     ]
     .iter()
     .map(|(k, v)| (k.into(), v.into()))
@@ -81,35 +79,72 @@ async fn real_gemini_reads_its_prompt_from_stdin() {
         gemini: CliSettings {
             bin: Some(gemini),
             model: Some("gemini-2.5-flash".into()),
-            extra_args: vec!["--approval-mode".into(), "auto_edit".into()],
             ..CliSettings::default()
         },
         ..BackendSettings::default()
     };
     let backend = GeminiBackend::new(&settings).unwrap();
-    let (bus, sinks, _) = collecting_bus();
+    let (bus, sinks, collected) = collecting_bus();
     let prompt = "-REAL-GEMINI-PROMPT-9b2e: a prompt that starts with a dash";
     let req = request("planner", 1, prompt, &repo);
-    let result = tokio::time::timeout(
+    let plan = tokio::time::timeout(
         Duration::from_secs(120),
         backend.turn(&req, &turn_events(&bus, "planner", 1)),
     )
     .await
     .expect("turn timed out")
     .expect("turn could not start");
-    sinks.finish().await;
     let requests = server.requests();
     assert_eq!(
-        result.outcome,
+        plan.outcome,
         TurnOutcome::Completed,
-        "requests: {:#?}",
+        "events: {:#?}\nrequests: {:#?}",
+        collected.events_of("planner", 1),
         requests.iter().map(|r| &r.path).collect::<Vec<_>>()
     );
-    assert_eq!(result.response, "gemini: stdin prompt received");
+    assert_eq!(plan.response, "gemini: stdin prompt received");
     assert!(
         requests
             .iter()
             .any(|r| r.body.to_string().contains("REAL-GEMINI-PROMPT-9b2e")),
         "no request carried the prompt"
+    );
+    let session = plan
+        .thread_id
+        .clone()
+        .expect("the plan turn names its session");
+
+    let mut follow = request("planner", 2, "FOLLOW-UP-5d1c: now the final plan", &repo);
+    follow.resume = Some(session.clone());
+    let before = server.requests().len();
+    let follow_up = tokio::time::timeout(
+        Duration::from_secs(120),
+        backend.turn(&follow, &turn_events(&bus, "planner", 2)),
+    )
+    .await
+    .expect("turn timed out")
+    .expect("turn could not start");
+    sinks.finish().await;
+    assert_eq!(
+        follow_up.outcome,
+        TurnOutcome::Completed,
+        "events: {:#?}",
+        collected.events_of("planner", 2)
+    );
+    assert_eq!(follow_up.response, "gemini: follow-up answered");
+    assert_eq!(follow_up.thread_id.as_deref(), Some(session.as_str()));
+    let resumed = server.requests()[before..].iter().any(|r| {
+        let body = r.body.to_string();
+        body.contains("FOLLOW-UP-5d1c")
+            && body.contains("REAL-GEMINI-PROMPT-9b2e")
+            && body.contains("gemini: stdin prompt received")
+    });
+    assert!(
+        resumed,
+        "the follow-up did not carry the plan turn's messages"
+    );
+    assert!(
+        !home.join(".gemini/settings.json").exists(),
+        "orch wrote the user's ~/.gemini/settings.json"
     );
 }

@@ -46,11 +46,19 @@ use orch::agent::{
 use orch::events::{EventBus, OrchEvent, OrchEventKind, Sink, SinkThread};
 use orch::redact::Redactor;
 
-/// Collects every agent event published on the bus.
+/// Collects every agent event published on the bus, and the notices.
 #[derive(Clone, Default)]
-pub struct Collected(Arc<Mutex<Vec<(String, u32, AgentEvent)>>>);
+pub struct Collected(
+    Arc<Mutex<Vec<(String, u32, AgentEvent)>>>,
+    Arc<Mutex<Vec<String>>>,
+);
 
 impl Collected {
+    /// Messages of the warning notices, in order.
+    pub fn warnings(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
+    }
+
     pub fn events(&self) -> Vec<AgentEvent> {
         self.0
             .lock()
@@ -83,6 +91,13 @@ impl Sink for CollectSink {
                 .lock()
                 .unwrap()
                 .push((agent.clone(), *turn, event.clone()));
+        }
+        if let OrchEventKind::Notice {
+            level: orch::events::event::NoticeLevel::Warning,
+            message,
+        } = &event.kind
+        {
+            (self.0).1.lock().unwrap().push(message.clone());
         }
         Ok(())
     }
@@ -118,6 +133,7 @@ pub fn request(agent: &str, turn: u32, prompt: &str, cwd: &std::path::Path) -> T
         resume: None,
         history: Vec::<ChatMessage>::new(),
         model: None,
+        permissions: orch::agent::Permissions::Act,
         cwd: cwd.to_path_buf(),
         stop: StopSignal::never(),
     }

@@ -412,6 +412,40 @@ pub fn anthropic_text(text: &str, usage: Usage) -> Reply {
     Reply::Sse { body, usage }
 }
 
+/// Anthropic Messages: one `tool_use` block (its input in one JSON delta), stop reason
+/// `tool_use`: the client runs the tool and sends its result back.
+pub fn anthropic_tool_use(id: &str, name: &str, input: &Value) -> Reply {
+    let mut body = sse(
+        Some("message_start"),
+        &json!({"type": "message_start", "message": {"id": format!("msg_{id}"), "type": "message", "role": "assistant",
+            "content": [], "model": "scripted", "usage": {"input_tokens": 20, "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": 0, "output_tokens": 1}}}),
+    );
+    body += &sse(
+        Some("content_block_start"),
+        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use",
+            "id": format!("toolu_{id}"), "name": name, "input": {}}}),
+    );
+    body += &sse(
+        Some("content_block_delta"),
+        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta",
+            "partial_json": input.to_string()}}),
+    );
+    body += &sse(
+        Some("content_block_stop"),
+        &json!({"type": "content_block_stop", "index": 0}),
+    );
+    body += &sse(
+        Some("message_delta"),
+        &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}}),
+    );
+    body += &sse(Some("message_stop"), &json!({"type": "message_stop"}));
+    Reply::Sse {
+        body,
+        usage: Usage::default(),
+    }
+}
+
 /// Anthropic Messages: the stream opens, then an `overloaded_error` event.
 pub fn anthropic_overloaded_mid_stream() -> Reply {
     let mut body = sse(

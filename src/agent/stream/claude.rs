@@ -161,6 +161,14 @@ impl ClaudeParser {
         if let Some(usage) = value.get("usage") {
             self.state.usage(anthropic_usage(usage), out);
         }
+        for denial in value
+            .get("permission_denials")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push(denied(denial));
+        }
         if let Some(text) = str_at(value, "result") {
             if !text.trim().is_empty()
                 && value.get("is_error").and_then(Value::as_bool) != Some(true)
@@ -240,6 +248,19 @@ impl ClaudeParser {
         }
         FailureClass::Terminal
     }
+}
+
+/// One entry of the result's `permission_denials` (`{tool_name, tool_use_id,
+/// tool_input}`): the tool and what it was asked to do (a Bash command, a file path).
+fn denied(denial: &Value) -> AgentEvent {
+    let tool = str_at(denial, "tool_name").unwrap_or("tool").to_string();
+    let input = denial.get("tool_input").unwrap_or(&Value::Null);
+    let detail = match str_at(input, "command") {
+        Some(command) => command.to_string(),
+        None if input.get("file_path").is_some() => file_path(input),
+        None => compact(input),
+    };
+    AgentEvent::PermissionDenied { tool, detail }
 }
 
 fn file_path(input: &Value) -> String {
@@ -326,5 +347,43 @@ impl LineParser for ClaudeParser {
         }
         self.state
             .result("claude stopped before its `result` record")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denials_become_events_and_the_turn_still_completes() {
+        let mut parser = ClaudeParser::new(OffsetDateTime::UNIX_EPOCH);
+        let mut out = Vec::new();
+        parser.line(
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"could not run it","permission_denials":[{"tool_name":"Bash","tool_use_id":"toolu_1","tool_input":{"command":"python3 -c 'open(\"x\",\"w\")'","description":"write"}},{"tool_name":"Write","tool_use_id":"toolu_2","tool_input":{"file_path":"/r/a.txt","content":"a"}},{"tool_name":"WebFetch","tool_use_id":"toolu_3","tool_input":{"url":"https://example.com"}}],"usage":{"input_tokens":3,"output_tokens":2}}"#,
+            &mut out,
+        );
+        let denials: Vec<&AgentEvent> = out
+            .iter()
+            .filter(|e| matches!(e, AgentEvent::PermissionDenied { .. }))
+            .collect();
+        assert_eq!(
+            denials,
+            [
+                &AgentEvent::PermissionDenied {
+                    tool: "Bash".into(),
+                    detail: r#"python3 -c 'open("x","w")'"#.into()
+                },
+                &AgentEvent::PermissionDenied {
+                    tool: "Write".into(),
+                    detail: "/r/a.txt".into()
+                },
+                &AgentEvent::PermissionDenied {
+                    tool: "WebFetch".into(),
+                    detail: r#"{"url":"https://example.com"}"#.into()
+                },
+            ]
+        );
+        let result = parser.finish(&mut out);
+        assert_eq!(result.outcome, TurnOutcome::Completed);
     }
 }

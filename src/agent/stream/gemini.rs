@@ -85,6 +85,20 @@ impl GeminiParser {
                     .map(|e| str_at(e, "message").map_or_else(|| compact(e), str::to_string))
             })
             .unwrap_or_default();
+        let denied = value
+            .get("error")
+            .and_then(|e| str_at(e, "type"))
+            .is_some_and(|ty| ty == "policy_violation");
+        if denied {
+            // The CLI's policy engine refused the call (approval mode, policy files).
+            let (tool, detail) = match self.tools.get(&id) {
+                Some(ToolKind::Command(command)) => ("run_shell_command".into(), command.clone()),
+                Some(ToolKind::FileChange(path, _)) => ("edit".into(), path.clone()),
+                Some(ToolKind::Other(name, arguments)) => (name.clone(), arguments.clone()),
+                None => ("tool".to_string(), output.clone()),
+            };
+            out.push(AgentEvent::PermissionDenied { tool, detail });
+        }
         match self.tools.remove(&id) {
             Some(ToolKind::Command(command)) => out.push(AgentEvent::Command {
                 id: Some(id),
@@ -199,5 +213,43 @@ impl LineParser for GeminiParser {
         self.flush_text(out);
         self.state
             .result("gemini stopped before its `result` record")
+    }
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_refused_by_the_policy_engine_is_a_denial() {
+        let mut parser = GeminiParser::default();
+        let mut out = Vec::new();
+        parser.line(
+            r#"{"type":"tool_use","tool_name":"run_shell_command","tool_id":"t1","parameters":{"command":"python3 -c 1"}}"#,
+            &mut out,
+        );
+        parser.line(
+            r#"{"type":"tool_result","tool_id":"t1","status":"error","error":{"type":"policy_violation","message":"Tool execution denied by policy."}}"#,
+            &mut out,
+        );
+        parser.line(
+            r#"{"type":"tool_use","tool_name":"read_file","tool_id":"t2","parameters":{"file_path":"a"}}"#,
+            &mut out,
+        );
+        parser.line(
+            r#"{"type":"tool_result","tool_id":"t2","status":"error","error":{"type":"file_not_found","message":"no such file"}}"#,
+            &mut out,
+        );
+        let denials: Vec<&AgentEvent> = out
+            .iter()
+            .filter(|e| matches!(e, AgentEvent::PermissionDenied { .. }))
+            .collect();
+        assert_eq!(
+            denials,
+            [&AgentEvent::PermissionDenied {
+                tool: "run_shell_command".into(),
+                detail: "python3 -c 1".into()
+            }]
+        );
     }
 }
