@@ -461,6 +461,7 @@ agent "builder" { plan-prompt "b" }
         let args = RunArgs {
             prompt: Some("task".into()),
             project_root: Some(root.path().to_path_buf()),
+            isolation: Some(IsolationChoice::Shared),
             ..RunArgs::default()
         };
         let mut config = resolve(&args, &Env::new(), root.path()).unwrap();
