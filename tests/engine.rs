@@ -193,8 +193,11 @@ fn pause_during_a_wave_finishes_running_turns_starts_nothing_and_resume_complete
         !repo.run_dirs().is_empty()
     });
     let timeline_path = repo.only_run().join("logs/timeline.log");
+    // Both parallel agents in their first turn (each first sets up its worktree).
     wait_for("the dynamic wave", Duration::from_secs(60), || {
-        read(&timeline_path).contains("turn_started backend-api turn=1")
+        let timeline = read(&timeline_path);
+        timeline.contains("turn_started backend-api turn=1")
+            && timeline.contains("turn_started frontend-ui turn=1")
     });
     let pause = repo.launch().args(["ctl", "pause"]).output().unwrap();
     assert!(pause.status.success(), "{}", text(&pause.stderr));

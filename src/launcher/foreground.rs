@@ -16,6 +16,7 @@ use crate::control::signals::watch_signals;
 use crate::control::socket_dir::{self, socket_path_for};
 use crate::control::{ControlHandler, ControlServer};
 use crate::events::AgentStatus;
+use crate::events::event::NoticeLevel;
 use crate::events::log_sink::LogSink;
 use crate::events::progress::{ProgressMode, ProgressSink, PromptDebug};
 use crate::events::{Sink, SinkThread};
@@ -171,8 +172,15 @@ pub async fn run_in_foreground(
         }
     });
     let policy = RetryPolicy::with_settings(&config.agents.retry);
-    let isolation = match prepare_workspace(&config, interactive) {
-        Ok(isolation) => isolation,
+    let isolation = match prepare_workspace(&config) {
+        Ok((isolation, notes)) => {
+            // The progress line shows notices on stderr; the timeline keeps them.
+            for (level, message) in notes {
+                bus.publish(crate::events::OrchEventKind::Notice { level, message })
+                    .await;
+            }
+            isolation
+        }
         Err(err) => {
             failure_task.abort();
             server.shutdown();
@@ -218,9 +226,26 @@ pub async fn run_in_foreground(
 
 /// Pins the run's base and makes its run branch (`--isolation worktree`); says once
 /// when the user's tree has changes the run does not include.
-fn prepare_workspace(config: &Config, interactive: bool) -> Result<Option<Isolation>, LaunchError> {
+/// What the run says about its workspace at start (stderr and the timeline).
+type Notes = Vec<(NoticeLevel, String)>;
+
+fn prepare_workspace(config: &Config) -> Result<(Option<Isolation>, Notes), LaunchError> {
+    let mut notes = Notes::new();
     if config.isolation != IsolationChoice::Worktree {
-        return Ok(None);
+        let parallel = config
+            .agents
+            .groups
+            .iter()
+            .map(|g| crate::config::group_settings(g, &config.cli_orchestration).max_parallel)
+            .max()
+            .unwrap_or(1);
+        if parallel > 1 {
+            notes.push((NoticeLevel::Warning, format!(
+                "--isolation shared: every agent works in {} itself, and up to {parallel} at once can overwrite each other's edits (--max-parallel 1 runs them one at a time)",
+                config.paths.project_root.display()
+            )));
+        }
+        return Ok((None, notes));
     }
     // At start, before any agent: a few git commands, run here.
     let (workspace, tree) = Workspace::prepare(
@@ -228,19 +253,19 @@ fn prepare_workspace(config: &Config, interactive: bool) -> Result<Option<Isolat
         &config.paths.session,
         config.base.clone(),
     )?;
-    if tree.is_dirty() && config.base != BaseChoice::Snapshot && interactive {
-        eprintln!(
-            "note: {} uncommitted change(s) in your tree are not part of this run (--include-uncommitted takes them)",
+    if tree.is_dirty() && config.base != BaseChoice::Snapshot {
+        notes.push((NoticeLevel::Info, format!(
+            "{} uncommitted change(s) in your tree are not part of this run (--include-uncommitted takes them)",
             tree.changed_count
-        );
+        )));
     }
-    if interactive {
-        eprintln!(
-            "agents work in worktrees under .orch/worktrees/{}; their work is merged into branch {}",
-            config.paths.session,
-            workspace.run_branch()
-        );
-    }
+    notes.push((NoticeLevel::Info, format!(
+        "agents work in worktrees under .orch/worktrees/{}; their work is merged into branch {} (see it with `git log --stat {}`, take it with `launch merge {}`)",
+        config.paths.session,
+        workspace.run_branch(),
+        workspace.run_branch(),
+        config.paths.session
+    )));
     let settings = &config.agents.worktree;
     let setup = WorktreeSetup {
         copy: settings.copy.clone(),
@@ -252,7 +277,7 @@ fn prepare_workspace(config: &Config, interactive: bool) -> Result<Option<Isolat
         ),
         ..WorktreeSetup::default()
     };
-    Ok(Some(Isolation::new(workspace.with_setup(setup))))
+    Ok((Some(Isolation::new(workspace.with_setup(setup))), notes))
 }
 
 /// A run whose log or audit store could not be written has failed, whatever its agents

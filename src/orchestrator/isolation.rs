@@ -7,6 +7,7 @@
 //! `crate::workspace`'s, run on the blocking pool.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::agent::backend::{AgentKind, Expects, TurnKind};
 use crate::events::event::{AgentChanges, NoticeLevel, OrchEventKind};
@@ -21,6 +22,9 @@ use crate::workspace::{
 pub struct Isolation {
     pub workspace: Workspace,
     queue: tokio::sync::Mutex<()>,
+    /// One git step of the run at a time: `git worktree add` reads every other
+    /// worktree's metadata and fails on one being made at the same moment.
+    git: Arc<std::sync::Mutex<()>>,
     mode: MergeMode,
 }
 
@@ -29,12 +33,27 @@ impl Isolation {
         Isolation {
             workspace,
             queue: tokio::sync::Mutex::new(()),
+            git: Arc::new(std::sync::Mutex::new(())),
             mode: MergeMode::Rebase,
         }
     }
+
+    /// Runs a git step of the workspace on the blocking pool, one at a time.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        step: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
+    ) -> Result<T, String> {
+        let lock = self.git.clone();
+        blocking(move || {
+            // A panic elsewhere poisons the lock but leaves nothing half-done to guard.
+            let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+            step()
+        })
+        .await
+    }
 }
 
-/// Runs a git step of the workspace on the blocking pool.
+/// Runs `step` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     step: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
 ) -> Result<T, String> {
@@ -67,19 +86,20 @@ impl RunContext {
         let workspace = isolation.workspace.clone();
         let agent = conversation.id.clone();
         let write = writes(conversation.kind);
-        let worktree = blocking(move || match workspace.open_agent(&agent) {
-            // A worktree left by an earlier attempt of this run is reused as it is.
-            Ok(existing) => Ok(existing),
-            Err(_) if write => workspace.create_agent(&agent),
-            Err(_) => workspace.create_readonly(&agent),
-        })
-        .await
-        .map_err(|err| {
-            format!(
-                "failed to set up the worktree of `{}`: {err}",
-                conversation.id
-            )
-        })?;
+        let worktree = isolation
+            .blocking(move || match workspace.open_agent(&agent) {
+                // A worktree left by an earlier attempt of this run is reused as it is.
+                Ok(existing) => Ok(existing),
+                Err(_) if write => workspace.create_agent(&agent),
+                Err(_) => workspace.create_readonly(&agent),
+            })
+            .await
+            .map_err(|err| {
+                format!(
+                    "failed to set up the worktree of `{}`: {err}",
+                    conversation.id
+                )
+            })?;
         self.bus
             .publish(OrchEventKind::WorktreeReady {
                 agent: conversation.id.clone(),
@@ -126,13 +146,16 @@ impl RunContext {
                 summary: answer.to_owned(),
             },
         );
-        let committed = blocking(move || {
-            let outcome = workspace.commit_agent(&wt, &info)?;
-            let changes = workspace.agent_changes(&wt)?;
-            Ok((outcome, changes))
-        })
-        .await
-        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))?;
+        let committed = isolation
+            .blocking(move || {
+                let outcome = workspace.commit_agent(&wt, &info)?;
+                let changes = workspace.agent_changes(&wt)?;
+                Ok((outcome, changes))
+            })
+            .await
+            .map_err(|err| {
+                TurnError::Failed(format!("failed to commit the work of `{id}`: {err}"))
+            })?;
         let (outcome, changes) = committed;
         if !outcome.is_changed() {
             self.notice(
@@ -159,12 +182,15 @@ impl RunContext {
         let mode = isolation.mode;
         let workspace = isolation.workspace.clone();
         let mut wt = worktree.clone();
-        let (outcome, wt) = blocking(move || {
-            let outcome = workspace.integrate(&mut wt, mode)?;
-            Ok((outcome, wt))
-        })
-        .await
-        .map_err(|err| TurnError::Failed(format!("failed to merge the work of `{id}`: {err}")))?;
+        let (outcome, wt) = isolation
+            .blocking(move || {
+                let outcome = workspace.integrate(&mut wt, mode)?;
+                Ok((outcome, wt))
+            })
+            .await
+            .map_err(|err| {
+                TurnError::Failed(format!("failed to merge the work of `{id}`: {err}"))
+            })?;
         worktree = wt;
         let outcome = match outcome {
             MergeOutcome::Conflict {
@@ -191,14 +217,15 @@ impl RunContext {
                 .await?;
                 let workspace = isolation.workspace.clone();
                 let mut wt = worktree.clone();
-                let (outcome, wt) = blocking(move || {
-                    let outcome = workspace.continue_integration(&mut wt, mode)?;
-                    Ok((outcome, wt))
-                })
-                .await
-                .map_err(|err| {
-                    TurnError::Failed(format!("failed to merge the work of `{id}`: {err}"))
-                })?;
+                let (outcome, wt) = isolation
+                    .blocking(move || {
+                        let outcome = workspace.continue_integration(&mut wt, mode)?;
+                        Ok((outcome, wt))
+                    })
+                    .await
+                    .map_err(|err| {
+                        TurnError::Failed(format!("failed to merge the work of `{id}`: {err}"))
+                    })?;
                 worktree = wt;
                 outcome
             }
