@@ -168,12 +168,24 @@ async fn codex_squad_runs_end_to_end_with_resumed_threads_and_exact_metrics() {
         "one thread per agent: {threads:?}"
     );
 
-    // Codex really ran the command and really changed the file, in the repository.
-    assert_eq!(read(&repo.root().join("ran.txt")), "ran-ok\n");
-    assert_eq!(
-        read(&repo.root().join("README.md")),
-        "# demo\nnew line from codex\n"
-    );
+    // Codex really ran the command and really changed the file, in its worktree; orch
+    // committed that and merged it into the run branch; the user's tree is as it was.
+    let runs: Vec<_> = std::fs::read_dir(repo.root().join(".orch/runs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    let session = runs[0].file_name().into_string().unwrap();
+    let show = |path: &str| {
+        let out = std::process::Command::new("git")
+            .current_dir(repo.root())
+            .args(["show", &format!("orch/{session}:{path}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(show("ran.txt"), "ran-ok\n");
+    assert_eq!(show("README.md"), "# demo\nnew line from codex\n");
+    assert!(!repo.root().join("ran.txt").exists());
     let docs = run.log("docs");
     assert!(
         docs.contains("command  $ ") && docs.contains("ran-ok"),

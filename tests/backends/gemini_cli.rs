@@ -58,7 +58,7 @@ async fn real_gemini_with_only_an_api_key_and_a_fresh_home_plans_and_follows_up_
     .await;
     // Not under the shared /tmp: the CLI reads no settings file below a directory that
     // others can write, as a real HOME is not.
-    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = tempfile::tempdir_in(private_base()).unwrap();
     let home = root.path().join("home");
     let repo = root.path().join("repo");
     std::fs::create_dir_all(&home).unwrap();
@@ -147,4 +147,31 @@ async fn real_gemini_with_only_an_api_key_and_a_fresh_home_plans_and_follows_up_
         !home.join(".gemini/settings.json").exists(),
         "orch wrote the user's ~/.gemini/settings.json"
     );
+}
+
+/// A directory no one else can write to, nor to any directory above it (the Gemini CLI
+/// reads no settings file below one that others can write): the target dir when the
+/// checkout is in such a place, else a private folder in the real HOME's cache.
+fn private_base() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |dir: &std::path::Path| {
+        dir.ancestors().all(|d| {
+            std::fs::metadata(d).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o022 == 0)
+        })
+    };
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if private(&target) {
+        return target;
+    }
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    let cache = home.join(".cache/orch-test-tmp");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(
+        private(&cache),
+        "no private directory for the Gemini CLI's settings: {} and {} are below a directory others can write",
+        target.display(),
+        cache.display()
+    );
+    cache
 }

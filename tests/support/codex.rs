@@ -73,14 +73,32 @@ pub fn codex_env(root: &Path, server: &ModelServer) -> Vec<(OsString, OsString)>
     env
 }
 
+/// A git repository whose committed README is `# demo` / `old line` (agents' worktrees
+/// start from the commit).
 pub fn git_repo(dir: &Path) {
     std::fs::write(dir.join("README.md"), "# demo\nold line\n").unwrap();
-    let status = Command::new("git")
-        .args(["init", "-q", "."])
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    for args in [
+        &["init", "-q", "."][..],
+        &["add", "README.md"],
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@localhost",
+            "commit",
+            "-q",
+            "-m",
+            "demo readme",
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
 }
 
 /// A stand-in `codex` that records its arguments (NUL-separated, one file per run in
