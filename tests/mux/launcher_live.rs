@@ -650,13 +650,19 @@ fn a_missing_zellij_or_a_directory_outside_a_repo_fails_before_anything_starts()
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not inside a git repository"), "{stderr}");
     assert!(!outside.join(".orch").exists());
-    // Naming the directory is a choice the user made: it runs.
+    // Naming the directory is a choice the user made, but agents cannot get worktrees
+    // there: it runs once they are told to share the directory.
     let named = [
         &headless[..],
         &["--project-root", ".", "--demo-scenario", "delay=0"],
     ]
     .concat();
     let out = sandbox.launch_in(&outside, &named);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--isolation shared"), "{stderr}");
+    let shared = [&named[..], &["--isolation", "shared"]].concat();
+    let out = sandbox.launch_in(&outside, &shared);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
