@@ -294,9 +294,12 @@ fn ctrl_s_pauses(
     session: &str,
     timeline_pane: &dyn Fn() -> Result<String, String>,
 ) {
+    // Both parallel agents in a turn (each first sets up its worktree).
     wait_for("the dynamic wave", RUN_WAIT, || {
         let timeline = sandbox.timeline(session);
-        if timeline.contains("agent_started backend-api") {
+        if timeline.contains("turn_started backend-api")
+            && timeline.contains("turn_started frontend-ui")
+        {
             Ok(())
         } else {
             Err(timeline)
