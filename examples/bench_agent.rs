@@ -1,7 +1,8 @@
 //! Bench-only: a fake `codex` for `scripts/bench.sh` (not part of the product).
 //!
-//! Answers `codex exec --json [...] -- PROMPT` and `codex exec --json [...] resume --
-//! THREAD PROMPT` with a realistic `codex exec --json` stream (reasoning, todo lists,
+//! Answers `codex exec --json [...] -- -` and `codex exec --json [...] resume -- THREAD -`
+//! (the prompt on stdin, as orch sends it; a last argument other than `-` is the
+//! prompt) with a realistic `codex exec --json` stream (reasoning, todo lists,
 //! commands, file changes, MCP tool calls, messages, cumulative usage), shaped like
 //! `../shared/fixtures/agents/codex_success.jsonl`. Every item line yields exactly one
 //! orch event and carries `t=<unix µs>` (taken just before the line is written) so the
@@ -125,7 +126,15 @@ fn main() -> io::Result<()> {
         eprintln!("bench_agent: fake `codex exec --json` for scripts/bench.sh");
         std::process::exit(2);
     }
-    let prompt = args.last().cloned().unwrap_or_default();
+    // orch passes the prompt on stdin (`-`), as the real CLI reads it.
+    let prompt = match args.last().map(String::as_str) {
+        Some("-") | None => {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut io::stdin(), &mut text)?;
+            text
+        }
+        Some(prompt) => prompt.to_owned(),
+    };
     let thread = match args.iter().position(|a| a == "resume") {
         Some(pos) => args
             .get(pos + 1..)
