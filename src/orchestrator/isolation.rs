@@ -53,6 +53,41 @@ impl Isolation {
     }
 }
 
+/// Which merge-queue step to run on an agent's worktree.
+#[derive(Clone, Copy)]
+enum MergeStep {
+    /// Rebase (or merge) onto the run branch's tip.
+    Integrate,
+    /// Finish the one a resolve turn fixed (or abort it, if markers are left).
+    Continue,
+}
+
+impl Isolation {
+    /// Runs one merge step; `worktree` is updated to what the step left.
+    async fn merge_step(
+        &self,
+        worktree: &mut AgentWorktree,
+        step: MergeStep,
+        agent: &str,
+    ) -> Result<MergeOutcome, TurnError> {
+        let (workspace, mode, mut wt) = (self.workspace.clone(), self.mode, worktree.clone());
+        let (outcome, wt) = self
+            .blocking(move || {
+                let outcome = match step {
+                    MergeStep::Integrate => workspace.integrate(&mut wt, mode)?,
+                    MergeStep::Continue => workspace.continue_integration(&mut wt, mode)?,
+                };
+                Ok((outcome, wt))
+            })
+            .await
+            .map_err(|err| {
+                TurnError::Failed(format!("failed to merge the work of `{agent}`: {err}"))
+            })?;
+        *worktree = wt;
+        Ok(outcome)
+    }
+}
+
 /// Runs `step` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     step: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
@@ -179,19 +214,9 @@ impl RunContext {
             .await;
         // The merge queue: one agent at a time, in the order they got here.
         let _turn = isolation.queue.lock().await;
-        let mode = isolation.mode;
-        let workspace = isolation.workspace.clone();
-        let mut wt = worktree.clone();
-        let (outcome, wt) = isolation
-            .blocking(move || {
-                let outcome = workspace.integrate(&mut wt, mode)?;
-                Ok((outcome, wt))
-            })
-            .await
-            .map_err(|err| {
-                TurnError::Failed(format!("failed to merge the work of `{id}`: {err}"))
-            })?;
-        worktree = wt;
+        let outcome = isolation
+            .merge_step(&mut worktree, MergeStep::Integrate, &id)
+            .await?;
         let outcome = match outcome {
             MergeOutcome::Conflict {
                 paths, other_side, ..
@@ -215,19 +240,9 @@ impl RunContext {
                     &["merge-resolve"],
                 )
                 .await?;
-                let workspace = isolation.workspace.clone();
-                let mut wt = worktree.clone();
-                let (outcome, wt) = isolation
-                    .blocking(move || {
-                        let outcome = workspace.continue_integration(&mut wt, mode)?;
-                        Ok((outcome, wt))
-                    })
-                    .await
-                    .map_err(|err| {
-                        TurnError::Failed(format!("failed to merge the work of `{id}`: {err}"))
-                    })?;
-                worktree = wt;
-                outcome
+                isolation
+                    .merge_step(&mut worktree, MergeStep::Continue, &id)
+                    .await?
             }
             other => other,
         };
