@@ -116,7 +116,7 @@ impl AgentProcess {
             .process_group(0);
         #[cfg(target_os = "linux")]
         // SAFETY: the closure runs in the forked child before exec and only calls
-        // prctl(2) and getppid(2), both async-signal-safe.
+        // prctl(2), getppid(2) and `watchdog::register_from_child`, all async-signal-safe.
         unsafe {
             command.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
@@ -126,6 +126,7 @@ impl AgentProcess {
                         "parent exited before the agent started",
                     ));
                 }
+                watchdog::register_from_child();
                 Ok(())
             });
         }

@@ -4,8 +4,10 @@
 //! A parent-death signal reaches only an agent's leader, and only SIGTERM, which an
 //! agent may ignore; its children never get it. So the orchestrator starts one watchdog
 //! in a session of its own (out of reach of the terminal's signals and of the agents'
-//! group kills) with a pipe on its stdin, and writes `+<pgid> <start ticks>` when it
-//! spawns an agent and `-<pgid>` once that group is gone. The pipe's write end is
+//! group kills) with a pipe on its stdin. Each agent writes `+<pgid>` itself, between
+//! fork and exec (`register_from_child`), so its group is known before it runs a line of
+//! its own; the orchestrator then writes `+<pgid> <start ticks>` and, once that group is
+//! gone, `-<pgid>`. The pipe's write end is
 //! close-on-exec, so only the orchestrator holds it: when the orchestrator exits or is
 //! killed, the kernel closes it, the watchdog reads EOF, sends SIGTERM to every group
 //! still registered, waits a short grace, sends SIGKILL to what is left and exits.
@@ -17,8 +19,10 @@
 //! (unit tests, library use) agents run unwatched.
 
 use std::io::{BufRead, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,6 +35,11 @@ use crate::liveness::ProcessIdentity;
 pub const SUBCOMMAND: &str = "__watchdog";
 
 static PIPE: OnceLock<Mutex<Option<std::process::ChildStdin>>> = OnceLock::new();
+
+/// The pipe's write end as a raw fd, for `register_from_child`; -1 without a watchdog.
+/// Never closed while the process runs (the `ChildStdin` above is only dropped on a
+/// failed write, and then this is set to -1 first).
+static PIPE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Starts the watchdog (`program __watchdog --grace-ms …`) for this process's agents.
 /// Once per process; later calls do nothing.
@@ -61,6 +70,9 @@ pub fn install(program: &Path, grace: Duration) -> std::io::Result<()> {
     let stdin = child.stdin.take();
     // The watchdog outlives this handle on purpose: it exits on EOF of its stdin.
     drop(child);
+    if let Some(pipe) = &stdin {
+        PIPE_FD.store(pipe.as_raw_fd(), Ordering::SeqCst);
+    }
     let _ = PIPE.set(Mutex::new(stdin));
     Ok(())
 }
@@ -72,6 +84,7 @@ fn send(line: &str) {
     // One short line is below PIPE_BUF, so it arrives whole; the watchdog reads all the
     // time, so this does not block for long.
     if let Err(err) = writer.write_all(line.as_bytes()) {
+        PIPE_FD.store(-1, Ordering::SeqCst);
         tracing::warn!(error = %err, "the agent watchdog is gone; agents may outlive a killed orchestrator");
         *pipe = None;
     }
@@ -84,6 +97,54 @@ pub fn register(pgid: Pid) {
     }
     let ticks = ProcessIdentity::of(pgid.as_raw() as u32).map_or(0, |id| id.start_ticks);
     send(&format!("+{} {ticks}\n", pgid.as_raw()));
+}
+
+/// Registers the calling process's own group (`+<pid>`): for a spawned agent's
+/// `pre_exec`, which runs in the forked child before exec, so the group is known to the
+/// watchdog before the agent can start a process of its own, however late the
+/// orchestrator's thread gets to `register`. The child still holds the pipe's write end
+/// there (it is close-on-exec).
+///
+/// Async-signal-safe: no allocation, no lock; getpid(2), sigaction(2) and one write(2)
+/// of a few bytes (below PIPE_BUF, so it cannot interleave with the orchestrator's
+/// lines). SIGPIPE is ignored around the write, so a gone watchdog cannot kill the
+/// child; a failed write is ignored (the orchestrator's own `register` follows).
+pub fn register_from_child() {
+    use nix::sys::signal::{SigHandler, signal};
+    let fd = PIPE_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return;
+    }
+    let mut buf = [0u8; 24];
+    let len = pid_line(nix::unistd::getpid().as_raw(), &mut buf);
+    // SAFETY: `signal` installs no handler code (SIG_IGN, then back to SIG_DFL, which is
+    // what std set it to in this child just before); `fd` stays open until exec.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigIgn);
+        let _ = nix::unistd::write(BorrowedFd::borrow_raw(fd), &buf[..len]);
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
+}
+
+/// Writes `+<pid>\n` into `buf` without allocating; returns its length.
+fn pid_line(pid: i32, buf: &mut [u8; 24]) -> usize {
+    let mut digits = [0u8; 12];
+    let mut n = pid.unsigned_abs();
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[0] = b'+';
+    for i in 0..count {
+        buf[1 + i] = digits[count - 1 - i];
+    }
+    buf[1 + count] = b'\n';
+    count + 2
 }
 
 /// Tells the watchdog that a group is gone (or was SIGKILLed).
@@ -183,6 +244,25 @@ mod tests {
                 start_ticks: 0
             }]
         );
+    }
+
+    #[test]
+    fn the_childs_line_is_a_registration_without_start_ticks() {
+        for pid in [1, 7, 10, 4_194_304, i32::MAX] {
+            let mut buf = [0u8; 24];
+            let len = pid_line(pid, &mut buf);
+            let line = std::str::from_utf8(&buf[..len]).unwrap();
+            assert_eq!(line, format!("+{pid}\n"));
+            let mut groups = Vec::new();
+            apply(&mut groups, line);
+            assert_eq!(
+                groups,
+                [Group {
+                    pgid: pid,
+                    start_ticks: 0
+                }]
+            );
+        }
     }
 
     #[test]
