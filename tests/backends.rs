@@ -42,3 +42,6 @@ mod http_squad;
 
 #[path = "backends/squad_failures.rs"]
 mod squad_failures;
+
+#[path = "backends/codex_isolation.rs"]
+mod codex_isolation;

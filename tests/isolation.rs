@@ -5,21 +5,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
-use support::{TestRepo, text};
-
-fn git(root: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(root)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
+use support::{TestRepo, git, text, user_side};
 
 fn audit(repo: &TestRepo, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_orch-audit"))
@@ -38,18 +26,6 @@ fn session(repo: &TestRepo) -> String {
         .and_then(|n| n.to_str())
         .expect("session")
         .to_owned()
-}
-
-/// Everything of the user's side of the repository that a run must not change.
-fn user_side(root: &Path) -> (String, String, Vec<u8>, String, String, String) {
-    (
-        git(root, &["symbolic-ref", "HEAD"]),
-        git(root, &["rev-parse", "HEAD"]),
-        std::fs::read(root.join(".git/index")).expect("index"),
-        git(root, &["status", "--porcelain", "--untracked-files=all"]),
-        git(root, &["stash", "list"]),
-        std::fs::read_to_string(root.join("README.md")).expect("README"),
-    )
 }
 
 #[test]

@@ -56,6 +56,15 @@ impl CliCommand {
         })
     }
 
+    /// A variable of the agent's environment.
+    pub fn env_var(&self, name: &str) -> Option<&OsString> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
     /// The model of a turn: the agent's own, else the configured default.
     pub fn model<'a>(&'a self, request: &'a TurnRequest) -> Option<&'a String> {
         request.model.as_ref().or(self.cli.model.as_ref())

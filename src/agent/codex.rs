@@ -14,6 +14,7 @@ use crate::agent::backend::{
 };
 use crate::agent::classify::local_now;
 use crate::agent::cli_turn::CliCommand;
+use crate::agent::codex_rollout;
 use crate::agent::event::{AgentEvent, Usage};
 use crate::agent::settings::BackendSettings;
 use crate::agent::stream::CodexParser;
@@ -67,6 +68,30 @@ impl CodexBackend {
         args
     }
 
+    /// Commands of this turn that Codex's session record holds and its stream did not
+    /// show (see `codex_rollout`).
+    fn commands_left_out(&self, thread_id: &str, seen: &[String]) -> Vec<AgentEvent> {
+        let codex_home = match self.command.env_var("CODEX_HOME") {
+            Some(home) => std::path::PathBuf::from(home),
+            None => match self.command.env_var("HOME") {
+                Some(home) => std::path::Path::new(home).join(".codex"),
+                None => return Vec::new(),
+            },
+        };
+        let Some(record) = codex_rollout::find_record(&codex_home, thread_id) else {
+            return Vec::new();
+        };
+        match std::fs::read_to_string(&record) {
+            Ok(text) => {
+                codex_rollout::missing_commands(&codex_rollout::last_turn_commands(&text), seen)
+            }
+            Err(err) => {
+                tracing::debug!(record = %record.display(), error = %err, "cannot read codex's session record");
+                Vec::new()
+            }
+        }
+    }
+
     fn usage_before(&self, request: &TurnRequest) -> Usage {
         let threads = self
             .threads
@@ -101,6 +126,11 @@ impl CodexBackend {
             .command
             .run(request, self.args(request), parser, events)
             .await?;
+        if let Some(thread_id) = &result.thread_id {
+            for event in self.commands_left_out(thread_id, parser.commands_seen()) {
+                events.emit(event).await;
+            }
+        }
         if let (Some(thread_id), Some(total)) = (&result.thread_id, parser.cumulative_usage()) {
             let mut threads = self
                 .threads

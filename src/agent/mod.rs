@@ -6,6 +6,7 @@ pub mod classify;
 pub mod claude;
 pub mod cli_turn;
 pub mod codex;
+pub mod codex_rollout;
 pub mod demo;
 pub mod demo_files;
 pub mod event;

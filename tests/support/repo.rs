@@ -167,3 +167,29 @@ pub fn at(events: &[(String, String, String)], event: &str, subject: &str) -> us
         .position(|(_, e, s)| e == event && s == subject)
         .unwrap_or_else(|| panic!("no `{event} {subject}` in the timeline: {events:#?}"))
 }
+
+/// `git ARGS` in `root`; fails the test when git fails. Its stdout.
+pub fn git(root: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Everything of the user's side of the repository that a run must not change: the
+/// checked-out branch, HEAD, the index's bytes, the porcelain status (untracked files
+/// included), the stash list and the README's bytes.
+pub fn user_side(root: &Path) -> (String, String, Vec<u8>, String, String, String) {
+    (
+        git(root, &["symbolic-ref", "HEAD"]),
+        git(root, &["rev-parse", "HEAD"]),
+        std::fs::read(root.join(".git/index")).expect("index"),
+        git(root, &["status", "--porcelain", "--untracked-files=all"]),
+        git(root, &["stash", "list"]),
+        std::fs::read_to_string(root.join("README.md")).expect("README"),
+    )
+}

@@ -21,6 +21,8 @@ pub struct CodexParser {
     /// Thread-cumulative usage at the end of this turn, once known.
     usage_after: Option<Usage>,
     now: OffsetDateTime,
+    /// The command lines of the turn's completed `command_execution` items.
+    commands: Vec<String>,
 }
 
 impl CodexParser {
@@ -32,12 +34,18 @@ impl CodexParser {
             usage_before,
             usage_after: None,
             now,
+            commands: Vec::new(),
         }
     }
 
     /// The thread-cumulative usage to remember for the next turn on this thread.
     pub fn cumulative_usage(&self) -> Option<Usage> {
         self.usage_after
+    }
+
+    /// The command lines of the `command_execution` items the stream completed.
+    pub fn commands_seen(&self) -> &[String] {
+        &self.commands
     }
 
     fn item(&mut self, phase: Phase, item: &Value, out: &mut Vec<AgentEvent>) {
@@ -53,9 +61,13 @@ impl CodexParser {
             }
             "command_execution" if phase != Phase::Updated => {
                 let status = item_status(item, phase);
+                let command = str_at(item, "command").unwrap_or_default().to_string();
+                if phase == Phase::Completed {
+                    self.commands.push(command.clone());
+                }
                 out.push(AgentEvent::Command {
                     id,
-                    command: str_at(item, "command").unwrap_or_default().to_string(),
+                    command,
                     status,
                     exit_code: item
                         .get("exit_code")
