@@ -13,6 +13,8 @@
 //! fast as possible), `bench:sleep_ms=N` (sleep before streaming), `bench:flush=line`
 //! (one write per line, as the real CLI does; the default for paced runs) or
 //! `bench:flush=block` (64 KiB writes; the default for the unpaced firehose).
+//! `bench:write=NAME` writes a small file `NAME` in the working directory (an agent's
+//! change, for the isolation bench).
 //! A prompt that asks for a blueprint (it mentions `dependsOn`) is answered with a
 //! valid blueprint of four independent agents, so the built-in squad runs end to end.
 //! `BENCH_AGENT_DEFAULTS` (same words) applies to every prompt that does not say.
@@ -31,6 +33,7 @@ struct Plan {
     rate: u64,
     sleep_ms: u64,
     flush: Option<Flush>,
+    write: Option<String>,
 }
 
 impl Plan {
@@ -47,6 +50,9 @@ impl Plan {
                 ("events", Some(n)) => plan.events = n,
                 ("rate", Some(n)) => plan.rate = n,
                 ("sleep_ms", Some(n)) => plan.sleep_ms = n,
+                ("write", _) if !value.is_empty() && !value.contains('/') => {
+                    plan.write = Some(value.to_string())
+                }
                 ("flush", _) if value == "line" => plan.flush = Some(Flush::Line),
                 ("flush", _) if value == "block" => plan.flush = Some(Flush::Block),
                 _ => {}
@@ -148,6 +154,7 @@ fn main() -> io::Result<()> {
         rate: 0,
         sleep_ms: 0,
         flush: None,
+        write: None,
     };
     if let Ok(defaults) = std::env::var("BENCH_AGENT_DEFAULTS") {
         Plan::read(&defaults, &mut plan);
@@ -166,6 +173,9 @@ fn main() -> io::Result<()> {
     out.flush()?;
     if plan.sleep_ms > 0 {
         std::thread::sleep(Duration::from_millis(plan.sleep_ms));
+    }
+    if let Some(name) = &plan.write {
+        std::fs::write(name, format!("written by {thread}\n"))?;
     }
     let started = Instant::now();
     let mut line = Vec::with_capacity(512);

@@ -270,3 +270,68 @@ fn worktree_set_up_copies_files_and_runs_commands_and_a_failing_command_fails_th
         "the failing command is named: {stderr}"
     );
 }
+
+/// A `codex` that writes `<its agent>.txt` in its working directory and answers.
+const WRITING_CODEX: &str = r#"#!/bin/sh
+prompt=$(cat)
+agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
+echo "work of $agent" > "$agent.txt"
+echo '{"type":"thread.started","thread_id":"t-1"}'
+echo '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"done"}}'
+echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'
+"#;
+
+#[test]
+fn a_configured_agent_that_may_edit_gets_its_work_merged_and_a_read_only_ones_changes_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new();
+    let root = repo.root();
+    std::fs::write(
+        root.join("orch.kdl"),
+        r#"
+group "work" {
+    agent "writer" {
+        role "Writer"
+        permissions "edit"
+        plan-prompt "Write your file."
+        follow-up-enabled #false
+    }
+    agent "reader" {
+        role "Reader"
+        plan-prompt "Only read."
+        follow-up-enabled #false
+    }
+}
+"#,
+    )
+    .unwrap();
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, WRITING_CODEX).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = user_side(&root);
+    let out = repo
+        .launch()
+        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
+        .env("ORCH_CODEX_BIN", &codex)
+        .output()
+        .expect("run launch");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let session = session(&repo);
+    // The agent that may edit: its file is on the run branch.
+    assert_eq!(
+        git(&root, &["show", &format!("orch/{session}:writer.txt")]),
+        "work of writer\n"
+    );
+    // The read-only one: not kept, and said.
+    let listed = git(
+        &root,
+        &["ls-tree", "-r", "--name-only", &format!("orch/{session}")],
+    );
+    assert!(!listed.contains("reader.txt"), "{listed}");
+    assert!(
+        stderr.contains("agent `reader` is read-only but changed reader.txt"),
+        "{stderr}"
+    );
+    assert_eq!(user_side(&root), before);
+}

@@ -216,12 +216,15 @@ def cpu_ns(pid):
     return total
 
 
-def launch(scratch, project, config, session, extra=(), timeout=900, watch=None, during=None):
-    """Runs `launch --backend codex --mux none` in `project`; returns seconds, peak RSS."""
+def launch(scratch, project, config, session, extra=(), timeout=900, watch=None, during=None,
+           isolation=False):
+    """Runs `launch --backend codex --mux none` in `project`; returns seconds, peak RSS.
+    Without `isolation` every agent works in the project directory (the projects are
+    plain directories; these figures are orchestration only)."""
     argv = [str(LAUNCH), "--prompt", "Benchmark the pipeline", "--backend", "codex",
-            "--mux", "none", "--project-root", str(project), "--session", session,
-            # The projects are plain directories; these figures are orchestration only.
-            "--isolation", "shared"]
+            "--mux", "none", "--project-root", str(project), "--session", session]
+    if not isolation:
+        argv += ["--isolation", "shared"]
     if config is not None:
         cfg = project / "orch.kdl"
         cfg.write_text(config)
@@ -241,9 +244,10 @@ def launch(scratch, project, config, session, extra=(), timeout=900, watch=None,
             "during": extra_result}
 
 
-def agents_kdl(agents, max_parallel):
+def agents_kdl(agents, max_parallel, permissions=None):
     """An agents config: [(id, prompt, deps)], one turn each, no blueprint."""
-    out = ['group "bench" {', f"    orchestration {{ max-parallel {max_parallel} }}"]
+    out = ([f'permissions "{permissions}"'] if permissions else []) + [
+        'group "bench" {', f"    orchestration {{ max-parallel {max_parallel} }}"]
     for agent_id, prompt, deps in agents:
         out.append(f'    agent "{agent_id}" {{')
         out.append('        role "Bench agent"')
@@ -590,6 +594,147 @@ def bench_scheduling(s, runs, idle_s):
             f"{r['during']['schedstat_pct']:.3f}% (schedstat)")
         shutil.rmtree(p, ignore_errors=True)
     return results, idle
+
+
+GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+
+
+def git(s, cwd, *args, check=True, stdin=None):
+    env = dict(s.env, **GIT_ENV)
+    r = subprocess.run(["git", *args], cwd=cwd, env=env, input=stdin, capture_output=True, timeout=600)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {r.stderr.decode(errors='replace')}")
+    return r.stdout.decode().strip()
+
+
+def make_repo(s, name, files, file_kb=10):
+    """A git repository of `files` text files of about `file_kb` KiB each, in 100 dirs,
+    committed on `main`; and the files' total size in bytes."""
+    p = s.project(name)
+    rng = random.Random(files)
+    total = 0
+    words = ["alpha", "beta", "gamma", "delta", "parser", "token", "split", "index", "value",
+             "error", "result", "config", "buffer", "stream", "agent", "merge"]
+    for i in range(files):
+        d = p / f"src{i % 100:02d}"
+        d.mkdir(exist_ok=True)
+        lines, size = [], 0
+        while size < file_kb * 1024:
+            line = " ".join(rng.choice(words) for _ in range(12)) + f" {i}\n"
+            lines.append(line)
+            size += len(line)
+        (d / f"f{i:05d}.txt").write_text("".join(lines))
+        total += size
+    git(s, p, "init", "-q", "-b", "main")
+    git(s, p, "add", "-A")
+    git(s, p, "commit", "-q", "-m", "generated")
+    return p, total
+
+
+def chain_kdl(n, prefix="c"):
+    """n agents in a chain, each writing its own file."""
+    agents = []
+    for k in range(n):
+        aid = f"{prefix}{k:02d}"
+        agents.append((aid, f"bench:sleep_ms=50 bench:events=5 bench:write={aid}.txt",
+                       [f"{prefix}{k - 1:02d}"] if k else []))
+    return agents
+
+
+def isolation_own(db, session, ids):
+    """Per agent (ms): agent_finished - agent_started - (turn_finished - turn_started):
+    what the agent cost outside its turn (worktree, set-up, commit, merge, bookkeeping)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT agent, kind, MIN(ts), MAX(ts) FROM events WHERE run=? AND kind IN "
+                           "('agent_started', 'agent_finished', 'turn_started', 'turn_finished') "
+                           "GROUP BY agent, kind", (session,)).fetchall()
+    finally:
+        con.close()
+    first = {(a, k): lo for a, k, lo, _ in rows}
+    last = {(a, k): hi for a, k, _, hi in rows}
+    return [(last[(a, "agent_finished")] - first[(a, "agent_started")])
+            - (last[(a, "turn_finished")] - first[(a, "turn_started")]) for a in ids]
+
+
+def floor_agent(s, repo, run_branch, agent, wt_root):
+    """The git commands orch runs for one agent, run directly: worktree from the run
+    branch's tip, the agent's file, stage, commit, the patch and stat, fast-forward of
+    the run branch. Returns ms."""
+    t0 = time.perf_counter()
+    tip = git(s, repo, "rev-parse", f"refs/heads/{run_branch}")
+    wt = wt_root / agent
+    git(s, repo, "worktree", "add", "--quiet", "-b", f"floor-agent/{agent}", str(wt), tip)
+    (wt / f"{agent}.txt").write_text(f"written by {agent}\n")
+    git(s, wt, "add", "-A", "--", ".")
+    git(s, wt, "diff", "--cached", "--quiet", "--no-ext-diff", check=False)
+    git(s, wt, "commit", "--quiet", "--no-verify", "--no-gpg-sign", "-F", "-", stdin=f"{agent}\n".encode())
+    new = git(s, wt, "rev-parse", "HEAD")
+    git(s, wt, "diff", "--no-ext-diff", "--binary", tip, new)
+    git(s, wt, "diff", "--no-ext-diff", "--numstat", tip, new)
+    git(s, repo, "merge-base", "--is-ancestor", tip, new)
+    git(s, repo, "update-ref", f"refs/heads/{run_branch}", new, tip)
+    return 1000 * (time.perf_counter() - t0)
+
+
+def bench_isolation(s, files, runs, dag_files):
+    """5. Isolation: per-agent worktree/commit/merge cost on a large repository beside the
+    same git commands run directly; a 32-agent DAG with isolation."""
+    log(f"isolation: generating a repository of {files:,} files")
+    t0 = time.perf_counter()
+    big, size = make_repo(s, "iso-big", files)
+    log(f"  {files:,} files, {size / 1e6:.0f} MB of files, made in {time.perf_counter() - t0:.0f} s")
+    chain = chain_kdl(4)
+    ids = [a for a, _, _ in chain]
+    per_agent = []
+    for i in range(runs):
+        session = f"run-bench-iso-{i}"
+        settle()
+        launch(s, big, agents_kdl(chain, 1, "edit"), session, isolation=True)
+        own = isolation_own(big / ".orch" / "audit.db", session, ids)
+        git(s, big, "branch", "-q", f"floor-run-{i}", "main")
+        wt_root = s.base / f"floor-wt-{i}"
+        settle()
+        floor = [floor_agent(s, big, f"floor-run-{i}", f"{a}-{i}", wt_root) for a in ids]
+        per_agent.append({"orch_ms": median(own), "floor_ms": median(floor),
+                          "ratio": median(own) / median(floor), "orch_all": own, "floor_all": floor})
+        log(f"  run {i + 1}/{runs}: per agent outside its turn {median(own):.0f} ms (orch) vs "
+            f"{median(floor):.0f} ms (the same git commands run directly), ×{median(own) / median(floor):.2f}")
+        git(s, big, "worktree", "prune")
+    shutil.rmtree(big, ignore_errors=True)
+
+    small, _ = make_repo(s, "iso-dag", dag_files, file_kb=2)
+    dags = []
+    for i in range(runs):
+        agents, critical_ms, _ = random_dag(3000 + i)
+        spec = [(a, f"{dag_words(d)} bench:write={a}.txt", deps) for a, d, deps in agents]
+        session = f"run-bench-isodag-{i}"
+        git(s, small, "branch", "-q", f"floor-run-{i}", "main")
+        settle()
+        floor = median([floor_agent(s, small, f"floor-run-{i}", f"f{k}-{i}", s.base / f"dag-wt-{i}")
+                        for k in range(5)])
+        # The critical path counted in agents, each paying the floor once.
+        finish, hops = {}, {}
+        for aid, dur, deps in agents:
+            prev = max(deps, key=lambda d: finish[d] + floor * hops[d], default=None)
+            hops[aid] = 1 + (hops[prev] if prev else 0)
+            finish[aid] = dur + (finish[prev] if prev else 0)
+        end = max(agents, key=lambda a: finish[a[0]] + floor * hops[a[0]])[0]
+        bound_s = (finish[end] + floor * hops[end]) / 1000
+        settle()
+        steal = Steal()
+        launch(s, small, agents_kdl(spec, 32, "edit"), session, isolation=True)
+        timing = dag_timing(small / ".orch" / "audit.db", session, agents)
+        r = {"critical_s": critical_ms / 1000, "floor_ms": floor, "hops": hops[end], "bound_s": bound_s,
+             "makespan_s": timing["makespan_s"], "ratio": timing["makespan_s"] / bound_s,
+             "steal_pct": steal.pct()}
+        dags.append(r)
+        log(f"  DAG {i + 1}/{runs} with isolation ({dag_files} files): makespan {r['makespan_s']:.3f} s, "
+            f"bound {bound_s:.3f} s (critical path {critical_ms} ms + {hops[end]} agents × floor "
+            f"{floor:.0f} ms), ×{r['ratio']:.3f}; steal {r['steal_pct']:.1f} %")
+    shutil.rmtree(small, ignore_errors=True)
+    return {"files": files, "size_bytes": size, "per_agent": per_agent, "dag_files": dag_files, "dags": dags}
 
 
 def bench_memory(s, sizes, runs):
@@ -1200,10 +1345,12 @@ def main():
         opts.events, opts.runs, opts.light_runs, opts.target_runs = 100_000, 1, 1, 1
         opts.sdk_per_event, opts.rate, opts.lat_events, opts.sat_events = 5_000, 5_000, 10_000, 25_000
         opts.mem_sizes, opts.idle_s = [100_000], 3
+        opts.iso_files, opts.iso_dag_files = 2_000, 200
     else:
         opts.events, opts.runs, opts.light_runs, opts.target_runs = 1_000_000, 3, 5, 5
         opts.sdk_per_event, opts.rate, opts.lat_events, opts.sat_events = 20_000, 5_000, 40_000, 250_000
         opts.mem_sizes, opts.idle_s = [100_000, 1_000_000], 5
+        opts.iso_files, opts.iso_dag_files = 20_000, 200
     out = Path(opts.out) if opts.out else (ROOT / "target/bench/BENCHMARKS.md" if opts.quick else ROOT / "BENCHMARKS.md")
     if opts.report_only:
         res = json.loads((ROOT / "target" / "bench" / "results.json").read_text())
@@ -1232,6 +1379,7 @@ def main():
         for k in ["stream"]:
             Path(r[k]).unlink(missing_ok=True)
     res["scheduling"] = bench_scheduling(s, opts.runs, opts.idle_s)
+    res["isolation"] = bench_isolation(s, opts.iso_files, opts.runs, opts.iso_dag_files)
     mem, keep = bench_memory(s, opts.mem_sizes, opts.runs)
     res["memory"] = mem
     res["audit_cli"] = bench_audit_cli(s, keep, opts.light_runs)

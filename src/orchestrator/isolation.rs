@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::agent::backend::{AgentKind, Expects, TurnKind};
+use crate::agent::backend::{Expects, TurnKind};
 use crate::events::event::{AgentChanges, NoticeLevel, OrchEventKind};
 use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
@@ -98,11 +98,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Agents that change files get a branch; planners get a read-only view of the base.
-fn writes(kind: AgentKind) -> bool {
-    !matches!(kind, AgentKind::Core | AgentKind::AutonomousOrchestrator)
-}
-
 impl RunContext {
     /// The directory the agent's turns run in: its worktree (made now if it has none)
     /// or, without isolation, the project root.
@@ -120,7 +115,12 @@ impl RunContext {
             .progress(&conversation.id, AgentLifecycle::SettingUp);
         let workspace = isolation.workspace.clone();
         let agent = conversation.id.clone();
-        let write = writes(conversation.kind);
+        // What the agent may do decides its worktree: one that may change files gets a
+        // branch whose work is committed and merged; a read-only one a detached view.
+        let write =
+            self.config
+                .permissions_for(&conversation.id, conversation.kind, &conversation.backend)
+                != crate::agent::permissions::Permissions::ReadOnly;
         let worktree = isolation
             .blocking(move || match workspace.open_agent(&agent) {
                 // A worktree left by an earlier attempt of this run is reused as it is.
@@ -169,6 +169,27 @@ impl RunContext {
             return Ok(());
         };
         if worktree.branch.is_none() {
+            // A read-only view: nothing is kept from it, so changes left there are said.
+            let workspace = isolation.workspace.clone();
+            let wt = worktree.clone();
+            if let Ok(changed) = isolation.blocking(move || workspace.uncommitted(&wt)).await
+                && !changed.is_empty()
+            {
+                let shown: Vec<&str> = changed.iter().take(5).map(String::as_str).collect();
+                let more = match changed.len() - shown.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                self.notice(
+                    NoticeLevel::Warning,
+                    format!(
+                        "agent `{}` is read-only but changed {}{more} in its worktree; that is not kept (give it `permissions \"edit\"` in orch.kdl to keep its work)",
+                        conversation.id,
+                        shown.join(", ")
+                    ),
+                )
+                .await;
+            }
             return Ok(());
         }
         let id = conversation.id.clone();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::liveness::ProcessIdentity;
 use crate::paths::RunPaths;
-use crate::workspace::base::{ignore_orch_dir, repo_root, session_worktrees_dir};
+use crate::workspace::base::{Workspace, ignore_orch_dir, repo_root, session_worktrees_dir};
 use crate::workspace::error::WorkspaceError;
 use crate::workspace::git::Git;
 use crate::workspace::worktree::{AgentWorktree, agent_meta_file};
@@ -103,6 +103,14 @@ fn leftovers(git: &Git, root: &Path) -> Result<BTreeMap<String, RunLeftovers>, W
         }
     }
     Ok(runs)
+}
+
+impl Workspace {
+    /// Paths changed in an agent's worktree and not committed (set-up's files aside):
+    /// what a read-only agent should not have left.
+    pub fn uncommitted(&self, worktree: &AgentWorktree) -> Result<Vec<String>, WorkspaceError> {
+        worktree_changes(self.git(), self.root(), &worktree.path)
+    }
 }
 
 /// Uncommitted changes of a worktree, minus what set-up placed there.
