@@ -116,11 +116,17 @@ pub fn new_session_name() -> String {
     )
 }
 
-/// The directory holding `.git` above `start`, if any.
+/// The directory holding `.git` above `start`, if any. A `.git` counts when it is a
+/// file (a worktree's or submodule's `gitdir:` link) or a directory with a `HEAD`, as
+/// git itself decides: an empty `.git` directory (Codex's sandbox leaves one as a mount
+/// point in every writable root, `/tmp` included) is not a repository.
 pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
-        .find(|dir| dir.join(".git").exists())
+        .find(|dir| {
+            let git = dir.join(".git");
+            git.is_file() || git.join("HEAD").is_file()
+        })
         .map(Path::to_path_buf)
 }
 
@@ -140,6 +146,21 @@ pub fn list_sessions(project_root: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_git_dir_is_not_a_repository_but_a_gitdir_link_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outer = tmp.path();
+        let inner = outer.join("a/b");
+        std::fs::create_dir_all(&inner).unwrap();
+        // What Codex's sandbox leaves in a writable root.
+        std::fs::create_dir(outer.join(".git")).unwrap();
+        assert_eq!(find_repo_root(&inner), None);
+        std::fs::write(outer.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert_eq!(find_repo_root(&inner).as_deref(), Some(outer));
+        std::fs::write(outer.join("a/.git"), "gitdir: elsewhere\n").unwrap();
+        assert_eq!(find_repo_root(&inner), Some(outer.join("a")));
+    }
 
     #[test]
     fn session_names_have_the_documented_shape() {

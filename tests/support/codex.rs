@@ -38,11 +38,13 @@ pub fn codex_bin() -> Option<PathBuf> {
 pub const SCRIPTED_KEY: (&str, &str) = ("ORCH_SCRIPTED_API_KEY", "sk-scripted-test-key");
 
 /// Writes `codex_home/config.toml`: the scripted server as the only model provider.
-/// Settings appended to the file land in the provider's table.
+/// Settings appended to the file land in the provider's table. `/tmp` is kept out of
+/// the sandbox's writable roots: Codex leaves an empty `.git` directory (a read-only
+/// mount point) in each of them, and a test must not change `/tmp`.
 pub fn write_codex_config(codex_home: &Path, server: &ModelServer) {
     std::fs::create_dir_all(codex_home).unwrap();
     let config = format!(
-        "model = \"orch-test-model\"\nmodel_provider = \"scripted\"\n\n[model_providers.scripted]\nname = \"scripted\"\nbase_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"{}\"\n",
+        "model = \"orch-test-model\"\nmodel_provider = \"scripted\"\n\n[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n\n[model_providers.scripted]\nname = \"scripted\"\nbase_url = \"{}/v1\"\nwire_api = \"responses\"\nenv_key = \"{}\"\n",
         server.url(),
         SCRIPTED_KEY.0
     );
