@@ -304,6 +304,20 @@ impl Redactor {
                 r(run_branch);
                 r(tip);
             }
+            OrchEventKind::GateFinished {
+                agent,
+                command,
+                attempt: _,
+                passed: _,
+                exit_code: _,
+                timed_out: _,
+                duration_ms: _,
+                output_tail,
+            } => {
+                r(agent);
+                r(command);
+                r(output_tail);
+            }
             OrchEventKind::MergeConflict {
                 agent,
                 paths,
@@ -1037,6 +1051,16 @@ mod tests {
                 other_side: s("other"),
                 resolving: true,
             },
+            OrchEventKind::GateFinished {
+                agent: s("agent"),
+                command: s("command"),
+                attempt: 1,
+                passed: false,
+                exit_code: Some(1),
+                timed_out: false,
+                duration_ms: 5,
+                output_tail: s("output"),
+            },
         ]);
         kinds
     }
@@ -1065,6 +1089,7 @@ mod tests {
             OrchEventKind::ChangesCommitted(_) => 18,
             OrchEventKind::AgentMerged { .. } => 19,
             OrchEventKind::MergeConflict { .. } => 20,
+            OrchEventKind::GateFinished { .. } => 21,
         }
     }
 
@@ -1075,7 +1100,7 @@ mod tests {
         let mut seen: Vec<usize> = kinds.iter().map(variant).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..=20).collect::<Vec<_>>(), "one of every kind");
+        assert_eq!(seen, (0..=21).collect::<Vec<_>>(), "one of every kind");
         for kind in &mut kinds {
             if *kind == OrchEventKind::RunResumed {
                 continue; // the one kind without text

@@ -103,6 +103,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "POLICY", value_parser = parse_permissions)]
     pub permissions: Option<crate::agent::Permissions>,
 
+    /// A shell command that decides whether an agent's work is done (repeatable). It runs
+    /// in the worktree of every agent that may change files, after its final turn; a
+    /// failure gets a fix turn, up to 3 runs, then the agent fails. orch.kdl adds more:
+    /// `gate "cargo test" timeout-s=600 max-attempts=3`, at the top or in an agent.
+    #[arg(long = "gate", value_name = "CMD")]
+    pub gates: Vec<String>,
+
     /// Model for `--backend minimax` [default: MiniMax-M2.1].
     #[arg(long, value_name = "MODEL")]
     pub minimax_model: Option<String>,

@@ -33,6 +33,31 @@ pub struct AgentSpec {
     /// or the kind's default in force.
     #[serde(default)]
     pub permissions: Option<Permissions>,
+    /// This agent's own gates (besides the file's and `--gate`).
+    #[serde(default)]
+    pub gates: Vec<GateSpec>,
+}
+
+/// A shell command that decides whether an agent's work is done: run in its worktree
+/// after its final turn; a failure gets a fix turn, up to `max_attempts` runs in all.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateSpec {
+    pub command: String,
+    pub timeout_s: u64,
+    pub max_attempts: u32,
+}
+
+impl GateSpec {
+    pub const DEFAULT_TIMEOUT_S: u64 = 600;
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+    pub fn new(command: &str) -> Self {
+        GateSpec {
+            command: command.to_owned(),
+            timeout_s: Self::DEFAULT_TIMEOUT_S,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+        }
+    }
 }
 
 impl AgentSpec {
@@ -51,6 +76,7 @@ impl AgentSpec {
             model: None,
             fallback: Vec::new(),
             permissions: None,
+            gates: Vec::new(),
         }
     }
 }
@@ -150,6 +176,9 @@ pub struct AgentsConfig {
     #[serde(default)]
     pub worktree: WorktreeSettings,
     pub permissions: PermissionSettings,
+    /// Top-level `gate` nodes: every agent that may change files runs them.
+    #[serde(default)]
+    pub gates: Vec<GateSpec>,
 }
 
 /// A problem with the meaning of a config (not its syntax).

@@ -219,6 +219,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         process: Default::default(),
         worktree: Default::default(),
         permissions: Default::default(),
+        gates: Vec::new(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

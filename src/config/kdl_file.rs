@@ -21,8 +21,8 @@ use kdl::{KdlDocument, KdlNode, KdlValue};
 use crate::agent::permissions::Permissions;
 use crate::agent::registry::BACKEND_NAMES;
 use crate::config::agents::{
-    AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, PermissionSettings,
-    ProcessSettings, RelaySettings, RetrySettings, WorktreeSettings,
+    AgentSpec, AgentsConfig, ConfigSource, GateSpec, GroupSpec, OrchestrationSettings,
+    PermissionSettings, ProcessSettings, RelaySettings, RetrySettings, WorktreeSettings,
 };
 use crate::config::error::{ConfigError, line_column};
 
@@ -80,6 +80,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut process = ProcessSettings::default();
     let mut worktree = WorktreeSettings::default();
     let mut permissions = PermissionSettings::default();
+    let mut gates = Vec::new();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -101,6 +102,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             "process" => process = parse_process(&ctx, node)?,
             "worktree" => worktree = parse_worktree(&ctx, node)?,
             "permissions" => permissions.all = Some(single_permissions(&ctx, node)?),
+            "gate" => gates.push(parse_gate(&ctx, node)?),
             "backend" => {
                 let name = single_string(&ctx, node)?.to_ascii_lowercase();
                 if !BACKEND_NAMES.contains(&name.as_str()) {
@@ -131,7 +133,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry`, `process`, `worktree`, `permissions` or `backend`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry`, `process`, `worktree`, `permissions`, `gate` or `backend`)"
                     ),
                 ));
             }
@@ -156,6 +158,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         process,
         worktree,
         permissions,
+        gates,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -226,6 +229,52 @@ fn single_bool(ctx: &Ctx, node: &KdlNode) -> Result<bool, ConfigError> {
             format!("`{}` takes #true or #false, found `{other}`", key(node)),
         )),
     }
+}
+
+/// `gate "cargo test" timeout-s=600 max-attempts=3`.
+fn parse_gate(ctx: &Ctx, node: &KdlNode) -> Result<GateSpec, ConfigError> {
+    let mut command = None;
+    let mut gate = GateSpec::new("");
+    for entry in node.entries() {
+        let number = |max: i128| match entry.value() {
+            KdlValue::Integer(n) if *n >= 1 && *n <= max => Ok(*n as u64),
+            other => Err(ctx.err(
+                node,
+                format!(
+                    "`{}` of `gate` takes a whole number from 1 to {max}, found `{other}`",
+                    entry.name().map(|n| n.value()).unwrap_or_default()
+                ),
+            )),
+        };
+        match entry.name().map(|n| n.value()) {
+            None => match (entry.value(), &command) {
+                (KdlValue::String(text), None) if !text.trim().is_empty() => {
+                    command = Some(text.clone())
+                }
+                _ => {
+                    return Err(ctx.err(
+                        node,
+                        "`gate` takes one command, a non-empty string: gate \"cargo test\"",
+                    ));
+                }
+            },
+            Some("timeout-s") => gate.timeout_s = number(24 * 60 * 60)?,
+            Some("max-attempts") => gate.max_attempts = number(20)? as u32,
+            Some(other) => {
+                return Err(ctx.err(
+                    node,
+                    format!("unknown property `{other}` of `gate` (expected `timeout-s` or `max-attempts`)"),
+                ));
+            }
+        }
+    }
+    gate.command = command.ok_or_else(|| {
+        ctx.err(
+            node,
+            "`gate` takes one command, a non-empty string: gate \"cargo test\"",
+        )
+    })?;
+    Ok(gate)
 }
 
 fn single_permissions(ctx: &Ctx, node: &KdlNode) -> Result<Permissions, ConfigError> {
@@ -306,6 +355,7 @@ fn parse_agent(ctx: &Ctx, node: &KdlNode) -> Result<AgentSpec, ConfigError> {
             "model" => agent.model = Some(single_string(ctx, child)?),
             "fallback" => agent.fallback.extend(string_args(ctx, child)?),
             "permissions" => agent.permissions = Some(single_permissions(ctx, child)?),
+            "gate" => agent.gates.push(parse_gate(ctx, child)?),
             other => {
                 return Err(ctx.err(child, format!("unknown setting `{other}` in agent `{id}`")));
             }
@@ -438,6 +488,33 @@ mod tests {
 
     fn parse(text: &str) -> Result<AgentsConfig, ConfigError> {
         parse_kdl(text, Path::new("orch.kdl")).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn reads_gates_at_the_top_and_per_agent() {
+        let config = parse(
+            r#"
+gate "cargo test" timeout-s=60
+agent "a" { plan-prompt "p"; gate "make check" max-attempts=2 }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.gates.len(), 1);
+        assert_eq!(config.gates[0].command, "cargo test");
+        assert_eq!(config.gates[0].timeout_s, 60);
+        assert_eq!(config.gates[0].max_attempts, GateSpec::DEFAULT_MAX_ATTEMPTS);
+        let agent = &config.groups[0].agents[0];
+        assert_eq!(agent.gates[0].command, "make check");
+        assert_eq!(agent.gates[0].max_attempts, 2);
+        for bad in [
+            "gate",
+            "gate \"\"",
+            "gate 3",
+            "gate \"x\" timeout-s=0",
+            "gate \"x\" retries=2",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::agent::id::is_valid_agent_id;
 use crate::agent::permissions::Permissions;
 use crate::audit::AuditTarget;
 use crate::cli::{IsolationChoice, MuxChoice, RunArgs};
+use crate::config::agents::GateSpec;
 use crate::config::agents::{
     AgentsConfig, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
 };
@@ -61,6 +62,9 @@ pub struct Config {
     /// not set; `None` keeps the kind's default (planners read-only, others act).
     #[serde(default)]
     pub permissions: Option<Permissions>,
+    /// `--gate`: commands every agent that may change files must pass.
+    #[serde(default)]
+    pub cli_gates: Vec<String>,
     pub minimax_model: Option<String>,
     pub base_url: Option<String>,
     pub mux: MuxChoice,
@@ -130,6 +134,33 @@ impl Config {
             .or(self.permissions)
             .or(file.all)
             .unwrap_or_else(|| Permissions::default_for(kind))
+    }
+}
+
+impl Config {
+    /// The gates an agent must pass: `--gate`, the file's top-level gates, then its own
+    /// (a configured agent's); none for an agent that may not change files.
+    pub fn gates_for(&self, agent: &str, kind: AgentKind, backend: &str) -> Vec<GateSpec> {
+        if self.permissions_for(agent, kind, backend) == Permissions::ReadOnly {
+            return Vec::new();
+        }
+        let own = match kind {
+            AgentKind::Core => self
+                .agents
+                .groups
+                .iter()
+                .flat_map(|g| &g.agents)
+                .find(|a| a.id == agent)
+                .map(|a| a.gates.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.cli_gates
+            .iter()
+            .map(|command| GateSpec::new(command))
+            .chain(self.agents.gates.iter().cloned())
+            .chain(own)
+            .collect()
     }
 }
 
@@ -289,6 +320,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         model: args.model.clone(),
         mini: args.mini,
         permissions: args.permissions,
+        cli_gates: args.gates.clone(),
         minimax_model: args.minimax_model.clone(),
         base_url: args.base_url.clone(),
         mux: args.mux.unwrap_or(MuxChoice::Zellij),

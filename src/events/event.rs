@@ -102,6 +102,19 @@ pub enum OrchEventKind {
         commits: usize,
         fast_forward: bool,
     },
+    /// A gate ran in an agent's worktree (`attempt` counts its runs for this agent).
+    GateFinished {
+        agent: String,
+        command: String,
+        attempt: u32,
+        passed: bool,
+        /// `None` when it was killed (timeout) or ended by a signal.
+        exit_code: Option<i32>,
+        timed_out: bool,
+        duration_ms: u64,
+        /// The end of its output (stdout and stderr), bounded.
+        output_tail: String,
+    },
     /// The agent's work conflicts with the run branch in `paths`.
     MergeConflict {
         agent: String,

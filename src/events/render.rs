@@ -413,6 +413,29 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                 )
             ),
         ),
+        OrchEventKind::GateFinished {
+            agent,
+            command,
+            attempt,
+            passed,
+            exit_code,
+            timed_out,
+            duration_ms,
+            output_tail,
+        } => (
+            agent,
+            format!(
+                "── gate {} (run {attempt}): {} in {:.1} s{}",
+                one_line(command, 400),
+                gate_verdict(*passed, *exit_code, *timed_out),
+                *duration_ms as f64 / 1000.0,
+                if *passed || output_tail.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" | {}", one_line(output_tail.trim(), 2000))
+                }
+            ),
+        ),
         OrchEventKind::AgentMerged {
             agent,
             run_branch,
@@ -552,6 +575,17 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             changes.commits.len(),
             changes.files.len(),
             short_oid(&changes.head)
+        ),
+        OrchEventKind::GateFinished {
+            agent,
+            attempt,
+            passed,
+            exit_code,
+            timed_out,
+            ..
+        } => format!(
+            "gate_finished {agent} run={attempt} {}",
+            gate_verdict(*passed, *exit_code, *timed_out).replace(' ', "_")
         ),
         OrchEventKind::AgentMerged {
             agent,
@@ -705,6 +739,16 @@ fn attempt_text(attempt: u32) -> String {
         format!(" (attempt {attempt})")
     } else {
         String::new()
+    }
+}
+
+/// "passed", "failed (exit 1)", "timed out", "failed (killed by a signal)".
+fn gate_verdict(passed: bool, exit_code: Option<i32>, timed_out: bool) -> String {
+    match (passed, exit_code, timed_out) {
+        (true, _, _) => "passed".into(),
+        (false, _, true) => "timed out".into(),
+        (false, Some(code), _) => format!("failed (exit {code})"),
+        (false, None, _) => "failed (killed by a signal)".into(),
     }
 }
 

@@ -176,6 +176,22 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
             "agent_merged",
             json!({"run_branch": run_branch, "tip": tip, "commits": commits, "fast_forward": fast_forward}),
         ),
+        OrchEventKind::GateFinished {
+            agent,
+            command,
+            attempt,
+            passed,
+            exit_code,
+            timed_out,
+            duration_ms,
+            output_tail,
+        } => (
+            Some(agent),
+            None,
+            "gate_finished",
+            json!({"command": command, "attempt": attempt, "passed": passed, "exit_code": exit_code,
+                "timed_out": timed_out, "duration_ms": duration_ms, "output_tail": output_tail}),
+        ),
         OrchEventKind::MergeConflict {
             agent,
             paths,

@@ -119,10 +119,15 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
         .await;
     let outcome = match shared.prepare_workdir(&mut job.conversation).await {
         Ok(()) => match drive(&shared, &mut job).await {
-            Ok((answer, blueprint, note)) => shared
-                .integrate(&mut job.conversation, &answer)
-                .await
-                .map(|()| (answer, blueprint, note)),
+            Ok((answer, blueprint, note)) => {
+                match crate::orchestrator::gates::check(&shared, &mut job, answer).await {
+                    Ok(answer) => shared
+                        .integrate(&mut job.conversation, &answer)
+                        .await
+                        .map(|()| (answer, blueprint, note)),
+                    Err(err) => Err(err),
+                }
+            }
             Err(err) => Err(err),
         },
         Err(reason) => Err(TurnError::Failed(reason)),

@@ -63,8 +63,10 @@ fn a_full_disk_fails_the_run_and_the_store_still_verifies() {
     let Some(disk) = Tmpfs::mount(&root, "5m") else {
         return;
     };
-    // The tmpfs hides the test repo's .git: a bare marker is enough for a shared run.
+    // The tmpfs hides the test repo's .git: a marker with a HEAD (what makes a `.git`
+    // a repository's) is enough for a shared run.
     std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::write(root.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
     let mut launch = repo.launch();
     launch.args([
         // The run's own record is what fills the disk here, not agents' worktrees.

@@ -1,0 +1,293 @@
+//! Gates: shell commands that decide whether an agent's work is done.
+//!
+//! After an agent's final turn, each of its gates (`--gate`, the file's top-level
+//! `gate` nodes, its own) runs in its worktree, in order, until one fails. A failure
+//! gets a fix turn on the agent's own conversation that quotes the command, its exit
+//! code and the end of its output; then the gates run again. After the last allowed run
+//! (the largest `max-attempts` of its gates) still fails, the agent fails, naming the
+//! gate. Every run is a `gate_finished` event (agent log, timeline, audit store).
+//!
+//! A gate runs as `sh -c COMMAND` (the command is one argument, never pasted into
+//! another command line) in its own process group, with the run's environment; at its
+//! time limit, or when the run stops, the whole group is killed.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::agent::backend::{Expects, TurnKind};
+use crate::config::agents::GateSpec;
+use crate::events::event::OrchEventKind;
+use crate::orchestrator::agents::AgentJob;
+use crate::orchestrator::turn::{RunContext, TurnError, TurnPurpose};
+
+/// Bytes of a gate's output kept (its end: that is where a test run says what failed).
+const OUTPUT_TAIL: usize = 8 * 1024;
+
+/// How one gate run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct GateRun {
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration: Duration,
+    pub output_tail: String,
+}
+
+impl GateRun {
+    pub fn passed(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+
+    fn verdict(&self) -> String {
+        match (self.timed_out, self.exit_code) {
+            (true, _) => format!("timed out after {:.0} s", self.duration.as_secs_f64()),
+            (false, Some(code)) => format!("exit code {code}"),
+            (false, None) => "killed by a signal".into(),
+        }
+    }
+}
+
+/// Runs the agent's gates after its final turn, with fix turns; returns the agent's
+/// final answer (the last fix turn's, if there was one).
+pub(crate) async fn check(
+    shared: &RunContext,
+    job: &mut AgentJob,
+    answer: String,
+) -> Result<String, TurnError> {
+    let conversation = &job.conversation;
+    let gates = shared
+        .config
+        .gates_for(&conversation.id, conversation.kind, &conversation.backend);
+    let Some(max_runs) = gates.iter().map(|g| g.max_attempts).max() else {
+        return Ok(answer);
+    };
+    let mut answer = answer;
+    for run in 1..=max_runs {
+        let Some((gate, result)) = run_all(shared, job, &gates, run).await? else {
+            return Ok(answer);
+        };
+        if run == max_runs {
+            return Err(TurnError::Failed(format!(
+                "gate `{}` still fails after {run} run(s) ({}): {}",
+                gate.command,
+                result.verdict(),
+                last_lines(&result.output_tail, 5)
+            )));
+        }
+        let prompt = fix_prompt(&gate, &result, run, max_runs);
+        let fixed = shared
+            .run_turn(
+                &mut job.conversation,
+                TurnKind::FollowUp,
+                Expects::Text,
+                TurnPurpose::Repair,
+                &prompt,
+                &["gate-fix"],
+            )
+            .await?;
+        answer = fixed.response;
+    }
+    Ok(answer)
+}
+
+/// Runs every gate in order; the first that fails, with how, or `None` when all pass.
+async fn run_all(
+    shared: &RunContext,
+    job: &AgentJob,
+    gates: &[GateSpec],
+    run: u32,
+) -> Result<Option<(GateSpec, GateRun)>, TurnError> {
+    let cwd = shared.workdir(&job.conversation);
+    for gate in gates {
+        let result = tokio::select! {
+            result = run_gate(&gate.command, &cwd, Duration::from_secs(gate.timeout_s)) => result,
+            _ = shared.stopped() => return Err(TurnError::Stopped),
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(err) => {
+                return Err(TurnError::Failed(format!(
+                    "gate `{}` could not be started in {}: {err}",
+                    gate.command,
+                    cwd.display()
+                )));
+            }
+        };
+        shared
+            .bus
+            .publish(OrchEventKind::GateFinished {
+                agent: job.conversation.id.clone(),
+                command: gate.command.clone(),
+                attempt: run,
+                passed: result.passed(),
+                exit_code: result.exit_code,
+                timed_out: result.timed_out,
+                duration_ms: result.duration.as_millis() as u64,
+                output_tail: result.output_tail.clone(),
+            })
+            .await;
+        if !result.passed() {
+            return Ok(Some((gate.clone(), result)));
+        }
+    }
+    Ok(None)
+}
+
+/// The fix turn's prompt: the command, how it failed and the end of its output.
+fn fix_prompt(gate: &GateSpec, result: &GateRun, run: u32, max_runs: u32) -> String {
+    format!(
+        "Your work does not pass its gate yet (run {run} of {max_runs}).\n\nThe command `{}` ended with {} in your working directory. The end of its output:\n\n```\n{}\n```\n\nFix your work so that this command passes, then answer with one sentence saying what you changed. orch runs the gate again when you are done.\n",
+        gate.command,
+        result.verdict(),
+        result.output_tail.trim_end()
+    )
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" ⏎ ")
+}
+
+/// Runs `sh -c command` in `cwd`: its exit, whether it hit `limit`, and the end of its
+/// output (stdout, then stderr). The whole process group is killed at the limit, and
+/// whatever the command left running in it is killed once it exits.
+pub(crate) async fn run_gate(
+    command: &str,
+    cwd: &Path,
+    limit: Duration,
+) -> std::io::Result<GateRun> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let out = child.stdout.take().map(|s| tokio::spawn(tail(s)));
+    let err = child.stderr.take().map(|s| tokio::spawn(tail(s)));
+    let (status, timed_out) = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => (status.ok(), false),
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            (child.wait().await.ok(), true)
+        }
+    };
+    let duration = started.elapsed();
+    if let Some(pgid) = pgid {
+        // Processes the command left behind in its group (`cmd &`).
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let mut output = Vec::new();
+    for task in [out, err].into_iter().flatten() {
+        // Bounded: a process outside the group may still hold the pipe open.
+        if let Ok(Ok(bytes)) = tokio::time::timeout(Duration::from_secs(2), task).await {
+            output.extend_from_slice(&bytes);
+        }
+    }
+    let start = output.len().saturating_sub(OUTPUT_TAIL);
+    Ok(GateRun {
+        exit_code: status.and_then(|s| s.code()),
+        timed_out,
+        duration,
+        output_tail: String::from_utf8_lossy(&output[start..]).into_owned(),
+    })
+}
+
+/// Reads a pipe to its end, keeping its last `OUTPUT_TAIL` bytes.
+async fn tail(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut kept_now = Vec::new();
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept_now.extend_from_slice(&buf[..n]);
+        if kept_now.len() > 2 * OUTPUT_TAIL {
+            kept_now.drain(..kept_now.len() - OUTPUT_TAIL);
+        }
+    }
+    let start = kept_now.len().saturating_sub(OUTPUT_TAIL);
+    kept_now.split_off(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_passing_and_a_failing_gate_with_the_tail_of_their_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = run_gate("echo fine; true", dir.path(), Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(ok.passed());
+        assert_eq!(ok.output_tail, "fine\n");
+        let bad = run_gate(
+            "seq 1 100000; echo broken >&2; exit 3",
+            dir.path(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        assert!(!bad.passed());
+        assert_eq!(bad.exit_code, Some(3));
+        assert!(bad.output_tail.len() <= OUTPUT_TAIL);
+        assert!(bad.output_tail.ends_with("broken\n"), "{}", bad.output_tail);
+        assert!(bad.output_tail.contains("100000\n"));
+    }
+
+    #[tokio::test]
+    async fn a_gate_past_its_limit_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let command = format!("sleep 60 & echo $! > '{}'; wait", pid_file.display());
+        let run = run_gate(&command, dir.path(), Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(run.timed_out && !run.passed());
+        let child: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed, so at most a zombie until its parent (gone too) is reaped by init.
+        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        assert!(
+            state.is_empty()
+                || state
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z'),
+            "{state}"
+        );
+    }
+
+    #[test]
+    fn the_fix_prompt_quotes_the_command_its_exit_and_output() {
+        let gate = GateSpec::new("cargo test");
+        let run = GateRun {
+            exit_code: Some(101),
+            timed_out: false,
+            duration: Duration::from_secs(2),
+            output_tail: "test parser ... FAILED\n".into(),
+        };
+        let prompt = fix_prompt(&gate, &run, 1, 3);
+        assert!(prompt.contains("`cargo test`"));
+        assert!(prompt.contains("exit code 101"));
+        assert!(prompt.contains("test parser ... FAILED"));
+        assert!(prompt.contains("run 1 of 3"));
+    }
+}

@@ -1,0 +1,176 @@
+//! Gates through the real `launch` binary: a gate that fails once gets one fix turn and
+//! the agent succeeds; a gate that always fails ends the agent after its runs, blocks its
+//! dependant and fails the run.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::{TestRepo, git, read, text};
+
+/// A `codex` that keeps each prompt it gets (in `$PROMPTS`), writes `<agent>.txt` in
+/// its working directory (`fix.txt` for a prompt that names no agent: a fix turn) and
+/// answers.
+const CODEX: &str = r#"#!/bin/sh
+prompt=$(cat)
+printf '%s' "$prompt" > "$(mktemp "$PROMPTS/prompt.XXXXXX")"
+agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
+if [ -n "$agent" ]; then echo "work of $agent" >> "$agent.txt"; else echo fixed >> fix.txt; fi
+echo '{"type":"thread.started","thread_id":"t-gate"}'
+echo '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"done"}}'
+echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'
+"#;
+
+fn run(repo: &TestRepo, orch_kdl: &str, extra: &[&str]) -> Output {
+    std::fs::write(repo.root().join("orch.kdl"), orch_kdl).unwrap();
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, CODEX).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prompts = repo.dir.path().join("prompts");
+    std::fs::create_dir_all(&prompts).unwrap();
+    repo.launch()
+        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
+        .args(extra)
+        .env("ORCH_CODEX_BIN", &codex)
+        .env("PROMPTS", &prompts)
+        .output()
+        .expect("run launch")
+}
+
+fn prompts(repo: &TestRepo) -> Vec<String> {
+    std::fs::read_dir(repo.dir.path().join("prompts"))
+        .unwrap()
+        .map(|e| read(&e.unwrap().path()))
+        .collect()
+}
+
+fn events(repo: &TestRepo) -> String {
+    let session = repo.only_run();
+    let session = session.file_name().unwrap().to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
+        .current_dir(repo.root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", repo.dir.path().join("home"))
+        .args(["events", session])
+        .output()
+        .expect("run orch-audit");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
+
+#[test]
+fn a_gate_that_fails_once_gets_one_fix_turn_and_the_agent_succeeds() {
+    let repo = TestRepo::new();
+    let marker = repo.dir.path().join("gate-ran-once");
+    let gate = format!(
+        "test -f {m} || {{ touch {m}; echo 'check: 1 failing case'; exit 1; }}",
+        m = quoted(&marker)
+    );
+    let kdl = format!(
+        r#"
+agent "writer" {{
+    role "Writer"
+    permissions "edit"
+    plan-prompt "Write your file."
+    follow-up-enabled #false
+    gate {gate:?} timeout-s=60
+}}
+"#
+    );
+    let out = run(&repo, &kdl, &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    let log = read(&repo.only_run().join("logs/writer.log"));
+    let gates: Vec<&str> = log.lines().filter(|l| l.contains("── gate ")).collect();
+    assert_eq!(gates.len(), 2, "{log}");
+    assert!(
+        gates[0].contains("(run 1): failed (exit 1)") && gates[0].contains("1 failing case"),
+        "{log}"
+    );
+    assert!(gates[1].contains("(run 2): passed"), "{log}");
+    assert!(log.contains("── writer succeeded"), "{log}");
+
+    // One fix turn: the second prompt quotes the gate, its exit code and its output.
+    let prompts = prompts(&repo);
+    assert_eq!(prompts.len(), 2, "{prompts:#?}");
+    let fix = prompts
+        .iter()
+        .find(|p| p.contains("does not pass its gate"))
+        .expect("a fix prompt");
+    assert!(
+        fix.contains("exit code 1") && fix.contains("1 failing case"),
+        "{fix}"
+    );
+
+    let events = events(&repo);
+    assert_eq!(events.matches("gate_finished").count(), 2, "{events}");
+    // Both turns' work is on the run branch.
+    let session = repo.only_run();
+    let session = session.file_name().unwrap().to_str().unwrap();
+    let show = |path: &str| git(&repo.root(), &["show", &format!("orch/{session}:{path}")]);
+    assert_eq!(show("writer.txt"), "work of writer\n");
+    assert_eq!(show("fix.txt"), "fixed\n");
+}
+
+#[test]
+fn a_gate_that_always_fails_fails_the_agent_blocks_its_dependant_and_the_run() {
+    let repo = TestRepo::new();
+    let kdl = r#"
+agent "writer" {
+    role "Writer"
+    permissions "edit"
+    plan-prompt "Write your file."
+    follow-up-enabled #false
+}
+agent "after" {
+    role "After"
+    plan-prompt "Go on."
+    follow-up-enabled #false
+    depends-on "writer"
+}
+"#;
+    // From the command line: every agent that may change files runs it (`after` is
+    // read-only, so it would not).
+    let out = run(&repo, kdl, &["--gate", "echo 'still broken'; exit 2"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "gate `echo 'still broken'; exit 2` still fails after 3 run(s) (exit code 2)"
+        ),
+        "{stderr}"
+    );
+    let log = read(&repo.only_run().join("logs/writer.log"));
+    assert_eq!(log.matches("── gate ").count(), 3, "{log}");
+    assert_eq!(
+        prompts(&repo)
+            .iter()
+            .filter(|p| p.contains("does not pass its gate"))
+            .count(),
+        2
+    );
+    let events = events(&repo);
+    assert_eq!(events.matches("gate_finished").count(), 3, "{events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("agent_finished") && l.contains("after") && l.contains("blocked")),
+        "{events}"
+    );
+    // The failed agent's branch is kept; nothing of it reached the run branch.
+    let session = repo.only_run();
+    let session = session.file_name().unwrap().to_str().unwrap();
+    let branches = git(&repo.root(), &["branch", "--list", "--all"]);
+    assert!(
+        branches.contains(&format!("orch-agent/{session}/writer")),
+        "{branches}"
+    );
+}
