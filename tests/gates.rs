@@ -174,3 +174,71 @@ agent "after" {
         "{branches}"
     );
 }
+
+#[test]
+fn two_agents_that_pass_alone_but_not_together_the_second_merged_fixes_it() {
+    let repo = TestRepo::new();
+    // Each agent's own file passes; both together need `fix.txt`.
+    let kdl = r#"
+gate "[ ! -f a.txt ] || [ ! -f b.txt ] || [ -f fix.txt ] || { echo 'a and b clash'; exit 1; }"
+group "pair" {
+    orchestration { parallel #true; }
+    agent "a" {
+        role "A"
+        permissions "edit"
+        plan-prompt "Write a."
+        follow-up-enabled #false
+    }
+    agent "b" {
+        role "B"
+        permissions "edit"
+        plan-prompt "Write b."
+        follow-up-enabled #false
+    }
+}
+"#;
+    let out = run(&repo, kdl, &[]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let logs: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|agent| read(&repo.only_run().join(format!("logs/{agent}.log"))))
+        .collect();
+    // The agent merged second met the other's work: its gate failed on the integrated
+    // tip, one fix turn, then it passed; the first agent's gate ran once.
+    let fixed: Vec<&String> = logs
+        .iter()
+        .filter(|log| log.contains("failed (exit 1)") && log.contains("a and b clash"))
+        .collect();
+    assert_eq!(fixed.len(), 1, "{logs:#?}");
+    assert!(fixed[0].contains("(run 2): passed"), "{}", fixed[0]);
+    let fix = prompts(&repo)
+        .into_iter()
+        .find(|p| p.contains("does not pass its gate"))
+        .expect("a fix prompt");
+    assert!(fix.contains("together with other agents' work"), "{fix}");
+    let session = repo.only_run();
+    let session = session.file_name().unwrap().to_str().unwrap();
+    let tree = git(
+        &repo.root(),
+        &["ls-tree", "--name-only", &format!("orch/{session}")],
+    );
+    for file in ["a.txt", "b.txt", "fix.txt"] {
+        assert!(tree.lines().any(|l| l == file), "{file} missing:\n{tree}");
+    }
+    // The fixed agent's work was committed twice; the store still verifies.
+    let verify = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
+        .current_dir(repo.root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", repo.dir.path().join("home"))
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+}

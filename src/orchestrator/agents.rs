@@ -8,6 +8,7 @@ use crate::agent::backend::{Expects, TurnKind};
 use crate::config::Concise;
 use crate::events::event::{AgentStatus, BlueprintAgentSummary, NoticeLevel, OrchEventKind};
 use crate::orchestrator::blueprint::{Blueprint, BlueprintRules, parse_blueprint};
+use crate::orchestrator::gates;
 use crate::orchestrator::prompts;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 
@@ -119,15 +120,9 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
         .await;
     let outcome = match shared.prepare_workdir(&mut job.conversation).await {
         Ok(()) => match drive(&shared, &mut job).await {
-            Ok((answer, blueprint, note)) => {
-                match crate::orchestrator::gates::check(&shared, &mut job, answer).await {
-                    Ok(answer) => shared
-                        .integrate(&mut job.conversation, &answer)
-                        .await
-                        .map(|()| (answer, blueprint, note)),
-                    Err(err) => Err(err),
-                }
-            }
+            Ok((answer, blueprint, note)) => gates::check_and_integrate(&shared, &mut job, answer)
+                .await
+                .map(|answer| (answer, blueprint, note)),
             Err(err) => Err(err),
         },
         Err(reason) => Err(TurnError::Failed(reason)),

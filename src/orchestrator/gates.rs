@@ -7,6 +7,10 @@
 //! (the largest `max-attempts` of its gates) still fails, the agent fails, naming the
 //! gate. Every run is a `gate_finished` event (agent log, timeline, audit store).
 //!
+//! Then the agent's work is merged into the run branch; when that merge brought other
+//! agents' work in, the gates run again on the result in the agent's worktree, and a
+//! failure there is this agent's, with the same fix turns (and the fix merged in turn).
+//!
 //! A gate runs as `sh -c COMMAND` (the command is one argument, never pasted into
 //! another command line) in its own process group, with the run's environment; at its
 //! time limit, or when the run stops, the whole group is killed.
@@ -51,34 +55,76 @@ impl GateRun {
     }
 }
 
-/// Runs the agent's gates after its final turn, with fix turns; returns the agent's
-/// final answer (the last fix turn's, if there was one).
-pub(crate) async fn check(
+/// How many times an agent's work is integrated while the gates on the integrated tip
+/// keep asking for fixes.
+const MAX_INTEGRATIONS: u32 = 3;
+
+/// The agent's gates, then its integration into the run branch; when the merge brought
+/// other agents' work in, the gates run again on that integrated tip (in the agent's
+/// worktree, which the merge left there), a failure there is this agent's, with the same
+/// fix turns, and the fix is integrated in turn. Returns the agent's final answer.
+pub(crate) async fn check_and_integrate(
     shared: &RunContext,
     job: &mut AgentJob,
     answer: String,
 ) -> Result<String, TurnError> {
+    let (mut answer, _) = check(shared, job, answer, false).await?;
+    for _ in 0..MAX_INTEGRATIONS {
+        if !shared.integrate(&mut job.conversation, &answer).await? {
+            return Ok(answer);
+        }
+        let (checked, fixed) = check(shared, job, answer, true).await?;
+        answer = checked;
+        if !fixed {
+            return Ok(answer);
+        }
+    }
+    Err(TurnError::Failed(format!(
+        "the gates on the integrated run branch still needed fixes after {MAX_INTEGRATIONS} integrations"
+    )))
+}
+
+/// Runs the agent's gates, with fix turns; returns the agent's final answer (the last
+/// fix turn's, if there was one) and whether there was a fix turn. `integrated`: the
+/// worktree holds the run branch's tip after a merge that brought others' work in.
+async fn check(
+    shared: &RunContext,
+    job: &mut AgentJob,
+    answer: String,
+    integrated: bool,
+) -> Result<(String, bool), TurnError> {
     let conversation = &job.conversation;
     let gates = shared
         .config
         .gates_for(&conversation.id, conversation.kind, &conversation.backend);
     let Some(max_runs) = gates.iter().map(|g| g.max_attempts).max() else {
-        return Ok(answer);
+        return Ok((answer, false));
     };
     let mut answer = answer;
     for run in 1..=max_runs {
         let Some((gate, result)) = run_all(shared, job, &gates, run).await? else {
-            return Ok(answer);
+            return Ok((answer, run > 1));
         };
         if run == max_runs {
             return Err(TurnError::Failed(format!(
-                "gate `{}` still fails after {run} run(s) ({}): {}",
+                "gate `{}` still fails{} after {run} run(s) ({}): {}",
                 gate.command,
+                if integrated {
+                    " on the integrated run branch"
+                } else {
+                    ""
+                },
                 result.verdict(),
                 last_lines(&result.output_tail, 5)
             )));
         }
-        let prompt = fix_prompt(&gate, &result, run, max_runs);
+        let mut prompt = fix_prompt(&gate, &result, run, max_runs);
+        if integrated {
+            prompt.insert_str(
+                0,
+                "Your work was merged into the run branch together with other agents' work, and the result does not pass its gate. Your working directory now holds that merged state.\n\n",
+            );
+        }
         let fixed = shared
             .run_turn(
                 &mut job.conversation,
@@ -91,7 +137,7 @@ pub(crate) async fn check(
             .await?;
         answer = fixed.response;
     }
-    Ok(answer)
+    Ok((answer, true))
 }
 
 /// Runs every gate in order; the first that fails, with how, or `None` when all pass.

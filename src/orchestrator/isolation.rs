@@ -156,17 +156,19 @@ impl RunContext {
     }
 
     /// After the agent's final turn: commits its work and integrates it into the run
-    /// branch. An error is the agent's failure (its branch is kept).
+    /// branch. An error is the agent's failure (its branch is kept). `Ok(true)` when the
+    /// merge brought other agents' work into the agent's worktree (a rebase or a merge,
+    /// not a fast-forward): what its gates checked is not what the run branch now holds.
     pub(crate) async fn integrate(
         &self,
         conversation: &mut Conversation,
         answer: &str,
-    ) -> Result<(), TurnError> {
+    ) -> Result<bool, TurnError> {
         let Some(isolation) = &self.isolation else {
-            return Ok(());
+            return Ok(false);
         };
         let Some(mut worktree) = conversation.worktree.clone() else {
-            return Ok(());
+            return Ok(false);
         };
         if worktree.branch.is_none() {
             // A read-only view: nothing is kept from it, so changes left there are said.
@@ -190,7 +192,7 @@ impl RunContext {
                 )
                 .await;
             }
-            return Ok(());
+            return Ok(false);
         }
         let id = conversation.id.clone();
         self.link.progress(&id, AgentLifecycle::Merging);
@@ -219,7 +221,7 @@ impl RunContext {
                 format!("`{id}` changed no file: nothing to merge"),
             )
             .await;
-            return Ok(());
+            return Ok(false);
         }
         self.bus
             .publish(OrchEventKind::ChangesCommitted(Box::new(AgentChanges {
@@ -283,9 +285,9 @@ impl RunContext {
                         fast_forward,
                     })
                     .await;
-                Ok(())
+                Ok(!fast_forward)
             }
-            MergeOutcome::NothingToMerge => Ok(()),
+            MergeOutcome::NothingToMerge => Ok(false),
             MergeOutcome::Conflict {
                 paths, other_side, ..
             } => {
