@@ -27,6 +27,7 @@ use crate::agent::backend::{Expects, TurnKind};
 use crate::config::agents::GateSpec;
 use crate::events::event::OrchEventKind;
 use crate::orchestrator::agents::AgentJob;
+use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::turn::{RunContext, TurnError, TurnPurpose};
 
 /// Bytes of a gate's output kept (its end: that is where a test run says what failed).
@@ -148,6 +149,9 @@ async fn run_all(
     run: u32,
 ) -> Result<Option<(GateSpec, GateRun)>, TurnError> {
     let cwd = shared.workdir(&job.conversation);
+    shared
+        .link
+        .progress(&job.conversation.id, AgentLifecycle::Gating { run });
     for gate in gates {
         let result = tokio::select! {
             result = run_gate(&gate.command, &cwd, Duration::from_secs(gate.timeout_s)) => result,

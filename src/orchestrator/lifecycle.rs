@@ -37,6 +37,10 @@ pub enum AgentLifecycle {
     },
     /// Waiting for the run to be resumed before its next turn.
     Paused,
+    /// Its gates run (`run` counts the runs of its gates).
+    Gating {
+        run: u32,
+    },
     /// Its work is being committed and merged into the run branch.
     Merging,
     Succeeded,
@@ -58,6 +62,7 @@ impl AgentLifecycle {
             AgentLifecycle::Starting => "starting".into(),
             AgentLifecycle::SettingUp => "setting up its worktree".into(),
             AgentLifecycle::Merging => "merging".into(),
+            AgentLifecycle::Gating { run } => format!("gating (run {run})"),
             AgentLifecycle::Running { turn, attempt: 1 } => format!("running turn {turn}"),
             AgentLifecycle::Running { turn, attempt } => {
                 format!("running turn {turn}, attempt {attempt}")
