@@ -110,6 +110,12 @@ pub struct RunArgs {
     #[arg(long = "gate", value_name = "CMD")]
     pub gates: Vec<String>,
 
+    /// A token budget for the run (input and output tokens of every agent). At 80 % the
+    /// timeline warns; at 100 % the run pauses as Ctrl+S does, the budget named in the
+    /// interrupt summary; `launch ctl resume --max-tokens N` continues with a larger one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
+
     /// Model for `--backend minimax` [default: MiniMax-M2.1].
     #[arg(long, value_name = "MODEL")]
     pub minimax_model: Option<String>,
@@ -236,6 +242,10 @@ pub struct CtlArgs {
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
+    /// With `resume`: the run's new token budget (a run paused by `--max-tokens`
+    /// resumes only with a larger one).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

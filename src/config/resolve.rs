@@ -65,6 +65,9 @@ pub struct Config {
     /// `--gate`: commands every agent that may change files must pass.
     #[serde(default)]
     pub cli_gates: Vec<String>,
+    /// `--max-tokens`: the run pauses once it has used this many tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
     pub minimax_model: Option<String>,
     pub base_url: Option<String>,
     pub mux: MuxChoice,
@@ -321,6 +324,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         mini: args.mini,
         permissions: args.permissions,
         cli_gates: args.gates.clone(),
+        max_tokens: args.max_tokens,
         minimax_model: args.minimax_model.clone(),
         base_url: args.base_url.clone(),
         mux: args.mux.unwrap_or(MuxChoice::Zellij),

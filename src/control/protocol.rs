@@ -14,6 +14,8 @@ pub enum ControlCommand {
     Resume,
     Status,
     Stop,
+    /// Sets the run's token budget (`launch ctl resume --max-tokens N` sends it first).
+    MaxTokens(u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,6 +34,17 @@ pub fn ctl(args: &CtlArgs, cwd: &Path) -> Result<ControlResponse, LaunchError> {
         CtlCommand::Stop => (ControlCommand::Stop, "ctl"),
         CtlCommand::Interrupt => (ControlCommand::Pause, "ctrl-s"),
     };
+    if let Some(limit) = args.max_tokens {
+        if args.command != CtlCommand::Resume {
+            return Err(LaunchError::Config(crate::config::ConfigError::Invalid(
+                "--max-tokens goes with `launch ctl resume`".into(),
+            )));
+        }
+        let set = send_to_run(&paths, ControlCommand::MaxTokens(limit), source)?;
+        if !set.ok {
+            return Ok(set);
+        }
+    }
     Ok(send_to_run(&paths, command, source)?)
 }
 

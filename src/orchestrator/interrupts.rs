@@ -4,7 +4,7 @@
 
 use crate::control::protocol::{ControlCommand, ControlResponse};
 use crate::control::signals::SignalAction;
-use crate::events::event::{InterruptSummary, OrchEventKind};
+use crate::events::event::{InterruptSummary, NoticeLevel, OrchEventKind};
 use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::state::{Effect, Pause, RunMode, RunState};
 
@@ -60,12 +60,31 @@ impl RunState {
                 _ => Err("the run is stopping".to_owned()),
             },
             ControlCommand::Resume => {
-                if self.mode == RunMode::Paused {
+                if self.mode != RunMode::Paused {
+                    Err("the run is not paused".into())
+                } else if let Some(spent) = self.budget_spent() {
+                    Err(format!(
+                        "the token budget is spent ({spent}): resume with a larger one, `launch ctl resume --max-tokens N`, or stop"
+                    ))
+                } else {
                     self.resume(fx);
                     Ok("resumed".into())
-                } else {
-                    Err("the run is not paused".into())
                 }
+            }
+            ControlCommand::MaxTokens(limit) => {
+                self.max_tokens = Some(limit);
+                self.budget_warned = false;
+                fx.push(Effect::Publish(OrchEventKind::Notice {
+                    level: NoticeLevel::Info,
+                    message: format!(
+                        "token budget set to {limit} by {source} ({} used)",
+                        self.tokens_used()
+                    ),
+                }));
+                Ok(format!(
+                    "token budget: {limit} ({} used)",
+                    self.tokens_used()
+                ))
             }
             ControlCommand::Stop => {
                 if self.mode == RunMode::Stopping {
@@ -120,6 +139,45 @@ impl RunState {
         }
     }
 
+    /// Tokens the run has used, as budgets count them (input, cached included, and
+    /// output).
+    pub(super) fn tokens_used(&self) -> u64 {
+        self.usage.input_tokens + self.usage.output_tokens
+    }
+
+    /// "120 of 100 tokens" when the budget is used up.
+    pub(super) fn budget_spent(&self) -> Option<String> {
+        let limit = self.max_tokens?;
+        let used = self.tokens_used();
+        (used >= limit).then(|| format!("{used} of {limit} tokens"))
+    }
+
+    /// After a turn's usage is counted: a warning at 80 % of the token budget, and at
+    /// 100 % a pause as Ctrl+S makes (turns in flight finish, nothing new starts), the
+    /// budget named in its summary.
+    pub(super) fn check_budget(&mut self, fx: &mut Vec<Effect>) {
+        let Some(limit) = self.max_tokens else { return };
+        let used = self.tokens_used();
+        if let Some(spent) = self.budget_spent() {
+            if self.mode == RunMode::Running {
+                let session = self.config.paths.session.clone();
+                self.begin_pause(
+                    &format!("budget: --max-tokens {limit} reached ({spent})"),
+                    fx,
+                );
+                fx.push(Effect::Say(format!(
+                    "paused: the token budget is spent ({spent}); `launch ctl resume --session {session} --max-tokens N` continues with a larger one"
+                )));
+            }
+        } else if !self.budget_warned && used.saturating_mul(10) >= limit.saturating_mul(8) {
+            self.budget_warned = true;
+            fx.push(Effect::Publish(OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message: format!("80 % of the token budget used ({used} of {limit} tokens)"),
+            }));
+        }
+    }
+
     pub(super) fn begin_pause(&mut self, source: &str, fx: &mut Vec<Effect>) {
         self.pauses += 1;
         self.mode = RunMode::Paused;
@@ -145,8 +203,14 @@ impl RunState {
             return;
         }
         let session = &self.config.paths.session;
+        let resume = match self.budget_spent() {
+            Some(spent) => format!(
+                "continue with a larger token budget ({spent} used): launch ctl resume --session {session} --max-tokens N"
+            ),
+            None => format!("continue: launch ctl resume --session {session}"),
+        };
         let next = vec![
-            format!("continue: launch ctl resume --session {session}"),
+            resume,
             format!("stop for good: launch ctl stop --session {session}"),
         ];
         let summary = self.summary(next);

@@ -154,11 +154,16 @@ pub(crate) struct RunState {
     pub(super) started: bool,
     /// A stop was asked for (by the user, or by a failed write).
     pub(super) stopped: bool,
+    /// The run's token budget (`--max-tokens`, raised by `ctl resume --max-tokens`).
+    pub(super) max_tokens: Option<u64>,
+    /// The 80 % warning of the current budget was given.
+    pub(super) budget_warned: bool,
 }
 
 impl RunState {
     pub fn new(config: Arc<Config>) -> Self {
         RunState {
+            max_tokens: config.max_tokens,
             config,
             mode: RunMode::Running,
             agents: Vec::new(),
@@ -175,6 +180,7 @@ impl RunState {
             group: None,
             started: false,
             stopped: false,
+            budget_warned: false,
         }
     }
 
@@ -209,6 +215,7 @@ impl RunState {
                 if let Some(entry) = self.entry_mut(&agent) {
                     entry.usage.add(&usage);
                 }
+                self.check_budget(&mut fx);
                 self.maybe_write_pause_summary(&mut fx);
             }
             Input::Progress { agent, lifecycle } => self.set_lifecycle(&agent, lifecycle),

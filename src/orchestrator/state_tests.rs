@@ -285,3 +285,38 @@ fn a_dependant_starts_only_after_its_dependency_and_quotes_its_answer() {
         job.turns[0].prompt
     );
 }
+
+#[test]
+fn a_spent_token_budget_pauses_after_the_turn_and_resumes_only_with_a_larger_one() {
+    let mut state = started();
+    state.max_tokens = Some(25);
+    assert_eq!(wanted(&mut state, "planner", 1), ["grant:planner"]);
+    // 10 of 25: nothing to say.
+    assert!(ended(&mut state, "planner").is_empty());
+    assert_eq!(wanted(&mut state, "planner", 2), ["grant:planner"]);
+    // 20 of 25: the 80 % warning, once.
+    assert_eq!(ended(&mut state, "planner"), ["notice"]);
+    assert_eq!(wanted(&mut state, "planner", 3), ["grant:planner"]);
+    // 30 of 25: paused as Ctrl+S pauses, the budget named; nothing new starts.
+    assert_eq!(
+        ended(&mut state, "planner"),
+        ["pause_requested", "run_paused:1", "say"]
+    );
+    assert_eq!(state.mode(), RunMode::Paused);
+    assert!(wanted(&mut state, "planner", 4).is_empty());
+    let summary = state.summary(Vec::new());
+    assert_eq!(
+        summary.requested_by,
+        "budget: --max-tokens 25 reached (30 of 25 tokens)"
+    );
+    // A plain resume is refused while the budget is spent; a larger one lets it go on.
+    assert_eq!(control(&mut state, ControlCommand::Resume), ["reply:false"]);
+    assert_eq!(
+        control(&mut state, ControlCommand::MaxTokens(100)),
+        ["notice", "reply:true"]
+    );
+    assert_eq!(
+        control(&mut state, ControlCommand::Resume),
+        ["run_resumed", "grant:planner", "reply:true"]
+    );
+}
