@@ -21,6 +21,7 @@ pub mod events;
 pub mod launcher;
 pub mod liveness;
 pub mod mux;
+pub mod notify;
 pub mod orchestrator;
 pub mod paths;
 pub mod private_fs;

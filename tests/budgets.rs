@@ -21,6 +21,9 @@ fn ctl(repo: &TestRepo, args: &[&str]) -> std::process::Output {
 fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
     let repo = TestRepo::new();
     let stderr_path = repo.dir.path().join("launch.stderr");
+    // Each payload appended as one line to a file the test reads.
+    let notes = repo.dir.path().join("notes.jsonl");
+    let notify_command = format!("cat >> '{}'", notes.display());
     // The demo's planner alone uses about 380 tokens.
     let mut launch = repo
         .launch()
@@ -37,6 +40,8 @@ fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
             "300",
             "--demo-scenario",
             "delay=0",
+            "--notify-command",
+            &notify_command,
         ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -82,6 +87,20 @@ fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
         .output()
         .unwrap();
     let events = text(&events.stdout);
+    // --notify-command heard the budget pause (it needs the user) and the end.
+    let notes: Vec<serde_json::Value> = read(&notes)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let kinds: Vec<&str> = notes.iter().map(|n| n["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["needs_you", "finished"], "{notes:#?}");
+    assert!(
+        notes[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--max-tokens 300")
+    );
+    assert_eq!(notes[0]["run"], "budget");
     let mut turns: Vec<&str> = events
         .lines()
         .filter(|l| l.contains("turn_started"))

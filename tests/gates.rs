@@ -139,7 +139,18 @@ agent "after" {
 "#;
     // From the command line: every agent that may change files runs it (`after` is
     // read-only, so it would not).
-    let out = run(&repo, kdl, &["--gate", "echo 'still broken'; exit 2"]);
+    let notes = repo.dir.path().join("notes.jsonl");
+    let notify = format!("cat >> '{}'", notes.display());
+    let out = run(
+        &repo,
+        kdl,
+        &[
+            "--gate",
+            "echo 'still broken'; exit 2",
+            "--notify-command",
+            &notify,
+        ],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -165,6 +176,10 @@ agent "after" {
             .any(|l| l.contains("agent_finished") && l.contains("after") && l.contains("blocked")),
         "{events}"
     );
+    // --notify-command heard the failure, naming the agent.
+    let note: serde_json::Value = serde_json::from_str(read(&notes).trim()).unwrap();
+    assert_eq!(note["event"], "failed");
+    assert_eq!(note["agent"], "writer");
     // The failed agent's branch is kept; nothing of it reached the run branch.
     let session = repo.only_run();
     let session = session.file_name().unwrap().to_str().unwrap();

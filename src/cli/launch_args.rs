@@ -116,6 +116,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tokens: Option<u64>,
 
+    /// A command told when the run needs you (a spent budget), finishes or fails: it runs
+    /// with `sh -c` and gets one JSON object on stdin (`event`, `run`, `reason`, `agent`,
+    /// `failed`, `summary`); it may take up to 10 s.
+    #[arg(long, value_name = "CMD")]
+    pub notify_command: Option<String>,
+
     /// Model for `--backend minimax` [default: MiniMax-M2.1].
     #[arg(long, value_name = "MODEL")]
     pub minimax_model: Option<String>,

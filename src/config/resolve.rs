@@ -68,6 +68,10 @@ pub struct Config {
     /// `--max-tokens`: the run pauses once it has used this many tokens.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// `--notify-command`: told (JSON on stdin) when the run needs the user, finishes
+    /// or fails.
+    #[serde(default)]
+    pub notify_command: Option<String>,
     pub minimax_model: Option<String>,
     pub base_url: Option<String>,
     pub mux: MuxChoice,
@@ -325,6 +329,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         permissions: args.permissions,
         cli_gates: args.gates.clone(),
         max_tokens: args.max_tokens,
+        notify_command: args.notify_command.clone(),
         minimax_model: args.minimax_model.clone(),
         base_url: args.base_url.clone(),
         mux: args.mux.unwrap_or(MuxChoice::Zellij),

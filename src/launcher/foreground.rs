@@ -111,6 +111,13 @@ pub async fn run_in_foreground(
     if let Some(panes) = crate::launcher::panes::PaneSink::start(&config) {
         sinks.push(Box::new(panes));
     }
+    if let Some(command) = &config.notify_command {
+        sinks.push(Box::new(crate::notify::NotifySink::new(
+            command.clone(),
+            config.paths.session.clone(),
+            paths.interrupt_log(),
+        )));
+    }
     let audit_target = config.audit.clone().map(|target| match target {
         AuditTarget::Remote { url, .. } => AuditTarget::Remote {
             url,
