@@ -105,6 +105,10 @@ pub struct GroupSpec {
     pub name: String,
     pub agents: Vec<AgentSpec>,
     pub orchestration: OrchestrationSettings,
+    /// Backends to try, in order, for every agent of the group without a `fallback` of
+    /// its own: configured, dynamic, continuation and autonomous agents alike.
+    #[serde(default)]
+    pub fallback: Vec<String>,
 }
 
 /// Where the agents config came from.

@@ -155,6 +155,7 @@ fn group(name: String, seed: SeedGroup) -> GroupSpec {
         name: seed.name.unwrap_or(name),
         agents: seed.agents.into_iter().map(agent).collect(),
         orchestration: orchestration(seed.orchestration),
+        fallback: Vec::new(),
     }
 }
 

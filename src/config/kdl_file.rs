@@ -73,6 +73,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         name: "default".into(),
         agents: Vec::new(),
         orchestration: OrchestrationSettings::default(),
+        fallback: Vec::new(),
     };
     let mut loose_offsets = Vec::new();
     let mut loose_offset = None;
@@ -97,6 +98,10 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             "orchestration" => {
                 loose_offset.get_or_insert(node.span().offset());
                 loose.orchestration = parse_orchestration(&ctx, node)?;
+            }
+            "fallback" => {
+                loose_offset.get_or_insert(node.span().offset());
+                loose.fallback.extend(string_args(&ctx, node)?);
             }
             "retry" => retry = parse_retry(&ctx, node)?,
             "process" => process = parse_process(&ctx, node)?,
@@ -133,7 +138,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `retry`, `process`, `worktree`, `permissions`, `gate` or `backend`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `retry`, `process`, `worktree`, `permissions`, `gate` or `backend`)"
                     ),
                 ));
             }
@@ -145,7 +150,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 path: path.to_path_buf(),
                 line: line_column(text, offset).0,
                 column: line_column(text, offset).1,
-                message: "top-level `agent`/`orchestration` nodes cannot be mixed with `group` nodes: move them into a group".into(),
+                message: "top-level `agent`/`orchestration`/`fallback` nodes cannot be mixed with `group` nodes: move them into a group".into(),
             });
         }
         groups.push(loose);
@@ -305,6 +310,7 @@ fn parse_group(
         name,
         agents: Vec::new(),
         orchestration: OrchestrationSettings::default(),
+        fallback: Vec::new(),
     };
     let mut offsets = Vec::new();
     for child in children(node) {
@@ -314,6 +320,7 @@ fn parse_group(
                 group.agents.push(parse_agent(ctx, child)?);
             }
             "orchestration" => group.orchestration = parse_orchestration(ctx, child)?,
+            "fallback" => group.fallback.extend(string_args(ctx, child)?),
             other => {
                 return Err(ctx.err(
                     child,
@@ -488,6 +495,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<AgentsConfig, ConfigError> {
         parse_kdl(text, Path::new("orch.kdl")).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn reads_a_groups_fallback_chain() {
+        let config = parse(
+            r#"
+group "g" {
+    fallback "claude" "gemini"
+    agent "a" { plan-prompt "p" }
+}
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.groups[0].fallback, ["claude", "gemini"]);
+        let loose = parse("fallback \"demo\"\nagent \"a\" { plan-prompt \"p\" }").unwrap();
+        assert_eq!(loose.groups[0].fallback, ["demo"]);
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub(super) fn core_jobs(
             Vec::new(),
         );
         conversation.model = spec.model.clone();
-        conversation.fallback = spec.fallback.clone();
+        if !spec.fallback.is_empty() {
+            conversation.fallback = spec.fallback.clone();
+        }
         let last = if blueprint_wanted {
             Expects::Blueprint
         } else {
@@ -274,7 +276,13 @@ pub(super) fn new_conversation(
         wave,
         backend: backend.unwrap_or(&state.config.backend).to_owned(),
         model: None,
-        fallback: Vec::new(),
+        // The group's chain; a configured agent's own replaces it.
+        fallback: state
+            .group_index
+            .checked_sub(1)
+            .and_then(|i| state.config.agents.groups.get(i))
+            .map(|g| g.fallback.clone())
+            .unwrap_or_default(),
         tags,
         resume: None,
         history: Vec::new(),

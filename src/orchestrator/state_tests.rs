@@ -320,3 +320,27 @@ fn a_spent_token_budget_pauses_after_the_turn_and_resumes_only_with_a_larger_one
         ["run_resumed", "grant:planner", "reply:true"]
     );
 }
+
+#[test]
+fn agents_without_a_fallback_of_their_own_take_their_groups() {
+    let mut config = (*config()).clone();
+    config.agents.groups[0].fallback = vec!["claude".into(), "gemini".into()];
+    config.agents.groups[0].agents[1].fallback = vec!["demo".into()];
+    let mut state = RunState::new(Arc::new(config));
+    let launched = state.handle(Input::Start);
+    let Some(Effect::Launch(job)) = launched.iter().find(|e| matches!(e, Effect::Launch(_))) else {
+        panic!("nothing launched");
+    };
+    assert_eq!(job.conversation.fallback, ["claude", "gemini"]);
+    // What a dynamic, continuation or autonomous agent gets too.
+    let conversation = super::jobs::new_conversation(
+        &state,
+        "dyn",
+        "Dynamic",
+        crate::agent::backend::AgentKind::Dynamic,
+        1,
+        None,
+        Vec::new(),
+    );
+    assert_eq!(conversation.fallback, ["claude", "gemini"]);
+}
