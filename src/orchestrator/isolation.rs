@@ -22,8 +22,9 @@ use crate::workspace::{
 pub struct Isolation {
     pub workspace: Workspace,
     queue: tokio::sync::Mutex<()>,
-    /// One git step of the run at a time: `git worktree add` reads every other
-    /// worktree's metadata and fails on one being made at the same moment.
+    /// One git step of the run at a time (worktree set-up, merges): `git worktree add`
+    /// reads every other worktree's metadata and fails on one being made at the same
+    /// moment. Commits in agents' own worktrees do not take it.
     git: Arc<std::sync::Mutex<()>>,
     mode: MergeMode,
 }
@@ -121,20 +122,31 @@ impl RunContext {
             self.config
                 .permissions_for(&conversation.id, conversation.kind, &conversation.backend)
                 != crate::agent::permissions::Permissions::ReadOnly;
-        let worktree = isolation
-            .blocking(move || match workspace.open_agent(&agent) {
+        let fail = |err: String| {
+            format!(
+                "failed to set up the worktree of `{}`: {err}",
+                conversation.id
+            )
+        };
+        let ws = workspace.clone();
+        let (mut worktree, fresh) = isolation
+            .blocking(move || match ws.open_agent(&agent) {
                 // A worktree left by an earlier attempt of this run is reused as it is.
-                Ok(existing) => Ok(existing),
-                Err(_) if write => workspace.create_agent(&agent),
-                Err(_) => workspace.create_readonly(&agent),
+                Ok(existing) => Ok((existing, false)),
+                Err(_) => ws.begin_worktree(&agent, write).map(|w| (w, true)),
             })
             .await
-            .map_err(|err| {
-                format!(
-                    "failed to set up the worktree of `{}`: {err}",
-                    conversation.id
-                )
-            })?;
+            .map_err(fail)?;
+        if fresh {
+            // The checkout and the set-up (copies, links, commands such as `npm ci`)
+            // touch only this worktree: agents starting together do them at once.
+            worktree = blocking(move || {
+                workspace.finish_worktree(&mut worktree)?;
+                Ok(worktree)
+            })
+            .await
+            .map_err(fail)?;
+        }
         self.bus
             .publish(OrchEventKind::WorktreeReady {
                 agent: conversation.id.clone(),
@@ -204,16 +216,16 @@ impl RunContext {
                 summary: answer.to_owned(),
             },
         );
-        let committed = isolation
-            .blocking(move || {
-                let outcome = workspace.commit_agent(&wt, &info)?;
-                let changes = workspace.agent_changes(&wt)?;
-                Ok((outcome, changes))
-            })
-            .await
-            .map_err(|err| {
-                TurnError::Failed(format!("failed to commit the work of `{id}`: {err}"))
-            })?;
+        // Not under the run's git lock: a commit touches only the agent's own worktree,
+        // index and branch (and adds objects, which git writes atomically), so agents
+        // that finish together commit at once; worktree set-up and merges stay serial.
+        let committed = blocking(move || {
+            let outcome = workspace.commit_agent(&wt, &info)?;
+            let changes = workspace.agent_changes(&wt)?;
+            Ok((outcome, changes))
+        })
+        .await
+        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))?;
         let (outcome, changes) = committed;
         if !outcome.is_changed() {
             self.notice(

@@ -88,25 +88,37 @@ impl Workspace {
     /// Creates agent `agent`'s worktree on its own branch at the run branch's current
     /// tip, then applies the set-up.
     pub fn create_agent(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
-        let tip = self.run_tip()?;
-        let branch = agent_branch_name(self.session(), agent);
-        self.create(agent, &tip, Some(branch))
+        let mut worktree = self.begin_worktree(agent, true)?;
+        self.finish_worktree(&mut worktree)?;
+        Ok(worktree)
     }
 
     /// Creates a read-only view of the run's base for agent `agent` (core agents):
     /// detached, never committed or merged.
     pub fn create_readonly(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
-        let base = self.base.commit.clone();
-        self.create(agent, &base, None)
+        let mut worktree = self.begin_worktree(agent, false)?;
+        self.finish_worktree(&mut worktree)?;
+        Ok(worktree)
     }
 
-    fn create(
+    /// The first half of making an agent's worktree, the one that must not run beside
+    /// another `git worktree add` of the run: the worktree registered with git, its
+    /// branch (`write`: at the run branch's tip) or a detached view of the base, no
+    /// files checked out yet. `finish_worktree` does the rest, and may run beside others.
+    pub fn begin_worktree(
         &self,
         agent: &str,
-        start: &str,
-        branch: Option<String>,
+        write: bool,
     ) -> Result<AgentWorktree, WorkspaceError> {
         check_name("agent id", agent)?;
+        let (start, branch) = if write {
+            (
+                self.run_tip()?,
+                Some(agent_branch_name(self.session(), agent)),
+            )
+        } else {
+            (self.base.commit.clone(), None)
+        };
         let path = self.agent_path(agent);
         if std::fs::symlink_metadata(&path).is_ok() {
             return Err(WorkspaceError::WorktreeExists {
@@ -114,13 +126,15 @@ impl Workspace {
                 path,
             });
         }
-        let mut cmd = self.git.cmd(["worktree", "add", "--quiet"]);
+        let mut cmd = self
+            .git
+            .cmd(["worktree", "add", "--quiet", "--no-checkout"]);
         cmd = match &branch {
             Some(branch) => cmd.args(["-b", branch]),
             None => cmd.arg("--detach"),
         };
-        cmd.arg(&path).arg(start).run()?;
-        let mut worktree = AgentWorktree {
+        cmd.arg(&path).arg(&start).run()?;
+        let worktree = AgentWorktree {
             agent: agent.to_owned(),
             session: self.session().to_owned(),
             path,
@@ -130,22 +144,32 @@ impl Workspace {
                 WorktreeAccess::ReadOnly
             },
             branch,
-            base: start.to_owned(),
+            base: start,
             setup: SetupReport::default(),
         };
         // Saved before set-up, so a failed set-up still leaves a worktree that
         // `open_agent` and `launch clean` know.
         self.save_agent(&worktree)?;
+        Ok(worktree)
+    }
+
+    /// The second half: the files checked out (index and tree of its commit), then the
+    /// set-up (copies, links, commands). Touches only this worktree.
+    pub fn finish_worktree(&self, worktree: &mut AgentWorktree) -> Result<(), WorkspaceError> {
+        self.git
+            .at(&worktree.path)
+            .cmd(["reset", "--hard", "--quiet"])
+            .run()?;
         worktree.setup = apply(
             &self.setup,
             &self.git,
             &self.root,
             &worktree.path,
-            agent,
+            &worktree.agent,
             self.session(),
         )?;
-        self.save_agent(&worktree)?;
-        Ok(worktree)
+        self.save_agent(worktree)?;
+        Ok(())
     }
 
     /// Agent `agent`'s existing worktree, as it is (resume).
