@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks (issue 6): event throughput, latency, the audit path against Turso's
-# AgentFS SDK, scheduling, memory, orch-audit on a large store, launch overhead.
+# AgentFS SDK, scheduling, memory, orch-audit on a large store, launch overhead,
+# isolation (git worktrees per agent on a generated 20,000-file repository).
 # Writes BENCHMARKS.md (--quick: target/bench/BENCHMARKS.md, a smoke test).
 #
 #   scripts/bench.sh [--quick] [--out FILE]
