@@ -12,9 +12,8 @@ use crate::agent::id::is_valid_agent_id;
 use crate::agent::permissions::Permissions;
 use crate::audit::AuditTarget;
 use crate::cli::{IsolationChoice, MuxChoice, RunArgs};
-use crate::config::agents::GateSpec;
 use crate::config::agents::{
-    AgentsConfig, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
+    AgentSpec, AgentsConfig, GateSpec, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
 };
 use crate::config::defaults::default_agents;
 use crate::config::error::{ConfigError, line_column};
@@ -127,41 +126,37 @@ impl Config {
     /// the default of its kind. Core agents are found by id in any group.
     pub fn permissions_for(&self, agent: &str, kind: AgentKind, backend: &str) -> Permissions {
         let file = &self.agents.permissions;
-        let own = match kind {
-            AgentKind::Core => self
-                .agents
-                .groups
-                .iter()
-                .flat_map(|g| &g.agents)
-                .find(|a| a.id == agent)
-                .and_then(|a| a.permissions),
-            _ => None,
-        };
+        let own = self.configured(agent, kind).and_then(|a| a.permissions);
         own.or_else(|| file.backends.get(backend).copied())
             .or(self.permissions)
             .or(file.all)
             .unwrap_or_else(|| Permissions::default_for(kind))
     }
-}
 
-impl Config {
+    /// A core agent's spec in `orch.kdl` (found by id in any group); other kinds have
+    /// none.
+    fn configured(&self, agent: &str, kind: AgentKind) -> Option<&AgentSpec> {
+        match kind {
+            AgentKind::Core => self
+                .agents
+                .groups
+                .iter()
+                .flat_map(|g| &g.agents)
+                .find(|a| a.id == agent),
+            _ => None,
+        }
+    }
+
     /// The gates an agent must pass: `--gate`, the file's top-level gates, then its own
     /// (a configured agent's); none for an agent that may not change files.
     pub fn gates_for(&self, agent: &str, kind: AgentKind, backend: &str) -> Vec<GateSpec> {
         if self.permissions_for(agent, kind, backend) == Permissions::ReadOnly {
             return Vec::new();
         }
-        let own = match kind {
-            AgentKind::Core => self
-                .agents
-                .groups
-                .iter()
-                .flat_map(|g| &g.agents)
-                .find(|a| a.id == agent)
-                .map(|a| a.gates.clone())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        let own = self
+            .configured(agent, kind)
+            .map(|a| a.gates.clone())
+            .unwrap_or_default();
         self.cli_gates
             .iter()
             .map(|command| GateSpec::new(command))
