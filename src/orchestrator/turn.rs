@@ -266,7 +266,6 @@ impl RunContext {
                     },
                 },
             };
-            self.link.turn_ended(&thread.id, result.usage);
             thread.usage.add(&result.usage);
             let mut tags = thread.tags.clone();
             tags.extend(extra_tags.iter().map(|t| t.to_string()));
@@ -292,6 +291,9 @@ impl RunContext {
             self.bus
                 .publish(OrchEventKind::TurnFinished(Box::new(record)))
                 .await;
+            // Told only now, so that a pause summary (written when the last turn in
+            // flight ends) comes after every turn_finished it counts.
+            self.link.turn_ended(&thread.id, result.usage);
             if stopped {
                 return Err(TurnError::Stopped);
             }
