@@ -126,8 +126,10 @@ impl CodexBackend {
             .command
             .run(request, self.args(request), parser, events)
             .await?;
-        if let Some(thread_id) = &result.thread_id {
-            for event in self.commands_left_out(thread_id, parser.commands_seen()) {
+        // A turn with more commands than the parser remembers gets no gap filling: it
+        // could not tell which ones the stream showed.
+        if let (Some(thread_id), Some(seen)) = (&result.thread_id, parser.commands_seen()) {
+            for event in self.commands_left_out(thread_id, seen) {
                 events.emit(event).await;
             }
         }

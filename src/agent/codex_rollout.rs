@@ -154,7 +154,7 @@ fn tail(text: &str) -> String {
 
 /// Letters and digits only: the stream shows a command wrapped and re-quoted
 /// (`/bin/bash -lc "…"`), the record as the model wrote it.
-fn normalized(command: &str) -> String {
+pub fn normalized(command: &str) -> String {
     command.chars().filter(|c| c.is_alphanumeric()).collect()
 }
 

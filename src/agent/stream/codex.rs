@@ -21,9 +21,15 @@ pub struct CodexParser {
     /// Thread-cumulative usage at the end of this turn, once known.
     usage_after: Option<Usage>,
     now: OffsetDateTime,
-    /// The command lines of the turn's completed `command_execution` items.
-    commands: Vec<String>,
+    /// The command lines of the turn's completed `command_execution` items, letters and
+    /// digits only; `None` once they passed `SEEN_LIMIT` bytes.
+    commands: Option<Vec<String>>,
+    commands_bytes: usize,
 }
+
+/// How many bytes of completed command lines a turn remembers (about 500 commands):
+/// enough for any real turn, and memory stays flat for a stream of millions.
+const SEEN_LIMIT: usize = 64 * 1024;
 
 impl CodexParser {
     /// `usage_before`: what `turn.completed` reported at the end of the previous turn on
@@ -34,7 +40,8 @@ impl CodexParser {
             usage_before,
             usage_after: None,
             now,
-            commands: Vec::new(),
+            commands: Some(Vec::new()),
+            commands_bytes: 0,
         }
     }
 
@@ -43,9 +50,23 @@ impl CodexParser {
         self.usage_after
     }
 
-    /// The command lines of the `command_execution` items the stream completed.
-    pub fn commands_seen(&self) -> &[String] {
-        &self.commands
+    /// The command lines (letters and digits only) of the `command_execution` items the
+    /// stream completed; `None` when there were too many to remember.
+    pub fn commands_seen(&self) -> Option<&[String]> {
+        self.commands.as_deref()
+    }
+
+    fn remember_command(&mut self, command: &str) {
+        let Some(commands) = &mut self.commands else {
+            return;
+        };
+        let command = crate::agent::codex_rollout::normalized(command);
+        self.commands_bytes += command.len() + std::mem::size_of::<String>();
+        if self.commands_bytes > SEEN_LIMIT {
+            self.commands = None;
+        } else {
+            commands.push(command);
+        }
     }
 
     fn item(&mut self, phase: Phase, item: &Value, out: &mut Vec<AgentEvent>) {
@@ -63,7 +84,7 @@ impl CodexParser {
                 let status = item_status(item, phase);
                 let command = str_at(item, "command").unwrap_or_default().to_string();
                 if phase == Phase::Completed {
-                    self.commands.push(command.clone());
+                    self.remember_command(&command);
                 }
                 out.push(AgentEvent::Command {
                     id,
@@ -261,5 +282,38 @@ impl LineParser for CodexParser {
     fn finish(&mut self, _out: &mut Vec<AgentEvent>) -> TurnResult {
         self.state
             .result("codex stopped before `turn.completed` or `turn.failed`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(parser: &mut CodexParser, id: usize, command: &str) {
+        let line = serde_json::json!({
+            "type": "item.completed",
+            "item": {"id": format!("item_{id}"), "type": "command_execution",
+                     "command": command, "exit_code": 0, "status": "completed"}
+        });
+        parser.line(&line.to_string(), &mut Vec::new());
+    }
+
+    #[test]
+    fn completed_commands_are_remembered_until_the_limit_then_forgotten() {
+        let mut parser = CodexParser::new(Usage::default(), OffsetDateTime::UNIX_EPOCH);
+        completed(&mut parser, 0, "/bin/bash -lc 'cargo test'");
+        assert_eq!(
+            parser.commands_seen(),
+            Some(&["binbashlccargotest".to_owned()][..])
+        );
+        let long = "x".repeat(1000);
+        for id in 1..=SEEN_LIMIT / 1000 {
+            completed(&mut parser, id, &long);
+        }
+        assert_eq!(
+            parser.commands_seen(),
+            None,
+            "a flood of commands is not kept"
+        );
     }
 }
