@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::MuxChoice;
+use crate::agent::backend::AgentKind;
+use crate::agent::permissions::Permissions;
+use crate::cli::{IsolationChoice, MuxChoice};
 use crate::config::{Config, resolve::group_settings};
 use crate::events::Sink;
 use crate::events::event::{OrchEvent, OrchEventKind};
@@ -28,6 +30,7 @@ use crate::mux::plan::{AgentPane, LayoutPlan, TIMELINE_PANE, plan_layout};
 use crate::mux::{LiveSession, ZellijFiles};
 use crate::orchestrator::AUTONOMOUS_ID;
 use crate::paths::RunPaths;
+use crate::workspace::agent_branch_name;
 
 /// How long the keeper waits before trying a pane again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -47,7 +50,38 @@ pub struct PaneRecord {
 pub struct PaneAgent {
     pub id: String,
     pub log: PathBuf,
+    /// Where the agent works, shown after its id in the pane title: its branch, or
+    /// `read-only`; none with `--isolation shared`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
 }
+
+impl PaneAgent {
+    /// The pane title: `backend-api · orch-agent/<session>/backend-api`.
+    pub fn title(&self) -> String {
+        match &self.place {
+            Some(place) => format!("{} · {place}", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
+
+/// What a pane title says of where `agent` works, known before it starts: its branch
+/// when it may change files, `read-only` when not; `None` without worktrees.
+pub fn place_of(config: &Config, agent: &str, kind: AgentKind, backend: &str) -> Option<String> {
+    if config.isolation != IsolationChoice::Worktree {
+        return None;
+    }
+    Some(
+        if config.permissions_for(agent, kind, backend) == Permissions::ReadOnly {
+            READ_ONLY.to_owned()
+        } else {
+            agent_branch_name(&config.paths.session, agent)
+        },
+    )
+}
+
+const READ_ONLY: &str = "read-only";
 
 impl PaneRecord {
     /// The panes of a run before it starts: core agents, then the autonomous one.
@@ -62,9 +96,11 @@ impl PaneRecord {
                 if seen.insert(agent.id.clone())
                     && let Some(log) = paths.agent_log(&agent.id)
                 {
+                    let backend = agent.backend.as_deref().unwrap_or(&config.backend);
                     agents.push(PaneAgent {
                         id: agent.id.clone(),
                         log,
+                        place: place_of(config, &agent.id, AgentKind::Core, backend),
                     });
                 }
             }
@@ -76,6 +112,12 @@ impl PaneRecord {
             agents.push(PaneAgent {
                 id: AUTONOMOUS_ID.to_owned(),
                 log,
+                place: place_of(
+                    config,
+                    AUTONOMOUS_ID,
+                    AgentKind::AutonomousOrchestrator,
+                    &config.backend,
+                ),
             });
         }
         PaneRecord {
@@ -89,7 +131,7 @@ impl PaneRecord {
         let agents: Vec<AgentPane> = self
             .agents
             .iter()
-            .map(|agent| AgentPane::new(agent.id.as_str(), agent.log.as_path()))
+            .map(|agent| AgentPane::new(agent.title(), agent.log.as_path()))
             .collect();
         plan_layout(&agents, &paths.timeline_log(), None)
     }
@@ -142,10 +184,14 @@ pub fn fill_panes(live: &LiveSession, record: &PaneRecord, paths: &RunPaths) -> 
         .map_err(|err| err.to_string())
 }
 
-/// The keeper's sink: hands the id of every agent that starts to the keeper thread.
+/// The keeper's sink: hands every agent that starts to the keeper thread, with its
+/// branch once its worktree is ready (with worktrees, the pane waits for that).
 pub struct PaneSink {
     seen: HashSet<String>,
-    tx: Option<mpsc::Sender<String>>,
+    /// Agents started whose worktree is not ready yet.
+    waiting: HashSet<String>,
+    worktrees: bool,
+    tx: Option<mpsc::Sender<(String, Option<String>)>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -164,6 +210,8 @@ impl PaneSink {
             .ok()?;
         Some(PaneSink {
             seen,
+            waiting: HashSet::new(),
+            worktrees: config.isolation == IsolationChoice::Worktree,
             tx: Some(tx),
             thread: Some(thread),
         })
@@ -176,11 +224,26 @@ impl Sink for PaneSink {
     }
 
     fn handle(&mut self, event: &OrchEvent) -> std::io::Result<()> {
-        if let OrchEventKind::AgentStarted { agent, .. } = &event.kind
-            && self.seen.insert(agent.clone())
-            && let Some(tx) = &self.tx
-        {
-            let _ = tx.send(agent.clone());
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        match &event.kind {
+            OrchEventKind::AgentStarted { agent, .. } if self.seen.insert(agent.clone()) => {
+                if self.worktrees {
+                    self.waiting.insert(agent.clone());
+                } else {
+                    let _ = tx.send((agent.clone(), None));
+                }
+            }
+            OrchEventKind::WorktreeReady { agent, branch, .. } if self.waiting.remove(agent) => {
+                let place = branch.clone().unwrap_or_else(|| READ_ONLY.to_owned());
+                let _ = tx.send((agent.clone(), Some(place)));
+            }
+            // An agent that ended before its worktree was ready still gets its pane.
+            OrchEventKind::AgentFinished { agent, .. } if self.waiting.remove(agent) => {
+                let _ = tx.send((agent.clone(), None));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -195,7 +258,7 @@ impl Sink for PaneSink {
 }
 
 fn keep_panes(
-    rx: &mpsc::Receiver<String>,
+    rx: &mpsc::Receiver<(String, Option<String>)>,
     live: &LiveSession,
     mut record: PaneRecord,
     paths: &RunPaths,
@@ -213,9 +276,13 @@ fn keep_panes(
             (None, true) => rx.recv_timeout(RETRY),
             (None, false) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        let add = |agent: String, record: &mut PaneRecord| {
+        let add = |(agent, place): (String, Option<String>), record: &mut PaneRecord| {
             if let Some(log) = paths.agent_log(&agent) {
-                record.agents.push(PaneAgent { id: agent, log });
+                record.agents.push(PaneAgent {
+                    id: agent,
+                    log,
+                    place,
+                });
             }
         };
         match next {

@@ -156,6 +156,17 @@ impl Sandbox {
     }
 
     /// Agent ids with a pane, in slot order (`panes.json`).
+    /// The pane title of `agent` in a demo run: its id, then its branch, or
+    /// `read-only` for the agents that only read (the core ones and the autonomous one).
+    fn pane_title(session: &str, agent: &str) -> String {
+        match agent {
+            "planner" | "researcher" | "builder" | "autonomous-orchestrator" => {
+                format!("{agent} · read-only")
+            }
+            _ => format!("{agent} · orch-agent/{session}/{agent}"),
+        }
+    }
+
     fn pane_agents(&self, session: &str) -> Vec<String> {
         let text = std::fs::read_to_string(self.run_dir(session).join("panes.json")).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -390,13 +401,18 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
     start_demo(&sandbox, "zellij", session);
 
     // The background session has the layout's panes before any client attaches.
-    for title in [
+    for agent in [
         "planner",
         "researcher",
         "builder",
         "autonomous-orchestrator",
         "timeline",
     ] {
+        let title = if agent == "timeline" {
+            agent.to_owned()
+        } else {
+            Sandbox::pane_title(session, agent)
+        };
         wait_for(&format!("pane {title}"), WAIT, || {
             let panes = client.list_panes(session).map_err(|e| e.to_string())?;
             panes
@@ -459,9 +475,10 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
     wait_for("the rebuilt session's mid-run panes", WAIT, || {
         let panes = client.list_panes(session).map_err(|e| e.to_string())?;
         let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
-        (titles.contains(&"backend-api") && titles.contains(&"frontend-ui"))
-            .then_some(())
-            .ok_or_else(|| format!("{titles:?}"))
+        (titles.contains(&Sandbox::pane_title(session, "backend-api").as_str())
+            && titles.contains(&Sandbox::pane_title(session, "frontend-ui").as_str()))
+        .then_some(())
+        .ok_or_else(|| format!("{titles:?}"))
     });
     resume_finishes(&sandbox, session);
 
@@ -480,7 +497,7 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
             let panes = client.list_panes(session).map_err(|e| e.to_string())?;
             let pane = panes
                 .iter()
-                .find(|p| p.title == *agent && !p.is_plugin)
+                .find(|p| p.title == Sandbox::pane_title(session, agent) && !p.is_plugin)
                 .ok_or_else(|| {
                     format!(
                         "no pane {agent}: {panes:#?}\norchestrator.log:\n{}\nthe terminal:\n{}",
@@ -550,7 +567,8 @@ fn tmux_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
         let line = done_line(agent);
         wait_for(&format!("{agent}'s pane to show {line:?}"), WAIT, || {
             let panes = client.list_panes(session).map_err(|e| e.to_string())?;
-            let pane = panes.iter().find(|p| p.title == *agent).ok_or_else(|| {
+            let title = Sandbox::pane_title(session, agent);
+            let pane = panes.iter().find(|p| p.title == title).ok_or_else(|| {
                 format!(
                     "no pane {agent}: {panes:#?}\norchestrator.log:\n{}",
                     sandbox.orchestrator_log(session)
@@ -611,9 +629,10 @@ fn a_stale_session_is_replaced_and_bad_setups_fail_clearly() {
     wait_for("the run's own panes", WAIT, || {
         let panes = client.list_panes(session).map_err(|e| e.to_string())?;
         let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
-        (titles.contains(&"planner") && !titles.contains(&"leftover"))
-            .then_some(())
-            .ok_or_else(|| format!("{titles:?}"))
+        (titles.contains(&Sandbox::pane_title(session, "planner").as_str())
+            && !titles.contains(&"leftover"))
+        .then_some(())
+        .ok_or_else(|| format!("{titles:?}"))
     });
     assert_eq!(sandbox.wait_until_finished(session), "succeeded");
     drop(guard);
