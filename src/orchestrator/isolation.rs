@@ -219,14 +219,11 @@ impl RunContext {
         // Not under the run's git lock: a commit touches only the agent's own worktree,
         // index and branch (and adds objects, which git writes atomically), so agents
         // that finish together commit at once; worktree set-up and merges stay serial.
-        let committed = blocking(move || {
-            let outcome = workspace.commit_agent(&wt, &info)?;
-            let changes = workspace.agent_changes(&wt)?;
-            Ok((outcome, changes))
-        })
-        .await
-        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))?;
-        let (outcome, changes) = committed;
+        let outcome = blocking(move || workspace.commit_agent(&wt, &info))
+            .await
+            .map_err(|err| {
+                TurnError::Failed(format!("failed to commit the work of `{id}`: {err}"))
+            })?;
         if !outcome.is_changed() {
             self.notice(
                 NoticeLevel::Info,
@@ -235,6 +232,7 @@ impl RunContext {
             .await;
             return Ok(false);
         }
+        let changes = outcome.changes;
         self.bus
             .publish(OrchEventKind::ChangesCommitted(Box::new(AgentChanges {
                 agent: id.clone(),

@@ -8,9 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::workspace::base::Workspace;
-use crate::workspace::diff::{
-    ChangedFile, CommitSummary, changed_files, commits_between, diffstat,
-};
+use crate::workspace::diff::Changes;
 use crate::workspace::error::WorkspaceError;
 use crate::workspace::git::{Git, split_z};
 use crate::workspace::worktree::AgentWorktree;
@@ -28,16 +26,15 @@ pub struct CommitInfo {
 pub struct CommitOutcome {
     /// The commit orch made (`None`: the worktree had no uncommitted changes).
     pub orch_commit: Option<String>,
-    /// Every commit of the agent since its base (its own and orch's), oldest first.
-    pub commits: Vec<CommitSummary>,
-    pub diffstat: String,
-    pub files: Vec<ChangedFile>,
+    /// Everything the agent changed since its base: its commits (its own and orch's,
+    /// oldest first), diffstat, files and patch.
+    pub changes: Changes,
 }
 
 impl CommitOutcome {
     /// False when the agent changed nothing at all.
     pub fn is_changed(&self) -> bool {
-        !self.commits.is_empty()
+        !self.changes.commits.is_empty()
     }
 }
 
@@ -114,12 +111,9 @@ impl Workspace {
             None
         };
         self.bring_branch_to_head(worktree, &git, &branch)?;
-        let head = format!("refs/heads/{branch}");
         Ok(CommitOutcome {
             orch_commit,
-            commits: commits_between(&self.git, &worktree.base, &head)?,
-            diffstat: diffstat(&self.git, &worktree.base, &head)?,
-            files: changed_files(&self.git, &worktree.base, &head)?,
+            changes: self.agent_changes(worktree)?,
         })
     }
 
@@ -214,10 +208,10 @@ mod tests {
         write(&wt.path, ".env", "SECRET=changed by the agent\n");
         let outcome = ws.commit_agent(&wt, &info()).unwrap();
         assert!(outcome.is_changed());
-        assert_eq!(outcome.commits.len(), 2, "{outcome:?}");
-        assert_eq!(outcome.commits[0].subject, "agent's own commit");
+        assert_eq!(outcome.changes.commits.len(), 2, "{outcome:?}");
+        assert_eq!(outcome.changes.commits[0].subject, "agent's own commit");
         assert_eq!(
-            outcome.commits[1].subject,
+            outcome.changes.commits[1].subject,
             "orch: api (API engineer) in run run-c"
         );
         let message = git.run(["log", "-1", "--format=%B"]).unwrap();
@@ -230,12 +224,17 @@ mod tests {
             .run(["log", "-1", "--format=%(trailers:key=Orch-Agent,valueonly)"])
             .unwrap();
         assert_eq!(trailers.trim(), "api");
-        let paths: Vec<&str> = outcome.files.iter().map(|f| f.path.as_str()).collect();
+        let paths: Vec<&str> = outcome
+            .changes
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
         assert_eq!(paths, ["src/app.txt", "src/new.txt", "src/own.txt"]);
         assert!(
-            outcome.diffstat.contains("3 files changed"),
+            outcome.changes.diffstat.contains("3 files changed"),
             "{}",
-            outcome.diffstat
+            outcome.changes.diffstat
         );
         assert_eq!(
             git.run(["status", "--porcelain"]).unwrap(),
@@ -244,10 +243,10 @@ mod tests {
         );
         // The agent's changes are in the audit data, byte for byte.
         let changes = ws.agent_changes(&wt).unwrap();
+        assert_eq!(changes, outcome.changes);
         let patch = String::from_utf8(changes.patch.clone()).unwrap();
         assert!(patch.contains("+gamma (api)"), "{patch}");
         assert!(!patch.contains("SECRET"), "set-up copies stay out: {patch}");
-        assert_eq!(changes.commits, outcome.commits);
         assert_eq!(repo.untouched(), before);
     }
 
@@ -260,7 +259,7 @@ mod tests {
         git.run(["checkout", "-q", "--detach"]).unwrap();
         write(&wt.path, "detached.txt", "x\n");
         let outcome = ws.commit_agent(&wt, &info()).unwrap();
-        assert_eq!(outcome.commits.len(), 1);
+        assert_eq!(outcome.changes.commits.len(), 1);
         assert_eq!(
             git.run(["symbolic-ref", "HEAD"]).unwrap(),
             "refs/heads/orch-agent/run-d/api"
