@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod alloc;
 pub mod audit;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod control;

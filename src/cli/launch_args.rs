@@ -35,6 +35,12 @@ pub enum LaunchCommand {
     Attach(AttachArgs),
     /// List the runs of this repository with their state.
     Ls(LsArgs),
+    /// The status board of a run: its state and one row per agent.
+    ///
+    /// A running run answers live; a finished or crashed one is read from the audit
+    /// store. With --watch, a terminal UI that redraws as the run changes: p pauses, r
+    /// resumes, s stops (after a y), q quits the board (the run goes on).
+    Status(StatusArgs),
     /// Merge a run's branch (orch/<session>) into your current branch.
     ///
     /// A fast-forward when possible, else a merge commit. Refuses, changing nothing, when
@@ -274,6 +280,21 @@ pub struct AttachArgs {
     #[arg(long, value_name = "NAME")]
     pub session: Option<String>,
     /// The repository of the run [default: the git root above the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run [default: the newest run of this repository].
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// Keep the board on screen and redraw it as the run changes.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+    /// Print the board's model as JSON.
+    #[arg(long)]
+    pub json: bool,
     #[arg(long, value_name = "DIR")]
     pub project_root: Option<PathBuf>,
 }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::board::Board;
 use crate::orchestrator::{RunMode, StatusReport};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +15,10 @@ pub enum ControlCommand {
     Resume,
     Status,
     Stop,
+    /// Keeps the connection open and sends the status board (a [`Board`] per line)
+    /// now and again each time it changes, until the run ends. Answered by the socket
+    /// itself, not the run's dispatcher.
+    Watch,
     /// Sets the run's token budget (`launch ctl resume --max-tokens N` sends it first).
     MaxTokens(u64),
 }
@@ -33,6 +38,9 @@ pub struct ControlResponse {
     pub message: String,
     #[serde(default)]
     pub status: Option<StatusReport>,
+    /// With `status`: the status board's model (the same as `launch status --json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<Box<Board>>,
 }
 
 /// The answer to a connection over the server's limit, sent before it is closed.

@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
+use crate::board::{Board, BoardFeed};
 use crate::control::handler::ControlHandler;
 use crate::control::protocol::{
     ControlBusy, ControlCommand, ControlRequest, ControlResponse, clean_source, clean_text,
@@ -76,6 +77,11 @@ pub trait ControlService: Clone + Send + Sync + 'static {
 
     /// The run's mode now, for answers that carry no result (bad request, busy).
     fn mode(&self) -> RunMode;
+
+    /// The status board `watch` streams, if the run keeps one.
+    fn board(&self) -> Option<BoardFeed> {
+        None
+    }
 }
 
 impl ControlService for ControlHandler {
@@ -85,6 +91,10 @@ impl ControlService for ControlHandler {
 
     fn mode(&self) -> RunMode {
         ControlHandler::mode(self)
+    }
+
+    fn board(&self) -> Option<BoardFeed> {
+        ControlHandler::board(self).cloned()
     }
 }
 
@@ -225,6 +235,12 @@ async fn serve<S: ControlService>(stream: UnixStream, service: &S) {
         _ => return, // closed, unreadable, or silent for too long
     }
     let response = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(request) if request.command == ControlCommand::Watch && service.board().is_some() => {
+            if let Some(feed) = service.board() {
+                watch_board(&feed, &mut write).await;
+            }
+            return;
+        }
         Ok(request) => {
             service
                 .handle(request.command, clean_source(&request.source))
@@ -236,9 +252,49 @@ async fn serve<S: ControlService>(stream: UnixStream, service: &S) {
             // serde quotes the input; the asker may print this on a terminal.
             message: clean_text(&format!("bad request: {err}"), 200),
             status: None,
+            board: None,
         },
     };
     let mut text = serde_json::to_string(&response).unwrap_or_default();
     text.push('\n');
     let _ = tokio::time::timeout(ANSWER_WAIT, write.write_all(text.as_bytes())).await;
+}
+
+/// Longest a watcher goes between two boards while the run changes: the board is
+/// sent at most this often, so a firehose of events costs a few lines a second.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// `watch`: the board now, then again after each change, until the run ends, the
+/// watcher goes away or does not read for [`ANSWER_WAIT`].
+async fn watch_board(feed: &BoardFeed, write: &mut tokio::net::unix::OwnedWriteHalf) {
+    let mut changes = feed.changes();
+    let send = async |write: &mut tokio::net::unix::OwnedWriteHalf, board: &Board| {
+        let mut text = serde_json::to_string(board).unwrap_or_default();
+        text.push('\n');
+        matches!(
+            tokio::time::timeout(ANSWER_WAIT, write.write_all(text.as_bytes())).await,
+            Ok(Ok(()))
+        )
+    };
+    loop {
+        changes.borrow_and_update();
+        let board = feed.snapshot();
+        if !send(write, &board).await || !board.live {
+            return;
+        }
+        let sent = tokio::time::Instant::now();
+        if changes.changed().await.is_err() {
+            // The run dropped its feed: the last board, if anything changed since.
+            let last = feed.snapshot();
+            if last != board {
+                send(write, &last).await;
+            }
+            return;
+        }
+        // At most one board per WATCH_EVERY, but the run's end goes out at once: the
+        // process exits right after.
+        if feed.snapshot().live {
+            tokio::time::sleep_until(sent + WATCH_EVERY).await;
+        }
+    }
 }

@@ -67,6 +67,8 @@ pub enum LaunchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{message}")]
+    Board { message: String },
     #[error("no run found in {root}: start one with `launch --prompt ...`")]
     NoRun { root: String },
     #[error("failed to read run directory `{path}`: {message}")]

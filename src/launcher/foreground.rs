@@ -108,6 +108,9 @@ pub async fn run_in_foreground(
         };
         sinks.push(Box::new(ProgressSink::new(mode, debug)));
     }
+    let (board_sink, board) =
+        crate::board::BoardSink::new(&config.paths.session, config.max_tokens);
+    sinks.push(Box::new(board_sink));
     if let Some(panes) = crate::launcher::panes::PaneSink::start(&config) {
         sinks.push(Box::new(panes));
     }
@@ -161,7 +164,8 @@ pub async fn run_in_foreground(
         &paths.session,
     )
     .map_err(crate::control::ControlError::from)?;
-    let server = ControlServer::start(&socket, ControlHandler::new(link.clone()))?;
+    let server =
+        ControlServer::start(&socket, ControlHandler::new(link.clone()).with_board(board))?;
     socket_dir::record(&paths, &socket).map_err(run_dir_error(&paths.run_dir))?;
     if let Err(err) = watch_signals(link.clone()) {
         tracing::warn!(error = %err, "signals are not handled; use `launch ctl` to pause or stop");

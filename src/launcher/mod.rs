@@ -42,6 +42,7 @@ pub fn main(cli: LaunchCli) -> ExitCode {
             })
         }),
         Some(LaunchCommand::Attach(args)) => mux_run::attach(&args, &cwd),
+        Some(LaunchCommand::Status(args)) => crate::board::app::status(&args, &cwd),
         Some(LaunchCommand::Ls(args)) => ctl::ls(&args, &cwd).map(|runs| {
             if args.json {
                 println!("{}", serde_json::to_string(&runs).unwrap_or_default());

@@ -98,6 +98,7 @@ impl RunLink {
             mode: RunMode::Finished,
             message: "the run has finished".into(),
             status: None,
+            board: None,
         })
     }
 
@@ -234,6 +235,7 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                 mode: RunMode::Finished,
                 message: "the run has finished".into(),
                 status: None,
+                board: None,
             });
         }
     }

@@ -17,6 +17,7 @@ impl RunState {
                 mode: self.mode,
                 message,
                 status: None,
+                board: None,
             },
         }
     }
@@ -86,6 +87,7 @@ impl RunState {
                     self.tokens_used()
                 ))
             }
+            ControlCommand::Watch => Err("this run serves no status board".into()),
             ControlCommand::Stop => {
                 if self.mode == RunMode::Stopping {
                     Ok("already stopping".into())
@@ -102,6 +104,7 @@ impl RunState {
                         mode: self.mode,
                         message: String::new(),
                         status: Some(self.status()),
+                        board: None,
                     },
                 });
                 return;

@@ -110,7 +110,8 @@ impl AgentLifecycle {
 }
 
 /// `HH:MM` (UTC) of a Unix time in milliseconds.
-fn clock(ms: u64) -> String {
+/// `HH:MM UTC` of a Unix-milliseconds time.
+pub(crate) fn clock(ms: u64) -> String {
     let minutes = (ms / 60_000) % (24 * 60);
     format!("{:02}:{:02} UTC", minutes / 60, minutes % 60)
 }
