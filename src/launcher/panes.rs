@@ -133,7 +133,11 @@ impl PaneRecord {
             .iter()
             .map(|agent| AgentPane::new(agent.title(), agent.log.as_path()))
             .collect();
-        plan_layout(&agents, &paths.timeline_log(), None)
+        let plan = plan_layout(&agents, &paths.timeline_log(), None);
+        match board_argv(paths) {
+            Some(argv) => plan.with_board(argv),
+            None => plan,
+        }
     }
 
     pub fn read(path: &Path) -> std::io::Result<Self> {
@@ -148,6 +152,21 @@ impl PaneRecord {
         crate::private_fs::write(&tmp, &serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(tmp, path)
     }
+}
+
+/// `launch status --watch` of the run at `paths`, as the board pane runs it; `None` when
+/// the running binary's path is unknown or not UTF-8.
+fn board_argv(paths: &RunPaths) -> Option<Vec<String>> {
+    let exe = std::env::current_exe().ok()?;
+    Some(vec![
+        exe.to_str()?.to_owned(),
+        "status".into(),
+        "--watch".into(),
+        "--session".into(),
+        paths.session.clone(),
+        "--project-root".into(),
+        paths.project_root.to_str()?.to_owned(),
+    ])
 }
 
 /// The live session of a run, from its resolved config; `None` with `--mux none`.

@@ -71,10 +71,12 @@ pub fn zellij_tab_layout(tab: &TabPlan, cwd: &Path) -> Result<String, MuxError> 
 /// The panes of a tab: two per row, a timeline pane gets a row of its own.
 fn tab_body(tab: &TabPlan) -> Result<KdlDocument, MuxError> {
     let mut body = KdlDocument::new();
-    let (full_rows, grid): (Vec<&PanePlan>, Vec<&PanePlan>) = tab
-        .panes
-        .iter()
-        .partition(|pane| matches!(pane.kind, crate::mux::plan::PaneKind::Timeline));
+    let (full_rows, grid): (Vec<&PanePlan>, Vec<&PanePlan>) = tab.panes.iter().partition(|pane| {
+        matches!(
+            pane.kind,
+            crate::mux::plan::PaneKind::Timeline | crate::mux::plan::PaneKind::Board
+        )
+    });
     for pane in full_rows {
         body.nodes_mut().push(tail_pane(pane)?);
     }
@@ -94,9 +96,10 @@ fn tab_body(tab: &TabPlan) -> Result<KdlDocument, MuxError> {
     Ok(body)
 }
 
-/// `pane name="<title>" command="tail" { args "-n" "+1" "-F" "<log>"; }`
+/// `pane name="<title>" command="tail" { args "-n" "+1" "-F" "<log>"; }` (or the
+/// pane's own command).
 fn tail_pane(pane: &PanePlan) -> Result<KdlNode, MuxError> {
-    let argv = tail_argv(path_str(&pane.log)?);
+    let argv = pane.argv()?;
     let mut node = KdlNode::new("pane");
     node.push(("name", pane.title.as_str()));
     node.push(("command", argv[0].as_str()));
@@ -265,5 +268,43 @@ mod tests {
             4,
             "cwd, template, two tabs"
         );
+    }
+
+    #[test]
+    fn the_board_pane_leads_the_spawned_tab_and_its_argv_stays_data() {
+        let agents = [AgentPane::new("a", "/a.log")];
+        let argv: Vec<String> = ["/bin/launch", "status", "--session", "run \"x\"\n{ y }"]
+            .map(String::from)
+            .to_vec();
+        let plan = plan_layout(&agents, Path::new("/t.log"), None).with_board(argv.clone());
+        assert_eq!(plan.agent_slots(), 1, "the board takes no agent slot");
+        let spawned = &plan.tabs[1];
+        assert_eq!(spawned.panes[0].title, crate::mux::plan::BOARD_PANE);
+        assert_eq!(spawned.panes[1].title, "timeline");
+        let text = zellij_tab_layout(spawned, Path::new("/repo")).unwrap();
+        let doc = KdlDocument::parse_v1(&text).unwrap();
+        let board = doc
+            .nodes()
+            .iter()
+            .flat_map(|n| n.children().into_iter().flat_map(|c| c.nodes()))
+            .flat_map(|n| {
+                std::iter::once(n).chain(n.children().into_iter().flat_map(|c| c.nodes()))
+            })
+            .find(|n| n.get("name").and_then(|v| v.as_string()) == Some("board"))
+            .expect("a board pane");
+        assert_eq!(
+            board.get("command").and_then(|v| v.as_string()),
+            Some("/bin/launch")
+        );
+        let args: Vec<&str> = board
+            .children()
+            .unwrap()
+            .get("args")
+            .unwrap()
+            .entries()
+            .iter()
+            .filter_map(|e| e.value().as_string())
+            .collect();
+        assert_eq!(args, &argv[1..]);
     }
 }

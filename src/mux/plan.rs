@@ -21,6 +21,8 @@ pub const SPAWNED_TAB: &str = "spawned-agents";
 pub const EXTRA_TAB_PREFIX: &str = "agent-logs-";
 /// Name of the timeline pane.
 pub const TIMELINE_PANE: &str = "timeline";
+/// Name of the status board's pane.
+pub const BOARD_PANE: &str = "board";
 
 /// One agent to show: its display name (untrusted text) and its log file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub enum PaneKind {
     Agent { slot: usize },
     /// The run's timeline log.
     Timeline,
+    /// The status board (`launch status --watch`).
+    Board,
 }
 
 /// One pane: a title and the log it tails.
@@ -54,6 +58,21 @@ pub struct PanePlan {
     /// Display title, already made safe for a terminal (see [`display_title`]).
     pub title: String,
     pub log: PathBuf,
+    /// The pane's program and arguments; empty for a pane that tails `log`.
+    pub command: Vec<String>,
+}
+
+impl PanePlan {
+    /// What the pane runs: its command, or `tail -n +1 -F <log>`.
+    pub fn argv(&self) -> Result<Vec<String>, crate::mux::MuxError> {
+        if self.command.is_empty() {
+            Ok(crate::mux::tail_argv(crate::mux::layout::path_str(
+                &self.log,
+            )?))
+        } else {
+            Ok(self.command.clone())
+        }
+    }
 }
 
 /// One tab (a tmux window) and its panes, top-left to bottom-right.
@@ -70,6 +89,23 @@ pub struct LayoutPlan {
 }
 
 impl LayoutPlan {
+    /// The plan with the status board as the first pane of `spawned-agents`, running
+    /// `argv` (the board of this run). Agent slots do not change.
+    pub fn with_board(mut self, argv: Vec<String>) -> Self {
+        if let Some(tab) = self.tabs.get_mut(1) {
+            tab.panes.insert(
+                0,
+                PanePlan {
+                    kind: PaneKind::Board,
+                    title: BOARD_PANE.to_owned(),
+                    log: PathBuf::new(),
+                    command: argv,
+                },
+            );
+        }
+        self
+    }
+
     /// Agent slots taken by this plan; the next agent added mid-run takes this slot.
     pub fn agent_slots(&self) -> usize {
         self.tabs
@@ -173,6 +209,7 @@ pub fn plan_layout(
                 kind: PaneKind::Timeline,
                 title: TIMELINE_PANE.to_owned(),
                 log: timeline_log.to_path_buf(),
+                command: Vec::new(),
             }],
         },
     ];
@@ -197,6 +234,7 @@ pub fn agent_pane(slot: usize, agent: &AgentPane) -> PanePlan {
         kind: PaneKind::Agent { slot },
         title: display_title(&agent.name),
         log: agent.log.clone(),
+        command: Vec::new(),
     }
 }
 

@@ -23,7 +23,7 @@ const TOOL: Tool = Tool {
     install: "tmux (your package manager's `tmux`)",
     env: "ORCH_TMUX_BIN",
 };
-use crate::mux::layout::{path_str, tail_argv};
+use crate::mux::layout::path_str;
 use crate::mux::plan::{LayoutPlan, PanePlan, SlotPlacement, TabAction};
 use crate::mux::session::validate_session_name;
 use crate::mux::shell_quote::shell_join;
@@ -397,10 +397,10 @@ fn strings(args: &[&str]) -> Vec<String> {
 }
 
 /// The pane's command as separate arguments after `--`, which tmux executes directly.
-/// `tail_argv` always has several arguments; a single one would go through `sh -c`.
+/// Every pane command has several arguments; a single one would go through `sh -c`.
 fn pane_command(pane: &PanePlan) -> Result<Vec<String>, MuxError> {
     let mut args = vec!["--".to_owned()];
-    args.extend(tail_argv(path_str(&pane.log)?));
+    args.extend(pane.argv()?);
     Ok(args)
 }
 

@@ -23,7 +23,7 @@ const TOOL: Tool = Tool {
     install: "zellij (`cargo install --locked zellij`)",
     env: "ORCH_ZELLIJ_BIN",
 };
-use crate::mux::layout::{path_str, tail_argv, zellij_tab_layout};
+use crate::mux::layout::zellij_tab_layout;
 use crate::mux::plan::{PanePlan, SlotPlacement, TabAction, TabPlan};
 use crate::mux::session::{SessionInfo, SessionState, parse_session_list, validate_session_name};
 
@@ -381,11 +381,7 @@ impl ZellijClient {
                     opt_eq("--cwd", cwd),
                     "--".into(),
                 ];
-                args.extend(
-                    tail_argv(path_str(&pane.log)?)
-                        .into_iter()
-                        .map(OsString::from),
-                );
+                args.extend(pane.argv()?.into_iter().map(OsString::from));
                 self.action(session, args)?
             }
         };

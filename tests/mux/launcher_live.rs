@@ -516,6 +516,21 @@ fn zellij_demo_run_shows_every_agent_and_ctrl_s_pauses_it() {
     let timeline = panes.iter().find(|p| p.title == "timeline").unwrap();
     let screen = client.dump_screen(session, &timeline.pane_id()).unwrap();
     assert!(screen.contains("run_finished"), "{screen}");
+    // The status board leads the spawned-agents tab and ends showing the run's end (the
+    // pane is small: its first rows).
+    let board = panes
+        .iter()
+        .find(|p| p.title == "board" && !p.is_plugin)
+        .unwrap_or_else(|| panic!("no board pane: {panes:#?}"));
+    assert_eq!(board.tab_name.as_deref(), Some("spawned-agents"));
+    wait_for("the board to show the finished run", WAIT, || {
+        let screen = client
+            .dump_screen(session, &board.pane_id())
+            .map_err(|e| e.to_string())?;
+        (screen.contains(" · succeeded · ") && screen.contains("└ researcher"))
+            .then_some(())
+            .ok_or(screen)
+    });
     let tabs: Vec<String> = client
         .list_tabs(session)
         .unwrap()

@@ -197,7 +197,12 @@ fn the_socket_outlives_running_out_of_file_descriptors() {
     let session = "run-emfile";
     let mut child = spawn_with_fd_limit(&repo, session, 48);
     let socket = wait_for_socket(&root, session);
-    // Paused, the run opens no file of its own while the connections use them all.
+    // Paused once its first turn runs (its worktree and logs are open by then), the run
+    // opens no file of its own while the connections use them all.
+    let timeline = run_dir(&root, session).join("logs/timeline.log");
+    wait_for("the planner's first turn", Duration::from_secs(60), || {
+        read(&timeline).contains("turn_started planner")
+    });
     let pause = repo
         .launch()
         .args(["ctl", "pause", "--session", session])
