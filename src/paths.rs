@@ -36,6 +36,11 @@ impl RunPaths {
         self.logs_dir().join("timeline.log")
     }
 
+    /// The timeline for people (`.txt`, so no agent log can take its name).
+    pub fn timeline_text(&self) -> PathBuf {
+        self.logs_dir().join("timeline.txt")
+    }
+
     pub fn interrupt_log(&self) -> PathBuf {
         self.logs_dir().join("interrupt.log")
     }

@@ -1,5 +1,6 @@
 //! Per-agent log files and the timeline: `.orch/runs/<s>/logs/<agent>.log`,
-//! `timeline.log` and `interrupt.log`, written as events arrive so a pane tailing a
+//! `timeline.log` (machine lines), `timeline.txt` (the same run for people) and
+//! `interrupt.log`, written as events arrive so a pane tailing a
 //! file sees each event at once. A write that fails is a fatal failure of the sink
 //! that names the file and the OS error (`failure::write_error`).
 
@@ -12,12 +13,16 @@ use crate::events::event::{OrchEvent, OrchEventKind};
 use crate::events::failure::write_error;
 use crate::events::render::{agent_line, interrupt_text, push_clock, timeline_line, timestamp};
 use crate::events::sink::Sink;
+use crate::events::story::Story;
 use crate::paths::RunPaths;
 
 pub struct LogSink {
     paths: RunPaths,
     agents: HashMap<String, LogFile>,
     timeline: LogFile,
+    /// `timeline.txt`, the timeline for people.
+    readable: LogFile,
+    story: Story,
     interrupt: Option<LogFile>,
     /// The agent line being written, reused.
     line: String,
@@ -62,10 +67,13 @@ impl LogSink {
         crate::private_fs::create_dir_all(&paths.logs_dir())
             .map_err(|err| write_error(&paths.logs_dir(), err))?;
         let timeline = open_append(&paths.timeline_log())?;
+        let readable = open_append(&paths.timeline_text())?;
         Ok(LogSink {
             paths,
             agents: HashMap::new(),
             timeline,
+            readable,
+            story: Story::default(),
             interrupt: None,
             line: String::new(),
         })
@@ -107,6 +115,9 @@ impl Sink for LogSink {
             let line = format!("{} {body}\n", timestamp(event.at));
             self.timeline.write_all(line.as_bytes())?;
         }
+        if let Some(line) = self.story.line(event) {
+            self.readable.write_all(line.as_bytes())?;
+        }
         if let OrchEventKind::RunPaused(summary) = &event.kind {
             if self.interrupt.is_none() {
                 self.interrupt = Some(open_append(&self.paths.interrupt_log())?);
@@ -124,6 +135,7 @@ impl Sink for LogSink {
         for writer in self.agents.values_mut() {
             writer.flush()?;
         }
-        self.timeline.flush()
+        self.timeline.flush()?;
+        self.readable.flush()
     }
 }

@@ -7,6 +7,7 @@ pub mod log_sink;
 pub mod progress;
 pub mod render;
 pub mod sink;
+pub mod story;
 pub mod wire;
 
 pub use bus::{EventBus, SinkThread};

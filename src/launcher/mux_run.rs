@@ -67,7 +67,7 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
         .agents
         .iter()
         .map(|agent| agent.log.clone())
-        .chain([paths.timeline_log()])
+        .chain([paths.timeline_log(), paths.timeline_text()])
     {
         crate::private_fs::open_append(&log).map_err(|source| LaunchError::RunDir {
             path: log.display().to_string(),

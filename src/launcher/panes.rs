@@ -133,7 +133,7 @@ impl PaneRecord {
             .iter()
             .map(|agent| AgentPane::new(agent.title(), agent.log.as_path()))
             .collect();
-        let plan = plan_layout(&agents, &paths.timeline_log(), None);
+        let plan = plan_layout(&agents, &paths.timeline_text(), None);
         match board_argv(paths) {
             Some(argv) => plan.with_board(argv),
             None => plan,
