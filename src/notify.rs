@@ -155,6 +155,7 @@ mod tests {
             failed: Vec::new(),
             in_flight: Vec::new(),
             pending: Vec::new(),
+            started: vec![],
             usage: Usage::default(),
             next_steps: Vec::new(),
         };

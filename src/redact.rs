@@ -448,6 +448,7 @@ impl Redactor {
                     failed,
                     in_flight,
                     pending,
+                    started,
                     usage: _,
                     next_steps,
                 } = summary.as_mut();
@@ -457,6 +458,7 @@ impl Redactor {
                 all(failed);
                 all(in_flight);
                 all(pending);
+                all(started);
                 all(next_steps);
             }
             OrchEventKind::RunResumed => {}
@@ -1004,6 +1006,7 @@ mod tests {
                 failed: vec![s("failed")],
                 in_flight: vec![s("in-flight")],
                 pending: vec![s("pending")],
+                started: vec![],
                 usage: Usage::default(),
                 next_steps: vec![s("next")],
             })),

@@ -114,7 +114,8 @@ fn broken_blueprints_get_one_repair_then_a_clear_failure_and_nothing_outside_orc
                 "planner.log",
                 "researcher.log",
                 "builder.log",
-                "timeline.log"
+                "timeline.log",
+                "timeline.txt"
             ]
             .contains(&l.as_str())),
             "{logs:?}"

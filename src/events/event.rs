@@ -326,6 +326,10 @@ pub struct InterruptSummary {
     pub in_flight: Vec<String>,
     /// Agents known to the run that have not started yet.
     pub pending: Vec<String>,
+    /// Agents that had started but had no turn running (setting up, between turns,
+    /// gating, merging): they go on when the run resumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
     pub usage: Usage,
     pub next_steps: Vec<String>,
 }

@@ -726,6 +726,9 @@ pub fn interrupt_text(summary: &InterruptSummary) -> String {
     section(&mut text, "failed:", &summary.failed);
     section(&mut text, "in flight:", &summary.in_flight);
     section(&mut text, "pending:", &summary.pending);
+    if !summary.started.is_empty() {
+        section(&mut text, "started:", &summary.started);
+    }
     let _ = writeln!(text, "  {:<10} {}", "tokens:", usage_text(&summary.usage));
     for step in &summary.next_steps {
         let _ = writeln!(text, "  next:      {step}");
@@ -743,7 +746,7 @@ fn attempt_text(attempt: u32) -> String {
 }
 
 /// "passed", "failed (exit 1)", "timed out", "failed (killed by a signal)".
-fn gate_verdict(passed: bool, exit_code: Option<i32>, timed_out: bool) -> String {
+pub(crate) fn gate_verdict(passed: bool, exit_code: Option<i32>, timed_out: bool) -> String {
     match (passed, exit_code, timed_out) {
         (true, _, _) => "passed".into(),
         (false, _, true) => "timed out".into(),

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use crate::agent::event::AgentEvent;
 use crate::board::render::{count, duration};
 use crate::events::event::{AgentStatus, NoticeLevel, OrchEvent, OrchEventKind, RetryDecision};
-use crate::events::render::{clock, interrupt_text, one_line};
+use crate::events::render::{clock, gate_verdict, interrupt_text, one_line};
 
 #[derive(Default)]
 pub struct Story {
@@ -169,15 +169,10 @@ impl Story {
                 duration_ms,
                 ..
             } => {
-                let verdict = match (passed, timed_out, exit_code) {
-                    (true, _, _) => "passed".to_owned(),
-                    (false, true, _) => "timed out".to_owned(),
-                    (false, false, Some(code)) => format!("failed (exit {code})"),
-                    (false, false, None) => "failed".to_owned(),
-                };
                 format!(
-                    "{agent} gate `{}` {verdict} in {}",
+                    "{agent} gate `{}` {} in {}",
                     one_line(command, 120),
+                    gate_verdict(*passed, *exit_code, *timed_out),
                     duration(*duration_ms)
                 )
             }

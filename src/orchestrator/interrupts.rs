@@ -274,6 +274,7 @@ impl RunState {
                 .collect()
         };
         let pause = self.pause.as_ref();
+        let in_flight = pause.map(|p| p.in_flight.clone()).unwrap_or_default();
         InterruptSummary {
             session: self.config.paths.session.clone(),
             number: pause.map(|p| p.number).unwrap_or(self.pauses),
@@ -285,8 +286,23 @@ impl RunState {
                     AgentLifecycle::Failed { .. } | AgentLifecycle::Blocked { .. }
                 )
             }),
-            in_flight: pause.map(|p| p.in_flight.clone()).unwrap_or_default(),
+            in_flight: in_flight.clone(),
             pending: with(&|l| *l == AgentLifecycle::Queued),
+            started: self
+                .agents
+                .iter()
+                .filter(|e| {
+                    !matches!(
+                        e.lifecycle,
+                        AgentLifecycle::Queued
+                            | AgentLifecycle::Succeeded
+                            | AgentLifecycle::Failed { .. }
+                            | AgentLifecycle::Blocked { .. }
+                            | AgentLifecycle::Stopped
+                    ) && !in_flight.contains(&e.id)
+                })
+                .map(|e| e.id.clone())
+                .collect(),
             usage: self.usage,
             next_steps,
         }

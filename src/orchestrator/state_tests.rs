@@ -124,6 +124,9 @@ fn a_pause_after_the_turn_was_granted_waits_for_that_turn() {
         ["pause_requested", "reply:true"]
     );
     assert_eq!(ended(&mut state, "planner"), ["run_paused:1"]);
+    let summary = state.summary(Vec::new());
+    assert_eq!(summary.in_flight, ["planner"]);
+    assert!(summary.started.is_empty(), "in flight, so not listed twice");
     // While paused, the next turn waits.
     assert!(wanted(&mut state, "planner", 2).is_empty());
     assert_eq!(
@@ -178,6 +181,13 @@ fn a_pause_with_nothing_running_takes_effect_at_once() {
         control(&mut state, ControlCommand::Pause),
         ["pause_requested", "run_paused:1", "reply:true"]
     );
+    // The planner was launched but had no turn yet: the summary names it as started,
+    // not in flight, and not pending either.
+    let summary = state.summary(Vec::new());
+    assert_eq!(summary.started, ["planner"]);
+    assert!(summary.in_flight.is_empty());
+    assert_eq!(summary.pending, ["researcher", "builder"]);
+    assert!(crate::events::render::interrupt_text(&summary).contains("  started:   planner\n"));
 }
 
 #[test]
