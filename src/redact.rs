@@ -492,6 +492,7 @@ impl Redactor {
             thread_id,
             outcome,
             tags,
+            cost_usd: _,
         } = record;
         r(agent);
         r(role);
@@ -958,6 +959,7 @@ mod tests {
                 thread_id: Some(s("thread")),
                 outcome: outcome(),
                 tags: vec![s("tag")],
+                cost_usd: None,
             })),
             OrchEventKind::AgentFinished {
                 agent: s("agent"),

@@ -1,6 +1,8 @@
-//! Budgets through the real `launch` binary on the demo backend: a run over its
+//! Budgets and cost through the real `launch` binary on the demo backend: a run over its
 //! `--max-tokens` pauses with the budget named, a plain `ctl resume` is refused, and
-//! `ctl resume --max-tokens N` lets it finish with every turn once in the store.
+//! `ctl resume --max-tokens N` lets it finish with every turn once in the store; a
+//! `price` in `orch.kdl` sets the cost `--metrics` and `orch-audit show` report, and
+//! `--max-cost` pauses the same way.
 
 mod support;
 
@@ -110,4 +112,168 @@ fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
     turns.sort();
     turns.dedup();
     assert_eq!(turns.len(), all, "a turn ran twice:\n{events}");
+}
+
+fn audit(repo: &TestRepo, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
+        .current_dir(repo.root())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", repo.dir.path().join("home"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// One demo agent on a model priced in `orch.kdl` at $1 per thousand tokens both ways,
+/// so the cost is the token count in thousandths of a dollar.
+const PRICED: &str = r#"
+price "house-model" input=1000 output=1000
+agent "solo" {
+    role "Solo"
+    plan-prompt "Outline the plan."
+    follow-up-prompt "Write the final plan."
+}
+"#;
+
+#[test]
+fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() {
+    let repo = TestRepo::new();
+    std::fs::write(repo.root().join("orch.kdl"), PRICED).unwrap();
+    let out = repo
+        .launch()
+        .args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--session",
+            "priced",
+            "--model",
+            "house-model",
+            "--metrics",
+            "--demo-scenario",
+            "delay=0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let metrics = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let solo = metrics
+        .lines()
+        .find(|l| l.starts_with("solo "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let numbers: Vec<&str> = solo.split_whitespace().collect();
+    // agent wave status input cached output cost
+    let input: u64 = numbers[3].parse().unwrap();
+    let cached: u64 = numbers[4].parse().unwrap();
+    let output: u64 = numbers[5].parse().unwrap();
+    // Cached input is billed at the input rate here (no `cached-input`).
+    let dollars = (input + output) as f64 / 1000.0;
+    assert!(cached <= input, "{solo}");
+    assert_eq!(numbers[6], format!("${dollars:.4}"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("${dollars:.4}")) && metrics.contains("(run total)"),
+        "{metrics}"
+    );
+    let show = audit(&repo, &["show", "priced"]);
+    assert!(show.contains(&format!("cost ${dollars:.4}")), "{show}");
+
+    // Without the price the same model counts tokens only, and the run says so once.
+    let repo = TestRepo::new();
+    std::fs::write(
+        repo.root().join("orch.kdl"),
+        PRICED.replace("price \"house-model\" input=1000 output=1000\n", ""),
+    )
+    .unwrap();
+    let out = repo
+        .launch()
+        .args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--model",
+            "house-model",
+            "--metrics",
+            "--demo-scenario",
+            "delay=0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let timeline = repo.timeline();
+    assert_eq!(
+        timeline.matches("no price for model `house-model`").count(),
+        1,
+        "{timeline}"
+    );
+    let metrics = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let solo = metrics.lines().find(|l| l.starts_with("solo ")).unwrap();
+    assert!(solo.trim_end().ends_with(" -"), "{solo}");
+}
+
+#[test]
+fn a_spent_cost_budget_pauses_the_run_until_resumed_with_a_larger_one() {
+    let repo = TestRepo::new();
+    // A second agent after the first, so the run has work left when the budget runs out.
+    let config = format!(
+        "{PRICED}agent \"second\" {{\n    role \"Second\"\n    plan-prompt \"Go on.\"\n    depends-on \"solo\"\n}}\n"
+    );
+    std::fs::write(repo.root().join("orch.kdl"), config).unwrap();
+    let stderr_path = repo.dir.path().join("launch.stderr");
+    // A turn of the demo costs about $0.25 at this price: the budget runs out after the
+    // first agent.
+    let mut launch = repo
+        .launch()
+        .args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--session",
+            "costly",
+            "--model",
+            "house-model",
+            "--max-cost",
+            "0.15",
+            "--demo-scenario",
+            "delay=0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn launch");
+    wait_for("the cost budget pause", Duration::from_secs(60), || {
+        read(&stderr_path).contains("paused: the cost budget is spent")
+    });
+    let refused = ctl(&repo, &["resume", "--session", "costly"]);
+    assert!(!refused.status.success());
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(said.contains("--max-cost"), "{said}");
+    let bad = ctl(
+        &repo,
+        &["resume", "--session", "costly", "--max-cost", "-1"],
+    );
+    assert!(!bad.status.success());
+    let resumed = ctl(
+        &repo,
+        &["resume", "--session", "costly", "--max-cost", "100"],
+    );
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let status = launch.wait().expect("wait for launch");
+    assert!(status.success(), "{}", read(&stderr_path));
+    let interrupts = read(&repo.only_run().join("logs/interrupt.log"));
+    assert!(
+        interrupts.contains("budget: --max-cost $0.1500 reached"),
+        "{interrupts}"
+    );
 }

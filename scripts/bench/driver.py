@@ -554,7 +554,8 @@ class Board:
         import termios
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-        self.proc = subprocess.Popen([str(LAUNCH), "status", "--watch", "--session", session],
+        self.proc = subprocess.Popen([str(LAUNCH), "status", "--watch", "--session", session,
+                                      "--project-root", str(project)],
                                      cwd=project, env=dict(s.env, TERM="xterm-256color"),
                                      stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)

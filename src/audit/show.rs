@@ -33,6 +33,9 @@ pub struct AgentDetail {
     pub status: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// US dollars, from the turns that carry a cost (their model had a price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     pub turns: Vec<TurnInfo>,
 }
 
@@ -86,6 +89,7 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                     status: "running".into(),
                     input_tokens: 0,
                     output_tokens: 0,
+                    cost_usd: None,
                     turns: Vec::new(),
                 }),
                 "turn_finished" => {
@@ -95,6 +99,9 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                     let agent = find_or_add(&mut agents, &t.agent);
                     agent.input_tokens += t.usage.input_tokens;
                     agent.output_tokens += t.usage.output_tokens;
+                    if let Some(cost) = t.cost_usd {
+                        agent.cost_usd = Some(agent.cost_usd.unwrap_or(0.0) + cost);
+                    }
                     agent.turns.push(TurnInfo {
                         turn: t.turn,
                         turn_type: t.kind.as_str().into(),
@@ -139,6 +146,7 @@ fn find_or_add<'a>(agents: &'a mut Vec<AgentDetail>, name: &str) -> &'a mut Agen
                 status: "running".into(),
                 input_tokens: 0,
                 output_tokens: 0,
+                cost_usd: None,
                 turns: Vec::new(),
             });
             agents.len() - 1
@@ -173,11 +181,18 @@ pub fn render(d: &RunDetail) -> String {
             );
         }
     }
+    let costs: Vec<f64> = d.agents.iter().filter_map(|a| a.cost_usd).collect();
+    if !costs.is_empty() {
+        let _ = writeln!(out, "cost ${:.4}", costs.iter().sum::<f64>());
+    }
     out.push_str("\nagents:\n");
     for a in &d.agents {
+        let cost = a
+            .cost_usd
+            .map_or(String::new(), |c| format!("  cost ${c:.4}"));
         let _ = writeln!(
             out,
-            "  {} ({}, {}, wave {})  {}  tokens in {} out {}",
+            "  {} ({}, {}, wave {})  {}  tokens in {} out {}{cost}",
             a.agent, a.role, a.kind, a.wave, a.status, a.input_tokens, a.output_tokens
         );
         for t in &a.turns {

@@ -43,6 +43,9 @@ pub struct BoardAgent {
     pub finished_ms: Option<u64>,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// What its priced turns cost, in micro-dollars.
+    #[serde(default)]
+    pub cost_micros: u64,
     /// What it is doing now, or did last: the running command, the last file changed.
     pub doing: String,
     pub files_changed: usize,
@@ -62,6 +65,9 @@ pub struct Board {
     pub wave: u32,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// What the priced turns cost, in micro-dollars.
+    #[serde(default)]
+    pub cost_micros: u64,
     pub max_tokens: Option<u64>,
     /// In the order the run first named them.
     pub agents: Vec<BoardAgent>,
@@ -215,6 +221,9 @@ impl Board {
                 }
                 row.tokens_in += record.usage.input_tokens;
                 row.tokens_out += record.usage.output_tokens;
+                let cost = record.cost_usd.map_or(0, |usd| (usd * 1e6).round() as u64);
+                row.cost_micros += cost;
+                self.cost_micros += cost;
                 self.tokens_in += record.usage.input_tokens;
                 self.tokens_out += record.usage.output_tokens;
             }
@@ -327,6 +336,7 @@ impl Board {
                     finished_ms: finished.and_then(|ms| u64::try_from(ms).ok()),
                     tokens_in: agent.input_tokens,
                     tokens_out: agent.output_tokens,
+                    cost_micros: agent.cost_usd.map_or(0, |usd| (usd * 1e6).round() as u64),
                     doing: agent
                         .merges
                         .last()
@@ -357,6 +367,7 @@ impl Board {
                 .unwrap_or_default(),
             tokens_in: agents.iter().map(|a| a.tokens_in).sum(),
             tokens_out: agents.iter().map(|a| a.tokens_out).sum(),
+            cost_micros: agents.iter().map(|a| a.cost_micros).sum(),
             max_tokens: None,
             agents,
             live: false,
@@ -371,6 +382,7 @@ impl Board {
         self.finished_ms = stored.finished_ms;
         self.tokens_in = stored.tokens_in;
         self.tokens_out = stored.tokens_out;
+        self.cost_micros = stored.cost_micros;
         for agent in &stored.agents {
             let row = self.agent(&agent.id);
             row.state = agent.state.clone();
@@ -378,6 +390,7 @@ impl Board {
             row.finished_ms = agent.finished_ms.or(row.finished_ms);
             row.tokens_in = agent.tokens_in;
             row.tokens_out = agent.tokens_out;
+            row.cost_micros = agent.cost_micros;
         }
         self.live = false;
     }
@@ -490,6 +503,7 @@ pub(crate) mod tests {
             thread_id: None,
             outcome: TurnOutcome::Completed,
             tags: Vec::new(),
+            cost_usd: None,
         }))
     }
 

@@ -154,6 +154,9 @@ fn header_line(board: &Board, now_ms: u64) -> Line<'static> {
             count(board.tokens_out)
         ),
     });
+    if board.cost_micros > 0 {
+        text.push(crate::config::prices::dollars(board.cost_micros));
+    }
     if !board.backend.is_empty() {
         text.push(board.backend.clone());
     }

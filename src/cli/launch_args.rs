@@ -122,6 +122,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tokens: Option<u64>,
 
+    /// A cost budget for the run, in US dollars, from each model's price (built in for
+    /// common models; `price "<model>" input=… output=…` in orch.kdl, dollars per million
+    /// tokens). Turns on a model without a price count tokens only. At 80 % the timeline
+    /// warns; at 100 % the run pauses; `launch ctl resume --max-cost USD` continues.
+    #[arg(long, value_name = "USD", value_parser = parse_dollars)]
+    pub max_cost: Option<u64>,
+
     /// A command told when the run needs you (a spent budget), finishes or fails: it runs
     /// with `sh -c` and gets one JSON object on stdin (`event`, `run`, `reason`, `agent`,
     /// `failed`, `summary`); it may take up to 10 s.
@@ -258,6 +265,25 @@ pub struct CtlArgs {
     /// resumes only with a larger one).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tokens: Option<u64>,
+    /// With `resume`: the run's new cost budget in US dollars (a run paused by
+    /// `--max-cost` resumes only with a larger one).
+    #[arg(long, value_name = "USD", value_parser = parse_dollars)]
+    pub max_cost: Option<u64>,
+}
+
+/// `2.50` (US dollars) as micro-dollars; more than zero, at most a million dollars.
+fn parse_dollars(text: &str) -> Result<u64, String> {
+    let amount: f64 = text
+        .trim()
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|_| format!("`{text}` is not an amount of dollars (such as 2.50)"))?;
+    if !(amount > 0.0 && amount <= 1e6) {
+        return Err(format!(
+            "`{text}`: give an amount above 0 and at most 1000000"
+        ));
+    }
+    Ok((amount * 1e6).round() as u64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

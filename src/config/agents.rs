@@ -183,6 +183,9 @@ pub struct AgentsConfig {
     /// Top-level `gate` nodes: every agent that may change files runs them.
     #[serde(default)]
     pub gates: Vec<GateSpec>,
+    /// `price` nodes, before the built-in prices.
+    #[serde(default)]
+    pub prices: crate::config::prices::PriceTable,
 }
 
 /// A problem with the meaning of a config (not its syntax).

@@ -221,6 +221,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         worktree: Default::default(),
         permissions: Default::default(),
         gates: Vec::new(),
+        prices: Default::default(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

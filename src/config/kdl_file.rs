@@ -82,6 +82,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut worktree = WorktreeSettings::default();
     let mut permissions = PermissionSettings::default();
     let mut gates = Vec::new();
+    let mut prices = crate::config::prices::PriceTable::default();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -108,6 +109,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             "worktree" => worktree = parse_worktree(&ctx, node)?,
             "permissions" => permissions.all = Some(single_permissions(&ctx, node)?),
             "gate" => gates.push(parse_gate(&ctx, node)?),
+            "price" => prices.configured.push(parse_price(&ctx, node)?),
             "backend" => {
                 let name = single_string(&ctx, node)?.to_ascii_lowercase();
                 if !BACKEND_NAMES.contains(&name.as_str()) {
@@ -138,7 +140,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `retry`, `process`, `worktree`, `permissions`, `gate` or `backend`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `retry`, `process`, `worktree`, `permissions`, `gate`, `price` or `backend`)"
                     ),
                 ));
             }
@@ -164,6 +166,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         worktree,
         permissions,
         gates,
+        prices,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -237,6 +240,58 @@ fn single_bool(ctx: &Ctx, node: &KdlNode) -> Result<bool, ConfigError> {
 }
 
 /// `gate "cargo test" timeout-s=600 max-attempts=3`.
+/// `price "gpt-5" input=1.25 cached-input=0.125 output=10`: US dollars per million
+/// tokens (`cached-input` defaults to `input`).
+fn parse_price(
+    ctx: &Ctx,
+    node: &KdlNode,
+) -> Result<(String, crate::config::prices::Price), ConfigError> {
+    const USAGE: &str = "`price` takes a model and its prices in US dollars per million tokens: price \"gpt-5\" input=1.25 cached-input=0.125 output=10";
+    let mut model = None;
+    let (mut input, mut cached, mut output) = (None, None, None);
+    for entry in node.entries() {
+        let amount = || match entry.value() {
+            KdlValue::Integer(n) if *n >= 0 && *n <= 1_000_000 => Ok(*n as f64),
+            KdlValue::Float(x) if x.is_finite() && *x >= 0.0 && *x <= 1e6 => Ok(*x),
+            other => Err(ctx.err(
+                node,
+                format!(
+                    "`{}` of `price` takes a number of dollars from 0 to 1000000, found `{other}`",
+                    entry.name().map(|n| n.value()).unwrap_or_default()
+                ),
+            )),
+        };
+        match entry.name().map(|n| n.value()) {
+            None => match (entry.value(), &model) {
+                (KdlValue::String(text), None) if !text.trim().is_empty() => {
+                    model = Some(text.trim().to_owned())
+                }
+                _ => return Err(ctx.err(node, USAGE)),
+            },
+            Some("input") => input = Some(amount()?),
+            Some("cached-input") => cached = Some(amount()?),
+            Some("output") => output = Some(amount()?),
+            Some(other) => {
+                return Err(ctx.err(
+                    node,
+                    format!("unknown property `{other}` of `price` (expected `input`, `cached-input` or `output`)"),
+                ));
+            }
+        }
+    }
+    match (model, input, output) {
+        (Some(model), Some(input), Some(output)) => Ok((
+            model,
+            crate::config::prices::Price {
+                input,
+                cached_input: cached.unwrap_or(input),
+                output,
+            },
+        )),
+        _ => Err(ctx.err(node, USAGE)),
+    }
+}
+
 fn parse_gate(ctx: &Ctx, node: &KdlNode) -> Result<GateSpec, ConfigError> {
     let mut command = None;
     let mut gate = GateSpec::new("");

@@ -5,6 +5,7 @@ pub mod defaults;
 pub mod error;
 pub mod json_file;
 pub mod kdl_file;
+pub mod prices;
 pub mod resolve;
 
 pub use agents::{

@@ -67,6 +67,9 @@ pub struct Config {
     /// `--max-tokens`: the run pauses once it has used this many tokens.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// `--max-cost`, in micro-dollars.
+    #[serde(default)]
+    pub max_cost_micros: Option<u64>,
     /// `--notify-command`: told (JSON on stdin) when the run needs the user, finishes
     /// or fails.
     #[serde(default)]
@@ -324,6 +327,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         permissions: args.permissions,
         cli_gates: args.gates.clone(),
         max_tokens: args.max_tokens,
+        max_cost_micros: args.max_cost,
         notify_command: args.notify_command.clone(),
         minimax_model: args.minimax_model.clone(),
         base_url: args.base_url.clone(),

@@ -21,6 +21,8 @@ pub enum ControlCommand {
     Watch,
     /// Sets the run's token budget (`launch ctl resume --max-tokens N` sends it first).
     MaxTokens(u64),
+    /// Sets the run's cost budget, in micro-dollars (`launch ctl resume --max-cost USD`).
+    MaxCost(u64),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

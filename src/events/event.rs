@@ -207,6 +207,9 @@ pub struct TurnRecord {
     pub thread_id: Option<String>,
     pub outcome: TurnOutcome,
     pub tags: Vec<String>,
+    /// What the turn cost (US dollars), when its model has a price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 fn first_attempt() -> u32 {

@@ -34,15 +34,23 @@ pub fn ctl(args: &CtlArgs, cwd: &Path) -> Result<ControlResponse, LaunchError> {
         CtlCommand::Stop => (ControlCommand::Stop, "ctl"),
         CtlCommand::Interrupt => (ControlCommand::Pause, "ctrl-s"),
     };
-    if let Some(limit) = args.max_tokens {
+    let budgets = [
+        (
+            "--max-tokens",
+            args.max_tokens.map(ControlCommand::MaxTokens),
+        ),
+        ("--max-cost", args.max_cost.map(ControlCommand::MaxCost)),
+    ];
+    for (flag, set) in budgets {
+        let Some(set) = set else { continue };
         if args.command != CtlCommand::Resume {
             return Err(LaunchError::Config(crate::config::ConfigError::Invalid(
-                "--max-tokens goes with `launch ctl resume`".into(),
+                format!("{flag} goes with `launch ctl resume`"),
             )));
         }
-        let set = send_to_run(&paths, ControlCommand::MaxTokens(limit), source)?;
-        if !set.ok {
-            return Ok(set);
+        let answer = send_to_run(&paths, set, source)?;
+        if !answer.ok {
+            return Ok(answer);
         }
     }
     Ok(send_to_run(&paths, command, source)?)

@@ -4,26 +4,29 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::agent::event::Usage;
+use crate::config::prices::dollars;
 use crate::orchestrator::RunReport;
 
 pub fn metrics_table(report: &RunReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10}",
-        "agent", "wave", "status", "input", "cached", "output"
+        "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10} {:>10}",
+        "agent", "wave", "status", "input", "cached", "output", "cost"
     );
     let mut waves: BTreeMap<u32, Usage> = BTreeMap::new();
     for agent in &report.agents {
         let _ = writeln!(
             out,
-            "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10}",
+            "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10} {:>10}",
             agent.id,
             agent.wave,
             agent.status.label(),
             agent.usage.input_tokens,
             agent.usage.cached_input_tokens,
-            agent.usage.output_tokens
+            agent.usage.output_tokens,
+            // No price for one of its models: its cost is not known.
+            agent.cost_micros.map_or("-".to_owned(), dollars)
         );
         waves.entry(agent.wave).or_default().add(&agent.usage);
     }
@@ -42,8 +45,14 @@ pub fn metrics_table(report: &RunReport) -> String {
     let u = &report.usage;
     let _ = writeln!(
         out,
-        "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10}",
-        "(run total)", "", "", u.input_tokens, u.cached_input_tokens, u.output_tokens
+        "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10} {:>10}",
+        "(run total)",
+        "",
+        "",
+        u.input_tokens,
+        u.cached_input_tokens,
+        u.output_tokens,
+        dollars(report.cost_micros)
     );
     out
 }

@@ -65,6 +65,7 @@ impl AgentResult {
             history: Vec::new(),
             turns: 0,
             usage: crate::agent::event::Usage::default(),
+            cost_micros: Some(0),
             worktree: None,
         });
         AgentResult {

@@ -41,6 +41,7 @@ pub(crate) enum Message {
     TurnEnded {
         agent: String,
         usage: Usage,
+        cost: Option<u64>,
     },
     Progress {
         agent: String,
@@ -125,10 +126,12 @@ impl RunLink {
         }
     }
 
-    pub fn turn_ended(&self, agent: &str, usage: Usage) {
+    /// `cost`: micro-dollars, `None` when the turn's model has no price.
+    pub fn turn_ended(&self, agent: &str, usage: Usage, cost: Option<u64>) {
         self.send(Message::TurnEnded {
             agent: agent.to_owned(),
             usage,
+            cost,
         });
     }
 
@@ -212,7 +215,7 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                     grants.insert(agent.clone(), reply);
                     Input::TurnWanted { agent, turn, attempt }
                 }
-                Message::TurnEnded { agent, usage } => Input::TurnEnded { agent, usage },
+                Message::TurnEnded { agent, usage, cost } => Input::TurnEnded { agent, usage, cost },
                 Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },
                 Message::SinkFailed { message } => Input::SinkFailed { message },
             },

@@ -2,6 +2,7 @@
 //! the interrupt summary a pause or stop writes once no turn runs. Part of the pure
 //! `RunState` (no I/O).
 
+use crate::config::prices::dollars;
 use crate::control::protocol::{ControlCommand, ControlResponse};
 use crate::control::signals::SignalAction;
 use crate::events::event::{InterruptSummary, NoticeLevel, OrchEventKind};
@@ -65,7 +66,8 @@ impl RunState {
                     Err("the run is not paused".into())
                 } else if let Some(spent) = self.budget_spent() {
                     Err(format!(
-                        "the token budget is spent ({spent}): resume with a larger one, `launch ctl resume --max-tokens N`, or stop"
+                        "the {} budget is spent ({}): resume with a larger one, `launch ctl resume {}`, or stop",
+                        spent.what, spent.text, spent.raise
                     ))
                 } else {
                     self.resume(fx);
@@ -86,6 +88,16 @@ impl RunState {
                     "token budget: {limit} ({} used)",
                     self.tokens_used()
                 ))
+            }
+            ControlCommand::MaxCost(limit) => {
+                self.max_cost = Some(limit);
+                self.cost_warned = false;
+                let (limit, used) = (dollars(limit), dollars(self.cost_micros));
+                fx.push(Effect::Publish(OrchEventKind::Notice {
+                    level: NoticeLevel::Info,
+                    message: format!("cost budget set to {limit} by {source} ({used} spent)"),
+                }));
+                Ok(format!("cost budget: {limit} ({used} spent)"))
             }
             ControlCommand::Watch => Err("this run serves no status board".into()),
             ControlCommand::Stop => {
@@ -148,35 +160,73 @@ impl RunState {
         self.usage.input_tokens + self.usage.output_tokens
     }
 
-    /// "120 of 100 tokens" when the budget is used up.
-    pub(super) fn budget_spent(&self) -> Option<String> {
-        let limit = self.max_tokens?;
-        let used = self.tokens_used();
-        (used >= limit).then(|| format!("{used} of {limit} tokens"))
+    /// The first budget used up, if any: tokens, then cost.
+    pub(super) fn budget_spent(&self) -> Option<Spent> {
+        if let Some(limit) = self.max_tokens {
+            let used = self.tokens_used();
+            if used >= limit {
+                return Some(Spent {
+                    what: "token",
+                    flag: format!("--max-tokens {limit}"),
+                    text: format!("{used} of {limit} tokens"),
+                    raise: "--max-tokens N",
+                });
+            }
+        }
+        if let Some(limit) = self.max_cost
+            && self.cost_micros >= limit
+        {
+            return Some(Spent {
+                what: "cost",
+                flag: format!("--max-cost {}", dollars(limit)),
+                text: format!("{} of {}", dollars(self.cost_micros), dollars(limit)),
+                raise: "--max-cost USD",
+            });
+        }
+        None
     }
 
-    /// After a turn's usage is counted: a warning at 80 % of the token budget, and at
-    /// 100 % a pause as Ctrl+S makes (turns in flight finish, nothing new starts), the
-    /// budget named in its summary.
+    /// After a turn's usage is counted: a warning at 80 % of a budget, and at 100 % a
+    /// pause as Ctrl+S makes (turns in flight finish, nothing new starts), the budget
+    /// named in its summary.
     pub(super) fn check_budget(&mut self, fx: &mut Vec<Effect>) {
-        let Some(limit) = self.max_tokens else { return };
-        let used = self.tokens_used();
         if let Some(spent) = self.budget_spent() {
             if self.mode == RunMode::Running {
                 let session = self.config.paths.session.clone();
                 self.begin_pause(
-                    &format!("budget: --max-tokens {limit} reached ({spent})"),
+                    &format!("budget: {} reached ({})", spent.flag, spent.text),
                     fx,
                 );
                 fx.push(Effect::Say(format!(
-                    "paused: the token budget is spent ({spent}); `launch ctl resume --session {session} --max-tokens N` continues with a larger one"
+                    "paused: the {} budget is spent ({}); `launch ctl resume --session {session} {}` continues with a larger one",
+                    spent.what, spent.text, spent.raise
                 )));
             }
-        } else if !self.budget_warned && used.saturating_mul(10) >= limit.saturating_mul(8) {
+            return;
+        }
+        let used = self.tokens_used();
+        if let Some(limit) = self.max_tokens
+            && !self.budget_warned
+            && used.saturating_mul(10) >= limit.saturating_mul(8)
+        {
             self.budget_warned = true;
             fx.push(Effect::Publish(OrchEventKind::Notice {
                 level: NoticeLevel::Warning,
                 message: format!("80 % of the token budget used ({used} of {limit} tokens)"),
+            }));
+        }
+        if let Some(limit) = self.max_cost
+            && !self.cost_warned
+            && self.cost_micros.saturating_mul(10) >= limit.saturating_mul(8)
+        {
+            self.cost_warned = true;
+            fx.push(Effect::Publish(OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message: format!(
+                    "80 % of the cost budget spent ({} of {})",
+                    dollars(self.cost_micros),
+                    dollars(limit)
+                ),
             }));
         }
     }
@@ -208,7 +258,8 @@ impl RunState {
         let session = &self.config.paths.session;
         let resume = match self.budget_spent() {
             Some(spent) => format!(
-                "continue with a larger token budget ({spent} used): launch ctl resume --session {session} --max-tokens N"
+                "continue with a larger {} budget ({} used): launch ctl resume --session {session} {}",
+                spent.what, spent.text, spent.raise
             ),
             None => format!("continue: launch ctl resume --session {session}"),
         };
@@ -307,4 +358,16 @@ impl RunState {
             next_steps,
         }
     }
+}
+
+/// A budget that is used up, in the words the run uses for it.
+pub(super) struct Spent {
+    /// `token` or `cost`.
+    what: &'static str,
+    /// `--max-tokens 100`, `--max-cost $1.0000`.
+    flag: String,
+    /// `120 of 100 tokens`, `$1.2000 of $1.0000`.
+    text: String,
+    /// How to continue: `--max-tokens N`.
+    raise: &'static str,
 }

@@ -288,6 +288,7 @@ pub(super) fn new_conversation(
         history: Vec::new(),
         turns: 0,
         usage: Usage::default(),
+        cost_micros: Some(0),
         worktree: None,
     }
 }

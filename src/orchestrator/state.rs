@@ -44,6 +44,8 @@ pub(crate) enum Input {
     TurnEnded {
         agent: String,
         usage: Usage,
+        /// Micro-dollars; `None` when the turn's model has no price.
+        cost: Option<u64>,
     },
     /// An agent between turns: retrying or parked.
     Progress {
@@ -102,6 +104,8 @@ pub struct AgentReport {
     pub kind: AgentKind,
     pub status: AgentStatus,
     pub usage: Usage,
+    /// Micro-dollars; `None` when one of its turns ran on a model without a price.
+    pub cost_micros: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +113,8 @@ pub struct RunReport {
     pub status: RunStatus,
     pub agents: Vec<AgentReport>,
     pub usage: Usage,
+    /// What the priced turns cost, in micro-dollars.
+    pub cost_micros: u64,
     /// Problems that failed the run without being an agent's failure (a sink that
     /// could not write).
     pub problems: Vec<String>,
@@ -158,12 +164,22 @@ pub(crate) struct RunState {
     pub(super) max_tokens: Option<u64>,
     /// The 80 % warning of the current budget was given.
     pub(super) budget_warned: bool,
+    /// The run's cost budget in micro-dollars (`--max-cost`, raised by `ctl resume
+    /// --max-cost`).
+    pub(super) max_cost: Option<u64>,
+    /// The 80 % warning of the current cost budget was given.
+    pub(super) cost_warned: bool,
+    /// What the priced turns cost so far, in micro-dollars.
+    pub(super) cost_micros: u64,
 }
 
 impl RunState {
     pub fn new(config: Arc<Config>) -> Self {
         RunState {
             max_tokens: config.max_tokens,
+            max_cost: config.max_cost_micros,
+            cost_warned: false,
+            cost_micros: 0,
             config,
             mode: RunMode::Running,
             agents: Vec::new(),
@@ -209,9 +225,10 @@ impl RunState {
                 turn,
                 attempt,
             } => self.turn_wanted(agent, turn, attempt, &mut fx),
-            Input::TurnEnded { agent, usage } => {
+            Input::TurnEnded { agent, usage, cost } => {
                 self.in_turn.remove(&agent);
                 self.usage.add(&usage);
+                self.cost_micros += cost.unwrap_or(0);
                 if let Some(entry) = self.entry_mut(&agent) {
                     entry.usage.add(&usage);
                 }
@@ -336,6 +353,7 @@ impl RunState {
             kind: entry.map(|e| e.kind).unwrap_or(AgentKind::Dynamic),
             status: AgentStatus::Stopped,
             usage: Usage::default(),
+            cost_micros: Some(0),
         });
     }
 
@@ -460,6 +478,7 @@ impl RunState {
             status,
             agents: self.report.clone(),
             usage,
+            cost_micros: self.cost_micros,
             problems: self.problems.clone(),
         }
     }

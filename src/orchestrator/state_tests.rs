@@ -85,6 +85,7 @@ fn ended(state: &mut RunState, agent: &str) -> Vec<String> {
             input_tokens: 10,
             ..Usage::default()
         },
+        cost: Some(20_000),
     }))
 }
 

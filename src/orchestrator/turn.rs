@@ -62,6 +62,8 @@ pub struct RunContext {
     /// Worktrees and the merge queue (`--isolation worktree`).
     pub isolation: Option<Isolation>,
     stop: watch::Sender<bool>,
+    /// A turn on a model without a price was said once.
+    unpriced_said: std::sync::atomic::AtomicBool,
 }
 
 impl RunContext {
@@ -81,6 +83,7 @@ impl RunContext {
             policy,
             isolation,
             stop: watch::Sender::new(false),
+            unpriced_said: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,6 +115,8 @@ pub struct Conversation {
     /// Turns taken so far (retries of a turn are attempts, not turns).
     pub turns: u32,
     pub usage: Usage,
+    /// What its turns cost, in micro-dollars; `None` once a turn's model had no price.
+    pub cost_micros: Option<u64>,
     /// Its own worktree, once made (`--isolation worktree`).
     pub worktree: Option<AgentWorktree>,
 }
@@ -196,7 +201,7 @@ impl RunContext {
             let backend = match self.backends.get(&thread.backend) {
                 Ok(backend) => backend,
                 Err(err) => {
-                    self.link.turn_ended(&thread.id, Usage::default());
+                    self.link.turn_ended(&thread.id, Usage::default(), Some(0));
                     let message = err.to_string();
                     let outcome = TurnOutcome::Failed {
                         class: FailureClass::Terminal,
@@ -267,6 +272,37 @@ impl RunContext {
                 },
             };
             thread.usage.add(&result.usage);
+            // The demo backend costs nothing and needs no price.
+            let cost = if thread.backend == "demo" && model.is_none() {
+                Some(0)
+            } else {
+                self.config
+                    .agents
+                    .prices
+                    .cost(model.as_deref(), &result.usage)
+            };
+            thread.cost_micros = match (thread.cost_micros, cost) {
+                (Some(total), Some(cost)) => Some(total + cost),
+                _ => None,
+            };
+            if cost.is_none()
+                && !self
+                    .unpriced_said
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                self.notice(
+                    crate::events::NoticeLevel::Info,
+                    format!(
+                        "no price for {} (`{}`): its tokens count, its cost does not; `price \"<model>\" input=… output=…` in orch.kdl sets one (dollars per million tokens)",
+                        match &model {
+                            Some(model) => format!("model `{model}`"),
+                            None => "the CLI's default model".to_owned(),
+                        },
+                        thread.backend
+                    ),
+                )
+                .await;
+            }
             let mut tags = thread.tags.clone();
             tags.extend(extra_tags.iter().map(|t| t.to_string()));
             let record = TurnRecord {
@@ -287,13 +323,14 @@ impl RunContext {
                 thread_id: result.thread_id.clone(),
                 outcome: result.outcome.clone(),
                 tags,
+                cost_usd: cost.map(|micros| micros as f64 / 1e6),
             };
             self.bus
                 .publish(OrchEventKind::TurnFinished(Box::new(record)))
                 .await;
             // Told only now, so that a pause summary (written when the last turn in
             // flight ends) comes after every turn_finished it counts.
-            self.link.turn_ended(&thread.id, result.usage);
+            self.link.turn_ended(&thread.id, result.usage, cost);
             if stopped {
                 return Err(TurnError::Stopped);
             }

@@ -194,6 +194,7 @@ impl GroupRun {
             kind: result.conversation.kind,
             status: result.status.clone(),
             usage: result.conversation.usage,
+            cost_micros: result.conversation.cost_micros,
         });
     }
 
@@ -234,6 +235,7 @@ impl GroupRun {
                         kind: result.conversation.kind,
                         status: result.status.clone(),
                         usage: result.conversation.usage,
+                        cost_micros: result.conversation.cost_micros,
                     });
                 }
                 if state.mode() == RunMode::Stopping || result.status == AgentStatus::Stopped {

@@ -151,6 +151,7 @@ async fn markup_run(dir: &Path, session: &str, patch: &[u8]) -> PathBuf {
         thread_id: None,
         outcome: TurnOutcome::Completed,
         tags: vec![],
+        cost_usd: None,
     })))
     .await;
     bus.publish(OrchEventKind::RunPaused(Box::new(InterruptSummary {

@@ -176,6 +176,7 @@ pub async fn publish_agent(
             thread_id: Some(format!("thread-{agent}")),
             outcome: TurnOutcome::Completed,
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            cost_usd: None,
         })))
         .await;
         count += 1;

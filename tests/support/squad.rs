@@ -139,11 +139,19 @@ impl Books {
     }
 }
 
-/// Rows of the `--metrics` table: name → (input, cached, output).
+/// Rows of the `--metrics` table: name → (input, cached, output); the cost column is
+/// left out.
 pub fn metrics_rows(stderr: &str) -> BTreeMap<String, (u64, u64, u64)> {
     let mut rows = BTreeMap::new();
     for line in stderr.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        // The last column is the cost: `$0.0123`, or `-` without a price.
+        if words
+            .last()
+            .is_some_and(|w| *w == "-" || w.starts_with('$'))
+        {
+            words.pop();
+        }
         if words.len() < 4 || words[0] == "agent" {
             continue;
         }
