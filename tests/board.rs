@@ -88,15 +88,7 @@ fn tmux_available() -> bool {
 }
 
 fn start_demo(repo: &TestRepo) -> Child {
-    repo.launch()
-        .args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-        ])
+    repo.demo_command(&[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

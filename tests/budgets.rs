@@ -28,14 +28,7 @@ fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
     let notify_command = format!("cat >> '{}'", notes.display());
     // The demo's planner alone uses about 380 tokens.
     let mut launch = repo
-        .launch()
-        .args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
+        .demo_command(&[
             "--session",
             "budget",
             "--max-tokens",
@@ -143,14 +136,7 @@ fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() 
     let repo = TestRepo::new();
     std::fs::write(repo.root().join("orch.kdl"), PRICED).unwrap();
     let out = repo
-        .launch()
-        .args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
+        .demo_command(&[
             "--session",
             "priced",
             "--model",
@@ -191,14 +177,7 @@ fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() 
     )
     .unwrap();
     let out = repo
-        .launch()
-        .args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
+        .demo_command(&[
             "--model",
             "house-model",
             "--metrics",
@@ -231,14 +210,7 @@ fn a_spent_cost_budget_pauses_the_run_until_resumed_with_a_larger_one() {
     // A turn of the demo costs about $0.25 at this price: the budget runs out after the
     // first agent.
     let mut launch = repo
-        .launch()
-        .args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
+        .demo_command(&[
             "--session",
             "costly",
             "--model",

@@ -55,6 +55,21 @@ impl TestRepo {
         cmd
     }
 
+    /// `launch --prompt "Ship the MVP" --backend demo --mux none <extra>`, not run yet.
+    pub fn demo_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = self.launch();
+        cmd.args([
+            "--prompt",
+            "Ship the MVP",
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+        ]);
+        cmd.args(extra);
+        cmd
+    }
+
     pub fn demo(&self, scenario: &str, extra: &[&str]) -> Output {
         let mut cmd = self.launch();
         cmd.args([
