@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::audit::memory::{Artifact, truncate};
 use crate::audit::reader::{DirEntry, EventRow, RunSummary};
 use crate::events::event::TurnRecord;
+use crate::events::render::duration;
 
 /// `2026-11-22 10:10:10Z` for milliseconds since the epoch.
 pub fn time_of(ms: i64) -> String {
@@ -21,14 +22,6 @@ pub fn time_of(ms: i64) -> String {
             t.second()
         ),
         Err(_) => ms.to_string(),
-    }
-}
-
-pub fn duration(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
 

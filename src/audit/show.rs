@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use crate::audit::error::AuditError;
 use crate::audit::reader::{AuditReader, EventFilter, RunSummary};
-use crate::audit::render::{duration, time_of};
+use crate::audit::render::time_of;
 use crate::events::event::TurnRecord;
+use crate::events::render::duration;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunDetail {

@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, Widget};
 
 use crate::board::model::{Board, BoardAgent, Tone};
+use crate::events::render::{count, duration};
 
 /// The columns, in order, with the narrowest board that still shows each.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,25 +231,6 @@ fn run_style(state: &str) -> Style {
     })
 }
 
-/// `850ms`, `12.3s`, `4m05s`, `1h02m`.
-pub fn duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
-        _ => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
-    }
-}
-
-/// `950`, `12.3k`, `4.5M`.
-pub fn count(n: u64) -> String {
-    match n {
-        0..1_000 => n.to_string(),
-        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
-        _ => format!("{:.1}M", n as f64 / 1e6),
-    }
-}
-
 /// The board as plain text lines `width` columns wide (trailing blanks cut): what
 /// `launch status` prints without `--watch`.
 pub fn to_text(board: &Board, now_ms: u64, width: u16) -> String {
@@ -298,16 +280,5 @@ mod tests {
             let area = Rect::new(0, 0, w, h);
             render(&board, NOW, "keys", area, &mut Buffer::empty(area));
         }
-    }
-
-    #[test]
-    fn durations_and_counts_read_short() {
-        assert_eq!(duration(850), "850ms");
-        assert_eq!(duration(12_340), "12.3s");
-        assert_eq!(duration(245_000), "4m05s");
-        assert_eq!(duration(3_720_000), "1h02m");
-        assert_eq!(count(950), "950");
-        assert_eq!(count(12_345), "12.3k");
-        assert_eq!(count(4_500_000), "4.5M");
     }
 }

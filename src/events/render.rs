@@ -65,6 +65,25 @@ pub fn push_clock(out: &mut String, at: SystemTime) {
     out.extend([digit(millis / 100), digit(millis / 10), digit(millis)]);
 }
 
+/// `850ms`, `12.3s`, `4m05s`, `1h02m`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60),
+    }
+}
+
+/// `950`, `12.3k`, `4.5M`.
+pub fn count(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
 /// Makes text safe and single-line for a log pane, cut at `max` bytes.
 pub fn one_line(text: &str, max: usize) -> String {
     let trimmed = text.trim_end();
@@ -758,6 +777,17 @@ pub(crate) fn gate_verdict(passed: bool, exit_code: Option<i32>, timed_out: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_counts_read_short() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_340), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(3_720_000), "1h02m");
+        assert_eq!(count(950), "950");
+        assert_eq!(count(12_345), "12.3k");
+        assert_eq!(count(4_500_000), "4.5M");
+    }
 
     #[test]
     fn the_policy_and_denials_show_in_the_agent_log_and_the_timeline() {

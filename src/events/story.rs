@@ -9,9 +9,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crate::agent::event::AgentEvent;
-use crate::board::render::{count, duration};
 use crate::events::event::{AgentStatus, NoticeLevel, OrchEvent, OrchEventKind, RetryDecision};
-use crate::events::render::{clock, gate_verdict, interrupt_text, one_line};
+use crate::events::render::{clock, count, duration, gate_verdict, interrupt_text, one_line};
 
 #[derive(Default)]
 pub struct Story {
