@@ -659,10 +659,7 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
                 list_or_dash(&summary.pending),
                 summary.usage.total()
             );
-            for line in interrupt_text(summary).lines() {
-                text.push_str("\n    ");
-                text.push_str(line);
-            }
+            text.push_str(&indented_interrupt(summary));
             text
         }
         OrchEventKind::RunResumed => "run_resumed".into(),
@@ -720,6 +717,16 @@ fn list_or_dash(items: &[String]) -> String {
     } else {
         items.join(",")
     }
+}
+
+/// The interrupt summary on the lines after a timeline line, each indented four spaces.
+pub fn indented_interrupt(summary: &InterruptSummary) -> String {
+    let mut text = String::new();
+    for line in interrupt_text(summary).lines() {
+        text.push_str("\n    ");
+        text.push_str(line);
+    }
+    text
 }
 
 /// The interrupt summary as a person reads it (interrupt.log, the timeline pane).

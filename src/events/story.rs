@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use crate::agent::event::AgentEvent;
 use crate::events::event::{AgentStatus, NoticeLevel, OrchEvent, OrchEventKind, RetryDecision};
-use crate::events::render::{clock, count, duration, gate_verdict, interrupt_text, one_line};
+use crate::events::render::{clock, count, duration, gate_verdict, indented_interrupt, one_line};
 
 #[derive(Default)]
 pub struct Story {
@@ -201,14 +201,7 @@ impl Story {
                 format!("{prefix}{}", one_line(message, 1000))
             }
             OrchEventKind::PauseRequested { source } => format!("pause asked for ({source})"),
-            OrchEventKind::RunPaused(summary) => {
-                let mut text = "paused".to_owned();
-                for line in interrupt_text(summary).lines() {
-                    text.push_str("\n    ");
-                    text.push_str(line);
-                }
-                text
-            }
+            OrchEventKind::RunPaused(summary) => format!("paused{}", indented_interrupt(summary)),
             OrchEventKind::RunResumed => "resumed".into(),
             OrchEventKind::StopRequested { source } => format!("stop asked for ({source})"),
             OrchEventKind::RunFinished {
