@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::{TestRepo, read, text, wait_for};
@@ -73,15 +73,7 @@ fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
         interrupts.contains("budget: --max-tokens 300 reached"),
         "{interrupts}"
     );
-    let events = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .current_dir(repo.root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", repo.dir.path().join("home"))
-        .args(["events", "budget"])
-        .output()
-        .unwrap();
-    let events = text(&events.stdout);
+    let events = repo.audit(&["events", "budget"]);
     // --notify-command heard the budget pause (it needs the user) and the end.
     let notes: Vec<serde_json::Value> = read(&notes)
         .lines()
@@ -107,19 +99,6 @@ fn a_spent_token_budget_pauses_the_run_until_resumed_with_a_larger_one() {
     assert_eq!(turns.len(), all, "a turn ran twice:\n{events}");
 }
 
-fn audit(repo: &TestRepo, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .current_dir(repo.root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", repo.dir.path().join("home"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
-}
-
 /// One demo agent on a model priced in `orch.kdl` at $1 per thousand tokens both ways,
 /// so the cost is the token count in thousandths of a dollar.
 const PRICED: &str = r#"
@@ -131,10 +110,11 @@ agent "solo" {
 }
 "#;
 
-#[test]
-fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() {
+/// A demo run (session `priced`) of `config` on `house-model` with `--metrics`: the
+/// repo, and what the run printed.
+fn run_with_metrics(config: &str) -> (TestRepo, String) {
     let repo = TestRepo::new();
-    std::fs::write(repo.root().join("orch.kdl"), PRICED).unwrap();
+    std::fs::write(repo.root().join("orch.kdl"), config).unwrap();
     let out = repo
         .demo_command(&[
             "--session",
@@ -148,11 +128,22 @@ fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() 
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let metrics = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    let solo = metrics
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    (repo, printed)
+}
+
+/// The `--metrics` row of the agent `solo`.
+fn solo_row(metrics: &str) -> &str {
+    metrics
         .lines()
         .find(|l| l.starts_with("solo "))
-        .unwrap_or_else(|| panic!("{metrics}"));
+        .unwrap_or_else(|| panic!("{metrics}"))
+}
+
+#[test]
+fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() {
+    let (repo, metrics) = run_with_metrics(PRICED);
+    let solo = solo_row(&metrics);
     let numbers: Vec<&str> = solo.split_whitespace().collect();
     // agent wave status input cached output cost
     let input: u64 = numbers[3].parse().unwrap();
@@ -166,35 +157,19 @@ fn a_price_in_orch_kdl_gives_the_cost_that_metrics_and_orch_audit_show_report() 
         metrics.contains(&format!("${dollars:.4}")) && metrics.contains("(run total)"),
         "{metrics}"
     );
-    let show = audit(&repo, &["show", "priced"]);
+    let show = repo.audit(&["show", "priced"]);
     assert!(show.contains(&format!("cost ${dollars:.4}")), "{show}");
 
     // Without the price the same model counts tokens only, and the run says so once.
-    let repo = TestRepo::new();
-    std::fs::write(
-        repo.root().join("orch.kdl"),
-        PRICED.replace("price \"house-model\" input=1000 output=1000\n", ""),
-    )
-    .unwrap();
-    let out = repo
-        .demo_command(&[
-            "--model",
-            "house-model",
-            "--metrics",
-            "--demo-scenario",
-            "delay=0",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (repo, metrics) =
+        run_with_metrics(&PRICED.replace("price \"house-model\" input=1000 output=1000\n", ""));
     let timeline = repo.timeline();
     assert_eq!(
         timeline.matches("no price for model `house-model`").count(),
         1,
         "{timeline}"
     );
-    let metrics = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    let solo = metrics.lines().find(|l| l.starts_with("solo ")).unwrap();
+    let solo = solo_row(&metrics);
     assert!(solo.trim_end().ends_with(" -"), "{solo}");
 }
 

@@ -3,27 +3,7 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{TestRepo, read, text};
-
-/// `orch-audit ARGS` in the test repo; its stdout.
-fn audit(repo: &TestRepo, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .current_dir(repo.root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", repo.dir.path().join("home"))
-        .args(args)
-        .output()
-        .expect("run orch-audit");
-    assert!(
-        out.status.success(),
-        "orch-audit {args:?}: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 fn session(repo: &TestRepo) -> String {
     let run = repo.only_run();
@@ -36,7 +16,7 @@ fn session(repo: &TestRepo) -> String {
 /// The JSON turn file of `agent`'s `n`-th turn (`001-plan.json`…) from the store.
 fn turn_file(repo: &TestRepo, session: &str, agent: &str, name: &str) -> serde_json::Value {
     let path = format!("/runs/{session}/agents/{agent}/{name}");
-    serde_json::from_str(&audit(repo, &["cat", &path])).expect("turn file is JSON")
+    serde_json::from_str(&repo.audit(&["cat", &path])).expect("turn file is JSON")
 }
 
 #[test]
@@ -120,7 +100,7 @@ fn a_blocked_agent_keeps_its_role_kind_and_wave_in_the_store() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let session = session(&repo);
     let show: serde_json::Value =
-        serde_json::from_str(&audit(&repo, &["show", &session, "--json"])).expect("show JSON");
+        serde_json::from_str(&repo.audit(&["show", &session, "--json"])).expect("show JSON");
     let blocked = show["agents"]
         .as_array()
         .expect("agents")

@@ -6,7 +6,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use support::{TestRepo, git, read, text};
 
@@ -49,16 +49,7 @@ fn prompts(repo: &TestRepo) -> Vec<String> {
 fn events(repo: &TestRepo) -> String {
     let session = repo.only_run();
     let session = session.file_name().unwrap().to_str().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .current_dir(repo.root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", repo.dir.path().join("home"))
-        .args(["events", session])
-        .output()
-        .expect("run orch-audit");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stdout)
+    repo.audit(&["events", session])
 }
 
 fn quoted(path: &Path) -> String {
@@ -242,14 +233,7 @@ group "pair" {
         assert!(tree.lines().any(|l| l == file), "{file} missing:\n{tree}");
     }
     // The fixed agent's work was committed twice; the store still verifies.
-    let verify = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .current_dir(repo.root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", repo.dir.path().join("home"))
-        .arg("verify")
-        .output()
-        .unwrap();
+    let verify = repo.audit_command().arg("verify").output().unwrap();
     assert!(
         verify.status.success(),
         "{}{}",

@@ -10,11 +10,7 @@ use std::process::Command;
 use support::{TestRepo, git, text, user_side};
 
 fn audit(repo: &TestRepo, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_orch-audit"))
-        .current_dir(repo.root())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", repo.dir.path().join("home"))
+    repo.audit_command()
         .args(args)
         .output()
         .expect("run orch-audit")

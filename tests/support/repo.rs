@@ -55,6 +55,32 @@ impl TestRepo {
         cmd
     }
 
+    /// `orch-audit` with the same private environment as [`TestRepo::launch`]'s HOME,
+    /// run from the repo root; not run yet.
+    pub fn audit_command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch-audit"));
+        cmd.current_dir(self.root())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"));
+        cmd
+    }
+
+    /// `orch-audit ARGS`: its stdout, after asserting it succeeded.
+    pub fn audit(&self, args: &[&str]) -> String {
+        let out = self
+            .audit_command()
+            .args(args)
+            .output()
+            .expect("run orch-audit");
+        assert!(
+            out.status.success(),
+            "orch-audit {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
     /// `launch --prompt "Ship the MVP" --backend demo --mux none <extra>`, not run yet.
     pub fn demo_command(&self, extra: &[&str]) -> Command {
         let mut cmd = self.launch();
@@ -71,17 +97,7 @@ impl TestRepo {
     }
 
     pub fn demo(&self, scenario: &str, extra: &[&str]) -> Output {
-        let mut cmd = self.launch();
-        cmd.args([
-            "--prompt",
-            "Ship the MVP",
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-            "--demo-scenario",
-            scenario,
-        ]);
+        let mut cmd = self.demo_command(&["--demo-scenario", scenario]);
         cmd.args(extra);
         cmd.output().expect("run launch")
     }
