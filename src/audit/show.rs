@@ -184,13 +184,13 @@ pub fn render(d: &RunDetail) -> String {
     }
     let costs: Vec<f64> = d.agents.iter().filter_map(|a| a.cost_usd).collect();
     if !costs.is_empty() {
-        let _ = writeln!(out, "cost ${:.4}", costs.iter().sum::<f64>());
+        let _ = writeln!(out, "cost {}", usd(costs.iter().sum()));
     }
     out.push_str("\nagents:\n");
     for a in &d.agents {
         let cost = a
             .cost_usd
-            .map_or(String::new(), |c| format!("  cost ${c:.4}"));
+            .map_or(String::new(), |c| format!("  cost {}", usd(c)));
         let _ = writeln!(
             out,
             "  {} ({}, {}, wave {})  {}  tokens in {} out {}{cost}",
@@ -211,4 +211,9 @@ pub fn render(d: &RunDetail) -> String {
         }
     }
     out
+}
+
+/// `$0.0123` for a cost in dollars, as the run writes costs everywhere.
+fn usd(dollars: f64) -> String {
+    crate::config::prices::dollars((dollars * 1e6).round() as u64)
 }
