@@ -318,6 +318,26 @@ impl Redactor {
                 r(command);
                 r(output_tail);
             }
+            OrchEventKind::ReviewFinished {
+                agent,
+                reviewer,
+                backend,
+                model,
+                round: _,
+                passed: _,
+                points,
+            } => {
+                r(agent);
+                r(reviewer);
+                r(backend);
+                if let Some(model) = model {
+                    r(model);
+                }
+                for point in points {
+                    r(&mut point.point);
+                    r(&mut point.note);
+                }
+            }
             OrchEventKind::MergeConflict {
                 agent,
                 paths,
@@ -1066,6 +1086,19 @@ mod tests {
                 duration_ms: 5,
                 output_tail: s("output"),
             },
+            OrchEventKind::ReviewFinished {
+                agent: s("agent"),
+                reviewer: s("reviewer"),
+                backend: s("backend"),
+                model: Some(s("model")),
+                round: 1,
+                passed: false,
+                points: vec![crate::events::event::ReviewPoint {
+                    point: s("point"),
+                    pass: false,
+                    note: s("note"),
+                }],
+            },
         ]);
         kinds
     }
@@ -1095,6 +1128,7 @@ mod tests {
             OrchEventKind::AgentMerged { .. } => 19,
             OrchEventKind::MergeConflict { .. } => 20,
             OrchEventKind::GateFinished { .. } => 21,
+            OrchEventKind::ReviewFinished { .. } => 22,
         }
     }
 
@@ -1105,7 +1139,7 @@ mod tests {
         let mut seen: Vec<usize> = kinds.iter().map(variant).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..=21).collect::<Vec<_>>(), "one of every kind");
+        assert_eq!(seen, (0..=22).collect::<Vec<_>>(), "one of every kind");
         for kind in &mut kinds {
             if *kind == OrchEventKind::RunResumed {
                 continue; // the one kind without text

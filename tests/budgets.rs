@@ -224,3 +224,51 @@ fn a_spent_cost_budget_pauses_the_run_until_resumed_with_a_larger_one() {
         "{interrupts}"
     );
 }
+
+#[test]
+fn an_agents_own_max_tokens_pauses_the_run_and_a_plain_resume_gives_it_more() {
+    let repo = TestRepo::new();
+    // A two-turn demo agent allowed fewer tokens than its first turn uses.
+    std::fs::write(
+        repo.root().join("orch.kdl"),
+        r#"
+agent "solo" {
+    role "Solo"
+    plan-prompt "Outline the plan."
+    follow-up-prompt "Write the final plan."
+    max-tokens 50
+}
+"#,
+    )
+    .unwrap();
+    let stderr_path = repo.dir.path().join("launch.stderr");
+    let mut launch = repo
+        .demo_command(&["--session", "own", "--demo-scenario", "delay=0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn launch");
+    wait_for("the agent's budget pause", Duration::from_secs(60), || {
+        read(&stderr_path).contains("paused: the agent `solo` token budget is spent")
+    });
+    let said = read(&stderr_path);
+    assert!(
+        said.contains("`launch ctl resume --session own` gives `solo` its budget again"),
+        "{said}"
+    );
+    // A plain resume is the answer: the agent gets its 50 tokens again and finishes.
+    let resumed = ctl(&repo, &["resume", "--session", "own"]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let status = launch.wait().expect("wait for launch");
+    assert!(status.success(), "{}", read(&stderr_path));
+    let interrupts = read(&repo.only_run().join("logs/interrupt.log"));
+    assert!(
+        interrupts.contains("budget: max-tokens 50 of agent `solo` reached"),
+        "{interrupts}"
+    );
+    let timeline = repo.timeline();
+    assert!(
+        timeline.contains("agent `solo` may use 50 more tokens"),
+        "{timeline}"
+    );
+}

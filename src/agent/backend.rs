@@ -72,6 +72,8 @@ pub enum Expects {
     Blueprint,
     /// Free text ending with a relay handoff note.
     HandoffNote,
+    /// A reviewer's verdict JSON object `{"verdict": "pass" | "fail", "points": [...]}`.
+    Verdict,
 }
 
 /// One message of a conversation, for backends that resend history (HTTP APIs).

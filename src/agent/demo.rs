@@ -305,6 +305,18 @@ fn blueprint_answer(scenario: &DemoScenario, request: &TurnRequest, nth: u32) ->
     format!("```json\n{json}\n```")
 }
 
+/// A reviewer's verdict: the demo's work always passes.
+fn verdict_answer(request: &TurnRequest) -> String {
+    let verdict = serde_json::json!({
+        "verdict": "pass",
+        "points": [
+            {"point": "the change does what the task asks", "pass": true, "note": format!("reviewed by {}", request.role)},
+            {"point": "the change comes with a test", "pass": true, "note": ""},
+        ],
+    });
+    format!("```json\n{verdict}\n```")
+}
+
 fn text_answer(request: &TurnRequest) -> String {
     let task = task_line(&request.prompt);
     let mut text = match (request.agent_kind, request.kind) {
@@ -471,7 +483,12 @@ impl Backend for DemoBackend {
                     })
                     .await;
             }
-            if request.kind == TurnKind::FollowUp && request.agent_kind != AgentKind::Core {
+            // A reviewer, or an agent that may not change files, writes nothing.
+            if request.kind == TurnKind::FollowUp
+                && request.agent_kind != AgentKind::Core
+                && request.expects != Expects::Verdict
+                && request.permissions != crate::agent::permissions::Permissions::ReadOnly
+            {
                 tokio::time::sleep(step).await;
                 let cwd = request.cwd.clone();
                 let agent = request.agent.clone();
@@ -504,6 +521,8 @@ impl Backend for DemoBackend {
             let response = if request.expects == Expects::Blueprint {
                 let (nth, _) = self.bump(&request.agent, true);
                 blueprint_answer(scenario, request, nth)
+            } else if request.expects == Expects::Verdict {
+                verdict_answer(request)
             } else {
                 text_answer(request)
             };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::event::{AgentEvent, ItemStatus};
 use crate::events::event::{AgentStatus, OrchEvent, OrchEventKind, RetryDecision};
 use crate::events::wire::millis;
+use crate::orchestrator::interrupts::NEEDS_YOU;
 use crate::orchestrator::lifecycle::clock;
 use crate::status::report_model::RunReport;
 
@@ -240,6 +241,24 @@ impl Board {
                 let verdict = if *passed { "passed" } else { "failed" };
                 row.doing = clip(&format!("gate {verdict}: {command}"));
             }
+            OrchEventKind::ReviewFinished {
+                agent,
+                reviewer,
+                round,
+                passed,
+                points,
+                ..
+            } => {
+                let row = self.agent(agent);
+                row.state = format!("reviewed (round {round})");
+                row.tone = if *passed { Tone::Busy } else { Tone::Held };
+                let failed = points.iter().filter(|p| !p.pass).count();
+                row.doing = clip(&if *passed {
+                    format!("{reviewer} passed it")
+                } else {
+                    format!("{reviewer} failed {failed} point(s)")
+                });
+            }
             OrchEventKind::ChangesCommitted(changes) => {
                 let row = self.agent(&changes.agent);
                 row.files_changed = changes.files.len();
@@ -271,9 +290,27 @@ impl Board {
                 row.finished_ms = Some(at);
                 (row.state, row.tone) = finished(status);
             }
-            OrchEventKind::PauseRequested { .. } => self.state = "pausing".into(),
-            OrchEventKind::RunPaused(_) => {
-                self.state = "paused".into();
+            OrchEventKind::PauseRequested { source } => {
+                self.state = "pausing".into();
+                if let Some(rest) = source.strip_prefix(NEEDS_YOU) {
+                    self.state = "needs you".into();
+                    let (agent, reason) = rest.split_once(": ").unwrap_or((rest, ""));
+                    let row = self.agent(agent);
+                    row.state = "needs you".into();
+                    row.tone = Tone::Bad;
+                    row.doing = clip(reason);
+                } else if source.starts_with("budget:") {
+                    self.state = "needs you (budget)".into();
+                }
+            }
+            OrchEventKind::RunPaused(summary) => {
+                self.state = if summary.requested_by.starts_with(NEEDS_YOU) {
+                    "needs you".into()
+                } else if summary.requested_by.starts_with("budget:") {
+                    "needs you (budget)".into()
+                } else {
+                    "paused".into()
+                };
                 // Turns in flight have ended: nobody works until the run resumes.
                 for row in &mut self.agents {
                     if row.tone == Tone::Busy {
@@ -285,7 +322,7 @@ impl Board {
             OrchEventKind::RunResumed => {
                 self.state = "running".into();
                 for row in &mut self.agents {
-                    if row.state == "paused" {
+                    if row.state == "paused" || row.state == "needs you" {
                         row.state = "resumed".into();
                         row.tone = Tone::Busy;
                     }

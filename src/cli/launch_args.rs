@@ -65,6 +65,16 @@ pub enum LaunchCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum NotifyWay {
+    /// A bell and an OSC 9/777 notification through the attached terminal.
+    Terminal,
+    /// `notify-send`.
+    Desktop,
+    /// Neither.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum MuxChoice {
     /// One Zellij session with one pane per agent.
     Zellij,
@@ -129,11 +139,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "USD", value_parser = parse_dollars)]
     pub max_cost: Option<u64>,
 
-    /// A command told when the run needs you (a spent budget), finishes or fails: it runs
-    /// with `sh -c` and gets one JSON object on stdin (`event`, `run`, `reason`, `agent`,
-    /// `failed`, `summary`); it may take up to 10 s.
+    /// A command told when the run needs you (a spent budget, an agent it cannot get
+    /// past), finishes or fails: it runs with `sh -c` and gets one JSON object on stdin
+    /// (`event`, `run`, `reason`, `agent`, `failed`, `summary`); it may take up to 10 s.
     #[arg(long, value_name = "CMD")]
     pub notify_command: Option<String>,
+
+    /// How the run tells you it needs you, finished or failed: `terminal` (a bell and a
+    /// desktop notification, OSC 9 or 777, through the terminal the run's Zellij or tmux
+    /// client is attached to), `desktop` (`notify-send`, when installed), or `none`.
+    #[arg(
+        long,
+        value_name = "WAYS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "terminal,desktop"
+    )]
+    pub notify: Vec<NotifyWay>,
 
     /// Model for `--backend minimax` [default: MiniMax-M2.1].
     #[arg(long, value_name = "MODEL")]

@@ -5,6 +5,6 @@ pub mod launch_args;
 
 pub use launch_args::{
     AttachArgs, CleanArgs, CtlArgs, CtlCommand, DiffArgs, IsolationChoice, LaunchCli,
-    LaunchCommand, LsArgs, MergeArgs, MuxChoice, OrchestrateArgs, RunArgs, StatusArgs,
+    LaunchCommand, LsArgs, MergeArgs, MuxChoice, NotifyWay, OrchestrateArgs, RunArgs, StatusArgs,
     WatchdogArgs,
 };

@@ -36,6 +36,13 @@ pub struct AgentSpec {
     /// This agent's own gates (besides the file's and `--gate`).
     #[serde(default)]
     pub gates: Vec<GateSpec>,
+    /// This agent's own review steps; they replace its group's and the file's.
+    #[serde(default)]
+    pub reviews: Vec<ReviewSpec>,
+    /// Tokens this agent may use (input and output); at its limit the run pauses and
+    /// asks.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
 }
 
 /// A shell command that decides whether an agent's work is done: run in its worktree
@@ -60,6 +67,26 @@ impl GateSpec {
     }
 }
 
+/// A review step: after an agent's gates pass, a read-only turn on `backend` and
+/// `model` (another CLI or model than the agent's, typically) judges its task and its
+/// diff and answers a verdict; a failed verdict goes back to the agent as a fix turn,
+/// up to `max_rounds` reviews.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReviewSpec {
+    /// The reviewer's name: a `reviewer` node's, or its backend's.
+    pub name: String,
+    /// `None`: the reviewed agent's backend.
+    pub backend: Option<String>,
+    pub model: Option<String>,
+    /// What this reviewer looks for, besides the task.
+    pub instructions: String,
+    pub max_rounds: u32,
+}
+
+impl ReviewSpec {
+    pub const DEFAULT_MAX_ROUNDS: u32 = 3;
+}
+
 impl AgentSpec {
     pub fn new(id: &str, role: &str) -> Self {
         AgentSpec {
@@ -77,6 +104,8 @@ impl AgentSpec {
             fallback: Vec::new(),
             permissions: None,
             gates: Vec::new(),
+            reviews: Vec::new(),
+            max_tokens: None,
         }
     }
 }
@@ -109,6 +138,29 @@ pub struct GroupSpec {
     /// its own: configured, dynamic, continuation and autonomous agents alike.
     #[serde(default)]
     pub fallback: Vec<String>,
+    /// Gates of every agent of the group that may change files.
+    #[serde(default)]
+    pub gates: Vec<GateSpec>,
+    /// Review steps of the group's agents without their own; they replace the file's.
+    #[serde(default)]
+    pub reviews: Vec<ReviewSpec>,
+    /// Tokens each agent of the group may use (unless it sets its own).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+}
+
+impl GroupSpec {
+    pub fn new(name: &str) -> Self {
+        GroupSpec {
+            name: name.to_owned(),
+            agents: Vec::new(),
+            orchestration: OrchestrationSettings::default(),
+            fallback: Vec::new(),
+            gates: Vec::new(),
+            reviews: Vec::new(),
+            max_tokens: None,
+        }
+    }
 }
 
 /// Where the agents config came from.
@@ -133,6 +185,10 @@ pub struct RetrySettings {
     pub max_park_ms: Option<u64>,
     /// Park time when the backend names no reset time.
     pub default_park_ms: Option<u64>,
+    /// Failed attempts of one agent, in a row, after which the run pauses and asks the
+    /// user (`needs-you`); `None`: never.
+    #[serde(default)]
+    pub needs_you_after: Option<u32>,
 }
 
 /// How agent processes are stopped and watched (a top-level `process` node); `None`
@@ -183,6 +239,10 @@ pub struct AgentsConfig {
     /// Top-level `gate` nodes: every agent that may change files runs them.
     #[serde(default)]
     pub gates: Vec<GateSpec>,
+    /// Top-level `review` nodes: the review steps of every agent that may change files,
+    /// unless its group or itself names others.
+    #[serde(default)]
+    pub reviews: Vec<ReviewSpec>,
     /// `price` nodes, before the built-in prices.
     #[serde(default)]
     pub prices: crate::config::prices::PriceTable,

@@ -155,7 +155,7 @@ fn group(name: String, seed: SeedGroup) -> GroupSpec {
         name: seed.name.unwrap_or(name),
         agents: seed.agents.into_iter().map(agent).collect(),
         orchestration: orchestration(seed.orchestration),
-        fallback: Vec::new(),
+        ..GroupSpec::new("")
     }
 }
 
@@ -221,6 +221,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         worktree: Default::default(),
         permissions: Default::default(),
         gates: Vec::new(),
+        reviews: Vec::new(),
         prices: Default::default(),
     };
     default_blueprint_agent(&mut config);

@@ -12,6 +12,11 @@
 //! processes are stopped. A top-level `permissions "act"` sets what every agent may do
 //! without asking, `backend "claude" { permissions "edit" }` what the agents on one
 //! backend may do, and `permissions "read-only"` inside an agent that agent's policy.
+//! `gate "cmd"` (top level, group, agent) adds a gate; `reviewer "name" backend=…
+//! model=… prompt=…` defines a reviewer that `review "name" max-rounds=N` (top level,
+//! group, agent; or `review backend=… model=…` inline) asks; `max-tokens N` in an agent or
+//! group caps each agent's tokens; `retry { needs-you-after N }` asks the user after N
+//! failed attempts in a row.
 //! Unknown settings are errors with line and column (a typo never passes silently).
 
 use std::path::Path;
@@ -22,13 +27,16 @@ use crate::agent::permissions::Permissions;
 use crate::agent::registry::BACKEND_NAMES;
 use crate::config::agents::{
     AgentSpec, AgentsConfig, ConfigSource, GateSpec, GroupSpec, OrchestrationSettings,
-    PermissionSettings, ProcessSettings, RelaySettings, RetrySettings, WorktreeSettings,
+    PermissionSettings, ProcessSettings, RelaySettings, RetrySettings, ReviewSpec,
+    WorktreeSettings,
 };
 use crate::config::error::{ConfigError, line_column};
 
 struct Ctx<'a> {
     text: &'a str,
     path: &'a Path,
+    /// The file's `reviewer` nodes, which `review "<name>"` refers to.
+    reviewers: Vec<ReviewSpec>,
 }
 
 impl Ctx<'_> {
@@ -66,15 +74,26 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             message: format!("invalid KDL: {message}"),
         }
     })?;
-    let ctx = Ctx { text, path };
+    let mut ctx = Ctx {
+        text,
+        path,
+        reviewers: Vec::new(),
+    };
+    // Reviewers first: a `review` may name one defined further down.
+    for node in doc.nodes().iter().filter(|n| key(n) == "reviewer") {
+        let reviewer = parse_reviewer(&ctx, node)?;
+        if ctx.reviewers.iter().any(|r| r.name == reviewer.name) {
+            return Err(ctx.err(
+                node,
+                format!("reviewer `{}` is defined twice", reviewer.name),
+            ));
+        }
+        ctx.reviewers.push(reviewer);
+    }
+    let ctx = ctx;
     let mut groups = Vec::new();
     let mut locations = Vec::new();
-    let mut loose = GroupSpec {
-        name: "default".into(),
-        agents: Vec::new(),
-        orchestration: OrchestrationSettings::default(),
-        fallback: Vec::new(),
-    };
+    let mut loose = GroupSpec::new("default");
     let mut loose_offsets = Vec::new();
     let mut loose_offset = None;
     let mut retry = RetrySettings::default();
@@ -82,6 +101,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut worktree = WorktreeSettings::default();
     let mut permissions = PermissionSettings::default();
     let mut gates = Vec::new();
+    let mut reviews = Vec::new();
     let mut prices = crate::config::prices::PriceTable::default();
     for node in doc.nodes() {
         match key(node).as_str() {
@@ -109,6 +129,8 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             "worktree" => worktree = parse_worktree(&ctx, node)?,
             "permissions" => permissions.all = Some(single_permissions(&ctx, node)?),
             "gate" => gates.push(parse_gate(&ctx, node)?),
+            "review" => reviews.push(parse_review(&ctx, node)?),
+            "reviewer" => {}
             "price" => prices.configured.push(parse_price(&ctx, node)?),
             "backend" => {
                 let name = single_string(&ctx, node)?.to_ascii_lowercase();
@@ -140,7 +162,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `retry`, `process`, `worktree`, `permissions`, `gate`, `price` or `backend`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `retry`, `process`, `worktree`, `permissions`, `gate`, `review`, `reviewer`, `price` or `backend`)"
                     ),
                 ));
             }
@@ -166,6 +188,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         worktree,
         permissions,
         gates,
+        reviews,
         prices,
     };
     default_blueprint_agent(&mut config);
@@ -337,6 +360,151 @@ fn parse_gate(ctx: &Ctx, node: &KdlNode) -> Result<GateSpec, ConfigError> {
     Ok(gate)
 }
 
+/// `reviewer "critic" backend="claude" model="claude-sonnet-4-5" prompt="…"`: a
+/// reviewer that `review "critic"` names.
+fn parse_reviewer(ctx: &Ctx, node: &KdlNode) -> Result<ReviewSpec, ConfigError> {
+    const USAGE: &str = "`reviewer` takes a name and where it runs: reviewer \"critic\" backend=\"claude\" model=\"…\" prompt=\"…\"";
+    let mut name = None;
+    let mut review = ReviewSpec {
+        name: String::new(),
+        backend: None,
+        model: None,
+        instructions: String::new(),
+        max_rounds: ReviewSpec::DEFAULT_MAX_ROUNDS,
+    };
+    for entry in node.entries() {
+        match (entry.name().map(|n| n.value()), entry.value()) {
+            (None, KdlValue::String(text)) if name.is_none() && !text.trim().is_empty() => {
+                name = Some(text.trim().to_owned())
+            }
+            (Some(property), value) => {
+                review_property(ctx, node, "reviewer", &mut review, property, value)?
+            }
+            _ => return Err(ctx.err(node, USAGE)),
+        }
+    }
+    review.name = name.ok_or_else(|| ctx.err(node, USAGE))?;
+    Ok(review)
+}
+
+/// `review "critic" max-rounds=2` (a `reviewer` of the file) or `review
+/// backend="gemini" model="…" prompt="…" max-rounds=2`.
+fn parse_review(ctx: &Ctx, node: &KdlNode) -> Result<ReviewSpec, ConfigError> {
+    let mut review = None;
+    let mut properties = Vec::new();
+    for entry in node.entries() {
+        match (entry.name().map(|n| n.value()), entry.value()) {
+            (None, KdlValue::String(name)) if review.is_none() => {
+                let found = ctx.reviewers.iter().find(|r| &r.name == name);
+                review = Some(found.cloned().ok_or_else(|| {
+                    let known: Vec<&str> = ctx.reviewers.iter().map(|r| r.name.as_str()).collect();
+                    ctx.err(
+                        node,
+                        match known.as_slice() {
+                            [] => format!("`review` names reviewer `{name}`, but the file defines no `reviewer`"),
+                            known => format!(
+                                "`review` names reviewer `{name}`, which is not defined (the file's reviewers: {})",
+                                known.join(", ")
+                            ),
+                        },
+                    )
+                })?);
+            }
+            (Some(property), value) => properties.push((property, value)),
+            _ => {
+                return Err(ctx.err(
+                    node,
+                    "`review` takes a reviewer's name or where it runs: review \"critic\" max-rounds=2, or review backend=\"claude\" model=\"…\"",
+                ));
+            }
+        }
+    }
+    let named = review.is_some();
+    let mut review = review.unwrap_or(ReviewSpec {
+        name: String::new(),
+        backend: None,
+        model: None,
+        instructions: String::new(),
+        max_rounds: ReviewSpec::DEFAULT_MAX_ROUNDS,
+    });
+    for (property, value) in properties {
+        review_property(ctx, node, "review", &mut review, property, value)?;
+    }
+    if !named {
+        review.name = review
+            .backend
+            .clone()
+            .unwrap_or_else(|| "reviewer".to_owned());
+    }
+    Ok(review)
+}
+
+fn review_property(
+    ctx: &Ctx,
+    node: &KdlNode,
+    what: &str,
+    review: &mut ReviewSpec,
+    property: &str,
+    value: &KdlValue,
+) -> Result<(), ConfigError> {
+    let text = || match value {
+        KdlValue::String(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        other => Err(ctx.err(
+            node,
+            format!("`{property}` of `{what}` takes a non-empty string, found `{other}`"),
+        )),
+    };
+    match property {
+        "backend" => {
+            let backend = text()?.to_ascii_lowercase();
+            if !BACKEND_NAMES.contains(&backend.as_str()) {
+                return Err(ctx.err(
+                    node,
+                    format!(
+                        "unknown backend `{backend}` of `{what}` (expected one of {})",
+                        BACKEND_NAMES.join(", ")
+                    ),
+                ));
+            }
+            review.backend = Some(backend);
+        }
+        "model" => review.model = Some(text()?),
+        "prompt" => review.instructions = text()?,
+        "max-rounds" => {
+            review.max_rounds = match value {
+                KdlValue::Integer(n) if (1..=10).contains(n) => *n as u32,
+                other => {
+                    return Err(ctx.err(
+                        node,
+                        format!("`max-rounds` of `{what}` takes a whole number from 1 to 10, found `{other}`"),
+                    ));
+                }
+            }
+        }
+        other => {
+            return Err(ctx.err(
+                node,
+                format!("unknown property `{other}` of `{what}` (expected `backend`, `model`, `prompt` or `max-rounds`)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A count of tokens: a whole number from 1.
+fn single_count(ctx: &Ctx, node: &KdlNode) -> Result<u64, ConfigError> {
+    match single_value(ctx, node)? {
+        KdlValue::Integer(n) if *n >= 1 && *n <= i128::from(u64::MAX >> 1) => Ok(*n as u64),
+        other => Err(ctx.err(
+            node,
+            format!(
+                "`{}` takes a whole number from 1, found `{other}`",
+                key(node)
+            ),
+        )),
+    }
+}
+
 fn single_permissions(ctx: &Ctx, node: &KdlNode) -> Result<Permissions, ConfigError> {
     single_string(ctx, node)?
         .parse()
@@ -361,12 +529,7 @@ fn parse_group(
     node: &KdlNode,
     name: String,
 ) -> Result<(GroupSpec, Vec<usize>), ConfigError> {
-    let mut group = GroupSpec {
-        name,
-        agents: Vec::new(),
-        orchestration: OrchestrationSettings::default(),
-        fallback: Vec::new(),
-    };
+    let mut group = GroupSpec::new(&name);
     let mut offsets = Vec::new();
     for child in children(node) {
         match key(child).as_str() {
@@ -376,6 +539,9 @@ fn parse_group(
             }
             "orchestration" => group.orchestration = parse_orchestration(ctx, child)?,
             "fallback" => group.fallback.extend(string_args(ctx, child)?),
+            "gate" => group.gates.push(parse_gate(ctx, child)?),
+            "review" => group.reviews.push(parse_review(ctx, child)?),
+            "max-tokens" => group.max_tokens = Some(single_count(ctx, child)?),
             other => {
                 return Err(ctx.err(
                     child,
@@ -418,6 +584,8 @@ fn parse_agent(ctx: &Ctx, node: &KdlNode) -> Result<AgentSpec, ConfigError> {
             "fallback" => agent.fallback.extend(string_args(ctx, child)?),
             "permissions" => agent.permissions = Some(single_permissions(ctx, child)?),
             "gate" => agent.gates.push(parse_gate(ctx, child)?),
+            "review" => agent.reviews.push(parse_review(ctx, child)?),
+            "max-tokens" => agent.max_tokens = Some(single_count(ctx, child)?),
             other => {
                 return Err(ctx.err(child, format!("unknown setting `{other}` in agent `{id}`")));
             }
@@ -461,6 +629,7 @@ fn parse_retry(ctx: &Ctx, node: &KdlNode) -> Result<RetrySettings, ConfigError> 
             "max-delay-ms" => retry.max_delay_ms = Some(single_ms(ctx, child, DAY_MS)?),
             "max-park-ms" => retry.max_park_ms = Some(single_ms(ctx, child, DAY_MS)?),
             "default-park-ms" => retry.default_park_ms = Some(single_ms(ctx, child, DAY_MS)?),
+            "needs-you-after" => retry.needs_you_after = Some(single_u32(ctx, child)?),
             other => return Err(ctx.err(child, format!("unknown retry setting `{other}`"))),
         }
     }
@@ -592,6 +761,64 @@ agent "a" { plan-prompt "p"; gate "make check" max-attempts=2 }
             "gate \"x\" retries=2",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_reviewers_reviews_group_gates_and_token_budgets() {
+        let config = parse(
+            r#"
+review "critic"
+retry { needs-you-after 4; }
+group "build" {
+    gate "make lint"
+    review backend="gemini" model="gemini-2.5-pro" max-rounds=2
+    max-tokens 9000
+    agent "a" { plan-prompt "p"; review "critic" max-rounds=1; max-tokens 500 }
+}
+reviewer "critic" backend="Claude" model="claude-sonnet-4-5" prompt="Check the tests."
+"#,
+        )
+        .unwrap();
+        let critic = &config.reviews[0];
+        assert_eq!(critic.name, "critic");
+        assert_eq!(critic.backend.as_deref(), Some("claude"));
+        assert_eq!(critic.instructions, "Check the tests.");
+        assert_eq!(critic.max_rounds, ReviewSpec::DEFAULT_MAX_ROUNDS);
+        assert_eq!(config.retry.needs_you_after, Some(4));
+        let group = &config.groups[0];
+        assert_eq!(group.gates[0].command, "make lint");
+        assert_eq!(group.reviews[0].name, "gemini");
+        assert_eq!(group.reviews[0].max_rounds, 2);
+        assert_eq!(group.max_tokens, Some(9000));
+        let agent = &group.agents[0];
+        assert_eq!(agent.reviews[0].name, "critic");
+        assert_eq!(agent.reviews[0].max_rounds, 1);
+        assert_eq!(agent.max_tokens, Some(500));
+        for (bad, wanted) in [
+            ("review \"nobody\"", "defines no `reviewer`"),
+            (
+                "reviewer \"x\" backend=\"claude\"\nreview \"y\"",
+                "not defined (the file's reviewers: x)",
+            ),
+            ("review backend=\"nope\"", "unknown backend `nope`"),
+            ("review backend=\"claude\" max-rounds=0", "from 1 to 10"),
+            (
+                "review backend=\"claude\" rounds=2",
+                "unknown property `rounds`",
+            ),
+            ("reviewer backend=\"claude\"", "takes a name"),
+            (
+                "reviewer \"x\" backend=\"claude\"\nreviewer \"x\" backend=\"codex\"",
+                "defined twice",
+            ),
+            (
+                "agent \"a\" { plan-prompt \"p\"; max-tokens 0 }",
+                "whole number from 1",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{bad}: {err}");
         }
     }
 

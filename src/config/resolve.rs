@@ -11,9 +11,10 @@ use crate::agent::demo::DemoScenario;
 use crate::agent::id::is_valid_agent_id;
 use crate::agent::permissions::Permissions;
 use crate::audit::AuditTarget;
-use crate::cli::{IsolationChoice, MuxChoice, RunArgs};
+use crate::cli::{IsolationChoice, MuxChoice, NotifyWay, RunArgs};
 use crate::config::agents::{
-    AgentSpec, AgentsConfig, GateSpec, GroupSpec, OrchestrationSettings, RelaySettings, SpecProblem,
+    AgentSpec, AgentsConfig, GateSpec, GroupSpec, OrchestrationSettings, RelaySettings, ReviewSpec,
+    SpecProblem,
 };
 use crate::config::defaults::default_agents;
 use crate::config::error::{ConfigError, line_column};
@@ -74,6 +75,16 @@ pub struct Config {
     /// or fails.
     #[serde(default)]
     pub notify_command: Option<String>,
+    /// `--notify`: a bell and OSC notification through the user's terminal.
+    #[serde(default)]
+    pub notify_terminal: bool,
+    /// `--notify`: `notify-send`.
+    #[serde(default)]
+    pub notify_desktop: bool,
+    /// The terminal `launch` ran in, told of what needs the user (its multiplexer client
+    /// draws there); `None` without one.
+    #[serde(default)]
+    pub notify_tty: Option<PathBuf>,
     pub minimax_model: Option<String>,
     pub base_url: Option<String>,
     pub mux: MuxChoice,
@@ -152,7 +163,13 @@ impl Config {
 
     /// The gates an agent must pass: `--gate`, the file's top-level gates, then its own
     /// (a configured agent's); none for an agent that may not change files.
-    pub fn gates_for(&self, agent: &str, kind: AgentKind, backend: &str) -> Vec<GateSpec> {
+    pub fn gates_for(
+        &self,
+        agent: &str,
+        kind: AgentKind,
+        backend: &str,
+        group: &str,
+    ) -> Vec<GateSpec> {
         if self.permissions_for(agent, kind, backend) == Permissions::ReadOnly {
             return Vec::new();
         }
@@ -160,12 +177,50 @@ impl Config {
             .configured(agent, kind)
             .map(|a| a.gates.clone())
             .unwrap_or_default();
+        let group = self
+            .group(group)
+            .map(|g| g.gates.clone())
+            .unwrap_or_default();
         self.cli_gates
             .iter()
             .map(|command| GateSpec::new(command))
             .chain(self.agents.gates.iter().cloned())
+            .chain(group)
             .chain(own)
             .collect()
+    }
+
+    /// The review steps of an agent's work, in order: its own (a configured agent's),
+    /// else its group's, else the file's; none for an agent that may not change files.
+    pub fn reviews_for(
+        &self,
+        agent: &str,
+        kind: AgentKind,
+        backend: &str,
+        group: &str,
+    ) -> Vec<ReviewSpec> {
+        if self.permissions_for(agent, kind, backend) == Permissions::ReadOnly {
+            return Vec::new();
+        }
+        let own = self.configured(agent, kind).map(|a| &a.reviews);
+        let group = self.group(group).map(|g| &g.reviews);
+        [own, group, Some(&self.agents.reviews)]
+            .into_iter()
+            .flatten()
+            .find(|reviews| !reviews.is_empty())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The tokens one agent may use: its own `max-tokens`, else its group's.
+    pub fn agent_max_tokens(&self, agent: &str, kind: AgentKind, group: &str) -> Option<u64> {
+        self.configured(agent, kind)
+            .and_then(|a| a.max_tokens)
+            .or_else(|| self.group(group).and_then(|g| g.max_tokens))
+    }
+
+    fn group(&self, name: &str) -> Option<&GroupSpec> {
+        self.agents.groups.iter().find(|g| g.name == name)
     }
 }
 
@@ -329,6 +384,11 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         max_tokens: args.max_tokens,
         max_cost_micros: args.max_cost,
         notify_command: args.notify_command.clone(),
+        notify_terminal: args.notify.contains(&NotifyWay::Terminal)
+            && !args.notify.contains(&NotifyWay::None),
+        notify_desktop: args.notify.contains(&NotifyWay::Desktop)
+            && !args.notify.contains(&NotifyWay::None),
+        notify_tty: own_terminal(),
         minimax_model: args.minimax_model.clone(),
         base_url: args.base_url.clone(),
         mux: args.mux.unwrap_or(MuxChoice::Zellij),
@@ -479,6 +539,19 @@ pub fn backend_settings(config: &Config, env: &Env) -> crate::agent::BackendSett
         settings.cli_idle_timeout = std::time::Duration::from_millis(ms);
     }
     settings
+}
+
+/// The terminal this process runs in (its standard input's, else its standard error's),
+/// as a path another process can open.
+fn own_terminal() -> Option<PathBuf> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        std::fs::read_link("/proc/self/fd/0").ok()
+    } else if std::io::stderr().is_terminal() {
+        std::fs::read_link("/proc/self/fd/2").ok()
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -115,6 +115,17 @@ pub enum OrchEventKind {
         /// The end of its output (stdout and stderr), bounded.
         output_tail: String,
     },
+    /// A reviewer judged an agent's work (`round` counts its reviews of this agent).
+    ReviewFinished {
+        agent: String,
+        reviewer: String,
+        backend: String,
+        model: Option<String>,
+        round: u32,
+        passed: bool,
+        /// The verdict's points, in its order.
+        points: Vec<ReviewPoint>,
+    },
     /// The agent's work conflicts with the run branch in `paths`.
     MergeConflict {
         agent: String,
@@ -150,6 +161,15 @@ pub enum OrchEventKind {
         usage: Usage,
         failed: Vec<String>,
     },
+}
+
+/// One point of a reviewer's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewPoint {
+    pub point: String,
+    pub pass: bool,
+    #[serde(default)]
+    pub note: String,
 }
 
 /// What an agent changed in its worktree: its commits since its base and the patch.

@@ -432,6 +432,20 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                 )
             ),
         ),
+        OrchEventKind::ReviewFinished {
+            agent,
+            reviewer,
+            round,
+            passed,
+            points,
+            ..
+        } => (
+            agent,
+            format!(
+                "── {}",
+                review_line(agent, reviewer, *round, *passed, points)
+            ),
+        ),
         OrchEventKind::GateFinished {
             agent,
             command,
@@ -594,6 +608,18 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             changes.commits.len(),
             changes.files.len(),
             short_oid(&changes.head)
+        ),
+        OrchEventKind::ReviewFinished {
+            agent,
+            reviewer,
+            round,
+            passed,
+            points,
+            ..
+        } => format!(
+            "review_finished {agent} reviewer={reviewer} round={round} {} failed_points={}",
+            if *passed { "passed" } else { "failed" },
+            points.iter().filter(|p| !p.pass).count()
         ),
         OrchEventKind::GateFinished {
             agent,
@@ -778,6 +804,42 @@ pub(crate) fn gate_verdict(passed: bool, exit_code: Option<i32>, timed_out: bool
         (false, _, true) => "timed out".into(),
         (false, Some(code), _) => format!("failed (exit {code})"),
         (false, None, _) => "failed (killed by a signal)".into(),
+    }
+}
+
+/// One review, for people: `writer review 1 by critic failed: 2 of 3 points (tests: none added; …)`.
+pub fn review_line(
+    agent: &str,
+    reviewer: &str,
+    round: u32,
+    passed: bool,
+    points: &[crate::events::event::ReviewPoint],
+) -> String {
+    let failed: Vec<String> = points
+        .iter()
+        .filter(|p| !p.pass)
+        .map(|p| {
+            if p.note.trim().is_empty() {
+                one_line(&p.point, 120)
+            } else {
+                format!("{}: {}", one_line(&p.point, 120), one_line(&p.note, 200))
+            }
+        })
+        .collect();
+    if passed {
+        format!(
+            "{agent} review {round} by {reviewer} passed ({} point{})",
+            points.len(),
+            if points.len() == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "{agent} review {round} by {reviewer} failed: {} of {} point{} ({})",
+            failed.len(),
+            points.len(),
+            if points.len() == 1 { "" } else { "s" },
+            failed.join("; ")
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use crate::agent::event::AgentEvent;
 use crate::events::event::{AgentStatus, NoticeLevel, OrchEvent, OrchEventKind, RetryDecision};
+use crate::events::render::review_line;
 use crate::events::render::{clock, count, duration, gate_verdict, indented_interrupt, one_line};
 
 #[derive(Default)]
@@ -159,6 +160,14 @@ impl Story {
                 names(paths),
                 if *resolving { "; it resolves them" } else { "" }
             ),
+            OrchEventKind::ReviewFinished {
+                agent,
+                reviewer,
+                round,
+                passed,
+                points,
+                ..
+            } => review_line(agent, reviewer, *round, *passed, points),
             OrchEventKind::GateFinished {
                 agent,
                 command,

@@ -192,6 +192,21 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
             json!({"command": command, "attempt": attempt, "passed": passed, "exit_code": exit_code,
                 "timed_out": timed_out, "duration_ms": duration_ms, "output_tail": output_tail}),
         ),
+        OrchEventKind::ReviewFinished {
+            agent,
+            reviewer,
+            backend,
+            model,
+            round,
+            passed,
+            points,
+        } => (
+            Some(agent),
+            None,
+            "review_finished",
+            json!({"reviewer": reviewer, "backend": backend, "model": model, "round": round,
+                "passed": passed, "points": points}),
+        ),
         OrchEventKind::MergeConflict {
             agent,
             paths,

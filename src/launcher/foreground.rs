@@ -43,6 +43,27 @@ pub fn backend_factory(
     }
 }
 
+/// Where `--notify` and `--notify-command` send what needs the user.
+fn notify_channels(config: &Config) -> crate::notify::Channels {
+    let terminal = config.notify_terminal;
+    crate::notify::Channels {
+        command: config.notify_command.clone(),
+        ttys: config
+            .notify_tty
+            .clone()
+            .filter(|_| terminal)
+            .into_iter()
+            .collect(),
+        tmux: (terminal && config.mux == crate::cli::MuxChoice::Tmux).then(|| {
+            (
+                config.mux_programs.tmux.clone(),
+                crate::mux::tmux_socket(&crate::mux::mux_session_name(&config.paths.session)),
+            )
+        }),
+        desktop: config.notify_desktop,
+    }
+}
+
 fn run_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LaunchError + '_ {
     move |source| LaunchError::RunDir {
         path: path.display().to_string(),
@@ -114,9 +135,10 @@ pub async fn run_in_foreground(
     if let Some(panes) = crate::launcher::panes::PaneSink::start(&config) {
         sinks.push(Box::new(panes));
     }
-    if let Some(command) = &config.notify_command {
+    let channels = notify_channels(&config);
+    if !channels.is_empty() {
         sinks.push(Box::new(crate::notify::NotifySink::new(
-            command.clone(),
+            channels,
             config.paths.session.clone(),
             paths.interrupt_log(),
         )));

@@ -56,6 +56,7 @@ impl AgentResult {
             id: id.to_owned(),
             role: String::new(),
             kind: crate::agent::backend::AgentKind::Dynamic,
+            group: String::new(),
             wave: 0,
             backend: String::new(),
             model: None,
@@ -67,6 +68,8 @@ impl AgentResult {
             usage: crate::agent::event::Usage::default(),
             cost_micros: Some(0),
             worktree: None,
+            permissions: None,
+            failures: 0,
         });
         AgentResult {
             id: id.to_owned(),

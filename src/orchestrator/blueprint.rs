@@ -53,7 +53,7 @@ pub struct BlueprintRules<'a> {
 
 /// Candidate JSON texts in an answer: the whole answer, fenced blocks (last first),
 /// then the outermost braces.
-fn candidates(text: &str) -> Vec<&str> {
+pub(crate) fn candidates(text: &str) -> Vec<&str> {
     let mut out = vec![text.trim()];
     let mut fenced = Vec::new();
     let mut rest = text;

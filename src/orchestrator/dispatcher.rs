@@ -50,6 +50,11 @@ pub(crate) enum Message {
     SinkFailed {
         message: String,
     },
+    NeedsYou {
+        agent: String,
+        reason: String,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// The way into a run's dispatcher, for agent tasks, the control socket and signals.
@@ -142,6 +147,23 @@ impl RunLink {
         });
     }
 
+    /// `agent` cannot go on without the user: the run pauses (turns in flight finish,
+    /// nothing new starts), with `reason` in its summary, its status and the store.
+    /// Returns once the user resumed the run (the agent may try again), or `RunEnded`
+    /// once they stopped it.
+    pub async fn needs_you(&self, agent: &str, reason: String) -> Result<(), RunEnded> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Message::NeedsYou {
+            agent: agent.to_owned(),
+            reason,
+            reply,
+        });
+        match answer.await {
+            Ok(true) => Ok(()),
+            _ => Err(RunEnded),
+        }
+    }
+
     pub fn sink_failed(&self, message: String) {
         self.send(Message::SinkFailed { message });
     }
@@ -218,6 +240,10 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                 Message::TurnEnded { agent, usage, cost } => Input::TurnEnded { agent, usage, cost },
                 Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },
                 Message::SinkFailed { message } => Input::SinkFailed { message },
+                Message::NeedsYou { agent, reason, reply } => {
+                    grants.insert(agent.clone(), reply);
+                    Input::NeedsYou { agent, reason }
+                }
             },
             else => break,
         };

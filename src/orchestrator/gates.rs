@@ -69,7 +69,8 @@ pub(crate) async fn check_and_integrate(
     job: &mut AgentJob,
     answer: String,
 ) -> Result<String, TurnError> {
-    let (mut answer, _) = check(shared, job, answer, false).await?;
+    let (answer, _) = check(shared, job, answer, false).await?;
+    let mut answer = crate::orchestrator::review::review(shared, job, answer).await?;
     for _ in 0..MAX_INTEGRATIONS {
         if !shared.integrate(&mut job.conversation, &answer).await? {
             return Ok(answer);
@@ -85,9 +86,22 @@ pub(crate) async fn check_and_integrate(
     )))
 }
 
+/// The gates again after a reviewer's fix turn; returns the agent's final answer.
+pub(crate) async fn recheck(
+    shared: &RunContext,
+    job: &mut AgentJob,
+    answer: String,
+) -> Result<String, TurnError> {
+    check(shared, job, answer, false)
+        .await
+        .map(|(answer, _)| answer)
+}
+
 /// Runs the agent's gates, with fix turns; returns the agent's final answer (the last
 /// fix turn's, if there was one) and whether there was a fix turn. `integrated`: the
-/// worktree holds the run branch's tip after a merge that brought others' work in.
+/// worktree holds the run branch's tip after a merge that brought others' work in; a
+/// gate that the fix turns cannot mend there pauses the run for the user (the work of
+/// several agents meets there), who lets the gates run again with `ctl resume`.
 async fn check(
     shared: &RunContext,
     job: &mut AgentJob,
@@ -95,20 +109,26 @@ async fn check(
     integrated: bool,
 ) -> Result<(String, bool), TurnError> {
     let conversation = &job.conversation;
-    let gates = shared
-        .config
-        .gates_for(&conversation.id, conversation.kind, &conversation.backend);
+    let gates = shared.config.gates_for(
+        &conversation.id,
+        conversation.kind,
+        &conversation.backend,
+        &conversation.group,
+    );
     let Some(max_runs) = gates.iter().map(|g| g.max_attempts).max() else {
         return Ok((answer, false));
     };
     let mut answer = answer;
-    for run in 1..=max_runs {
+    let mut fixed = false;
+    let mut run = 0;
+    loop {
+        run += 1;
         let Some((gate, result)) = run_all(shared, job, &gates, run).await? else {
-            return Ok((answer, run > 1));
+            return Ok((answer, fixed));
         };
-        if run == max_runs {
-            return Err(TurnError::Failed(format!(
-                "gate `{}` still fails{} after {run} run(s) ({}): {}",
+        if run % max_runs == 0 {
+            let reason = format!(
+                "gate `{}` still fails{} after {max_runs} run(s) ({}): {}",
                 gate.command,
                 if integrated {
                     " on the integrated run branch"
@@ -117,16 +137,21 @@ async fn check(
                 },
                 result.verdict(),
                 last_lines(&result.output_tail, 5)
-            )));
+            );
+            if !integrated {
+                return Err(TurnError::Failed(reason));
+            }
+            shared.link.needs_you(&job.conversation.id, reason).await?;
+            continue;
         }
-        let mut prompt = fix_prompt(&gate, &result, run, max_runs);
+        let mut prompt = fix_prompt(&gate, &result, run % max_runs, max_runs);
         if integrated {
             prompt.insert_str(
                 0,
                 "Your work was merged into the run branch together with other agents' work, and the result does not pass its gate. Your working directory now holds that merged state.\n\n",
             );
         }
-        let fixed = shared
+        let turn = shared
             .run_turn(
                 &mut job.conversation,
                 TurnKind::FollowUp,
@@ -136,9 +161,9 @@ async fn check(
                 &["gate-fix"],
             )
             .await?;
-        answer = fixed.response;
+        answer = turn.response;
+        fixed = true;
     }
-    Ok((answer, true))
 }
 
 /// Runs every gate in order; the first that fails, with how, or `None` when all pass.

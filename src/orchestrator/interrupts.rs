@@ -6,8 +6,12 @@ use crate::config::prices::dollars;
 use crate::control::protocol::{ControlCommand, ControlResponse};
 use crate::control::signals::SignalAction;
 use crate::events::event::{InterruptSummary, NoticeLevel, OrchEventKind};
-use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
 use crate::orchestrator::state::{Effect, Pause, RunMode, RunState};
+
+/// How the source of a pause the run made because an agent needs the user begins:
+/// `needs-you: <agent>: <reason>`.
+pub const NEEDS_YOU: &str = "needs-you: ";
 
 impl RunState {
     pub(super) fn reply(&self, id: u64, ok: bool, message: String) -> Effect {
@@ -64,12 +68,13 @@ impl RunState {
             ControlCommand::Resume => {
                 if self.mode != RunMode::Paused {
                     Err("the run is not paused".into())
-                } else if let Some(spent) = self.budget_spent() {
+                } else if let Some(spent) = self.budget_spent().filter(|s| s.agent.is_none()) {
                     Err(format!(
                         "the {} budget is spent ({}): resume with a larger one, `launch ctl resume {}`, or stop",
                         spent.what, spent.text, spent.raise
                     ))
                 } else {
+                    self.raise_agent_budgets(source, fx);
                     self.resume(fx);
                     Ok("resumed".into())
                 }
@@ -166,10 +171,11 @@ impl RunState {
             let used = self.tokens_used();
             if used >= limit {
                 return Some(Spent {
-                    what: "token",
+                    what: "token".into(),
                     flag: format!("--max-tokens {limit}"),
                     text: format!("{used} of {limit} tokens"),
                     raise: "--max-tokens N",
+                    agent: None,
                 });
             }
         }
@@ -177,13 +183,59 @@ impl RunState {
             && self.cost_micros >= limit
         {
             return Some(Spent {
-                what: "cost",
+                what: "cost".into(),
                 flag: format!("--max-cost {}", dollars(limit)),
                 text: format!("{} of {}", dollars(self.cost_micros), dollars(limit)),
                 raise: "--max-cost USD",
+                agent: None,
             });
         }
-        None
+        self.agents.iter().find_map(|entry| {
+            let limit = self.agent_limit(entry)?;
+            let used = entry.usage.input_tokens + entry.usage.output_tokens;
+            (used >= limit).then(|| Spent {
+                what: format!("agent `{}` token", entry.id),
+                flag: format!("max-tokens {limit} of agent `{}`", entry.id),
+                text: format!("{used} of {limit} tokens"),
+                raise: "",
+                agent: Some(entry.id.clone()),
+            })
+        })
+    }
+
+    /// The tokens `entry` may use: its `max-tokens` in orch.kdl, as raised by resumes.
+    fn agent_limit(&self, entry: &AgentEntry) -> Option<u64> {
+        self.agent_limits.get(&entry.id).copied().or_else(|| {
+            self.config
+                .agent_max_tokens(&entry.id, entry.kind, &entry.group)
+        })
+    }
+
+    /// On resume: each agent whose own budget is spent gets its `max-tokens` again.
+    fn raise_agent_budgets(&mut self, source: &str, fx: &mut Vec<Effect>) {
+        let mut raised = Vec::new();
+        for entry in &self.agents {
+            let (Some(limit), Some(allowance)) = (
+                self.agent_limit(entry),
+                self.config
+                    .agent_max_tokens(&entry.id, entry.kind, &entry.group),
+            ) else {
+                continue;
+            };
+            let used = entry.usage.input_tokens + entry.usage.output_tokens;
+            if used >= limit {
+                raised.push((entry.id.clone(), used + allowance, allowance));
+            }
+        }
+        for (agent, limit, allowance) in raised {
+            fx.push(Effect::Publish(OrchEventKind::Notice {
+                level: NoticeLevel::Info,
+                message: format!(
+                    "agent `{agent}` may use {allowance} more tokens (its budget is now {limit}), resumed by {source}"
+                ),
+            }));
+            self.agent_limits.insert(agent, limit);
+        }
     }
 
     /// After a turn's usage is counted: a warning at 80 % of a budget, and at 100 % a
@@ -198,8 +250,10 @@ impl RunState {
                     fx,
                 );
                 fx.push(Effect::Say(format!(
-                    "paused: the {} budget is spent ({}); `launch ctl resume --session {session} {}` continues with a larger one",
-                    spent.what, spent.text, spent.raise
+                    "paused: the {} budget is spent ({}); {}",
+                    spent.what,
+                    spent.text,
+                    spent.how_to_continue(&session)
                 )));
             }
             return;
@@ -258,8 +312,25 @@ impl RunState {
         let session = &self.config.paths.session;
         let resume = match self.budget_spent() {
             Some(spent) => format!(
-                "continue with a larger {} budget ({} used): launch ctl resume --session {session} {}",
-                spent.what, spent.text, spent.raise
+                "the {} budget is spent ({} used): {}",
+                spent.what,
+                spent.text,
+                spent.how_to_continue(session)
+            ),
+            None if !self.needing_you.is_empty() => format!(
+                "{} need{} you: look at {} (its worktree is under .orch/worktrees/{session}/), then let {} try again: launch ctl resume --session {session}",
+                self.needing_you.join(", "),
+                if self.needing_you.len() == 1 { "s" } else { "" },
+                if self.needing_you.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+                if self.needing_you.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
             ),
             None => format!("continue: launch ctl resume --session {session}"),
         };
@@ -274,9 +345,44 @@ impl RunState {
         fx.push(Effect::Publish(OrchEventKind::RunPaused(Box::new(summary))));
     }
 
+    /// An agent that cannot go on without the user: the run pauses with the reason (or,
+    /// already paused, says it); the agent waits for `resume` (it tries again) or stop.
+    pub(super) fn needs_you(&mut self, agent: String, reason: String, fx: &mut Vec<Effect>) {
+        match self.mode {
+            RunMode::Running | RunMode::Paused => {}
+            RunMode::Stopping | RunMode::Finished => {
+                fx.push(Effect::Deny(agent));
+                return;
+            }
+        }
+        self.set_lifecycle(
+            &agent,
+            AgentLifecycle::NeedsYou {
+                reason: reason.clone(),
+            },
+        );
+        self.needing_you.push(agent.clone());
+        let session = self.config.paths.session.clone();
+        if self.mode == RunMode::Running {
+            self.begin_pause(&format!("{NEEDS_YOU}{agent}: {reason}"), fx);
+        } else {
+            fx.push(Effect::Publish(OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message: format!("needs you: {agent}: {reason}"),
+            }));
+        }
+        fx.push(Effect::Say(format!(
+            "paused: `{agent}` needs you: {reason}\n`launch ctl resume --session {session}` lets it try again; `launch ctl stop --session {session}` ends the run"
+        )));
+    }
+
     pub(super) fn resume(&mut self, fx: &mut Vec<Effect>) {
         self.mode = RunMode::Running;
         fx.push(Effect::Publish(OrchEventKind::RunResumed));
+        for agent in std::mem::take(&mut self.needing_you) {
+            self.set_lifecycle(&agent, AgentLifecycle::Starting);
+            fx.push(Effect::Grant(agent));
+        }
         for agent in std::mem::take(&mut self.waiting) {
             self.in_turn.insert(agent.clone());
             fx.push(Effect::Grant(agent));
@@ -300,6 +406,9 @@ impl RunState {
             source: source.to_owned(),
         }));
         for agent in std::mem::take(&mut self.waiting) {
+            fx.push(Effect::Deny(agent));
+        }
+        for agent in std::mem::take(&mut self.needing_you) {
             fx.push(Effect::Deny(agent));
         }
         self.held.clear();
@@ -362,12 +471,28 @@ impl RunState {
 
 /// A budget that is used up, in the words the run uses for it.
 pub(super) struct Spent {
-    /// `token` or `cost`.
-    what: &'static str,
+    /// `token`, `cost`, or ``agent `x` token``.
+    what: String,
     /// `--max-tokens 100`, `--max-cost $1.0000`.
     flag: String,
     /// `120 of 100 tokens`, `$1.2000 of $1.0000`.
     text: String,
-    /// How to continue: `--max-tokens N`.
+    /// How to continue: `--max-tokens N` (nothing for an agent's own budget).
     raise: &'static str,
+    /// The agent whose own budget it is (`max-tokens` in orch.kdl).
+    agent: Option<String>,
+}
+
+impl Spent {
+    fn how_to_continue(&self, session: &str) -> String {
+        match &self.agent {
+            Some(agent) => format!(
+                "`launch ctl resume --session {session}` gives `{agent}` its budget again, `launch ctl stop --session {session}` ends the run"
+            ),
+            None => format!(
+                "`launch ctl resume --session {session} {}` continues with a larger one",
+                self.raise
+            ),
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::agent::backend::{Expects, TurnKind};
 use crate::events::event::{AgentChanges, NoticeLevel, OrchEventKind};
 use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::review::WorkForReview;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 use crate::workspace::{
     AgentWorktree, CommitInfo, MergeMode, MergeOutcome, Workspace, WorkspaceError,
@@ -316,6 +317,48 @@ impl RunContext {
                 )))
             }
         }
+    }
+
+    /// The agent's work as a reviewer sees it: committed first (its commits are kept;
+    /// a later fix is committed after them), then its diff since its base.
+    pub(crate) async fn work_for_review(
+        &self,
+        conversation: &Conversation,
+        answer: &str,
+    ) -> Result<WorkForReview, TurnError> {
+        let (Some(isolation), Some(worktree)) = (&self.isolation, &conversation.worktree) else {
+            return Ok(WorkForReview {
+                diffstat: "(this run has no worktrees, so orch has no diff of this agent's work: read the files in the working directory)".into(),
+                patch: String::new(),
+                files: 0,
+            });
+        };
+        let workspace = isolation.workspace.clone();
+        let (wt, info) = (
+            worktree.clone(),
+            CommitInfo {
+                role: conversation.role.clone(),
+                summary: answer.to_owned(),
+            },
+        );
+        let id = conversation.id.clone();
+        let outcome = blocking(move || workspace.commit_agent(&wt, &info))
+            .await
+            .map_err(|err| {
+                TurnError::Failed(format!(
+                    "failed to commit the work of `{id}` for its review: {err}"
+                ))
+            })?;
+        let changes = outcome.changes;
+        Ok(WorkForReview {
+            diffstat: if changes.files.is_empty() {
+                "(no file changed)".into()
+            } else {
+                changes.diffstat.clone()
+            },
+            patch: String::from_utf8_lossy(&changes.patch).into_owned(),
+            files: changes.files.len(),
+        })
     }
 
     pub(crate) async fn notice(&self, level: NoticeLevel, message: String) {

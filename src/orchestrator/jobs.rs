@@ -273,14 +273,14 @@ pub(super) fn new_conversation(
         id: id.to_owned(),
         role: role.to_owned(),
         kind,
+        group: group_spec(state)
+            .map(|g| g.name.clone())
+            .unwrap_or_default(),
         wave,
         backend: backend.unwrap_or(&state.config.backend).to_owned(),
         model: None,
         // The group's chain; a configured agent's own replaces it.
-        fallback: state
-            .group_index
-            .checked_sub(1)
-            .and_then(|i| state.config.agents.groups.get(i))
+        fallback: group_spec(state)
             .map(|g| g.fallback.clone())
             .unwrap_or_default(),
         tags,
@@ -290,7 +290,17 @@ pub(super) fn new_conversation(
         usage: Usage::default(),
         cost_micros: Some(0),
         worktree: None,
+        permissions: None,
+        failures: 0,
     }
+}
+
+/// The spec of the group running now.
+fn group_spec(state: &RunState) -> Option<&GroupSpec> {
+    state
+        .group_index
+        .checked_sub(1)
+        .and_then(|i| state.config.agents.groups.get(i))
 }
 
 /// All agents `id` depends on, directly or not, in config order.

@@ -41,8 +41,18 @@ pub enum AgentLifecycle {
     Gating {
         run: u32,
     },
+    /// A reviewer judges its work (`round` counts its reviews).
+    Reviewing {
+        round: u32,
+        reviewer: String,
+    },
     /// Its work is being committed and merged into the run branch.
     Merging,
+    /// It cannot go on without the user: the run paused, and `ctl resume` lets it try
+    /// again.
+    NeedsYou {
+        reason: String,
+    },
     Succeeded,
     Failed {
         reason: String,
@@ -63,6 +73,10 @@ impl AgentLifecycle {
             AgentLifecycle::SettingUp => "setting up its worktree".into(),
             AgentLifecycle::Merging => "merging".into(),
             AgentLifecycle::Gating { run } => format!("gating (run {run})"),
+            AgentLifecycle::Reviewing { round, reviewer } => {
+                format!("in review by {reviewer} (round {round})")
+            }
+            AgentLifecycle::NeedsYou { reason } => format!("needs you: {reason}"),
             AgentLifecycle::Running { turn, attempt: 1 } => format!("running turn {turn}"),
             AgentLifecycle::Running { turn, attempt } => {
                 format!("running turn {turn}, attempt {attempt}")

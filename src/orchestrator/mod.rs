@@ -11,6 +11,7 @@ pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod prompts;
 pub(crate) mod retry;
+pub(crate) mod review;
 pub(crate) mod scheduler;
 pub(crate) mod state;
 pub(crate) mod turn;

@@ -5,7 +5,7 @@
 //! (see `waves`) and the end of the run. Performs no I/O and reads no clock: the
 //! dispatcher feeds it inputs and performs the effects it returns, in order.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::agent::backend::AgentKind;
@@ -51,6 +51,11 @@ pub(crate) enum Input {
     Progress {
         agent: String,
         lifecycle: AgentLifecycle,
+    },
+    /// An agent cannot go on without the user (see `RunLink::needs_you`).
+    NeedsYou {
+        agent: String,
+        reason: String,
     },
     /// An agent's task returned.
     AgentEnded(Box<AgentResult>),
@@ -147,6 +152,8 @@ pub(crate) struct RunState {
     pub(super) in_turn: BTreeSet<String>,
     /// Agents waiting for a turn while paused.
     pub(super) waiting: Vec<String>,
+    /// Agents waiting for the user (`needs-you`), answered on resume or stop.
+    pub(super) needing_you: Vec<String>,
     /// Jobs decided while paused, launched on resume.
     pub(super) held: Vec<AgentJob>,
     pub(super) pauses: u32,
@@ -171,6 +178,8 @@ pub(crate) struct RunState {
     pub(super) cost_warned: bool,
     /// What the priced turns cost so far, in micro-dollars.
     pub(super) cost_micros: u64,
+    /// Agents' own token budgets as resumes raised them (agent id → tokens).
+    pub(super) agent_limits: HashMap<String, u64>,
 }
 
 impl RunState {
@@ -180,11 +189,13 @@ impl RunState {
             max_cost: config.max_cost_micros,
             cost_warned: false,
             cost_micros: 0,
+            agent_limits: HashMap::new(),
             config,
             mode: RunMode::Running,
             agents: Vec::new(),
             in_turn: BTreeSet::new(),
             waiting: Vec::new(),
+            needing_you: Vec::new(),
             held: Vec::new(),
             pauses: 0,
             pause: None,
@@ -236,6 +247,7 @@ impl RunState {
                 self.maybe_write_pause_summary(&mut fx);
             }
             Input::Progress { agent, lifecycle } => self.set_lifecycle(&agent, lifecycle),
+            Input::NeedsYou { agent, reason } => self.needs_you(agent, reason, &mut fx),
             Input::AgentEnded(result) => {
                 self.in_turn.remove(&result.id);
                 self.set_lifecycle(&result.id, AgentLifecycle::from_status(&result.status));
@@ -245,6 +257,7 @@ impl RunState {
                 // Its turn will never report its end: free it, so a pause can complete.
                 self.in_turn.remove(&agent);
                 self.waiting.retain(|a| a != &agent);
+                self.needing_you.retain(|a| a != &agent);
                 let reason = format!("the agent's task ended abnormally: {message}");
                 let status = AgentStatus::Failed { reason };
                 fx.push(self.finished_event(&agent, &status));

@@ -355,3 +355,39 @@ fn agents_without_a_fallback_of_their_own_take_their_groups() {
     );
     assert_eq!(conversation.fallback, ["claude", "gemini"]);
 }
+
+#[test]
+fn an_agent_that_needs_you_pauses_the_run_and_waits_for_resume_or_stop() {
+    let needs_you = |state: &mut RunState| {
+        names(&state.handle(Input::NeedsYou {
+            agent: "planner".into(),
+            reason: "reviewer `critic` still fails its work".into(),
+        }))
+    };
+    let mut state = started();
+    assert_eq!(
+        needs_you(&mut state),
+        ["pause_requested", "run_paused:1", "say"]
+    );
+    assert_eq!(state.mode(), RunMode::Paused);
+    assert_eq!(
+        state.entry("planner").unwrap().lifecycle.label(),
+        "needs you: reviewer `critic` still fails its work"
+    );
+    let summary = state.summary(Vec::new());
+    assert_eq!(
+        summary.requested_by,
+        "needs-you: planner: reviewer `critic` still fails its work"
+    );
+    // A plain resume is the user's answer: the agent tries again.
+    assert_eq!(
+        control(&mut state, ControlCommand::Resume),
+        ["run_resumed", "grant:planner", "reply:true"]
+    );
+    // Asked again, it waits once more; a stop answers it with a no.
+    needs_you(&mut state);
+    let stopped = control(&mut state, ControlCommand::Stop);
+    assert!(stopped.contains(&"deny:planner".to_owned()), "{stopped:?}");
+    // Once stopping, an agent asking is denied at once.
+    assert_eq!(needs_you(&mut state), ["deny:planner"]);
+}

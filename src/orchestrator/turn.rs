@@ -105,6 +105,8 @@ pub struct Conversation {
     pub id: String,
     pub role: String,
     pub kind: AgentKind,
+    /// The group it runs in.
+    pub group: String,
     pub wave: u32,
     pub backend: String,
     pub model: Option<String>,
@@ -119,6 +121,11 @@ pub struct Conversation {
     pub cost_micros: Option<u64>,
     /// Its own worktree, once made (`--isolation worktree`).
     pub worktree: Option<AgentWorktree>,
+    /// What its turns may do, when not what the config gives the agent (a reviewer's
+    /// read-only turns in the reviewed agent's worktree).
+    pub permissions: Option<crate::agent::permissions::Permissions>,
+    /// Failed attempts in a row (for `retry { needs-you-after N }`).
+    pub failures: u32,
 }
 
 /// Why a turn is taken.
@@ -235,9 +242,10 @@ impl RunContext {
                 resume: thread.resume.clone(),
                 history: thread.history.clone(),
                 model: model.clone(),
-                permissions: self
-                    .config
-                    .permissions_for(&thread.id, thread.kind, &thread.backend),
+                permissions: thread.permissions.unwrap_or_else(|| {
+                    self.config
+                        .permissions_for(&thread.id, thread.kind, &thread.backend)
+                }),
                 cwd: self.workdir(thread),
                 stop: self.stop.subscribe().into(),
             };
@@ -335,6 +343,7 @@ impl RunContext {
                 return Err(TurnError::Stopped);
             }
             if result.outcome.is_success() {
+                thread.failures = 0;
                 if result.thread_id.is_some() {
                     thread.resume = result.thread_id.clone();
                 }
@@ -401,9 +410,30 @@ impl RunContext {
                 turn,
                 class,
                 decision: decision.clone(),
-                message,
+                message: message.clone(),
             })
             .await;
+        thread.failures += 1;
+        if let Some(after) = self.config.agents.retry.needs_you_after
+            && after > 0
+            && thread.failures % after == 0
+        {
+            self.link
+                .needs_you(
+                    &thread.id,
+                    format!(
+                        "{} failed attempt{} in a row; the last: {}",
+                        thread.failures,
+                        if thread.failures == 1 { "" } else { "s" },
+                        crate::events::render::one_line(&message, 300)
+                    ),
+                )
+                .await?;
+            // The user let it go on: one more try, even where it would have given up.
+            if decision == RetryDecision::GiveUp {
+                return Ok(Next::Again);
+            }
+        }
         match decision {
             RetryDecision::Retry { delay_ms, .. } | RetryDecision::Park { delay_ms } => {
                 let lifecycle = match decision {
