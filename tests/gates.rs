@@ -1,6 +1,7 @@
 //! Gates through the real `launch` binary: a gate that fails once gets one fix turn and
 //! the agent succeeds; a gate that always fails ends the agent after its runs, blocks its
-//! dependant and fails the run.
+//! dependant and fails the run; an integrated gate the fix turns cannot mend pauses the
+//! run for the user, who mends it in the agent's worktree and resumes.
 
 mod support;
 
@@ -239,5 +240,72 @@ group "pair" {
         "{}{}",
         text(&verify.stdout),
         text(&verify.stderr)
+    );
+}
+
+#[test]
+fn an_integrated_gate_the_fix_turns_cannot_mend_pauses_the_run_for_you() {
+    let repo = TestRepo::new();
+    // Both together need `mended.txt`, which no agent writes: only the user can.
+    let kdl = r#"
+gate "[ ! -f a.txt ] || [ ! -f b.txt ] || [ -f mended.txt ] || { echo 'a and b clash'; exit 1; }" max-attempts=2
+group "pair" {
+    orchestration { parallel #true; }
+    agent "a" { role "A"; permissions "edit"; plan-prompt "Write a."; follow-up-enabled #false; }
+    agent "b" { role "B"; permissions "edit"; plan-prompt "Write b."; follow-up-enabled #false; }
+}
+"#;
+    std::fs::write(repo.root().join("orch.kdl"), kdl).unwrap();
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, CODEX).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prompts = repo.dir.path().join("prompts");
+    std::fs::create_dir_all(&prompts).unwrap();
+    let notes = repo.dir.path().join("notes.jsonl");
+    let stderr_path = repo.dir.path().join("launch.stderr");
+    let mut launch = repo
+        .launch()
+        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
+        .args(["--session", "pair", "--notify", "none", "--notify-command"])
+        .arg(format!("cat >> '{}'", notes.display()))
+        .env("ORCH_CODEX_BIN", &codex)
+        .env("PROMPTS", &prompts)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("spawn launch");
+    support::wait_for(
+        "the needs-you pause",
+        std::time::Duration::from_secs(60),
+        || read(&notes).contains("needs_you"),
+    );
+    let note: serde_json::Value =
+        serde_json::from_str(read(&notes).lines().next().unwrap()).unwrap();
+    let agent = note["agent"].as_str().unwrap().to_owned();
+    let reason = note["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("still fails on the integrated run branch after 2 run(s)")
+            && reason.contains("a and b clash"),
+        "{reason}"
+    );
+    // The user mends it in the agent's worktree and lets it try again.
+    let worktree = repo.root().join(format!(".orch/worktrees/pair/{agent}"));
+    std::fs::write(worktree.join("mended.txt"), "by hand\n").unwrap();
+    let resumed = repo
+        .launch()
+        .args(["ctl", "resume", "--session", "pair"])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let status = launch.wait().unwrap();
+    assert!(status.success(), "{}", read(&stderr_path));
+    let tree = git(&repo.root(), &["ls-tree", "--name-only", "orch/pair"]);
+    for file in ["a.txt", "b.txt", "mended.txt"] {
+        assert!(tree.lines().any(|l| l == file), "{file} missing:\n{tree}");
+    }
+    let interrupts = read(&repo.only_run().join("logs/interrupt.log"));
+    assert!(
+        interrupts.contains(&format!("needs-you: {agent}: gate")),
+        "{interrupts}"
     );
 }
