@@ -45,3 +45,6 @@ mod squad_failures;
 
 #[path = "backends/codex_isolation.rs"]
 mod codex_isolation;
+
+#[path = "backends/acting_http.rs"]
+mod acting_http;

@@ -1,5 +1,6 @@
 //! Agent backends and the normalized event model they all speak.
 
+pub mod acting;
 pub mod anthropic;
 pub mod backend;
 pub mod classify;

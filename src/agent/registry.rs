@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::agent::acting::ActingHttp;
 use crate::agent::anthropic::AnthropicBackend;
 use crate::agent::backend::{Backend, BackendError};
 use crate::agent::claude::ClaudeBackend;
@@ -32,9 +33,22 @@ pub fn build_backend(
         "codex" => Arc::new(CodexBackend::new(settings)?),
         "claude" => Arc::new(ClaudeBackend::new(settings)?),
         "gemini" => Arc::new(GeminiBackend::new(settings)?),
-        "anthropic" => Arc::new(AnthropicBackend::anthropic(settings)?),
-        "minimax" => Arc::new(AnthropicBackend::minimax(settings)?),
-        "openai" => Arc::new(OpenAiBackend::new(settings)?),
+        "anthropic" => Arc::new(ActingHttp::over_claude(
+            "anthropic",
+            Arc::new(AnthropicBackend::anthropic(settings)?),
+            &settings.anthropic,
+            settings,
+        )),
+        "minimax" => Arc::new(ActingHttp::over_claude(
+            "minimax",
+            Arc::new(AnthropicBackend::minimax(settings)?),
+            &settings.minimax,
+            settings,
+        )),
+        "openai" => Arc::new(ActingHttp::over_codex(
+            Arc::new(OpenAiBackend::new(settings)?),
+            settings,
+        )),
         other => {
             return Err(BackendError::NotConfigured {
                 backend: other.to_string(),

@@ -14,7 +14,7 @@ use crate::support::model_server::{
 };
 use crate::support::{collecting_bus, request, turn_events};
 
-fn claude_bin() -> Option<PathBuf> {
+pub(crate) fn claude_bin() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("ORCH_CLAUDE_BIN").map(PathBuf::from),
         std::env::var_os("HOME")

@@ -59,6 +59,9 @@ async fn turn(
     let dir = std::env::temp_dir();
     let mut req = request(agent, n, prompt, &dir);
     req.history = history;
+    // Turns that only produce text: the direct HTTP client's (one that acts goes
+    // through an agent CLI, see `acting_http.rs`).
+    req.permissions = orch::agent::Permissions::ReadOnly;
     tokio::time::timeout(
         Duration::from_secs(60),
         backend.turn(&req, &turn_events(bus, agent, n)),

@@ -40,7 +40,10 @@ async fn http_squad(args: &[&str], env: &[(&str, String)]) -> Vec<Recorded> {
     let server = ModelServer::start(http_script(books.clone())).await;
     let repo = TestRepo::new();
     let mut cmd = repo.launch();
+    // Every agent on the HTTP client (agents that act run on an agent CLI: see
+    // `acting_http.rs`).
     cmd.args(["--prompt", "Ship the MVP", "--mux", "none", "--metrics"])
+        .args(["--permissions", "read-only"])
         .args(args.iter().map(|a| a.replace("{url}", &server.url())));
     for (key, value) in env {
         cmd.env(key, value.replace("{url}", &server.url()));

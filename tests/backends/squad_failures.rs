@@ -135,6 +135,9 @@ async fn rate_limits_overloads_and_auth_failures_take_their_own_paths_in_a_squad
         "--model",
         "scripted-model",
         "--metrics",
+        // Every agent on the HTTP client (agents that act would run on `claude`).
+        "--permissions",
+        "read-only",
     ])
     .env("ANTHROPIC_API_KEY", "sk-ant-squad");
     let out = tokio::task::spawn_blocking(move || run_bounded(cmd, Duration::from_secs(120)))
