@@ -177,6 +177,17 @@ async fn minimax_agents_that_change_files_act_through_claude_code() {
             .map(|(_, v)| v.as_str());
         assert_eq!(key, Some("mm-acting-key"));
     }
+    // The follow-up resumed the CLI's session: its request carries the plan turn's
+    // answer as a message of the conversation, not as a transcript in the prompt.
+    assert!(
+        cli.iter().any(|r| {
+            let body = r.body.to_string();
+            cli_agent(&r.request()).as_deref() == Some("api")
+                && body.contains("api: done")
+                && !body.contains("What was said so far")
+        }),
+        "the follow-up did not resume the plan turn's session"
+    );
     // The Bash call ran in the agent's worktree: its output is in the agent's log.
     let log = read(&repo.only_run().join("logs/api.log"));
     assert!(log.contains("printf 'work of api"), "{log}");

@@ -149,6 +149,92 @@ async fn real_gemini_with_only_an_api_key_and_a_fresh_home_plans_and_follows_up_
     );
 }
 
+/// One streamed answer that calls `write_file`.
+fn gemini_write_file(path: &std::path::Path, content: &str) -> Reply {
+    let chunk = serde_json::json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"functionCall": {
+            "name": "write_file",
+            "args": {"file_path": path, "content": content}}}]},
+            "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 60, "candidatesTokenCount": 9, "totalTokenCount": 69},
+        "modelVersion": "gemini-2.5-flash"
+    });
+    Reply::Sse {
+        body: format!("data: {chunk}\r\n\r\n"),
+        usage: Usage::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_gemini_with_only_an_api_key_edits_a_file_through_a_function_call() {
+    let Some(gemini) = gemini_bin() else { return };
+    let root = tempfile::tempdir_in(private_base()).unwrap();
+    let home = root.path().join("home");
+    let repo = root.path().join("repo");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let target = repo.join("made-by-gemini.txt");
+    let wanted = target.clone();
+    let server = ModelServer::start(move |req| {
+        if !req.path.contains(":streamGenerateContent") {
+            return status(404, None, "NOT_FOUND", "not scripted");
+        }
+        let body = req.body.to_string();
+        if !body.contains("WRITE-IT-3e7a") {
+            // A side request of the CLI.
+            gemini_text("side answer")
+        } else if body.contains("functionResponse") {
+            gemini_text("gemini: file written")
+        } else {
+            gemini_write_file(&wanted, "made by gemini\n")
+        }
+    })
+    .await;
+    let path = std::env::var("PATH").unwrap_or_default();
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+        ("PATH", path.as_str()),
+        ("HOME", home.to_str().unwrap()),
+        ("GOOGLE_GEMINI_BASE_URL", &server.url()),
+        ("GEMINI_API_KEY", "scripted-test-key"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect();
+    let settings = BackendSettings {
+        env,
+        gemini: CliSettings {
+            bin: Some(gemini),
+            model: Some("gemini-2.5-flash".into()),
+            ..CliSettings::default()
+        },
+        ..BackendSettings::default()
+    };
+    let backend = GeminiBackend::new(&settings).unwrap();
+    let (bus, sinks, collected) = collecting_bus();
+    let req = request("api", 1, "WRITE-IT-3e7a: write the file", &repo);
+    let result = tokio::time::timeout(
+        Duration::from_secs(120),
+        backend.turn(&req, &turn_events(&bus, "api", 1)),
+    )
+    .await
+    .expect("turn timed out")
+    .expect("turn could not start");
+    sinks.finish().await;
+    assert_eq!(
+        result.outcome,
+        TurnOutcome::Completed,
+        "events: {:#?}",
+        collected.events_of("api", 1)
+    );
+    assert_eq!(result.response, "gemini: file written");
+    assert_eq!(
+        std::fs::read_to_string(&target).ok().as_deref(),
+        Some("made by gemini\n"),
+        "events: {:#?}",
+        collected.events_of("api", 1)
+    );
+}
+
 /// A directory no one else can write to, nor to any directory above it (the Gemini CLI
 /// reads no settings file below one that others can write): the target dir when the
 /// checkout is in such a place, else a private folder in the real HOME's cache.
