@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::events::Sink;
-use crate::events::event::{OrchEvent, OrchEventKind, RunStatus};
+use crate::events::event::{NoticeLevel, OrchEvent, OrchEventKind, RunStatus};
 use crate::orchestrator::interrupts::NEEDS_YOU;
 
 /// How long a notify command may run.
@@ -77,6 +77,20 @@ impl NotifySink {
             }
             OrchEventKind::RunPaused(summary) if summary.requested_by.starts_with(NEEDS_YOU) => {
                 let rest = &summary.requested_by[NEEDS_YOU.len()..];
+                let (agent, reason) = rest.split_once(": ").unwrap_or(("", rest));
+                let agents = if agent.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![agent.to_owned()]
+                };
+                ("needs_you", reason.to_owned(), agents)
+            }
+            // Another agent that needs the user while the run is paused already.
+            OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message,
+            } if message.starts_with("needs you: ") => {
+                let rest = &message["needs you: ".len()..];
                 let (agent, reason) = rest.split_once(": ").unwrap_or(("", rest));
                 let agents = if agent.is_empty() {
                     Vec::new()
@@ -354,6 +368,14 @@ mod tests {
         let (title, body) = words(&payload);
         assert_eq!(title, "orch: run-x needs you");
         assert_eq!(body, "api: reviewer `critic` still fails its work");
+        // A second agent that needs the user while the run is paused already.
+        let second = OrchEvent::now(OrchEventKind::Notice {
+            level: NoticeLevel::Warning,
+            message: "needs you: docs: gate `make` still fails".into(),
+        });
+        let payload = s.payload(&second).unwrap();
+        assert_eq!(payload["agent"], "docs");
+        assert_eq!(payload["reason"], "gate `make` still fails");
     }
 
     #[test]
