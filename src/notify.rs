@@ -8,8 +8,9 @@
 //!   client of the run's tmux server is attached to (`--notify terminal`);
 //! - runs `notify-send` when it is installed (`--notify desktop`);
 //! - starts `sh -c COMMAND` (`--notify-command`; the command is one argument) with one
-//!   JSON object on stdin: `{"event": "needs_you" | "finished" | "failed", "run",
-//!   "reason", "agent", "summary", "failed"}`.
+//!   JSON object on stdin: `{"event": "needs_you" | "budget_warning" | "finished" |
+//!   "failed", "run", "reason", "agent", "summary", "failed"}` (`budget_warning`: 80 %
+//!   of a budget is used).
 //!
 //! All of it runs beside the run, never in its way: a thread does it, waits at most
 //! `LIMIT` for each program, then kills its process group; the end of the run waits for
@@ -99,6 +100,11 @@ impl NotifySink {
                 };
                 ("needs_you", reason.to_owned(), agents)
             }
+            // 80 % of a budget: a warning, before the pause at 100 %.
+            OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message,
+            } if message.starts_with("80 % of ") => ("budget_warning", message.clone(), Vec::new()),
             OrchEventKind::RunFinished { status, failed, .. } => match status {
                 RunStatus::Succeeded => ("finished", "the run succeeded".to_owned(), Vec::new()),
                 other => (
@@ -164,6 +170,7 @@ fn words(payload: &serde_json::Value) -> (String, String) {
     let (run, reason, agent) = (text("run"), text("reason"), text("agent"));
     let title = match payload["event"].as_str() {
         Some("needs_you") => format!("orch: {run} needs you"),
+        Some("budget_warning") => format!("orch: {run} is near its budget"),
         Some("finished") => format!("orch: {run} finished"),
         _ => format!("orch: {run} failed"),
     };
@@ -376,6 +383,13 @@ mod tests {
         let payload = s.payload(&second).unwrap();
         assert_eq!(payload["agent"], "docs");
         assert_eq!(payload["reason"], "gate `make` still fails");
+        let warning = OrchEvent::now(OrchEventKind::Notice {
+            level: NoticeLevel::Warning,
+            message: "80 % of the token budget used (80 of 100 tokens)".into(),
+        });
+        let payload = s.payload(&warning).unwrap();
+        assert_eq!(payload["event"], "budget_warning");
+        assert_eq!(words(&payload).0, "orch: run-x is near its budget");
     }
 
     #[test]

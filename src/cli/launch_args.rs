@@ -140,8 +140,9 @@ pub struct RunArgs {
     pub max_cost: Option<u64>,
 
     /// A command told when the run needs you (a spent budget, an agent it cannot get
-    /// past), finishes or fails: it runs with `sh -c` and gets one JSON object on stdin
-    /// (`event`, `run`, `reason`, `agent`, `failed`, `summary`); it may take up to 10 s.
+    /// past), nears a budget (80 %), finishes or fails: it runs with `sh -c` and gets one
+    /// JSON object on stdin (`event`, `run`, `reason`, `agent`, `failed`, `summary`); it
+    /// may take up to 10 s.
     #[arg(long, value_name = "CMD")]
     pub notify_command: Option<String>,
 

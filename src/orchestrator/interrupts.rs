@@ -234,6 +234,7 @@ impl RunState {
                     "agent `{agent}` may use {allowance} more tokens (its budget is now {limit}), resumed by {source}"
                 ),
             }));
+            self.agent_warned.remove(&agent);
             self.agent_limits.insert(agent, limit);
         }
     }
@@ -268,6 +269,27 @@ impl RunState {
                 level: NoticeLevel::Warning,
                 message: format!("80 % of the token budget used ({used} of {limit} tokens)"),
             }));
+        }
+        let mut warnings = Vec::new();
+        for entry in &self.agents {
+            let Some(limit) = self.agent_limit(entry) else {
+                continue;
+            };
+            let used = entry.usage.input_tokens + entry.usage.output_tokens;
+            if used.saturating_mul(10) >= limit.saturating_mul(8)
+                && !self.agent_warned.contains(&entry.id)
+            {
+                warnings.push((entry.id.clone(), used, limit));
+            }
+        }
+        for (agent, used, limit) in warnings {
+            fx.push(Effect::Publish(OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message: format!(
+                    "80 % of the token budget of agent `{agent}` used ({used} of {limit} tokens)"
+                ),
+            }));
+            self.agent_warned.insert(agent);
         }
         if let Some(limit) = self.max_cost
             && !self.cost_warned

@@ -180,6 +180,8 @@ pub(crate) struct RunState {
     pub(super) cost_micros: u64,
     /// Agents' own token budgets as resumes raised them (agent id → tokens).
     pub(super) agent_limits: HashMap<String, u64>,
+    /// Agents whose 80 % warning of their current budget was given.
+    pub(super) agent_warned: HashSet<String>,
 }
 
 impl RunState {
@@ -190,6 +192,7 @@ impl RunState {
             cost_warned: false,
             cost_micros: 0,
             agent_limits: HashMap::new(),
+            agent_warned: HashSet::new(),
             config,
             mode: RunMode::Running,
             agents: Vec::new(),

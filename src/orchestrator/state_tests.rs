@@ -391,3 +391,40 @@ fn an_agent_that_needs_you_pauses_the_run_and_waits_for_resume_or_stop() {
     // Once stopping, an agent asking is denied at once.
     assert_eq!(needs_you(&mut state), ["deny:planner"]);
 }
+
+#[test]
+fn an_agents_own_budget_warns_pauses_and_a_plain_resume_gives_it_its_allowance_again() {
+    let mut config = (*config()).clone();
+    let planner = config.agents.groups[0]
+        .agents
+        .iter_mut()
+        .find(|a| a.id == "planner")
+        .unwrap();
+    planner.max_tokens = Some(25);
+    let mut state = RunState::new(Arc::new(config));
+    state.handle(Input::Start);
+    assert_eq!(wanted(&mut state, "planner", 1), ["grant:planner"]);
+    assert!(ended(&mut state, "planner").is_empty());
+    assert_eq!(wanted(&mut state, "planner", 2), ["grant:planner"]);
+    // 20 of 25: the warning, once.
+    assert_eq!(ended(&mut state, "planner"), ["notice"]);
+    assert_eq!(wanted(&mut state, "planner", 3), ["grant:planner"]);
+    assert_eq!(
+        ended(&mut state, "planner"),
+        ["pause_requested", "run_paused:1", "say"]
+    );
+    assert_eq!(
+        state.summary(Vec::new()).requested_by,
+        "budget: max-tokens 25 of agent `planner` reached (30 of 25 tokens)"
+    );
+    assert!(wanted(&mut state, "planner", 4).is_empty());
+    // A plain resume: 25 more tokens (up to 55), and the turn that waited goes on.
+    assert_eq!(
+        control(&mut state, ControlCommand::Resume),
+        ["notice", "run_resumed", "grant:planner", "reply:true"]
+    );
+    assert!(ended(&mut state, "planner").is_empty());
+    // 50 of 55: warned again for the new allowance.
+    assert_eq!(wanted(&mut state, "planner", 5), ["grant:planner"]);
+    assert_eq!(ended(&mut state, "planner"), ["notice"]);
+}
