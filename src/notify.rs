@@ -77,29 +77,13 @@ impl NotifySink {
                 ("needs_you", summary.requested_by.clone(), Vec::new())
             }
             OrchEventKind::RunPaused(summary) if summary.requested_by.starts_with(NEEDS_YOU) => {
-                let rest = &summary.requested_by[NEEDS_YOU.len()..];
-                let (agent, reason) = rest.split_once(": ").unwrap_or(("", rest));
-                let agents = if agent.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![agent.to_owned()]
-                };
-                ("needs_you", reason.to_owned(), agents)
+                needs_you(&summary.requested_by[NEEDS_YOU.len()..])
             }
             // Another agent that needs the user while the run is paused already.
             OrchEventKind::Notice {
                 level: NoticeLevel::Warning,
                 message,
-            } if message.starts_with("needs you: ") => {
-                let rest = &message["needs you: ".len()..];
-                let (agent, reason) = rest.split_once(": ").unwrap_or(("", rest));
-                let agents = if agent.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![agent.to_owned()]
-                };
-                ("needs_you", reason.to_owned(), agents)
-            }
+            } if message.starts_with("needs you: ") => needs_you(&message["needs you: ".len()..]),
             // 80 % of a budget: a warning, before the pause at 100 %.
             OrchEventKind::Notice {
                 level: NoticeLevel::Warning,
@@ -161,6 +145,16 @@ impl NotifySink {
             Ok(handle) => self.running.push(handle),
             Err(err) => tracing::warn!(error = %err, "failed to start a notification"),
         }
+    }
+}
+
+/// A needs-you payload's parts from `<agent>: <reason>`.
+fn needs_you(text: &str) -> (&'static str, String, Vec<String>) {
+    match text.split_once(": ") {
+        Some((agent, reason)) if !agent.is_empty() => {
+            ("needs_you", reason.to_owned(), vec![agent.to_owned()])
+        }
+        _ => ("needs_you", text.to_owned(), Vec::new()),
     }
 }
 

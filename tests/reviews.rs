@@ -115,29 +115,20 @@ fn a_reviewer_on_another_backend_repairs_its_verdict_fails_once_then_passes() {
     // The reviewer: a review, one repair of its prose answer, a second look.
     let reviews = prompt_files(&repo, "claude");
     assert_eq!(reviews.len(), 3, "{reviews:#?}");
-    assert!(reviews[0].contains("## Its task"), "{}", reviews[0]);
-    assert!(reviews[0].contains("Write your file."), "{}", reviews[0]);
-    assert!(
-        reviews[0].contains("writer.txt"),
-        "the diff: {}",
-        reviews[0]
-    );
-    assert!(
-        reviews[0].contains("Check that fix.txt exists."),
-        "{}",
-        reviews[0]
-    );
-    assert!(reviews[1].contains("could not be read"), "{}", reviews[1]);
-    assert!(
-        reviews[2].contains("worked on the points you failed"),
-        "{}",
-        reviews[2]
-    );
-    assert!(
-        reviews[2].contains("fix.txt"),
-        "the new diff: {}",
-        reviews[2]
-    );
+    let has = |n: usize, text: &str| {
+        assert!(
+            reviews[n].contains(text),
+            "review {n} lacks {text:?}: {}",
+            reviews[n]
+        );
+    };
+    has(0, "## Its task");
+    has(0, "Write your file.");
+    has(0, "writer.txt"); // the diff
+    has(0, "Check that fix.txt exists.");
+    has(1, "could not be read");
+    has(2, "worked on the points you failed");
+    has(2, "fix.txt"); // the new diff
     // On its own backend and model, read-only, resumed on its own conversation.
     let args = read(&repo.dir.path().join("prompts/args.0"));
     assert!(args.contains("claude-sonnet-4-5"), "{args}");

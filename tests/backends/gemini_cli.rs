@@ -64,25 +64,7 @@ async fn real_gemini_with_only_an_api_key_and_a_fresh_home_plans_and_follows_up_
     std::fs::create_dir_all(&home).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     // A fresh HOME: no ~/.gemini, no trusted folders, no auth type chosen.
-    let path = std::env::var("PATH").unwrap_or_default();
-    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
-        ("PATH", path.as_str()),
-        ("HOME", home.to_str().unwrap()),
-        ("GOOGLE_GEMINI_BASE_URL", &server.url()),
-        ("GEMINI_API_KEY", "scripted-test-key"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.into(), v.into()))
-    .collect();
-    let settings = BackendSettings {
-        env,
-        gemini: CliSettings {
-            bin: Some(gemini),
-            model: Some("gemini-2.5-flash".into()),
-            ..CliSettings::default()
-        },
-        ..BackendSettings::default()
-    };
+    let settings = api_key_only(gemini, &home, &server);
     let backend = GeminiBackend::new(&settings).unwrap();
     let (bus, sinks, collected) = collecting_bus();
     let prompt = "-REAL-GEMINI-PROMPT-9b2e: a prompt that starts with a dash";
@@ -190,25 +172,7 @@ async fn real_gemini_with_only_an_api_key_edits_a_file_through_a_function_call()
         }
     })
     .await;
-    let path = std::env::var("PATH").unwrap_or_default();
-    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
-        ("PATH", path.as_str()),
-        ("HOME", home.to_str().unwrap()),
-        ("GOOGLE_GEMINI_BASE_URL", &server.url()),
-        ("GEMINI_API_KEY", "scripted-test-key"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.into(), v.into()))
-    .collect();
-    let settings = BackendSettings {
-        env,
-        gemini: CliSettings {
-            bin: Some(gemini),
-            model: Some("gemini-2.5-flash".into()),
-            ..CliSettings::default()
-        },
-        ..BackendSettings::default()
-    };
+    let settings = api_key_only(gemini, &home, &server);
     let backend = GeminiBackend::new(&settings).unwrap();
     let (bus, sinks, collected) = collecting_bus();
     let req = request("api", 1, "WRITE-IT-3e7a: write the file", &repo);
@@ -233,6 +197,30 @@ async fn real_gemini_with_only_an_api_key_edits_a_file_through_a_function_call()
         "events: {:#?}",
         collected.events_of("api", 1)
     );
+}
+
+/// Settings of a user with only `GEMINI_API_KEY` set and `home` as HOME, talking to
+/// `server`.
+fn api_key_only(gemini: PathBuf, home: &std::path::Path, server: &ModelServer) -> BackendSettings {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = [
+        ("PATH", path.as_str()),
+        ("HOME", home.to_str().unwrap()),
+        ("GOOGLE_GEMINI_BASE_URL", &server.url()),
+        ("GEMINI_API_KEY", "scripted-test-key"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.into(), v.into()))
+    .collect();
+    BackendSettings {
+        env,
+        gemini: CliSettings {
+            bin: Some(gemini),
+            model: Some("gemini-2.5-flash".into()),
+            ..CliSettings::default()
+        },
+        ..BackendSettings::default()
+    }
 }
 
 /// A directory no one else can write to, nor to any directory above it (the Gemini CLI
