@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::event::{AgentEvent, ItemStatus};
 use crate::events::event::{AgentStatus, OrchEvent, OrchEventKind, RetryDecision};
 use crate::events::wire::millis;
-use crate::orchestrator::interrupts::NEEDS_YOU;
+use crate::orchestrator::interrupts::{NEEDS_YOU, token_budget_set};
 use crate::orchestrator::lifecycle::clock;
 use crate::status::report_model::RunReport;
 
@@ -336,9 +336,14 @@ impl Board {
                 self.tokens_out = usage.output_tokens;
                 self.live = false;
             }
-            OrchEventKind::GroupStarted { .. }
-            | OrchEventKind::BlueprintRejected { .. }
-            | OrchEventKind::Notice { .. } => return false,
+            // `ctl resume --max-tokens N` raised the budget the header measures against.
+            OrchEventKind::Notice { message, .. } => match token_budget_set(message) {
+                Some(limit) => self.max_tokens = Some(limit),
+                None => return false,
+            },
+            OrchEventKind::GroupStarted { .. } | OrchEventKind::BlueprintRejected { .. } => {
+                return false;
+            }
         }
         true
     }
@@ -732,6 +737,14 @@ pub(crate) mod tests {
             },
         ));
         assert_eq!(board.state, "pausing");
+        board.apply(&at(
+            7_400,
+            OrchEventKind::Notice {
+                level: crate::events::event::NoticeLevel::Info,
+                message: "token budget set to 90000 by ctl (20000 used)".into(),
+            },
+        ));
+        assert_eq!(board.max_tokens, Some(90_000));
         board.apply(&at(7_500, OrchEventKind::RunResumed));
         assert_eq!(board.state, "running");
         board.apply(&at(

@@ -13,6 +13,20 @@ use crate::orchestrator::state::{Effect, Pause, RunMode, RunState};
 /// `needs-you: <agent>: <reason>`.
 pub const NEEDS_YOU: &str = "needs-you: ";
 
+/// How the notice of a token budget raised by `ctl resume --max-tokens` begins; the
+/// number follows.
+pub const TOKEN_BUDGET_SET: &str = "token budget set to ";
+
+/// The budget a `TOKEN_BUDGET_SET` notice names.
+pub fn token_budget_set(message: &str) -> Option<u64> {
+    message
+        .strip_prefix(TOKEN_BUDGET_SET)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
 impl RunState {
     pub(super) fn reply(&self, id: u64, ok: bool, message: String) -> Effect {
         Effect::Reply {
@@ -85,7 +99,7 @@ impl RunState {
                 fx.push(Effect::Publish(OrchEventKind::Notice {
                     level: NoticeLevel::Info,
                     message: format!(
-                        "token budget set to {limit} by {source} ({} used)",
+                        "{TOKEN_BUDGET_SET}{limit} by {source} ({} used)",
                         self.tokens_used()
                     ),
                 }));
