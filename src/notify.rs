@@ -316,6 +316,22 @@ mod tests {
     use crate::agent::event::Usage;
     use crate::events::event::InterruptSummary;
 
+    /// The run paused, asked for by `by`.
+    fn paused(by: &str) -> OrchEvent {
+        OrchEvent::now(OrchEventKind::RunPaused(Box::new(InterruptSummary {
+            session: "run-x".into(),
+            number: 1,
+            requested_by: by.into(),
+            finished: Vec::new(),
+            failed: Vec::new(),
+            in_flight: Vec::new(),
+            pending: Vec::new(),
+            started: vec![],
+            usage: Usage::default(),
+            next_steps: Vec::new(),
+        })))
+    }
+
     fn sink() -> NotifySink {
         NotifySink::new(
             Channels {
@@ -351,19 +367,11 @@ mod tests {
     #[test]
     fn words_name_the_run_the_agent_and_the_reason() {
         let s = sink();
-        let paused = OrchEvent::now(OrchEventKind::RunPaused(Box::new(InterruptSummary {
-            session: "run-x".into(),
-            number: 1,
-            requested_by: "needs-you: api: reviewer `critic` still fails its work".into(),
-            finished: Vec::new(),
-            failed: Vec::new(),
-            in_flight: Vec::new(),
-            pending: Vec::new(),
-            started: vec![],
-            usage: Usage::default(),
-            next_steps: Vec::new(),
-        })));
-        let payload = s.payload(&paused).unwrap();
+        let payload = s
+            .payload(&paused(
+                "needs-you: api: reviewer `critic` still fails its work",
+            ))
+            .unwrap();
         assert_eq!(payload["event"], "needs_you");
         assert_eq!(payload["agent"], "api");
         let (title, body) = words(&payload);
@@ -388,27 +396,13 @@ mod tests {
 
     #[test]
     fn payloads_for_a_budget_pause_a_success_and_a_failure_only() {
-        let summary = |by: &str| InterruptSummary {
-            session: "run-x".into(),
-            number: 1,
-            requested_by: by.into(),
-            finished: Vec::new(),
-            failed: Vec::new(),
-            in_flight: Vec::new(),
-            pending: Vec::new(),
-            started: vec![],
-            usage: Usage::default(),
-            next_steps: Vec::new(),
-        };
         let s = sink();
-        let budget = OrchEvent::now(OrchEventKind::RunPaused(Box::new(summary(
-            "budget: --max-tokens 5 reached (9 of 5 tokens)",
-        ))));
+        let budget = paused("budget: --max-tokens 5 reached (9 of 5 tokens)");
         let payload = s.payload(&budget).unwrap();
         assert_eq!(payload["event"], "needs_you");
         assert_eq!(payload["run"], "run-x");
         assert_eq!(payload["summary"], "/r/interrupt.log");
-        let by_user = OrchEvent::now(OrchEventKind::RunPaused(Box::new(summary("ctrl-s"))));
+        let by_user = paused("ctrl-s");
         assert!(s.payload(&by_user).is_none());
         let failed = OrchEvent::now(OrchEventKind::RunFinished {
             status: RunStatus::Failed,

@@ -87,6 +87,23 @@ fn command(repo: &TestRepo, max_rounds: u32, extra: &[&str]) -> Command {
     cmd
 }
 
+/// `launch ctl resume --session SESSION`, then waits for the run to succeed.
+fn resume_and_finish(
+    repo: &TestRepo,
+    session: &str,
+    mut launch: std::process::Child,
+    stderr_path: &Path,
+) {
+    let resumed = repo
+        .launch()
+        .args(["ctl", "resume", "--session", session])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let status = launch.wait().unwrap();
+    assert!(status.success(), "{}", read(stderr_path));
+}
+
 fn prompt_files(repo: &TestRepo, prefix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(repo.dir.path().join("prompts"))
         .unwrap()
@@ -181,7 +198,7 @@ fn a_reviewer_that_keeps_failing_pauses_the_run_for_you_until_resumed() {
     std::fs::create_dir_all(repo.dir.path().join("state")).unwrap();
     std::fs::write(repo.dir.path().join("state/strict"), "").unwrap();
     let stderr_path = repo.dir.path().join("launch.stderr");
-    let mut launch = command(
+    let launch = command(
         &repo,
         1,
         &["--session", "review", "--notify-command", &notify],
@@ -211,14 +228,7 @@ fn a_reviewer_that_keeps_failing_pauses_the_run_for_you_until_resumed() {
 
     // The user decides the work is fine; the reviewer looks again and passes it.
     std::fs::write(repo.dir.path().join("state/pass"), "").unwrap();
-    let resumed = repo
-        .launch()
-        .args(["ctl", "resume", "--session", "review"])
-        .output()
-        .unwrap();
-    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
-    let status = launch.wait().unwrap();
-    assert!(status.success(), "{}", read(&stderr_path));
+    resume_and_finish(&repo, "review", launch, &stderr_path);
 
     // No fix turn after the round limit; one needs-you and one finish notified.
     assert_eq!(prompt_files(&repo, "codex").len(), 1);
@@ -277,7 +287,7 @@ agent "writer" {
     std::fs::create_dir_all(&state).unwrap();
     let notes = repo.dir.path().join("notes.jsonl");
     let stderr_path = repo.dir.path().join("launch.stderr");
-    let mut launch = repo
+    let launch = repo
         .launch()
         .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
         .args(["--session", "flaky", "--notify", "none", "--notify-command"])
@@ -299,14 +309,7 @@ agent "writer" {
         reason.contains("1 failed attempt in a row") && reason.contains("exit status: 1"),
         "{reason}"
     );
-    let resumed = repo
-        .launch()
-        .args(["ctl", "resume", "--session", "flaky"])
-        .output()
-        .unwrap();
-    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
-    let status = launch.wait().unwrap();
-    assert!(status.success(), "{}", read(&stderr_path));
+    resume_and_finish(&repo, "flaky", launch, &stderr_path);
     assert_eq!(
         git(&repo.root(), &["show", "orch/flaky:writer.txt"]),
         "work\n"

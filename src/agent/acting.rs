@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use crate::agent::backend::{
-    Backend, BackendError, BoxFuture, ChatRole, Expects, TurnEvents, TurnRequest, TurnResult,
+    Backend, BackendError, BoxFuture, Expects, TurnEvents, TurnRequest, TurnResult, transcript,
 };
 use crate::agent::claude::ClaudeBackend;
 use crate::agent::codex::CodexBackend;
@@ -151,20 +151,6 @@ fn toml_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// What was said so far, for a CLI that did not hear it.
-fn transcript(request: &TurnRequest) -> String {
-    let mut out = String::from("(What was said so far in this conversation:)\n");
-    for m in &request.history {
-        let who = match m.role {
-            ChatRole::User => "user",
-            ChatRole::Assistant => "you",
-        };
-        out.push_str(&format!("--- {who}:\n{}\n", m.content));
-    }
-    out.push_str("--- now:\n");
-    out
-}
-
 impl Backend for ActingHttp {
     fn name(&self) -> &str {
         self.text.name()
@@ -200,7 +186,14 @@ impl Backend for ActingHttp {
             };
             if request.resume.is_none() && !request.history.is_empty() {
                 let mut request = request.clone();
-                request.prompt = format!("{}{}", transcript(&request), request.prompt);
+                request.prompt = format!(
+                    "{}{}",
+                    transcript(
+                        &request.history,
+                        "(What was said so far in this conversation:)"
+                    ),
+                    request.prompt
+                );
                 return act.turn(&request, events).await;
             }
             act.turn(request, events).await

@@ -76,6 +76,21 @@ pub enum Expects {
     Verdict,
 }
 
+/// `history` as text for a backend that did not hear it: `heading`, then each message
+/// (`--- user:` / `--- you:`), then `--- now:` before the new prompt.
+pub fn transcript(history: &[ChatMessage], heading: &str) -> String {
+    let mut out = format!("{heading}\n");
+    for m in history {
+        let who = match m.role {
+            ChatRole::User => "user",
+            ChatRole::Assistant => "you",
+        };
+        out.push_str(&format!("--- {who}:\n{}\n", m.content));
+    }
+    out.push_str("--- now:\n");
+    out
+}
+
 /// One message of a conversation, for backends that resend history (HTTP APIs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {

@@ -15,7 +15,7 @@ use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::review::WorkForReview;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 use crate::workspace::{
-    AgentWorktree, CommitInfo, MergeMode, MergeOutcome, Workspace, WorkspaceError,
+    AgentWorktree, CommitInfo, CommitOutcome, MergeMode, MergeOutcome, Workspace, WorkspaceError,
 };
 
 /// The run's workspace and its merge queue (a fair lock: agents merge in the order
@@ -209,22 +209,7 @@ impl RunContext {
         }
         let id = conversation.id.clone();
         self.link.progress(&id, AgentLifecycle::Merging);
-        let workspace = isolation.workspace.clone();
-        let (wt, info) = (
-            worktree.clone(),
-            CommitInfo {
-                role: conversation.role.clone(),
-                summary: answer.to_owned(),
-            },
-        );
-        // Not under the run's git lock: a commit touches only the agent's own worktree,
-        // index and branch (and adds objects, which git writes atomically), so agents
-        // that finish together commit at once; worktree set-up and merges stay serial.
-        let outcome = blocking(move || workspace.commit_agent(&wt, &info))
-            .await
-            .map_err(|err| {
-                TurnError::Failed(format!("failed to commit the work of `{id}`: {err}"))
-            })?;
+        let outcome = commit(isolation, &worktree, conversation, answer).await?;
         if !outcome.is_changed() {
             self.notice(
                 NoticeLevel::Info,
@@ -333,22 +318,7 @@ impl RunContext {
                 files: 0,
             });
         };
-        let workspace = isolation.workspace.clone();
-        let (wt, info) = (
-            worktree.clone(),
-            CommitInfo {
-                role: conversation.role.clone(),
-                summary: answer.to_owned(),
-            },
-        );
-        let id = conversation.id.clone();
-        let outcome = blocking(move || workspace.commit_agent(&wt, &info))
-            .await
-            .map_err(|err| {
-                TurnError::Failed(format!(
-                    "failed to commit the work of `{id}` for its review: {err}"
-                ))
-            })?;
+        let outcome = commit(isolation, worktree, conversation, answer).await?;
         let changes = outcome.changes;
         Ok(WorkForReview {
             diffstat: if changes.files.is_empty() {
@@ -366,6 +336,31 @@ impl RunContext {
             .publish(OrchEventKind::Notice { level, message })
             .await;
     }
+}
+
+/// Commits what the agent changed in its worktree (`answer` sums it up).
+///
+/// Not under the run's git lock: a commit touches only the agent's own worktree, index
+/// and branch (and adds objects, which git writes atomically), so agents that finish
+/// together commit at once; worktree set-up and merges stay serial.
+async fn commit(
+    isolation: &Isolation,
+    worktree: &AgentWorktree,
+    conversation: &Conversation,
+    answer: &str,
+) -> Result<CommitOutcome, TurnError> {
+    let workspace = isolation.workspace.clone();
+    let (wt, info) = (
+        worktree.clone(),
+        CommitInfo {
+            role: conversation.role.clone(),
+            summary: answer.to_owned(),
+        },
+    );
+    let id = conversation.id.clone();
+    blocking(move || workspace.commit_agent(&wt, &info))
+        .await
+        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))
 }
 
 /// The one turn an agent gets to resolve a conflict with the run branch.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::agent::backend::{
     AgentKind, Backend, BackendError, ChatMessage, ChatRole, Expects, TurnEvents, TurnKind,
-    TurnRequest, TurnResult,
+    TurnRequest, TurnResult, transcript,
 };
 use crate::agent::event::{FailureClass, TurnOutcome, Usage};
 use crate::config::Config;
@@ -158,20 +158,6 @@ impl From<RunEnded> for TurnError {
     }
 }
 
-fn transcript(history: &[ChatMessage]) -> String {
-    let mut out =
-        String::from("(This conversation moved to another backend. What was said so far:)\n");
-    for m in history {
-        let who = match m.role {
-            ChatRole::User => "user",
-            ChatRole::Assistant => "you",
-        };
-        out.push_str(&format!("--- {who}:\n{}\n", m.content));
-    }
-    out.push_str("--- now:\n");
-    out
-}
-
 impl RunContext {
     fn model_for(&self, thread: &Conversation, backend: &dyn Backend) -> Option<String> {
         if self.config.mini {
@@ -201,7 +187,13 @@ impl RunContext {
             attempt += 1;
             self.link.turn_wanted(&thread.id, turn, attempt).await?;
             let prompt_text = if moved_backend && !thread.history.is_empty() {
-                format!("{}{prompt}", transcript(&thread.history))
+                format!(
+                    "{}{prompt}",
+                    transcript(
+                        &thread.history,
+                        "(This conversation moved to another backend. What was said so far:)"
+                    )
+                )
             } else {
                 prompt.to_owned()
             };
