@@ -457,11 +457,11 @@ fn review_property(
     match property {
         "backend" => {
             let backend = text()?.to_ascii_lowercase();
-            if !BACKEND_NAMES.contains(&backend.as_str()) {
+            if backend != "demo" && !BACKEND_NAMES.contains(&backend.as_str()) {
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown backend `{backend}` of `{what}` (expected one of {})",
+                        "unknown backend `{backend}` of `{what}` (expected one of {} or demo)",
                         BACKEND_NAMES.join(", ")
                     ),
                 ));
@@ -795,6 +795,9 @@ reviewer "critic" backend="Claude" model="claude-sonnet-4-5" prompt="Check the t
         assert_eq!(agent.reviews[0].name, "critic");
         assert_eq!(agent.reviews[0].max_rounds, 1);
         assert_eq!(agent.max_tokens, Some(500));
+        // The built-in demo backend reviews too (it passes everything).
+        let demo = parse("review backend=\"demo\"").unwrap();
+        assert_eq!(demo.reviews[0].backend.as_deref(), Some("demo"));
         for (bad, wanted) in [
             ("review \"nobody\"", "defines no `reviewer`"),
             (
