@@ -336,18 +336,27 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // Killed, so at most a zombie until its parent (gone too) is reaped by init.
-        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-        assert!(
+        // Killed (SIGKILL to its group, which the kernel delivers on its own time), so
+        // soon gone, or a zombie until init reaps it.
+        let dead = |state: &str| {
             state.is_empty()
                 || state
                     .rsplit(')')
                     .next()
-                    .unwrap()
+                    .unwrap_or_default()
                     .trim_start()
-                    .starts_with('Z'),
-            "{state}"
-        );
+                    .starts_with(['Z', 'X'])
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut state;
+        loop {
+            state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            if dead(&state) || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(dead(&state), "{state}");
     }
 
     #[test]
