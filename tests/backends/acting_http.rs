@@ -164,11 +164,18 @@ async fn minimax_agents_that_change_files_act_through_claude_code() {
     // The CLI's requests went to MiniMax's endpoint with its key and model.
     let cli: Vec<&Recorded> = requests
         .iter()
-        .filter(|r| route_http(&r.request()).is_none() && cli_agent(&r.request()).is_some())
+        .filter(|r| {
+            path(&r.path).ends_with("/v1/messages")
+                && route_http(&r.request()).is_none()
+                && cli_agent(&r.request()).is_some()
+        })
         .collect();
     assert!(!cli.is_empty());
+    // Every request of the CLI went to MiniMax's endpoint.
+    for r in &requests {
+        assert!(path(&r.path).starts_with("/anthropic/"), "{}", r.path);
+    }
     for r in &cli {
-        assert_eq!(path(&r.path), "/anthropic/v1/messages");
         assert_eq!(r.body["model"], "MiniMax-M2.1");
         let key = r
             .headers
