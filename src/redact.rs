@@ -387,8 +387,12 @@ impl Redactor {
                 model,
                 // Counts only: the stats of the prompt as sent, no text.
                 prompt: _,
+                purpose,
             } => {
                 r(agent);
+                if let Some(purpose) = purpose {
+                    r(purpose);
+                }
                 r(backend);
                 model.iter_mut().for_each(r);
             }
@@ -953,6 +957,7 @@ mod tests {
                 backend: s("backend"),
                 model: Some(s("model")),
                 prompt: PromptStats::of(&s("prompt")),
+                purpose: Some(s("purpose")),
             },
             OrchEventKind::TurnRetrying {
                 agent: s("agent"),

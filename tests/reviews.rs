@@ -174,6 +174,14 @@ fn a_reviewer_on_another_backend_repairs_its_verdict_fails_once_then_passes() {
         "{log}"
     );
     assert!(log.contains("writer review 2 by critic passed"), "{log}");
+    // Each turn says why it was taken.
+    for why in [
+        "plan (reviewer critic) · backend claude · model claude-sonnet-4-5",
+        "follow-up (reviewer critic, repair) · backend claude",
+        "follow-up (review fix) · backend codex",
+    ] {
+        assert!(log.contains(why), "{why}: {log}");
+    }
     let session = repo.only_run();
     let session = session.file_name().unwrap().to_str().unwrap();
     let events = repo.audit(&["events", session]);

@@ -163,15 +163,20 @@ impl Board {
                 attempt,
                 backend,
                 model,
+                purpose,
                 ..
             } => {
                 let row = self.agent(agent);
                 row.backend = backend.clone();
                 row.model = model.clone();
+                let why = purpose
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
                 row.state = if *attempt > 1 {
-                    format!("running turn {turn}, attempt {attempt}")
+                    format!("running turn {turn}, attempt {attempt}{why}")
                 } else {
-                    format!("running turn {turn}")
+                    format!("running turn {turn}{why}")
                 };
                 row.tone = Tone::Busy;
             }
@@ -519,6 +524,7 @@ pub(crate) mod tests {
             backend: "codex".into(),
             model: Some("gpt-5".into()),
             prompt: PromptStats::default(),
+            purpose: None,
         }
     }
 

@@ -60,6 +60,9 @@ pub enum OrchEventKind {
         backend: String,
         model: Option<String>,
         prompt: PromptStats,
+        /// Why the turn is taken, when not as planned: `reviewer critic`, `gate fix`,
+        /// `review fix`, `merge resolve`, `repair`.
+        purpose: Option<String>,
     },
     /// Something an agent streamed during a turn.
     Agent {

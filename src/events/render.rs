@@ -304,12 +304,17 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
             backend,
             model,
             prompt,
+            purpose,
         } => (
             agent,
             format!(
-                "── turn {turn}{} {} · backend {backend}{} · prompt {} chars",
+                "── turn {turn}{} {}{} · backend {backend}{} · prompt {} chars",
                 attempt_text(*attempt),
                 kind.as_str(),
+                purpose
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
                 model
                     .as_deref()
                     .map(|m| format!(" · model {m}"))

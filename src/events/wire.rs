@@ -76,11 +76,13 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
             backend,
             model,
             prompt,
+            purpose,
         } => (
             Some(agent),
             Some(*turn),
             "turn_started",
-            json!({"attempt": attempt, "turn_kind": kind, "backend": backend, "model": model, "prompt": prompt}),
+            json!({"attempt": attempt, "turn_kind": kind, "backend": backend, "model": model, "prompt": prompt,
+                "purpose": purpose}),
         ),
         OrchEventKind::Agent { agent, turn, event } => {
             (Some(agent), Some(*turn), event.kind(), to_value(event))

@@ -158,6 +158,22 @@ impl From<RunEnded> for TurnError {
     }
 }
 
+/// Why a turn is taken, for people: the reviewer's role for a reviewer's turn, then
+/// what its tags say (`gate fix`, `review fix`, `merge resolve`, `repair`).
+fn purpose_of(thread: &Conversation, extra_tags: &[&str]) -> Option<String> {
+    let mut parts = Vec::new();
+    if thread.tags.iter().any(|t| t == "review") {
+        parts.push(thread.role.clone());
+    }
+    parts.extend(
+        extra_tags
+            .iter()
+            .filter(|t| !t.starts_with("dynamic-"))
+            .map(|t| t.replace('-', " ")),
+    );
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 impl RunContext {
     fn model_for(&self, thread: &Conversation, backend: &dyn Backend) -> Option<String> {
         if self.config.mini {
@@ -250,6 +266,7 @@ impl RunContext {
                     backend: thread.backend.clone(),
                     model: model.clone(),
                     prompt: PromptStats::of(&prompt_text),
+                    purpose: purpose_of(thread, extra_tags),
                 })
                 .await;
             let events = TurnEvents::new(self.bus.clone(), thread.id.clone(), turn);

@@ -73,6 +73,7 @@ fn writer_child() {
                 backend: "demo".into(),
                 model: None,
                 prompt: PromptStats::default(),
+                purpose: None,
             })
             .await;
         }

@@ -109,6 +109,7 @@ pub async fn publish_agent(
             backend: "demo".into(),
             model: Some("demo-1".into()),
             prompt: PromptStats::of(&prompt),
+            purpose: None,
         })
         .await;
         count += 1;
