@@ -258,6 +258,20 @@ fn the_board_follows_a_demo_run_in_tmux_and_its_keys_pause_resume_and_quit() {
         .find(|a| a["id"] == "backend-api")
         .unwrap();
     assert!(backend["files_changed"].as_u64().unwrap() > 0, "{backend}");
+    // The stored board knows each agent's branch too.
+    assert!(
+        backend["branch"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("orch-agent/") && b.ends_with("/backend-api")),
+        "{backend}"
+    );
+    let planner = board["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "planner")
+        .unwrap();
+    assert_eq!(planner["branch"], "read-only", "{planner}");
 }
 
 #[test]

@@ -70,6 +70,13 @@ pub async fn load_report(reader: &AuditReader, session: &str) -> Result<RunRepor
             }
         }
     }
+    for (_, _, agent, p) in of_kind(reader, session, "worktree_ready").await? {
+        let branch = p
+            .get("branch")
+            .and_then(Json::as_str)
+            .unwrap_or("read-only");
+        agents.get(&agent.unwrap_or_default()).branch = Some(branch.to_owned());
+    }
     let last_success = load_turns(reader, session, &mut agents).await?;
     for (_, _, agent, p) in of_kind(reader, session, "agent_finished").await? {
         let a = agents.get(&agent.unwrap_or_default());

@@ -396,7 +396,7 @@ impl Board {
                         .patch
                         .as_ref()
                         .map_or(0, |patch| patch.text.matches("diff --git ").count()),
-                    branch: None,
+                    branch: agent.branch.clone(),
                 }
             })
             .collect::<Vec<_>>();

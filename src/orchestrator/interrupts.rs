@@ -354,13 +354,11 @@ impl RunState {
                 spent.how_to_continue(session)
             ),
             None if !self.needing_you.is_empty() => format!(
-                "{} need{} you: look at {} (its worktree is under .orch/worktrees/{session}/), then let {} try again: launch ctl resume --session {session}",
-                self.needing_you.join(", "),
-                if self.needing_you.len() == 1 { "s" } else { "" },
+                "look at what {} (a worktree under .orch/worktrees/{session}/), then let {} try again: launch ctl resume --session {session}",
                 if self.needing_you.len() == 1 {
-                    "it"
+                    "needs you"
                 } else {
-                    "them"
+                    "need you"
                 },
                 if self.needing_you.len() == 1 {
                     "it"
@@ -370,10 +368,19 @@ impl RunState {
             ),
             None => format!("continue: launch ctl resume --session {session}"),
         };
-        let next = vec![
-            resume,
-            format!("stop for good: launch ctl stop --session {session}"),
-        ];
+        // Each agent that needs the user, with its reason (the pause names the first).
+        let mut next: Vec<String> = self
+            .needing_you
+            .iter()
+            .filter_map(|id| match &self.entry(id)?.lifecycle {
+                AgentLifecycle::NeedsYou { reason } => Some(format!("{id} needs you: {reason}")),
+                _ => None,
+            })
+            .collect();
+        next.push(resume);
+        next.push(format!(
+            "stop for good: launch ctl stop --session {session}"
+        ));
         let summary = self.summary(next);
         if let Some(pause) = &mut self.pause {
             pause.summary_written = true;

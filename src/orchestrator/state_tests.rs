@@ -428,3 +428,52 @@ fn an_agents_own_budget_warns_pauses_and_a_plain_resume_gives_it_its_allowance_a
     assert_eq!(wanted(&mut state, "planner", 5), ["grant:planner"]);
     assert_eq!(ended(&mut state, "planner"), ["notice"]);
 }
+
+#[test]
+fn the_pause_summary_names_every_agent_that_needs_you_with_its_reason() {
+    let mut state = started();
+    assert_eq!(wanted(&mut state, "planner", 1), ["grant:planner"]);
+    let ask = |state: &mut RunState, agent: &str, reason: &str| {
+        names(&state.handle(Input::NeedsYou {
+            agent: agent.into(),
+            reason: reason.into(),
+        }))
+    };
+    // The first pauses the run (its summary waits for the planner's turn); the second,
+    // already paused, is said in the timeline.
+    assert_eq!(
+        ask(&mut state, "researcher", "gate `make` still fails"),
+        ["pause_requested", "say"]
+    );
+    assert_eq!(
+        ask(
+            &mut state,
+            "builder",
+            "reviewer `critic` still fails its work"
+        ),
+        ["notice", "say"]
+    );
+    let fx = state.handle(Input::TurnEnded {
+        agent: "planner".into(),
+        usage: Usage::default(),
+        cost: Some(0),
+    });
+    let summary = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Publish(OrchEventKind::RunPaused(summary)) => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("the pause summary");
+    assert_eq!(
+        summary.requested_by,
+        "needs-you: researcher: gate `make` still fails"
+    );
+    let steps = summary.next_steps.join("\n");
+    assert!(
+        steps.contains("researcher needs you: gate `make` still fails")
+            && steps.contains("builder needs you: reviewer `critic` still fails its work")
+            && steps.contains("then let them try again: launch ctl resume"),
+        "{steps}"
+    );
+}

@@ -56,6 +56,9 @@ pub struct ReportAgent {
     pub final_answer: Option<Clipped>,
     /// `/runs/<session>/agents/<agent>/changes.patch`, when the store has it.
     pub patch: Option<Clipped>,
+    /// Its worktree's branch (`worktree_ready`), `read-only` for a read-only view; `None`
+    /// without a worktree.
+    pub branch: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
