@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::repo::{TestRepo, read, text};
+use crate::repo::{TestRepo, read, text, wait_for};
 use crate::support::{SLOW, demo_command, run_dir, spawn_quiet, state, stop, wait_for_socket};
 
 /// Every file of a run directory with its bytes (logs excluded: the first run writes on).
@@ -31,6 +31,13 @@ fn a_second_run_with_a_live_session_name_is_refused_untouched() {
     let mut first = spawn_quiet(demo_command(&repo, &root, SLOW, &["--session", "dup"]));
     let socket = wait_for_socket(&root, "dup");
     let dir = run_dir(&root, "dup");
+    // The socket can answer before the timeline's writer has flushed its first line.
+    let timeline_path = dir.join("logs/timeline.log");
+    wait_for(
+        "the first run's run_started",
+        Duration::from_secs(30),
+        || read(&timeline_path).contains("run_started"),
+    );
     let before = run_files(&dir);
     let audit_before = std::fs::metadata(root.join(".orch/audit.db"))
         .unwrap()
@@ -52,7 +59,7 @@ fn a_second_run_with_a_live_session_name_is_refused_untouched() {
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", text(&status.stderr));
-    let timeline = read(&dir.join("logs/timeline.log"));
+    let timeline = read(&timeline_path);
     assert_eq!(timeline.matches("run_started").count(), 1, "{timeline}");
     // The store has one run of that name (its file only grew by the first run's rows).
     assert!(
