@@ -354,12 +354,19 @@ impl Redactor {
                 backend,
                 project_root,
                 groups,
+                config,
+                resumed: _,
+                parent,
             } => {
                 r(session);
                 r(prompt);
                 r(backend);
                 self.redact_path(project_root);
                 all(groups);
+                if let Some(config) = config {
+                    self.redact_json(config);
+                }
+                parent.iter_mut().for_each(r);
             }
             OrchEventKind::GroupStarted { group } => r(group),
             OrchEventKind::WaveScheduled {
@@ -935,6 +942,9 @@ mod tests {
                 backend: s("backend"),
                 project_root: PathBuf::from(format!("/home/{KEY}/{ENV_VALUE}")),
                 groups: vec![s("group")],
+                config: Some(Box::new(serde_json::json!({"prompt": s("prompt")}))),
+                resumed: true,
+                parent: Some(s("parent")),
             },
             OrchEventKind::GroupStarted { group: s("group") },
             OrchEventKind::WaveScheduled {

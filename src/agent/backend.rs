@@ -337,6 +337,11 @@ pub trait Backend: Send + Sync {
     /// The cheapest model of this backend, used for every turn under `--mini`.
     fn mini_model(&self) -> Option<String>;
 
+    /// Tells the backend what an earlier run's turns of `thread` used in all, before a
+    /// resumed run continues it: a backend that reports a thread's usage cumulatively
+    /// (Codex) counts the next turn from there, not from zero.
+    fn seed_thread(&self, _thread_id: &str, _usage: crate::agent::event::Usage) {}
+
     /// Runs one turn, streaming events to `events`. When `request.stop` fires, the
     /// turn ends in order (a CLI's process group gets SIGTERM, the grace, SIGKILL and
     /// is reaped; an HTTP request is dropped) and returns `TurnOutcome::Interrupted`.

@@ -149,6 +149,14 @@ impl Backend for CodexBackend {
         "codex"
     }
 
+    fn seed_thread(&self, thread_id: &str, usage: Usage) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(thread_id.to_owned())
+            .or_insert(usage);
+    }
+
     fn mini_model(&self) -> Option<String> {
         self.command.cli.mini_model.clone()
     }

@@ -17,6 +17,7 @@ pub mod reader;
 pub mod record;
 pub mod render;
 pub mod report;
+pub mod resume;
 pub mod schema;
 pub mod show;
 pub mod sink;

@@ -14,6 +14,10 @@ use crate::events::render::duration;
 #[derive(Clone, Debug, Serialize)]
 pub struct RunDetail {
     pub run: RunSummary,
+    /// The run it follows up (`launch continue`).
+    pub parent: Option<String>,
+    /// How many times it was resumed (`launch resume`).
+    pub resumes: u32,
     pub waves: Vec<WaveInfo>,
     pub agents: Vec<AgentDetail>,
 }
@@ -54,9 +58,12 @@ pub struct TurnInfo {
 
 pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail, AuditError> {
     let run = reader.run(session).await?;
-    let mut waves = Vec::new();
+    let mut waves: Vec<WaveInfo> = Vec::new();
     let mut agents: Vec<AgentDetail> = Vec::new();
+    let mut parent = None;
+    let mut resumes = 0;
     for kind in [
+        "run_started",
         "wave_scheduled",
         "agent_started",
         "turn_finished",
@@ -70,29 +77,40 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
             let p = &row.payload;
             let text = |key: &str| p.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
             match kind {
-                "wave_scheduled" => waves.push(WaveInfo {
-                    wave: p.get("wave").and_then(Value::as_i64).unwrap_or(0),
-                    kind: text("wave_kind"),
-                    agents: p
-                        .get("agents")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect(),
-                }),
-                "agent_started" => agents.push(AgentDetail {
-                    agent: row.agent.clone().unwrap_or_default(),
-                    role: text("role"),
-                    kind: text("agent_kind"),
-                    wave: p.get("wave").and_then(Value::as_i64).unwrap_or(0),
-                    status: "running".into(),
-                    input_tokens: 0,
-                    output_tokens: 0,
-                    cost_usd: None,
-                    turns: Vec::new(),
-                }),
+                "run_started" => {
+                    if p.get("resumed").and_then(Value::as_bool) == Some(true) {
+                        resumes += 1;
+                    }
+                    if parent.is_none() {
+                        parent = p.get("parent").and_then(Value::as_str).map(str::to_owned);
+                    }
+                }
+                "wave_scheduled" => {
+                    let wave = WaveInfo {
+                        wave: p.get("wave").and_then(Value::as_i64).unwrap_or(0),
+                        kind: text("wave_kind"),
+                        agents: p
+                            .get("agents")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect(),
+                    };
+                    // A resumed run schedules its waves again.
+                    if !waves.iter().any(|w| {
+                        w.wave == wave.wave && w.kind == wave.kind && w.agents == wave.agents
+                    }) {
+                        waves.push(wave);
+                    }
+                }
+                "agent_started" => {
+                    let agent = find_or_add(&mut agents, row.agent.as_deref().unwrap_or(""));
+                    agent.role = text("role");
+                    agent.kind = text("agent_kind");
+                    agent.wave = p.get("wave").and_then(Value::as_i64).unwrap_or(0);
+                }
                 "turn_finished" => {
                     let Ok(t) = serde_json::from_value::<TurnRecord>(row.payload.clone()) else {
                         continue;
@@ -132,7 +150,13 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
             }
         }
     }
-    Ok(RunDetail { run, waves, agents })
+    Ok(RunDetail {
+        run,
+        parent,
+        resumes,
+        waves,
+        agents,
+    })
 }
 
 fn find_or_add<'a>(agents: &'a mut Vec<AgentDetail>, name: &str) -> &'a mut AgentDetail {
@@ -170,6 +194,17 @@ pub fn render(d: &RunDetail) -> String {
         r.events,
         crate::audit::memory::truncate(&r.prompt.replace('\n', " "), 200)
     );
+    if let Some(parent) = &d.parent {
+        let _ = writeln!(out, "continues run {parent}");
+    }
+    if d.resumes > 0 {
+        let _ = writeln!(
+            out,
+            "resumed {} time{} (launch resume)",
+            d.resumes,
+            if d.resumes == 1 { "" } else { "s" }
+        );
+    }
     if !d.waves.is_empty() {
         out.push_str("\nwaves:\n");
         for w in &d.waves {

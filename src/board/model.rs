@@ -568,6 +568,9 @@ pub(crate) mod tests {
                     backend: "codex".into(),
                     project_root: "/repo".into(),
                     groups: vec!["default".into()],
+                    config: None,
+                    resumed: false,
+                    parent: None,
                 },
             ),
             at(

@@ -33,8 +33,24 @@ pub enum LaunchCommand {
     Ctl(CtlArgs),
     /// Show a run's Zellij/tmux session again (rebuilt if it was closed).
     Attach(AttachArgs),
-    /// List the runs of this repository with their state.
+    /// List the runs of this repository with their state, and which can be resumed.
     Ls(LsArgs),
+    /// Go on with a stopped, failed or crashed run, from its audit store.
+    ///
+    /// Turns that finished are not run again (their answers are given back); a turn
+    /// that was cut off continues on its conversation (`codex exec resume`, `claude
+    /// --resume`, `gemini -r`), told what it had done; agents' worktrees and branches
+    /// are reused as they are. Same session, same hash chain. A run that succeeded is
+    /// followed up with `launch continue` instead; a store whose chain does not verify
+    /// is refused unless --force. Flags such as --mux, --max-tokens or --notify apply
+    /// to the resumed run; the task, agents and backends are the stored run's.
+    Resume(ResumeArgs),
+    /// Start a new run that follows up a finished one.
+    ///
+    /// Its run branch starts at the earlier run's branch (orch/<session>), and its
+    /// planner is told the earlier run's task, plan and final answers. Its backend and
+    /// model are the earlier run's unless given.
+    Continue(ContinueArgs),
     /// The status board of a run: its state and one row per agent.
     ///
     /// A running run answers live; a finished or crashed one is read from the audit
@@ -263,6 +279,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub memory_dir: Option<String>,
 
+    /// Go on with this stopped, failed or crashed run (the same as `launch resume`).
+    #[arg(long, value_name = "SESSION", conflicts_with = "prompt")]
+    pub resume: Option<String>,
+
+    /// With --resume: resume even though the audit store's hash chain does not verify.
+    #[arg(long)]
+    pub force: bool,
+
     /// Make the demo backend misbehave, for tests: comma-separated items such as
     /// `delay=MS`, `events=N`, `gap=MS`, `blueprint=cycle`, `blueprint=bad-json-once`,
     /// `crash=AGENT`, `huge=AGENT`, `fail=AGENT:transient`, `waves=N`
@@ -355,6 +379,24 @@ pub struct LsArgs {
     /// Print the list as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to go on with (`launch ls` marks which can be resumed).
+    #[arg(value_name = "SESSION")]
+    pub run_name: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ContinueArgs {
+    /// The finished run to follow up.
+    #[arg(value_name = "SESSION")]
+    pub parent: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@ pub mod audit_args;
 pub mod launch_args;
 
 pub use launch_args::{
-    AttachArgs, CleanArgs, CtlArgs, CtlCommand, DiffArgs, IsolationChoice, LaunchCli,
-    LaunchCommand, LsArgs, MergeArgs, MuxChoice, NotifyWay, OrchestrateArgs, RunArgs, StatusArgs,
+    AttachArgs, CleanArgs, ContinueArgs, CtlArgs, CtlCommand, DiffArgs, IsolationChoice, LaunchCli,
+    LaunchCommand, LsArgs, MergeArgs, MuxChoice, NotifyWay, OrchestrateArgs, ResumeArgs, RunArgs, StatusArgs,
     WatchdogArgs,
 };

@@ -12,4 +12,6 @@ pub use agents::{
     AgentSpec, AgentsConfig, ConfigSource, GroupSpec, OrchestrationSettings, RelaySettings,
 };
 pub use error::ConfigError;
-pub use resolve::{Concise, Config, Env, GroupSettings, group_settings, process_env, resolve};
+pub use resolve::{
+    Concise, Config, Env, GroupSettings, ParentRun, group_settings, process_env, resolve,
+};

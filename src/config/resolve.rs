@@ -102,6 +102,21 @@ pub struct Config {
     pub demo: DemoScenario,
     /// The multiplexer binaries (`ORCH_ZELLIJ_BIN`, `ORCH_TMUX_BIN`, else PATH).
     pub mux_programs: MuxPrograms,
+    /// `launch resume`: this run continues its session from the audit store (finished
+    /// turns are replayed, cut-off ones continue; see `orchestrator::replay`).
+    #[serde(default)]
+    pub resume: bool,
+    /// `launch continue`: the finished run this one follows up.
+    #[serde(default)]
+    pub parent: Option<ParentRun>,
+}
+
+/// The earlier run a `launch continue` run builds on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRun {
+    pub session: String,
+    /// Its task, plan and final answers, quoted to the planner.
+    pub context: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,22 +329,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         agents.groups.retain(|g| args.groups.contains(&g.name));
     }
 
-    let audit = if args.no_audit {
-        None
-    } else if let Some(url) = &args.audit_url {
-        Some(AuditTarget::Remote {
-            url: url.clone(),
-            token: String::new(),
-        })
-    } else {
-        let path = args
-            .audit_path
-            .clone()
-            .or_else(|| env.get("AGENTFS_PATH").map(PathBuf::from))
-            .map(|p| cwd.join(p))
-            .unwrap_or_else(|| default_audit_path(&root));
-        Some(AuditTarget::Local(path))
-    };
+    let audit = audit_target(args, env, cwd, &root);
     let demo_spec = args
         .demo_scenario
         .clone()
@@ -422,7 +422,30 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
             .map(|dir| cwd.join(dir)),
         demo,
         mux_programs: MuxPrograms::from_env(env),
+        resume: false,
+        parent: None,
     })
+}
+
+/// The audit store of the flags (`None`: `--no-audit`); a remote target's token is
+/// filled in from the environment when it is opened.
+pub fn audit_target(args: &RunArgs, env: &Env, cwd: &Path, root: &Path) -> Option<AuditTarget> {
+    if args.no_audit {
+        None
+    } else if let Some(url) = &args.audit_url {
+        Some(AuditTarget::Remote {
+            url: url.clone(),
+            token: String::new(),
+        })
+    } else {
+        let path = args
+            .audit_path
+            .clone()
+            .or_else(|| env.get("AGENTFS_PATH").map(PathBuf::from))
+            .map(|p| cwd.join(p))
+            .unwrap_or_else(|| default_audit_path(root));
+        Some(AuditTarget::Local(path))
+    }
 }
 
 /// Reads the agents config: flag, env, `orch.kdl`, `agents.out.json`, else built-in.
@@ -543,7 +566,7 @@ pub fn backend_settings(config: &Config, env: &Env) -> crate::agent::BackendSett
 
 /// The terminal this process runs in (its standard input's, else its standard error's),
 /// as a path another process can open.
-fn own_terminal() -> Option<PathBuf> {
+pub(crate) fn own_terminal() -> Option<PathBuf> {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
         std::fs::read_link("/proc/self/fd/0").ok()

@@ -35,6 +35,13 @@ pub enum OrchEventKind {
         backend: String,
         project_root: PathBuf,
         groups: Vec<String>,
+        /// The resolved config, redacted: what `launch resume` starts the run again
+        /// from. Stored, not shown.
+        config: Option<Box<serde_json::Value>>,
+        /// This start continues the session after a stop or crash (`launch resume`).
+        resumed: bool,
+        /// The finished run this one follows up (`launch continue`).
+        parent: Option<String>,
     },
     GroupStarted {
         group: String,

@@ -524,12 +524,21 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             session,
             backend,
             groups,
+            resumed,
+            parent,
             ..
         } => {
-            format!(
+            let mut line = format!(
                 "run_started {session} backend={backend} groups={}",
                 groups.join(",")
-            )
+            );
+            if *resumed {
+                line.push_str(" resumed");
+            }
+            if let Some(parent) = parent {
+                line.push_str(&format!(" continues={parent}"));
+            }
+            line
         }
         OrchEventKind::GroupStarted { group } => format!("group_started {group}"),
         OrchEventKind::WaveScheduled { wave, kind, agents } => format!(

@@ -271,6 +271,9 @@ mod tests {
                     backend: "codex".into(),
                     project_root: "/r".into(),
                     groups: vec![],
+                    config: None,
+                    resumed: false,
+                    parent: None,
                 },
             ),
             at(

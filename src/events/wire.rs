@@ -40,12 +40,16 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
             backend,
             project_root,
             groups,
+            config,
+            resumed,
+            parent,
         } => (
             None,
             None,
             "run_started",
             json!({"session": session, "prompt": prompt, "backend": backend,
-                   "project_root": project_root, "groups": groups}),
+                   "project_root": project_root, "groups": groups, "config": config,
+                   "resumed": resumed, "parent": parent}),
         ),
         OrchEventKind::GroupStarted { group } => {
             (None, None, "group_started", json!({"group": group}))

@@ -84,6 +84,56 @@ pub fn print_response(args: &CtlArgs, response: &ControlResponse) {
 pub struct RunListing {
     pub session: String,
     pub state: String,
+    /// `launch resume` can go on with it.
+    pub resumable: bool,
+    /// Why it can or cannot be resumed (or followed up).
+    pub note: String,
+}
+
+/// Whether `launch resume` can go on with a run in `state`, and what to tell the user.
+fn resumability(session: &str, state: &str, stored: Option<bool>) -> (bool, String) {
+    match (state, stored) {
+        ("succeeded", _) => (
+            false,
+            format!("finished; `launch continue {session} --prompt …` follows it up"),
+        ),
+        ("stopped" | "failed" | "crashed", Some(true)) => {
+            (true, format!("`launch resume {session}` goes on with it"))
+        }
+        ("stopped" | "failed" | "crashed", Some(false)) => (
+            false,
+            "cannot be resumed: the audit store has no config for it".into(),
+        ),
+        ("stopped" | "failed" | "crashed", None) => (
+            false,
+            "cannot be resumed: it is not in this repository's audit store (--no-audit or another --audit-path)".into(),
+        ),
+        _ => (false, "still going".into()),
+    }
+}
+
+/// For each session: `Some(has config)` if the default audit store has it.
+fn stored_configs(root: &Path, sessions: &[String]) -> Vec<Option<bool>> {
+    let path = crate::paths::default_audit_path(root);
+    if !path.exists() {
+        return vec![None; sessions.len()];
+    }
+    let target = crate::audit::AuditTarget::Local(path);
+    super::runtime().block_on(async {
+        let Ok(reader) = crate::audit::reader::AuditReader::open(&target).await else {
+            return vec![None; sessions.len()];
+        };
+        let mut out = Vec::with_capacity(sessions.len());
+        for session in sessions {
+            out.push(
+                crate::audit::resume::stored_run(&reader, session)
+                    .await
+                    .ok()
+                    .map(|stored| stored.config.is_some()),
+            );
+        }
+        out
+    })
 }
 
 /// The runs of the repository, newest first. Clears crashed runs first (their stale
@@ -106,7 +156,28 @@ pub fn ls(args: &LsArgs, cwd: &Path) -> Result<Vec<RunListing>, LaunchError> {
             (None, RunLiveness::Gone(_)) => CRASHED.into(),
             (None, RunLiveness::NoOwner) => "ended without a status".into(),
         };
-        runs.push(RunListing { session, state });
+        runs.push((session, state));
     }
-    Ok(runs)
+    let wanted: Vec<String> = runs
+        .iter()
+        .filter(|(_, state)| matches!(state.as_str(), "stopped" | "failed" | "crashed"))
+        .map(|(session, _)| session.clone())
+        .collect();
+    let stored = stored_configs(&root, &wanted);
+    Ok(runs
+        .into_iter()
+        .map(|(session, state)| {
+            let found = wanted
+                .iter()
+                .position(|s| *s == session)
+                .and_then(|i| stored[i]);
+            let (resumable, note) = resumability(&session, &state, found);
+            RunListing {
+                session,
+                state,
+                resumable,
+                note,
+            }
+        })
+        .collect())
 }

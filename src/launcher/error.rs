@@ -35,9 +35,11 @@ pub enum LaunchError {
     )]
     SessionTaken { session: String, pid: u32 },
     #[error(
-        "run {session} crashed earlier (its orchestrator is gone); its logs stay in {logs} and `orch-audit show {session}` has what it recorded: start a new run without --session or with another name"
+        "run {session} crashed earlier (its orchestrator is gone); its logs stay in {logs} and `orch-audit show {session}` has what it recorded: `launch resume {session}` goes on with it, or start a new run without --session or with another name"
     )]
     SessionCrashed { session: String, logs: String },
+    #[error("run {session} cannot be resumed: {reason}")]
+    CannotResume { session: String, reason: String },
     #[error(
         "run {session} has no panes (it ran with --mux none): follow it with `orch-audit events {session} --follow`"
     )]
@@ -100,6 +102,7 @@ pub fn report_error(err: &LaunchError) -> ExitCode {
         | LaunchError::Backend(_)
         | LaunchError::SessionTaken { .. }
         | LaunchError::SessionCrashed { .. }
+        | LaunchError::CannotResume { .. }
         | LaunchError::NoPanes { .. }
         | LaunchError::NeedsTerminal { .. }
         | LaunchError::Mux(

@@ -95,7 +95,9 @@ pub async fn run_in_foreground(
     let paths = config.run_paths();
     // Before anything of the run is written: a live or crashed session is refused. The
     // orchestrator of a Zellij/tmux run takes over its launcher's claim.
-    let claim = if interactive {
+    let claim = if interactive && config.resume {
+        RunClaim::take_for_resume(&paths)?
+    } else if interactive {
         RunClaim::take(&paths)?
     } else {
         RunClaim::adopt(&paths)?
@@ -150,6 +152,11 @@ pub async fn run_in_foreground(
         },
         local => local,
     });
+    // A resumed run reads its stored session before it writes anything more to it.
+    let replay = match (&audit_target, config.resume) {
+        (Some(target), true) => Some(load_replay(target, &config.paths.session).await?),
+        _ => None,
+    };
     let mut audit_shared = None;
     if let Some(target) = audit_target {
         let meta = RunMeta {
@@ -222,14 +229,27 @@ pub async fn run_in_foreground(
             return Err(err);
         }
     };
-    let ctx = Arc::new(RunContext::new(
+    if let Some(replay) = &replay {
+        let (done, cut) = replay.counts();
+        bus.publish(crate::events::OrchEventKind::Notice {
+            level: NoticeLevel::Info,
+            message: format!(
+                "resuming run {}: {done} finished turn(s) are given back, not run again; {cut} cut-off turn(s) continue on their conversation",
+                config.paths.session
+            ),
+        })
+        .await;
+    }
+    let mut ctx = RunContext::new(
         Arc::new(config),
         bus.clone(),
         link,
         backends,
         policy,
         isolation,
-    ));
+    );
+    ctx.replay = replay;
+    let ctx = Arc::new(ctx);
     let mut report = dispatch(ctx, inbox).await;
     failure_task.abort();
     // The caller prints failure reasons (backend error text) on the terminal.
@@ -257,6 +277,15 @@ pub async fn run_in_foreground(
     Ok(report)
 }
 
+/// The stored session of a resumed run (`audit::resume`).
+async fn load_replay(
+    target: &AuditTarget,
+    session: &str,
+) -> Result<crate::orchestrator::replay::Replay, LaunchError> {
+    let reader = crate::audit::reader::AuditReader::open(target).await?;
+    Ok(crate::audit::resume::replay(&reader, session).await?)
+}
+
 /// Pins the run's base and makes its run branch (`--isolation worktree`); says once
 /// when the user's tree has changes the run does not include.
 /// What the run says about its workspace at start (stderr and the timeline).
@@ -280,12 +309,18 @@ fn prepare_workspace(config: &Config) -> Result<(Option<Isolation>, Notes), Laun
         }
         return Ok((None, notes));
     }
-    // At start, before any agent: a few git commands, run here.
-    let (workspace, tree) = Workspace::prepare(
-        &config.paths.project_root,
-        &config.paths.session,
-        config.base.clone(),
-    )?;
+    // At start, before any agent: a few git commands, run here. A resumed run goes on
+    // from the base and run branch it pinned.
+    let (workspace, tree) = if config.resume {
+        let workspace = Workspace::open(&config.paths.project_root, &config.paths.session)?;
+        (workspace, crate::workspace::UserTree::default())
+    } else {
+        Workspace::prepare(
+            &config.paths.project_root,
+            &config.paths.session,
+            config.base.clone(),
+        )?
+    };
     if tree.is_dirty() && config.base != BaseChoice::Snapshot {
         notes.push((NoticeLevel::Info, format!(
             "{} uncommitted change(s) in your tree are not part of this run (--include-uncommitted takes them)",

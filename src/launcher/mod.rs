@@ -6,6 +6,7 @@ pub mod foreground;
 pub mod metrics;
 pub mod mux_run;
 pub mod panes;
+pub mod resume;
 pub mod run_claim;
 pub mod workspace_cmds;
 
@@ -16,7 +17,7 @@ use crate::config::{Config, process_env, resolve};
 use crate::events::event::RunStatus;
 use crate::launcher::error::{LaunchError, exit, report_error};
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,7 +51,7 @@ pub fn main(cli: LaunchCli) -> ExitCode {
                 println!("no runs yet in this repository");
             } else {
                 for run in runs {
-                    println!("{:<28} {}", run.session, run.state);
+                    println!("{:<28} {:<10} {}", run.session, run.state, run.note);
                 }
             }
             ExitCode::from(exit::SUCCESS)
@@ -62,9 +63,21 @@ pub fn main(cli: LaunchCli) -> ExitCode {
         Some(LaunchCommand::Watchdog(args)) => Ok(ExitCode::from(crate::agent::watchdog::run(
             std::time::Duration::from_millis(args.grace_ms),
         ))),
-        None => resolve(&cli.run, &env, &cwd)
-            .map_err(LaunchError::from)
-            .and_then(|config| run(config, &env)),
+        Some(LaunchCommand::Resume(args)) => {
+            resume::resume_config(&args.run_name, &args.run, &env, &cwd)
+                .and_then(|config| run(config, &env))
+        }
+        Some(LaunchCommand::Continue(args)) => {
+            resume::continue_config(&args.parent, args.run, &env, &cwd)
+                .and_then(|config| run(config, &env))
+        }
+        None => match &cli.run.resume {
+            Some(session) => resume::resume_config(session, &cli.run, &env, &cwd)
+                .and_then(|config| run(config, &env)),
+            None => resolve(&cli.run, &env, &cwd)
+                .map_err(LaunchError::from)
+                .and_then(|config| run(config, &env)),
+        },
     };
     result.unwrap_or_else(|err| report_error(&err))
 }

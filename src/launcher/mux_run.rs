@@ -45,7 +45,11 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
     let session = config.paths.session.clone();
     // Refuses a live or crashed session before anything of it is touched; the
     // orchestrator takes the claim over once it starts.
-    let _claim = RunClaim::take(&paths)?;
+    let _claim = if config.resume {
+        RunClaim::take_for_resume(&paths)?
+    } else {
+        RunClaim::take(&paths)?
+    };
     if let Some(stale) = live.remove_stale()? {
         let state = match stale {
             Stale::Running => "running",

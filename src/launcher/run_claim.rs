@@ -110,6 +110,17 @@ impl RunClaim {
     /// session (exit 2) before anything of that run is touched. Clears every crashed run
     /// of the project first.
     pub fn take(paths: &RunPaths) -> Result<Self, LaunchError> {
+        Self::take_as(paths, false)
+    }
+
+    /// Claims `paths.session` for `launch resume`: like `take`, but a crashed, stopped
+    /// or failed run is what it continues, so only a live owner is refused; the old
+    /// final state goes (the resumed run writes its own).
+    pub fn take_for_resume(paths: &RunPaths) -> Result<Self, LaunchError> {
+        Self::take_as(paths, true)
+    }
+
+    fn take_as(paths: &RunPaths, resume: bool) -> Result<Self, LaunchError> {
         clear_crashed_runs(&paths.project_root);
         std::fs::create_dir_all(&paths.run_dir)
             .map_err(|source| claim_error(&paths.run_dir, source))?;
@@ -121,14 +132,19 @@ impl RunClaim {
                     pid: owner.pid,
                 });
             }
+            RunLiveness::Gone(_) if resume => clear_crashed_locked(paths),
             RunLiveness::Gone(_) => {
                 clear_crashed_locked(paths);
                 return Err(crashed(paths));
             }
+            RunLiveness::NoOwner if resume => {}
             RunLiveness::NoOwner if final_status(paths).as_deref() == Some(CRASHED) => {
                 return Err(crashed(paths));
             }
             RunLiveness::NoOwner => {}
+        }
+        if resume {
+            let _ = std::fs::remove_file(paths.state_file());
         }
         Self::write(paths)
     }

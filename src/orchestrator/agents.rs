@@ -122,8 +122,15 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
             depends_on: job.depends_on.clone(),
         })
         .await;
+    // An agent the stored session finished (`launch resume`) gives its answers back;
+    // its work is committed and merged already, its gates and review passed.
+    let finished = shared
+        .replay
+        .as_ref()
+        .is_some_and(|replay| replay.agent_finished(&id));
     let outcome = match shared.prepare_workdir(&mut job.conversation).await {
         Ok(()) => match drive(&shared, &mut job).await {
+            Ok((answer, blueprint, note)) if finished => Ok((answer, blueprint, note)),
             Ok((answer, blueprint, note)) => gates::check_and_integrate(&shared, &mut job, answer)
                 .await
                 .map(|answer| (answer, blueprint, note)),

@@ -253,6 +253,7 @@ pub(super) fn prompt_context(state: &RunState) -> PromptContext<'_> {
         task: &state.config.prompt,
         project_root: &state.config.paths.project_root,
         concise: state.config.concise != Concise::Off,
+        earlier: state.config.parent.as_ref().map(|p| p.context.as_str()),
     }
 }
 

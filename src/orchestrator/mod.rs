@@ -10,6 +10,7 @@ pub(crate) mod isolation;
 pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod prompts;
+pub mod replay;
 pub(crate) mod retry;
 pub(crate) mod review;
 pub(crate) mod scheduler;

@@ -16,6 +16,8 @@ pub struct PromptContext<'a> {
     pub task: &'a str,
     pub project_root: &'a Path,
     pub concise: bool,
+    /// What the earlier run of a `launch continue` did, for the first agent's prompt.
+    pub earlier: Option<&'a str>,
 }
 
 /// The final answer of an earlier agent, quoted as context.
@@ -61,6 +63,11 @@ fn concise_suffix(ctx: &PromptContext, out: &mut String) {
 
 pub fn core_plan(ctx: &PromptContext, spec: &AgentSpec, prior: &[PriorOutput]) -> String {
     let mut out = header(ctx, &spec.id, &spec.role);
+    // The first agent (the planner) is told what the run it follows up did.
+    if let (Some(earlier), true) = (ctx.earlier, prior.is_empty()) {
+        out.push_str(earlier.trim());
+        out.push_str("\n\n");
+    }
     if !prior.is_empty() {
         out.push_str("## What the agents before you concluded\n");
         for p in prior {
@@ -247,6 +254,7 @@ mod tests {
             task: "ship",
             project_root: Path::new("/repo"),
             concise: false,
+            earlier: None,
         };
         let spec = {
             let mut s = AgentSpec::new("builder", "Builder");

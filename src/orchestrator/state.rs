@@ -299,6 +299,9 @@ impl RunState {
                 .iter()
                 .map(|g| g.name.clone())
                 .collect(),
+            config: serde_json::to_value(config.as_ref()).ok().map(Box::new),
+            resumed: config.resume,
+            parent: config.parent.as_ref().map(|p| p.session.clone()),
         }));
         self.next_group(fx);
     }

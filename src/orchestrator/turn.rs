@@ -19,6 +19,7 @@ use crate::events::wire::millis;
 use crate::orchestrator::dispatcher::{RunEnded, RunLink};
 use crate::orchestrator::isolation::Isolation;
 use crate::orchestrator::lifecycle::AgentLifecycle;
+use crate::orchestrator::replay::{Replayed, interrupted_prompt};
 use crate::orchestrator::retry::{RetryPolicy, RetryState, decide};
 use crate::workspace::AgentWorktree;
 
@@ -61,6 +62,8 @@ pub struct RunContext {
     pub policy: RetryPolicy,
     /// Worktrees and the merge queue (`--isolation worktree`).
     pub isolation: Option<Isolation>,
+    /// The stored session a resumed run plays again (`launch resume`).
+    pub replay: Option<crate::orchestrator::replay::Replay>,
     stop: watch::Sender<bool>,
     /// A turn on a model without a price was said once.
     unpriced_said: std::sync::atomic::AtomicBool,
@@ -82,6 +85,7 @@ impl RunContext {
             backends,
             policy,
             isolation,
+            replay: None,
             stop: watch::Sender::new(false),
             unpriced_said: std::sync::atomic::AtomicBool::new(false),
         }
@@ -199,6 +203,32 @@ impl RunContext {
         thread.turns += 1;
         let turn = thread.turns;
         let mut attempt = 0;
+        let mut prompt = prompt.to_owned();
+        let mut extra_tags: Vec<&str> = extra_tags.to_vec();
+        match self.replay.as_ref().map(|r| r.turn(&thread.id, turn)) {
+            Some(Replayed::Done(record)) if record.role == thread.role && record.kind == kind => {
+                return self.replayed(thread, record.clone()).await;
+            }
+            Some(Replayed::Cut(cut)) => {
+                // The turn continues on its conversation, as its next attempt.
+                attempt = cut.attempts;
+                if cut.thread_id.is_some() {
+                    thread.resume = cut.thread_id.clone();
+                }
+                if let (Some(thread_id), Ok(backend)) =
+                    (&thread.resume, self.backends.get(&thread.backend))
+                    && let Some(usage) =
+                        self.replay.as_ref().and_then(|r| r.thread_usage(thread_id))
+                {
+                    backend.seed_thread(thread_id, usage);
+                }
+                prompt = interrupted_prompt(cut, &prompt);
+                extra_tags.push("resumed");
+            }
+            _ => {}
+        }
+        let prompt = prompt.as_str();
+        let extra_tags = extra_tags.as_slice();
         loop {
             attempt += 1;
             self.link.turn_wanted(&thread.id, turn, attempt).await?;
@@ -391,6 +421,54 @@ impl RunContext {
                 }
             }
         }
+    }
+
+    /// A turn the stored session finished: its answer is given back without running it;
+    /// its usage counts toward the budgets (the store already has it).
+    async fn replayed(
+        &self,
+        thread: &mut Conversation,
+        record: TurnRecord,
+    ) -> Result<TurnResult, TurnError> {
+        self.link
+            .turn_wanted(&thread.id, record.turn, record.attempt)
+            .await?;
+        let cost = record.cost_usd.map(|usd| (usd * 1e6).round() as u64);
+        thread.usage.add(&record.usage);
+        thread.cost_micros = match (thread.cost_micros, cost) {
+            (Some(total), Some(cost)) => Some(total + cost),
+            _ => None,
+        };
+        self.link.turn_ended(&thread.id, record.usage, cost);
+        if thread.backend != record.backend {
+            // It had moved to a fallback backend.
+            thread.backend = record.backend.clone();
+        }
+        if let Some(thread_id) = &record.thread_id {
+            thread.resume = Some(thread_id.clone());
+            // A later turn on this thread counts its usage from what the store has.
+            if let (Ok(backend), Some(usage)) = (
+                self.backends.get(&thread.backend),
+                self.replay.as_ref().and_then(|r| r.thread_usage(thread_id)),
+            ) {
+                backend.seed_thread(thread_id, usage);
+            }
+        }
+        thread.failures = 0;
+        thread.history.push(ChatMessage {
+            role: ChatRole::User,
+            content: record.prompt.clone(),
+        });
+        thread.history.push(ChatMessage {
+            role: ChatRole::Assistant,
+            content: record.response.clone(),
+        });
+        Ok(TurnResult {
+            thread_id: record.thread_id,
+            response: record.response,
+            usage: record.usage,
+            outcome: TurnOutcome::Completed,
+        })
     }
 
     /// Decides and announces what follows a failed attempt.

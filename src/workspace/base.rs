@@ -29,7 +29,7 @@ pub enum BaseChoice {
 }
 
 /// The user's working tree when the run started.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserTree {
     /// Changed, staged or untracked (not ignored) paths, at most `MAX_LISTED`.
     pub changed: Vec<String>,

@@ -217,6 +217,9 @@ pub async fn simulate_run_with(
         backend: "demo".into(),
         project_root: PathBuf::from("/tmp/project"),
         groups: vec!["default".into()],
+        config: None,
+        resumed: false,
+        parent: None,
     })
     .await;
     count += 1;
