@@ -5,6 +5,6 @@ pub mod launch_args;
 
 pub use launch_args::{
     AttachArgs, CleanArgs, ContinueArgs, CtlArgs, CtlCommand, DiffArgs, IsolationChoice, LaunchCli,
-    LaunchCommand, LsArgs, MergeArgs, MuxChoice, NotifyWay, OrchestrateArgs, ResumeArgs, RunArgs, StatusArgs,
-    WatchdogArgs,
+    LaunchCommand, LsArgs, MergeArgs, MuxChoice, NotifyWay, OrchestrateArgs, ResumeArgs, RunArgs,
+    StatusArgs, WatchdogArgs,
 };

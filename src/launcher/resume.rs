@@ -25,12 +25,14 @@ fn refuse(session: &str, reason: String) -> LaunchError {
 
 /// An unknown session is bad input (exit 2), named as such.
 fn unknown(session: &str) -> impl FnOnce(crate::audit::AuditError) -> LaunchError + '_ {
-    move |err| match err {
+    move |err| {
+        match err {
         crate::audit::AuditError::UnknownSession { .. } => refuse(
             session,
             "the audit store holds no run of that name; `launch ls` and `orch-audit runs` list the runs".into(),
         ),
         other => other.into(),
+    }
     }
 }
 
@@ -59,6 +61,11 @@ fn store_of(
             url,
             token: env.get("ORCH_AUDIT_TOKEN").cloned().unwrap_or_default(),
         }),
+        Some(AuditTarget::Local(path)) if !path.exists() => Err(ConfigError::Invalid(format!(
+            "{what} reads the run from the audit store, and there is none at {} (--audit-path names another)",
+            path.display()
+        ))
+        .into()),
         Some(local) => Ok(local),
         None => Err(ConfigError::Invalid(format!(
             "{what} reads the run from the audit store; --no-audit cannot be used with it"
@@ -222,7 +229,9 @@ pub fn continue_config(
             Err(err) => {
                 return Err(refuse(
                     parent,
-                    format!("its run branch cannot be found ({err}); pass --base to start elsewhere"),
+                    format!(
+                        "its run branch cannot be found ({err}); pass --base to start elsewhere"
+                    ),
                 ));
             }
         }
