@@ -18,6 +18,8 @@
 //! A prompt that asks for a blueprint (it mentions `dependsOn`) is answered with a
 //! valid blueprint of four independent agents, so the built-in squad runs end to end.
 //! `BENCH_AGENT_DEFAULTS` (same words) applies to every prompt that does not say.
+//! For the resume bench, `BENCH_AGENT_STARTED=FILE` appends the process's start time
+//! (µs) to FILE, and `BENCH_AGENT_FAIL=1` then exits 1 at once.
 
 use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,6 +129,18 @@ fn final_answer(prompt: &str) -> String {
 }
 
 fn main() -> io::Result<()> {
+    // The resume bench: when this process started (µs, one line per process).
+    if let Some(path) = std::env::var_os("BENCH_AGENT_STARTED") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(file, "{}", now_us())?;
+    }
+    if std::env::var_os("BENCH_AGENT_FAIL").is_some() {
+        eprintln!("bench_agent: failing as BENCH_AGENT_FAIL asks");
+        std::process::exit(1);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) != Some("exec") {
         eprintln!("bench_agent: fake `codex exec --json` for scripts/bench.sh");

@@ -22,6 +22,9 @@ mod fake_cli;
 #[path = "backends/cli_process.rs"]
 mod cli_process;
 
+#[path = "backends/codex_resume.rs"]
+mod codex_resume;
+
 #[path = "backends/launch_stop.rs"]
 mod launch_stop;
 

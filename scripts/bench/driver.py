@@ -888,6 +888,79 @@ def bench_launch_overhead(s, runs):
     return results
 
 
+def bench_resume(s, events, runs):
+    """8. `launch resume` of a crashed run whose store holds `events` events: time to the
+    first resumed agent's process start, beside a fresh run's time to its first agent.
+    `bulk` streams the events, `worker` (after it) is cut off by SIGKILL of `launch`.
+    Each timed agent fails at once (BENCH_AGENT_FAIL), so the run ends failed and can be
+    resumed again for the next run; one try per turn (`retry { max-tries 1 }`)."""
+    p = s.project("resume")
+    session = "run-bench-resume"
+    config = "retry { max-tries 1 }\n" + agents_kdl(
+        [("bulk", f"bench:events={events} bench:flush=block", []),
+         ("worker", "bench:sleep_ms=3600000", ["bulk"])], 1)
+    (p / "orch.kdl").write_text(config)
+    db = p / ".orch" / "audit.db"
+    argv = [str(LAUNCH), "--prompt", "Benchmark resume", "--backend", "codex", "--mux", "none",
+            "--project-root", str(p), "--isolation", "shared", "--notify", "none"]
+    log(f"resume: writing a run of {events:,} events, then killing it")
+    proc = subprocess.Popen(argv + ["--session", session], env=s.env, cwd=p,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 900
+    while True:
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError("resume bench: the bulk run did not get to the worker")
+        if db.exists():
+            try:
+                n = store_count(db, session)
+                started = store_count(db, session, "SELECT COUNT(*) FROM events WHERE run = ? "
+                                      "AND kind = 'turn_started' AND agent = 'worker'")
+            except sqlite3.OperationalError:
+                n, started = 0, 0
+            if n >= events and started:
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows = store_count(db, session)
+    stamps = s.base / "resume-started.txt"
+    env = dict(s.env, BENCH_AGENT_STARTED=str(stamps), BENCH_AGENT_FAIL="1")
+
+    def first_start(cmd):
+        stamps.unlink(missing_ok=True)
+        settle()
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, env=env, cwd=p, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        _, err = proc.communicate(timeout=600)
+        if not stamps.exists():
+            raise RuntimeError("no agent started:\n" + err.decode(errors="replace")[-2000:])
+        first = int(stamps.read_text().split()[0]) / 1e6
+        return first - t0, proc.returncode, err
+
+    fresh, resumed = [], []
+    for i in range(runs):
+        took, code, err = first_start(argv + ["--session", f"run-bench-fresh-{i}"])
+        fresh.append(took)
+        took, code, err = first_start([str(LAUNCH), "resume", session, "--mux", "none",
+                                       "--project-root", str(p), "--notify", "none"])
+        if code == 0:
+            raise RuntimeError("the resumed run should fail (BENCH_AGENT_FAIL)")
+        resumed.append(took)
+        log(f"resume run {i + 1}/{runs}: fresh run to first agent {fresh[-1] * 1000:.0f} ms, "
+            f"resume to first agent {resumed[-1] * 1000:.0f} ms")
+    # What verification alone costs (`launch resume` verifies the run's chain first).
+    verify = []
+    for _ in range(runs):
+        took, _, code = run([str(AUDIT), "--audit-path", str(db), "verify", session], s.env,
+                            stdout=subprocess.PIPE, check=False)
+        verify.append(took)
+    shutil.rmtree(p, ignore_errors=True)
+    return {"rows": rows, "fresh_s": fresh, "resume_s": resumed, "verify_s": verify}
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -1490,6 +1563,7 @@ def main():
     res["memory"] = mem
     res["audit_cli"] = bench_audit_cli(s, keep, opts.light_runs)
     res["launch"] = bench_launch_overhead(s, opts.light_runs)
+    res["resume"] = bench_resume(s, opts.events, opts.light_runs)
     res["machine"] = m
     res["options"] = {k: v for k, v in vars(opts).items() if k not in ("out", "report_only")}
     res["gates"] = GATES

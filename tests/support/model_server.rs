@@ -104,6 +104,9 @@ pub enum Reply {
         headers: Vec<(String, String)>,
         body: String,
     },
+    /// No answer at all: the connection stays open (a model still thinking) until the
+    /// client goes away, or two minutes pass. Recorded with status 0.
+    Hang,
 }
 
 /// One recorded exchange.
@@ -196,6 +199,21 @@ async fn serve(mut stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Re
         body,
     };
     let reply = script(&request);
+    if matches!(reply, Reply::Hang) {
+        log.lock().unwrap().push(Recorded {
+            path: request.path,
+            headers: request.headers,
+            body: request.body,
+            status: 0,
+            usage: Usage::default(),
+        });
+        let mut sink = [0u8; 1024];
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        return;
+    }
     let (status, extra, content_type, payload, usage) = match reply {
         Reply::Sse { body, usage } => (200, Vec::new(), "text/event-stream", body, usage),
         Reply::Status {
@@ -203,6 +221,7 @@ async fn serve(mut stream: TcpStream, script: Arc<Script>, log: Arc<Mutex<Vec<Re
             headers,
             body,
         } => (status, headers, "application/json", body, Usage::default()),
+        Reply::Hang => unreachable!("answered above"),
     };
     log.lock().unwrap().push(Recorded {
         path: request.path,
