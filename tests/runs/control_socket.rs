@@ -137,8 +137,9 @@ fn the_socket_answers_after_a_thousand_idle_connections_under_ulimit_1024() {
         .unwrap();
     assert!(status.status.success(), "{}", text(&status.stderr));
     assert!(text(&status.stdout).contains("\"ok\":true"));
+    // Bounded only against a hang (a loaded machine accepts 200 connections slowly).
     assert!(
-        started.elapsed() < Duration::from_secs(15),
+        started.elapsed() < Duration::from_secs(90),
         "{:?}",
         started.elapsed()
     );
@@ -224,7 +225,7 @@ fn the_socket_outlives_running_out_of_file_descriptors() {
     let idle: Vec<UnixStream> = (0..200).map(|_| idle_connection(&socket)).collect();
     wait_for(
         "the run to run out of descriptors",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || open_fds() >= 46,
     );
     let status = repo
