@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{TestRepo, git, text, user_side};
+use support::{TestRepo, commit_file, git, text, user_side};
 
 fn audit(repo: &TestRepo, args: &[&str]) -> std::process::Output {
     repo.audit_command()
@@ -222,21 +222,7 @@ agent "solo" {
 fn worktree_set_up_copies_files_and_runs_commands_and_a_failing_command_fails_the_agent() {
     let repo = TestRepo::new();
     let root = repo.root();
-    std::fs::write(root.join(".gitignore"), ".env\n").unwrap();
-    git(&root, &["add", ".gitignore"]);
-    git(
-        &root,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@localhost",
-            "commit",
-            "-q",
-            "-m",
-            "ignore",
-        ],
-    );
+    commit_file(&root, ".gitignore", ".env\n");
     std::fs::write(root.join(".env"), "TOKEN=local\n").unwrap();
     std::fs::write(root.join("orch.kdl"), SETUP_KDL).unwrap();
     let out = repo.demo("delay=0", &[]);

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{TestRepo, git, read, text, wait_for};
+use support::{TestRepo, commit_file, git, read, text, wait_for};
 
 /// A `codex` that answers by agent (the "(agent `ID`)" marker of its prompt) and
 /// records every call's arguments in `$STATE/calls.<agent>` and its prompt in
@@ -79,21 +79,7 @@ struct Squad {
 impl Squad {
     fn new() -> Self {
         let repo = TestRepo::new();
-        std::fs::write(repo.root().join("orch.kdl"), ORCH_KDL).unwrap();
-        git(&repo.root(), &["add", "orch.kdl"]);
-        git(
-            &repo.root(),
-            &[
-                "-c",
-                "user.name=T",
-                "-c",
-                "user.email=t@localhost",
-                "commit",
-                "-q",
-                "-m",
-                "squad",
-            ],
-        );
+        commit_file(&repo.root(), "orch.kdl", ORCH_KDL);
         let state = repo.dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(
@@ -163,6 +149,16 @@ impl Squad {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// `launch ctl stop`, then waits for the run's `launch` to end.
+    fn stop(&self, session: &str, launch: &mut Child) {
+        let stop = self
+            .command(&["ctl", "stop", "--session", session])
+            .output()
+            .unwrap();
+        assert!(stop.status.success(), "{}", text(&stop.stderr));
+        wait_gone(launch);
     }
 
     fn resume(&self, session: &str) -> std::process::Output {
@@ -311,12 +307,7 @@ fn a_stopped_run_resumes_and_keeps_the_uncommitted_edits_of_its_cut_off_agents()
     let squad = Squad::new();
     let mut launch = squad.start("halted");
     squad.wait_mid_wave();
-    let stop = squad
-        .command(&["ctl", "stop", "--session", "halted"])
-        .output()
-        .unwrap();
-    assert!(stop.status.success(), "{}", text(&stop.stderr));
-    wait_gone(&mut launch);
+    squad.stop("halted", &mut launch);
     assert!(
         squad.timeline().contains("run_finished"),
         "{}",
@@ -405,12 +396,15 @@ fn resume_refuses_unknown_and_tampered_runs_clearly() {
     // A stopped run whose store was tampered with is refused, unless --force.
     let mut launch = squad.start("tampered");
     squad.wait_mid_wave();
-    let stop = squad
-        .command(&["ctl", "stop", "--session", "tampered"])
-        .output()
-        .unwrap();
-    assert!(stop.status.success(), "{}", text(&stop.stderr));
-    wait_gone(&mut launch);
+    // While it runs, it is not resumed.
+    let running = squad.command(&["resume", "tampered"]).output().unwrap();
+    assert_eq!(running.status.code(), Some(2));
+    assert!(
+        text(&running.stderr).contains("still running"),
+        "{}",
+        text(&running.stderr)
+    );
+    squad.stop("tampered", &mut launch);
     let unknown = squad.command(&["resume", "nope"]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
     assert!(

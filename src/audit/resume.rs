@@ -41,10 +41,12 @@ pub async fn stored_run(reader: &AuditReader, session: &str) -> Result<StoredRun
 
 /// The turns of a stored run, folded for a resumed run.
 pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, AuditError> {
-    let rows = collect(
+    // No ORDER BY: with one, SQLite walks every row of the run in `seq` order instead of
+    // the four short ranges of the kind index (370 ms against 2 ms on a million events).
+    let mut rows = collect(
         reader.conn(),
         "SELECT seq, kind, agent, turn, payload FROM events WHERE run = ?1 \
-         AND kind IN ('turn_started', 'started', 'turn_finished', 'agent_finished') ORDER BY seq",
+         AND kind IN ('turn_started', 'started', 'turn_finished', 'agent_finished')",
         vec![Value::Text(session.to_owned())],
         |r| {
             Ok((
@@ -58,6 +60,7 @@ pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, Audit
         },
     )
     .await?;
+    rows.sort_by_key(|row| row.0);
     let mut replay = Replay::from_rows(rows.iter().map(|(seq, kind, agent, turn, payload)| {
         (*seq, kind.as_str(), agent.as_deref(), *turn, payload)
     }));

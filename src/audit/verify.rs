@@ -80,7 +80,7 @@ async fn verify_snapshot(
             .await?
         }
     };
-    verify_events(conn, session, &sessions, &mut report).await?;
+    verify_events(conn, session, &sessions, &mut report, true).await?;
     let file_runs = match session {
         Some(s) => vec![s.to_owned()],
         None => {
@@ -98,6 +98,29 @@ async fn verify_snapshot(
     }
     check_accounted(conn, session, &mut report).await?;
     Ok(report)
+}
+
+/// The hash chain of one run's `events` rows only, in one read transaction: what
+/// `launch resume` relies on (the rows it reads are in that chain). Skips the AgentFS
+/// mirrors and invariants that `verify` also checks.
+pub async fn verify_run_chain(
+    conn: &Connection,
+    session: &str,
+) -> Result<VerifyReport, AuditError> {
+    conn.execute("BEGIN", ())
+        .await
+        .map_err(AuditError::sql("begin a read transaction"))?;
+    let mut report = VerifyReport::default();
+    let result = verify_events(
+        conn,
+        Some(session),
+        &[session.to_owned()],
+        &mut report,
+        false,
+    )
+    .await;
+    let _ = conn.execute("ROLLBACK", ()).await;
+    result.map(|()| report)
 }
 
 /// Each run's head against its anchor outside the store (`refs/orch/audit/<session>`
@@ -438,6 +461,7 @@ async fn verify_events(
     only: Option<&str>,
     sessions: &[String],
     report: &mut VerifyReport,
+    mirrors: bool,
 ) -> Result<(), AuditError> {
     let mut runs: HashMap<String, RunCheck> = HashMap::new();
     for session in sessions {
@@ -541,6 +565,9 @@ async fn verify_events(
         run.last_rowid = rowid;
         run.prev.clear();
         run.prev.push_str(hash);
+        if !mirrors {
+            continue;
+        }
         line.clear();
         write_event_line(&mut line, seq, ts, agent, turn, kind, payload);
         let index = match run.file_of_agent.get(agent) {

@@ -96,7 +96,7 @@ pub fn resume_config(
         let stored = crate::audit::resume::stored_run(&reader, session)
             .await
             .map_err(unknown(session))?;
-        let report = crate::audit::verify::verify(reader.conn(), Some(session)).await?;
+        let report = crate::audit::verify::verify_run_chain(reader.conn(), session).await?;
         Ok::<_, LaunchError>((stored, report.problems))
     })?;
     match stored.summary.status.as_str() {

@@ -303,6 +303,28 @@ mod tests {
     }
 
     #[test]
+    fn a_resume_takes_a_crashed_or_stopped_session_but_not_a_live_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = RunPaths::new(tmp.path(), "again");
+        std::fs::create_dir_all(&paths.run_dir).unwrap();
+        std::fs::write(paths.pid_file(), dead_identity().to_text()).unwrap();
+        // A new run may not take the crashed name; a resume may, and the old final
+        // state goes until the resumed run writes its own.
+        assert!(matches!(
+            RunClaim::take(&paths).unwrap_err(),
+            LaunchError::SessionCrashed { .. }
+        ));
+        assert_eq!(final_status(&paths).as_deref(), Some(CRASHED));
+        let claim = RunClaim::take_for_resume(&paths).unwrap();
+        assert_eq!(final_status(&paths), None);
+        let err = RunClaim::take_for_resume(&paths).unwrap_err();
+        assert!(matches!(err, LaunchError::SessionTaken { .. }), "{err}");
+        std::fs::write(paths.state_file(), r#"{"status":"stopped"}"#).unwrap();
+        claim.release();
+        RunClaim::take_for_resume(&paths).unwrap().release();
+    }
+
+    #[test]
     fn a_finished_claim_leaves_the_state_the_run_wrote() {
         let tmp = tempfile::tempdir().unwrap();
         let paths = RunPaths::new(tmp.path(), "done");

@@ -200,7 +200,7 @@ impl Replay {
 /// then the turn's own request again.
 pub fn interrupted_prompt(cut: &CutTurn, prompt: &str) -> String {
     let mut out = String::from(
-        "This turn was interrupted (the run was stopped or crashed) before you finished it; the run has now resumed.\n",
+        "This turn was interrupted before you finished it (the run was stopped or crashed, or the turn failed); the run has now resumed.\n",
     );
     if cut.so_far.is_empty() {
         out.push_str("Nothing you did in it was recorded.\n");

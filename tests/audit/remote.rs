@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use orch::audit::AuditTarget;
 
-use crate::repo::TestRepo;
+use crate::repo::{TestRepo, read, wait_for};
 use crate::support::*;
 
 fn sqld_binary() -> Option<PathBuf> {
@@ -240,6 +240,61 @@ async fn a_run_written_to_sqld_is_listed_by_orch_audit() {
         "no token, no store: {}",
         String::from_utf8_lossy(&refused.stderr)
     );
+}
+
+#[test]
+fn a_killed_run_on_sqld_resumes_from_the_remote_store_alone() {
+    let repo = TestRepo::new();
+    let Some(sqld) = start_sqld(repo.dir.path()) else {
+        return;
+    };
+    let mut first = demo_launch(
+        &repo,
+        "delay=300,events=5,gap=50",
+        &[
+            "--prompt",
+            "Ship the MVP",
+            "--audit-url",
+            &sqld.url,
+            "--session",
+            "far",
+        ],
+    )
+    .env("ORCH_AUDIT_TOKEN", &sqld.token)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let timeline = repo.root().join(".orch/runs/far/logs/timeline.log");
+    wait_for("the builder at work", Duration::from_secs(60), || {
+        read(&timeline).contains("turn_started builder")
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The run directory is gone: the store is all there is.
+    std::fs::remove_dir_all(repo.root().join(".orch/runs/far")).unwrap();
+    let resumed = repo
+        .launch()
+        .args(["resume", "far", "--mux", "none", "--audit-url", &sqld.url])
+        .env("ORCH_AUDIT_TOKEN", &sqld.token)
+        .output()
+        .unwrap();
+    assert_ok(&resumed);
+    let show = stdout(&sqld.orch_audit(&sqld.token, &["show", "far"]));
+    assert!(show.contains("status succeeded"), "{show}");
+    assert!(show.contains("resumed 1 time"), "{show}");
+    let verify = sqld.orch_audit(&sqld.token, &["verify", "far"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    // The planner and researcher finished before the kill: each turn is stored once.
+    let turns = json(&sqld.orch_audit(&sqld.token, &["turns", "far", "--json"]));
+    let planner = turns
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["agent"] == "planner")
+        .count();
+    assert_eq!(planner, 2, "{turns}");
+    assert_eq!(turns.as_array().unwrap().len(), 12, "{turns}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::codex::{SCRIPTED_KEY, codex_bin, shell_call, write_codex_config};
 use crate::support::model_server::{ModelServer, Reply, Request, responses_text};
 use crate::support::squad::{Books, route_codex, run_bounded};
-use crate::support::{TestRepo, git, text, user_side};
+use crate::support::{TestRepo, commit_file, git, text, user_side};
 
 const ORCH_KDL: &str = r#"
 agent "worker" {
@@ -49,21 +49,7 @@ async fn codex_continues_a_killed_turn_on_its_thread_with_the_earlier_items() {
     let server = ModelServer::start(script(Books::default())).await;
     let repo = TestRepo::new();
     let root = repo.root();
-    std::fs::write(root.join("orch.kdl"), ORCH_KDL).unwrap();
-    git(&root, &["add", "orch.kdl"]);
-    git(
-        &root,
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@localhost",
-            "commit",
-            "-q",
-            "-m",
-            "squad",
-        ],
-    );
+    commit_file(&root, "orch.kdl", ORCH_KDL);
     let before = user_side(&root);
     write_codex_config(&repo.dir.path().join("home/.codex"), &server);
     let command = |args: &[&str]| {

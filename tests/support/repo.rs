@@ -211,6 +211,25 @@ pub fn git(root: &Path, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// Writes `name` in `root` and commits it (as a test identity); the user's own commit.
+pub fn commit_file(root: &Path, name: &str, content: &str) {
+    std::fs::write(root.join(name), content).unwrap();
+    git(root, &["add", name]);
+    git(
+        root,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@localhost",
+            "commit",
+            "-q",
+            "-m",
+            name,
+        ],
+    );
+}
+
 /// Everything of the user's side of the repository that a run must not change: the
 /// checked-out branch, HEAD, the index's bytes, the porcelain status (untracked files
 /// included), the stash list and the README's bytes.
