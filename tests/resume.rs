@@ -124,8 +124,10 @@ impl Squad {
         .unwrap()
     }
 
-    /// Waits until `quick` finished and both slow agents are in their turn.
-    fn wait_mid_wave(&self) {
+    /// Waits until `quick` finished and both slow agents are in their turn, with their
+    /// thread and first command in the store (a kill before that would leave nothing to
+    /// continue on).
+    fn wait_mid_wave(&self, session: &str) {
         let state = self.state();
         wait_for(
             "the dynamic wave under way",
@@ -136,6 +138,15 @@ impl Squad {
                     && self
                         .timeline()
                         .contains("agent_finished quick status=succeeded")
+                    && ["slow-a", "slow-b"].iter().all(|agent| {
+                        let out = self
+                            .repo
+                            .audit_command()
+                            .args(["events", session, "--agent", agent, "--kind", "command"])
+                            .output()
+                            .unwrap();
+                        text(&out.stdout).contains(&format!("write {agent}.txt"))
+                    })
             },
         );
     }
@@ -281,7 +292,7 @@ fn assert_resumed(squad: &Squad, session: &str, stopped: bool) {
 fn a_run_killed_mid_wave_resumes_from_the_store_without_redoing_finished_work() {
     let squad = Squad::new();
     let mut launch = squad.start("crashy");
-    squad.wait_mid_wave();
+    squad.wait_mid_wave("crashy");
     launch.kill().unwrap();
     wait_gone(&mut launch);
     // `launch ls` says it crashed and can be resumed.
@@ -306,7 +317,7 @@ fn a_run_killed_mid_wave_resumes_from_the_store_without_redoing_finished_work() 
 fn a_stopped_run_resumes_and_keeps_the_uncommitted_edits_of_its_cut_off_agents() {
     let squad = Squad::new();
     let mut launch = squad.start("halted");
-    squad.wait_mid_wave();
+    squad.wait_mid_wave("halted");
     squad.stop("halted", &mut launch);
     assert!(
         squad.timeline().contains("run_finished"),
@@ -395,7 +406,7 @@ fn resume_refuses_unknown_and_tampered_runs_clearly() {
 
     // A stopped run whose store was tampered with is refused, unless --force.
     let mut launch = squad.start("tampered");
-    squad.wait_mid_wave();
+    squad.wait_mid_wave("tampered");
     // While it runs, it is not resumed.
     let running = squad.command(&["resume", "tampered"]).output().unwrap();
     assert_eq!(running.status.code(), Some(2));
