@@ -446,3 +446,66 @@ fn tamper(db: &Path) {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// Changes, in place, the payload of one event of a finished agent that `launch
+/// resume` does not read, nor the row after one it reads: only the whole chain, checked
+/// alongside the resumed run, can tell. Returns its seq.
+fn tamper_unread(db: &Path, session: &str) -> i64 {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             read = ('run_started','turn_started','started','turn_finished','agent_finished'); \
+             rows = c.execute('SELECT seq, kind, agent FROM events WHERE run = ? ORDER BY seq', (sys.argv[2],)).fetchall(); \
+             seq = next(s for (s, k, a), (_, pk, _) in zip(rows[1:], rows) if k not in read and pk not in read and a in ('planner','builder','quick')); \
+             c.execute(\"UPDATE events SET payload = replace(payload, 'e', 'E') WHERE run = ? AND seq = ?\", (sys.argv[2], seq)); c.commit(); print(seq)",
+        )
+        .arg(db)
+        .arg(session)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn a_store_that_breaks_further_back_stops_the_resumed_run_before_it_merges_anything() {
+    let squad = Squad::new();
+    let mut launch = squad.start("unread");
+    squad.wait_mid_wave("unread");
+    squad.stop("unread", &mut launch);
+    let root = squad.repo.root();
+    let tip = git(&root, &["rev-parse", "orch/unread"]);
+    let seq = tamper_unread(&root.join(".orch/audit.db"), "unread");
+    let refused = squad.resume("unread");
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("does not verify")
+            && stderr.contains(&format!("seq={seq}"))
+            && stderr.contains("merged nothing"),
+        "{stderr}"
+    );
+    assert_eq!(git(&root, &["rev-parse", "orch/unread"]), tip);
+    assert!(
+        squad
+            .timeline()
+            .contains("stop_requested source=an audit store that does not verify"),
+        "{}",
+        squad.timeline()
+    );
+    assert_eq!(git(&root, &["status", "--porcelain"]).trim(), "");
+    // --force goes on, and says why it could have stopped.
+    let forced = squad
+        .command(&["resume", "unread", "--force"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert!(
+        squad.timeline().contains("(going on: --force)"),
+        "{}",
+        squad.timeline()
+    );
+    assert_ne!(git(&root, &["rev-parse", "orch/unread"]), tip);
+    assert_eq!(squad.calls("last").len(), 1);
+}

@@ -19,28 +19,37 @@ pub struct StoredRun {
     pub summary: RunSummary,
     /// The config it last started with (redacted), `None` for runs of older versions.
     pub config: Option<serde_json::Value>,
+    /// The `seq` of the event that config was read from.
+    pub config_seq: Option<i64>,
 }
 
 /// The run's summary and the config of its last start.
 pub async fn stored_run(reader: &AuditReader, session: &str) -> Result<StoredRun, AuditError> {
     let summary = reader.run(session).await?;
-    let config = collect(
+    let started = collect(
         reader.conn(),
-        "SELECT payload FROM events WHERE run = ?1 AND kind = 'run_started' ORDER BY seq DESC LIMIT 1",
+        "SELECT seq, payload FROM events WHERE run = ?1 AND kind = 'run_started' ORDER BY seq DESC LIMIT 1",
         vec![Value::Text(session.to_owned())],
-        |r| get::<String>(r, 0),
+        |r| Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?)),
     )
     .await?
     .into_iter()
-    .next()
-    .and_then(|payload| serde_json::from_str::<serde_json::Value>(&payload).ok())
-    .and_then(|mut payload| payload.get_mut("config").map(serde_json::Value::take))
-    .filter(|config| !config.is_null());
-    Ok(StoredRun { summary, config })
+    .next();
+    let config_seq = started.as_ref().map(|(seq, _)| *seq);
+    let config = started
+        .and_then(|(_, payload)| serde_json::from_str::<serde_json::Value>(&payload).ok())
+        .and_then(|mut payload| payload.get_mut("config").map(serde_json::Value::take))
+        .filter(|config| !config.is_null());
+    Ok(StoredRun {
+        summary,
+        config,
+        config_seq,
+    })
 }
 
-/// The turns of a stored run, folded for a resumed run.
-pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, AuditError> {
+/// The turns of a stored run, folded for a resumed run, and the `seq` of every event
+/// that was read (`verify::verify_rows` checks them before they are used).
+pub async fn replay(reader: &AuditReader, session: &str) -> Result<(Replay, Vec<i64>), AuditError> {
     // No ORDER BY: with one, SQLite walks every row of the run in `seq` order instead of
     // the four short ranges of the kind index (370 ms against 2 ms on a million events).
     let mut rows = collect(
@@ -61,6 +70,7 @@ pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, Audit
     )
     .await?;
     rows.sort_by_key(|row| row.0);
+    let mut read: Vec<i64> = rows.iter().map(|row| row.0).collect();
     let mut replay = Replay::from_rows(rows.iter().map(|(seq, kind, agent, turn, payload)| {
         (*seq, kind.as_str(), agent.as_deref(), *turn, payload)
     }));
@@ -71,7 +81,7 @@ pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, Audit
     for (agent, turn, seq) in cut {
         let events = collect(
             reader.conn(),
-            "SELECT payload FROM events WHERE run = ?1 AND seq > ?2 AND agent = ?3 AND turn = ?4 \
+            "SELECT seq, payload FROM events WHERE run = ?1 AND seq > ?2 AND agent = ?3 AND turn = ?4 \
              AND kind IN ('command', 'file_change', 'tool_call', 'message') ORDER BY seq",
             vec![
                 Value::Text(session.to_owned()),
@@ -79,10 +89,11 @@ pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, Audit
                 Value::Text(agent.clone()),
                 Value::Integer(i64::from(turn)),
             ],
-            |r| get::<String>(r, 0),
+            |r| Ok((get::<i64>(r, 0)?, get::<String>(r, 1)?)),
         )
         .await?;
-        for payload in events {
+        for (seq, payload) in events {
+            read.push(seq);
             match serde_json::from_str::<AgentEvent>(&payload) {
                 Ok(
                     AgentEvent::Command {
@@ -99,7 +110,7 @@ pub async fn replay(reader: &AuditReader, session: &str) -> Result<Replay, Audit
             }
         }
     }
-    Ok(replay)
+    Ok((replay, read))
 }
 
 /// Longest answer of an earlier run quoted to a follow-up run's planner.

@@ -123,6 +123,125 @@ pub async fn verify_run_chain(
     result.map(|()| report)
 }
 
+/// The links of chosen rows of one run's chain, in one read transaction: each row of
+/// `seqs` against the row before it (the `runs` row before seq 1), and the row after it
+/// against it. A row changed in place, or changed with its own hash recomputed, breaks
+/// one of those two links. What `launch resume` checks before it uses the rows it read;
+/// the whole chain (`verify_run_chain`) is checked alongside the resumed run.
+pub async fn verify_rows(
+    conn: &Connection,
+    session: &str,
+    seqs: &[i64],
+) -> Result<Vec<String>, AuditError> {
+    let mut seqs: Vec<i64> = seqs.to_vec();
+    seqs.sort_unstable();
+    seqs.dedup();
+    // Each row with its neighbours, as a few ranges.
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for &seq in &seqs {
+        let (from, to) = ((seq - 1).max(1), seq + 1);
+        match ranges.last_mut() {
+            Some(last) if from <= last.1 + 1 => last.1 = last.1.max(to),
+            _ => ranges.push((from, to)),
+        }
+    }
+    conn.execute("BEGIN", ())
+        .await
+        .map_err(AuditError::sql("begin a read transaction"))?;
+    let result = check_ranges(conn, session, &seqs, &ranges).await;
+    let _ = conn.execute("ROLLBACK", ()).await;
+    result
+}
+
+async fn check_ranges(
+    conn: &Connection,
+    session: &str,
+    seqs: &[i64],
+    ranges: &[(i64, i64)],
+) -> Result<Vec<String>, AuditError> {
+    let mut problems = Vec::new();
+    let start = collect(
+        conn,
+        "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
+        vec![Value::Text(session.to_owned())],
+        |r| {
+            Ok((
+                get::<i64>(r, 0)?,
+                get::<String>(r, 1)?,
+                get::<String>(r, 2)?,
+                get::<String>(r, 3)?,
+                get::<String>(r, 4)?,
+            ))
+        },
+    )
+    .await?;
+    let Some((started, prompt, backend, root, stored)) = start.into_iter().next() else {
+        return Err(AuditError::UnknownSession {
+            session: session.to_owned(),
+        });
+    };
+    if run_hash(session, started, &prompt, &backend, &root) != stored {
+        problems.push(format!(
+            "runs row `{session}`: hash does not match its content"
+        ));
+    }
+    let (mut buf, mut computed) = (Vec::new(), String::new());
+    let mut found = 0;
+    for &(from, to) in ranges {
+        let mut rows = conn
+            .query(
+                "SELECT seq, agent, turn, ts, kind, payload, hash FROM events WHERE run = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+                (session, from, to),
+            )
+            .await
+            .map_err(AuditError::sql("read events"))?;
+        // The hash of the row before, when it is the one just read.
+        let mut prev: Option<(i64, String)> = (from == 1).then(|| (0, stored.clone()));
+        while let Some(r) = rows.next().await.map_err(AuditError::sql("read events"))? {
+            let seq: i64 = get(&r, 0)?;
+            let hash = str_col(&r, 6)?;
+            let read = seqs.binary_search(&seq).is_ok();
+            found += usize::from(read);
+            // A row read, or the one after it.
+            let wanted = read || seqs.binary_search(&(seq - 1)).is_ok();
+            match &prev {
+                Some((p, prev_hash)) if *p == seq - 1 => {
+                    let row = EventRowRef {
+                        run: session,
+                        seq,
+                        agent: opt_str(&r, 1)?,
+                        turn: opt_int(&r, 2)?,
+                        ts: get(&r, 3)?,
+                        kind: str_col(&r, 4)?,
+                        payload: str_col(&r, 5)?,
+                    };
+                    hex_into(&event_digest(&mut buf, prev_hash, &row), &mut computed);
+                    if wanted && computed != hash {
+                        problems.push(format!(
+                            "events row run=`{session}` seq={seq}: hash chain broken, the row was changed"
+                        ));
+                    }
+                }
+                _ if read => problems.push(format!(
+                    "events row run=`{session}` seq={seq}: the row before it is missing"
+                )),
+                _ => {}
+            }
+            prev = Some((seq, hash.to_owned()));
+        }
+        if problems.len() >= 5 {
+            return Ok(problems);
+        }
+    }
+    if found < seqs.len() {
+        problems.push(format!(
+            "events of run `{session}`: {} row(s) read a moment ago are gone",
+            seqs.len() - found
+        ));
+    }
+    Ok(problems)
+}
+
 /// Each run's head against its anchor outside the store (`refs/orch/audit/<session>`
 /// in the project's git repository, see `anchor`): a store cut short at the end (rows
 /// and events files alike) or rewritten with every later hash recomputed no longer

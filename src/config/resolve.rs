@@ -106,6 +106,10 @@ pub struct Config {
     /// turns are replayed, cut-off ones continue; see `orchestrator::replay`).
     #[serde(default)]
     pub resume: bool,
+    /// `launch resume --force`: a resumed run whose audit store does not verify goes on
+    /// (and says so) instead of stopping.
+    #[serde(default)]
+    pub resume_forced: bool,
     /// `launch continue`: the finished run this one follows up.
     #[serde(default)]
     pub parent: Option<ParentRun>,
@@ -423,6 +427,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         demo,
         mux_programs: MuxPrograms::from_env(env),
         resume: false,
+        resume_forced: false,
         parent: None,
     })
 }

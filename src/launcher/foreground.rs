@@ -152,10 +152,17 @@ pub async fn run_in_foreground(
         },
         local => local,
     });
-    // A resumed run reads its stored session before it writes anything more to it.
-    let replay = match (&audit_target, config.resume) {
-        (Some(target), true) => Some(load_replay(target, &config.paths.session).await?),
-        _ => None,
+    // A resumed run reads its stored session before it writes anything more to it, and
+    // checks its whole chain alongside (`launch resume` checked the rows it reads).
+    let (replay, store_check) = match (&audit_target, config.resume) {
+        (Some(target), true) => (
+            Some(load_replay(target, &config.paths.session).await?),
+            Some(check_store_alongside(
+                target.clone(),
+                config.paths.session.clone(),
+            )),
+        ),
+        _ => (None, None),
     };
     let mut audit_shared = None;
     if let Some(target) = audit_target {
@@ -240,6 +247,8 @@ pub async fn run_in_foreground(
         })
         .await;
     }
+    let config_forced = config.resume_forced;
+    let session_name = config.paths.session.clone();
     let mut ctx = RunContext::new(
         Arc::new(config),
         bus.clone(),
@@ -249,9 +258,37 @@ pub async fn run_in_foreground(
         isolation,
     );
     ctx.replay = replay;
+    // A chain that does not verify stops the run, unless `--force` (then it is said).
+    let forced = config_forced;
+    ctx.store_check = store_check.clone().filter(|_| !forced);
+    let check_task = store_check.clone().map(|check| {
+        let (link, bus) = (ctx.link.clone(), bus.clone());
+        tokio::spawn(async move {
+            if let Err(problem) = check.verdict().await {
+                let message =
+                    format!("the audit store this run resumed from does not verify: {problem}");
+                if forced {
+                    bus.publish(crate::events::OrchEventKind::Notice {
+                        level: NoticeLevel::Warning,
+                        message: format!("{message} (going on: --force)"),
+                    })
+                    .await;
+                } else {
+                    link.store_broken(message);
+                }
+            }
+        })
+    });
     let ctx = Arc::new(ctx);
     let mut report = dispatch(ctx, inbox).await;
     failure_task.abort();
+    let broken = match (&store_check, forced) {
+        (Some(check), false) => check.verdict().await.err(),
+        _ => None,
+    };
+    if let Some(task) = check_task {
+        let _ = task.await;
+    }
     // The caller prints failure reasons (backend error text) on the terminal.
     for agent in &mut report.agents {
         if let AgentStatus::Failed { reason } = &mut agent.status {
@@ -274,7 +311,41 @@ pub async fn run_in_foreground(
     if let Some(line) = audit_shared.and_then(|shared| shared.anchor()) {
         eprintln!("{line}");
     }
+    if let Some(problem) = broken {
+        return Err(LaunchError::CannotResume {
+            reason: format!(
+                "its audit store does not verify ({problem}); the resumed run was stopped and merged nothing; `orch-audit verify {session_name}` shows why; --force resumes all the same"
+            ),
+            session: session_name,
+        });
+    }
     Ok(report)
+}
+
+/// Checks a resumed run's whole stored chain on a blocking thread while the run goes
+/// on; a million events take a few seconds.
+fn check_store_alongside(
+    target: AuditTarget,
+    session: String,
+) -> crate::orchestrator::replay::StoreCheck {
+    let (verdict, check) = crate::orchestrator::replay::StoreCheck::new();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let result = handle.block_on(async {
+            let reader = crate::audit::reader::AuditReader::open(&target)
+                .await
+                .map_err(|err| err.to_string())?;
+            let report = crate::audit::verify::verify_run_chain(reader.conn(), &session)
+                .await
+                .map_err(|err| err.to_string())?;
+            match report.problems.is_empty() {
+                true => Ok(()),
+                false => Err(report.problems.join("; ")),
+            }
+        });
+        let _ = verdict.send(Some(result));
+    });
+    check
 }
 
 /// The stored session of a resumed run (`audit::resume`).
@@ -283,7 +354,7 @@ async fn load_replay(
     session: &str,
 ) -> Result<crate::orchestrator::replay::Replay, LaunchError> {
     let reader = crate::audit::reader::AuditReader::open(target).await?;
-    Ok(crate::audit::resume::replay(&reader, session).await?)
+    Ok(crate::audit::resume::replay(&reader, session).await?.0)
 }
 
 /// Pins the run's base and makes its run branch (`--isolation worktree`); says once

@@ -96,8 +96,12 @@ pub fn resume_config(
         let stored = crate::audit::resume::stored_run(&reader, session)
             .await
             .map_err(unknown(session))?;
-        let report = crate::audit::verify::verify_run_chain(reader.conn(), session).await?;
-        Ok::<_, LaunchError>((stored, report.problems))
+        // What the resumed run will read is checked now, before anything of it is
+        // used; the whole chain is checked alongside the run (`run_in_foreground`).
+        let (_, mut read) = crate::audit::resume::replay(&reader, session).await?;
+        read.extend(stored.config_seq);
+        let problems = crate::audit::verify::verify_rows(reader.conn(), session, &read).await?;
+        Ok::<_, LaunchError>((stored, problems))
     })?;
     match stored.summary.status.as_str() {
         "succeeded" => {
@@ -143,6 +147,7 @@ pub fn resume_config(
         config.paths.project_root = root;
     }
     config.resume = true;
+    config.resume_forced = args.force;
     config.audit = Some(target);
     if let Some(mux) = args.mux {
         config.mux = mux;

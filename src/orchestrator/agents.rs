@@ -138,6 +138,11 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
         },
         Err(reason) => Err(TurnError::Failed(reason)),
     };
+    // On a resumed run, no agent has succeeded before its stored chain verified.
+    let outcome = match outcome {
+        Ok(done) => shared.store_verified().await.map(|()| done),
+        Err(err) => Err(err),
+    };
     let (status, answer, blueprint, handoff_note) = match outcome {
         Ok((answer, blueprint, note)) => (AgentStatus::Succeeded, Some(answer), blueprint, note),
         Err(TurnError::Stopped) => (AgentStatus::Stopped, None, None, None),

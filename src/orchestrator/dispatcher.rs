@@ -47,8 +47,9 @@ pub(crate) enum Message {
         agent: String,
         lifecycle: AgentLifecycle,
     },
-    SinkFailed {
+    Failure {
         message: String,
+        source: &'static str,
     },
     NeedsYou {
         agent: String,
@@ -164,8 +165,20 @@ impl RunLink {
         }
     }
 
+    /// A sink could not write: the run starts nothing more and fails.
     pub fn sink_failed(&self, message: String) {
-        self.send(Message::SinkFailed { message });
+        self.send(Message::Failure {
+            message,
+            source: "a failed write",
+        });
+    }
+
+    /// A resumed run's audit store does not verify: the run stops and fails.
+    pub fn store_broken(&self, message: String) {
+        self.send(Message::Failure {
+            message,
+            source: "an audit store that does not verify",
+        });
     }
 }
 
@@ -239,7 +252,7 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                 }
                 Message::TurnEnded { agent, usage, cost } => Input::TurnEnded { agent, usage, cost },
                 Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },
-                Message::SinkFailed { message } => Input::SinkFailed { message },
+                Message::Failure { message, source } => Input::Failure { message, source },
                 Message::NeedsYou { agent, reason, reply } => {
                     grants.insert(agent.clone(), reply);
                     Input::NeedsYou { agent, reason }

@@ -207,6 +207,7 @@ impl RunContext {
             }
             return Ok(false);
         }
+        self.store_verified().await?;
         let id = conversation.id.clone();
         self.link.progress(&id, AgentLifecycle::Merging);
         let outcome = commit(isolation, &worktree, conversation, answer).await?;

@@ -15,13 +15,44 @@
 //! cumulatively; the sum of the stored turns of a thread is the baseline a continued
 //! thread's next turn counts from, so no token is counted twice.
 //!
-//! Owns that lookup and the interrupted-turn prompt. Reading the store is
-//! `audit::resume`.
+//! Before it starts, `launch resume` checks the links of every stored row it read; the
+//! whole chain is checked alongside the run (a million events take seconds), and
+//! `StoreCheck` holds its verdict: nothing is merged, and no agent succeeds, before
+//! it is in.
+//!
+//! Owns that lookup, the interrupted-turn prompt and the verdict's hand-over. Reading
+//! the store is `audit::resume`.
 
 use std::collections::{HashMap, HashSet};
 
+use tokio::sync::watch;
+
 use crate::agent::event::{AgentEvent, Usage};
 use crate::events::event::{AgentStatus, TurnRecord};
+
+/// The verdict on a resumed run's stored chain, checked alongside the run: `Err` names
+/// the first problems.
+#[derive(Clone, Debug)]
+pub struct StoreCheck(watch::Receiver<Option<Result<(), String>>>);
+
+/// Where the check sends its verdict.
+pub type StoreVerdict = watch::Sender<Option<Result<(), String>>>;
+
+impl StoreCheck {
+    pub fn new() -> (StoreVerdict, StoreCheck) {
+        let (tx, rx) = watch::channel(None);
+        (tx, StoreCheck(rx))
+    }
+
+    /// Waits for the verdict; a check that ended without one is a failure.
+    pub async fn verdict(&self) -> Result<(), String> {
+        let mut rx = self.0.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(verdict) => verdict.clone().unwrap_or(Ok(())),
+            Err(_) => Err("the check of the audit store ended without a verdict".into()),
+        }
+    }
+}
 
 /// A turn that was started and never finished successfully.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -64,9 +64,12 @@ pub(crate) enum Input {
         agent: String,
         message: String,
     },
-    /// A sink could not write (disk full…): the run starts nothing more and fails.
-    SinkFailed {
+    /// Something the run relies on broke: a sink could not write (disk full…), or a
+    /// resumed run's audit store does not verify. The run starts nothing more, stops
+    /// its turns and fails; `source` names the cause in the stop request.
+    Failure {
         message: String,
+        source: &'static str,
     },
 }
 
@@ -269,12 +272,12 @@ impl RunState {
                 self.agent_ended(result, &mut fx);
                 self.maybe_write_pause_summary(&mut fx);
             }
-            Input::SinkFailed { message } => {
+            Input::Failure { message, source } => {
                 if !self.problems.contains(&message) {
                     self.problems.push(message.clone());
                 }
                 if self.mode != RunMode::Stopping {
-                    self.begin_stop("a failed write", &mut fx);
+                    self.begin_stop(source, &mut fx);
                 }
             }
         }

@@ -261,8 +261,9 @@ fn signals_pause_then_stop_like_requests() {
 fn a_failed_write_stops_the_run_and_fails_it() {
     let mut state = started();
     wanted(&mut state, "planner", 1);
-    let fx = names(&state.handle(Input::SinkFailed {
+    let fx = names(&state.handle(Input::Failure {
         message: "failed to write `x.log`: No space left on device".into(),
+        source: "a failed write",
     }));
     assert_eq!(fx, ["stop_requested", "stop_agents"]);
     ended(&mut state, "planner");

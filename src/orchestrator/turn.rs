@@ -64,6 +64,9 @@ pub struct RunContext {
     pub isolation: Option<Isolation>,
     /// The stored session a resumed run plays again (`launch resume`).
     pub replay: Option<crate::orchestrator::replay::Replay>,
+    /// A resumed run's stored chain, checked alongside it: merges and successes wait
+    /// for its verdict (`None`: nothing to wait for, or `--force`).
+    pub store_check: Option<crate::orchestrator::replay::StoreCheck>,
     stop: watch::Sender<bool>,
     /// A turn on a model without a price was said once.
     unpriced_said: std::sync::atomic::AtomicBool,
@@ -86,8 +89,22 @@ impl RunContext {
             policy,
             isolation,
             replay: None,
+            store_check: None,
             stop: watch::Sender::new(false),
             unpriced_said: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until a resumed run's stored chain is known to verify; an agent's work is
+    /// not merged, nor the agent successful, on a store that does not.
+    pub(crate) async fn store_verified(&self) -> Result<(), TurnError> {
+        match &self.store_check {
+            None => Ok(()),
+            Some(check) => check.verdict().await.map_err(|problem| {
+                TurnError::Failed(format!(
+                    "not taken: the audit store this run resumed from does not verify ({problem})"
+                ))
+            }),
         }
     }
 

@@ -523,3 +523,52 @@ async fn a_changed_or_removed_kv_store_row_is_named() {
         &format!("kv_store row `{key}` is not vouched for"),
     );
 }
+
+/// `launch resume` checks the links of the rows it reads before it uses them: a row
+/// changed in place is caught through its own link and through the next row's, a row
+/// taken out through the one after it; rows far from those read are left to `verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_links_of_the_rows_a_resume_reads_catch_a_changed_or_missing_row() {
+    if !has_sqlite3() {
+        return skip_or_fail("sqlite3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_store(dir.path()).await;
+    let check = |seqs: Vec<i64>| {
+        let db = db.clone();
+        async move {
+            let reader = orch::audit::reader::AuditReader::open(&AuditTarget::Local(db))
+                .await
+                .unwrap();
+            orch::audit::verify::verify_rows(reader.conn(), SESSION, &seqs)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(check(vec![1, 16, 17, 40]).await, Vec::<String>::new());
+    sqlite(
+        &db,
+        &format!(
+            "UPDATE events SET payload = substr(payload, 1, 20) || 'Z' || substr(payload, 22) WHERE run='{SESSION}' AND seq=17"
+        ),
+    );
+    let changed = format!("events row run=`{SESSION}` seq=17: hash chain broken");
+    assert!(check(vec![17]).await[0].contains(&changed));
+    assert!(check(vec![16]).await[0].contains(&changed));
+    assert_eq!(check(vec![5, 30]).await, Vec::<String>::new());
+    // Its hash changed too: the next row's link breaks.
+    sqlite(
+        &db,
+        &format!(
+            "UPDATE events SET hash = '00' || substr(hash, 3) WHERE run='{SESSION}' AND seq=17"
+        ),
+    );
+    assert!(check(vec![16]).await[0].contains(&changed));
+    assert!(check(vec![18]).await[0].contains(&format!("seq=18: hash chain broken")));
+    sqlite(
+        &db,
+        &format!("DELETE FROM events WHERE run='{SESSION}' AND seq=20"),
+    );
+    assert!(check(vec![21]).await[0].contains(&format!("seq=21: the row before it is missing")));
+    assert!(check(vec![20]).await[0].contains("read a moment ago are gone"));
+}
