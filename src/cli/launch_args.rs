@@ -42,7 +42,9 @@ pub enum LaunchCommand {
     /// --resume`, `gemini -r`), told what it had done; agents' worktrees and branches
     /// are reused as they are. Same session, same hash chain. A run that succeeded is
     /// followed up with `launch continue` instead; a store whose chain does not verify
-    /// is refused unless --force. Flags such as --mux, --max-tokens or --notify apply
+    /// is refused unless --force (the rows it reads are checked before it starts, the
+    /// whole chain while its first agents start: nothing merges before that passed).
+    /// Flags such as --mux, --max-tokens or --notify apply
     /// to the resumed run; the task, agents and backends are the stored run's.
     Resume(ResumeArgs),
     /// Start a new run that follows up a finished one.
