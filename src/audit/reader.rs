@@ -178,7 +178,13 @@ impl AuditReader {
         };
         let last = collect(
             self.conn(),
-            "SELECT kind, payload FROM events WHERE run = ?1 AND kind IN ('run_finished', 'run_paused', 'run_resumed') ORDER BY seq DESC LIMIT 1",
+            // The last of three kinds, each found through the kind index: `kind IN (…)
+            // ORDER BY seq DESC LIMIT 1` walks the run's rows backwards instead, every
+            // one of them in a crashed run that has none (0.3 s on a million events).
+            "SELECT kind, payload FROM events WHERE run = ?1 AND seq = (SELECT MAX(s) FROM ( \
+             SELECT MAX(seq) AS s FROM events WHERE run = ?1 AND kind = 'run_finished' \
+             UNION ALL SELECT MAX(seq) FROM events WHERE run = ?1 AND kind = 'run_paused' \
+             UNION ALL SELECT MAX(seq) FROM events WHERE run = ?1 AND kind = 'run_resumed'))",
             s(),
             |r| Ok((get::<String>(r, 0)?, get::<String>(r, 1)?)),
         )

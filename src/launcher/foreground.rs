@@ -154,9 +154,20 @@ pub async fn run_in_foreground(
     });
     // A resumed run reads its stored session before it writes anything more to it, and
     // checks its whole chain alongside (`launch resume` checked the rows it reads).
+    // `launch resume` in this process read it already, and keeps its reader open to
+    // the end of the run (see `resume::Preloaded`).
+    let (preloaded, keep_reader) = config
+        .resume
+        .then(|| crate::launcher::resume::take_preloaded(&config.paths.session))
+        .flatten()
+        .map(|p| (p.replay, p.reader))
+        .unzip();
     let (replay, store_check) = match (&audit_target, config.resume) {
         (Some(target), true) => (
-            Some(load_replay(target, &config.paths.session).await?),
+            Some(match preloaded {
+                Some(replay) => replay,
+                None => load_replay(target, &config.paths.session).await?,
+            }),
             Some(check_store_alongside(
                 target.clone(),
                 config.paths.session.clone(),
@@ -304,6 +315,7 @@ pub async fn run_in_foreground(
     let _ = crate::private_fs::write(&paths.state_file(), state.to_string().as_bytes());
     claim.release();
     sink_thread.finish().await;
+    drop(keep_reader);
     if fail_on_sink_failure(&mut report, &failures) {
         let state = serde_json::json!({ "status": report.status.as_str(), "usage": report.usage, "problems": report.problems });
         let _ = crate::private_fs::write(&paths.state_file(), state.to_string().as_bytes());

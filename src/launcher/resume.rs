@@ -16,6 +16,34 @@ use crate::config::{Config, ConfigError, Env, ParentRun, resolve};
 use crate::launcher::error::LaunchError;
 use crate::workspace::{BaseChoice, Workspace};
 
+/// What `resume_config` read, for the run in this process (`--mux none`): its replay is
+/// not read twice, and its reader stays open. After a crash the store's first connection
+/// recovers the write-ahead log, and the last one to close copies it into the database:
+/// with the reader open that is not on the way to the first agent. In a Zellij or tmux
+/// run the launcher exits with the reader never closed; the orchestrator reads anew.
+pub(crate) struct Preloaded {
+    pub session: String,
+    pub reader: AuditReader,
+    pub replay: crate::orchestrator::replay::Replay,
+}
+
+static PRELOADED: std::sync::Mutex<Option<Preloaded>> = std::sync::Mutex::new(None);
+
+fn keep_preloaded(preloaded: Preloaded) {
+    if let Ok(mut slot) = PRELOADED.lock() {
+        *slot = Some(preloaded);
+    }
+}
+
+/// The replay and reader `resume_config` kept for `session`, if any.
+pub(crate) fn take_preloaded(session: &str) -> Option<Preloaded> {
+    let mut slot = PRELOADED.lock().ok()?;
+    match slot.as_ref() {
+        Some(p) if p.session == session => slot.take(),
+        _ => None,
+    }
+}
+
 fn refuse(session: &str, reason: String) -> LaunchError {
     LaunchError::CannotResume {
         session: session.to_owned(),
@@ -91,17 +119,22 @@ pub fn resume_config(
     }
     let root = project_root(args.project_root.as_deref(), cwd)?;
     let target = store_of(args, env, cwd, &root, "`launch resume`")?;
-    let (stored, problems) = super::runtime().block_on(async {
+    let (stored, problems, preloaded) = super::runtime().block_on(async {
         let reader = AuditReader::open(&target).await?;
         let stored = crate::audit::resume::stored_run(&reader, session)
             .await
             .map_err(unknown(session))?;
         // What the resumed run will read is checked now, before anything of it is
         // used; the whole chain is checked alongside the run (`run_in_foreground`).
-        let (_, mut read) = crate::audit::resume::replay(&reader, session).await?;
+        let (replay, mut read) = crate::audit::resume::replay(&reader, session).await?;
         read.extend(stored.config_seq);
         let problems = crate::audit::verify::verify_rows(reader.conn(), session, &read).await?;
-        Ok::<_, LaunchError>((stored, problems))
+        let preloaded = Preloaded {
+            session: session.to_owned(),
+            reader,
+            replay,
+        };
+        Ok::<_, LaunchError>((stored, problems, preloaded))
     })?;
     match stored.summary.status.as_str() {
         "succeeded" => {
@@ -137,6 +170,7 @@ pub fn resume_config(
             "the audit store has no config for it (it was recorded by an older orch)".into(),
         ));
     };
+    keep_preloaded(preloaded);
     let mut config: Config = serde_json::from_value(stored_config).map_err(|err| {
         refuse(
             session,

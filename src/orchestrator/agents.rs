@@ -138,10 +138,12 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
         },
         Err(reason) => Err(TurnError::Failed(reason)),
     };
-    // On a resumed run, no agent has succeeded before its stored chain verified.
+    // On a resumed run, no agent has done new work successfully before the stored chain
+    // verified. One the store finished gives back rows `launch resume` checked before
+    // it started: its dependants need not wait (the run's end does, `dispatch`).
     let outcome = match outcome {
-        Ok(done) => shared.store_verified().await.map(|()| done),
-        Err(err) => Err(err),
+        Ok(done) if !finished => shared.store_verified().await.map(|()| done),
+        other => other,
     };
     let (status, answer, blueprint, handoff_note) = match outcome {
         Ok((answer, blueprint, note)) => (AgentStatus::Succeeded, Some(answer), blueprint, note),

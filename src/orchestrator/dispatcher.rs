@@ -15,10 +15,12 @@ use tokio::task::JoinSet;
 use crate::agent::event::Usage;
 use crate::control::protocol::{ControlCommand, ControlResponse};
 use crate::control::signals::SignalAction;
+use crate::events::RunStatus;
+use crate::events::event::OrchEventKind;
 use crate::orchestrator::agents::{AgentResult, run_agent};
 use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::state::{Effect, Input, RunMode, RunReport, RunState};
-use crate::orchestrator::turn::RunContext;
+use crate::orchestrator::turn::{RunContext, TurnError};
 
 /// Messages into the dispatcher (tier 1: they may carry reply channels).
 #[derive(Debug)]
@@ -192,10 +194,33 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
     let mut grants: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
     let mut next_request = 0u64;
     let mut effects = state.handle(Input::Start);
+    let mut late_problem: Option<String> = None;
     loop {
         let mut finished = false;
         for effect in effects.drain(..) {
             match effect {
+                Effect::Publish(OrchEventKind::RunFinished {
+                    status: RunStatus::Succeeded,
+                    usage,
+                    failed,
+                }) => {
+                    // A resumed run has not succeeded before its stored chain verified.
+                    let status = match ctx.store_verified().await {
+                        Ok(()) => RunStatus::Succeeded,
+                        Err(TurnError::Failed(problem)) => {
+                            late_problem = Some(problem);
+                            RunStatus::Failed
+                        }
+                        Err(TurnError::Stopped) => RunStatus::Stopped,
+                    };
+                    ctx.bus
+                        .publish(OrchEventKind::RunFinished {
+                            status,
+                            usage,
+                            failed,
+                        })
+                        .await;
+                }
                 Effect::Publish(kind) => ctx.bus.publish(kind).await,
                 Effect::Reply { id, response } => {
                     if let Some(reply) = replies.remove(&id) {
@@ -281,7 +306,12 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
             });
         }
     }
-    state.report()
+    let mut report = state.report();
+    if let Some(problem) = late_problem {
+        report.status = RunStatus::Failed;
+        report.problems.push(problem);
+    }
+    report
 }
 
 fn join_message(error: tokio::task::JoinError) -> String {
