@@ -564,11 +564,11 @@ async fn the_links_of_the_rows_a_resume_reads_catch_a_changed_or_missing_row() {
         ),
     );
     assert!(check(vec![16]).await[0].contains(&changed));
-    assert!(check(vec![18]).await[0].contains(&format!("seq=18: hash chain broken")));
+    assert!(check(vec![18]).await[0].contains("seq=18: hash chain broken"));
     sqlite(
         &db,
         &format!("DELETE FROM events WHERE run='{SESSION}' AND seq=20"),
     );
-    assert!(check(vec![21]).await[0].contains(&format!("seq=21: the row before it is missing")));
+    assert!(check(vec![21]).await[0].contains("seq=21: the row before it is missing"));
     assert!(check(vec![20]).await[0].contains("read a moment ago are gone"));
 }
