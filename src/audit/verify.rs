@@ -160,27 +160,12 @@ async fn check_ranges(
     ranges: &[(i64, i64)],
 ) -> Result<Vec<String>, AuditError> {
     let mut problems = Vec::new();
-    let start = collect(
-        conn,
-        "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
-        vec![Value::Text(session.to_owned())],
-        |r| {
-            Ok((
-                get::<i64>(r, 0)?,
-                get::<String>(r, 1)?,
-                get::<String>(r, 2)?,
-                get::<String>(r, 3)?,
-                get::<String>(r, 4)?,
-            ))
-        },
-    )
-    .await?;
-    let Some((started, prompt, backend, root, stored)) = start.into_iter().next() else {
+    let Some((start, stored)) = run_start(conn, session).await? else {
         return Err(AuditError::UnknownSession {
             session: session.to_owned(),
         });
     };
-    if run_hash(session, started, &prompt, &backend, &root) != stored {
+    if start != stored {
         problems.push(format!(
             "runs row `{session}`: hash does not match its content"
         ));
@@ -196,7 +181,7 @@ async fn check_ranges(
             .await
             .map_err(AuditError::sql("read events"))?;
         // The hash of the row before, when it is the one just read.
-        let mut prev: Option<(i64, String)> = (from == 1).then(|| (0, stored.clone()));
+        let mut prev: Option<(i64, String)> = (from == 1).then(|| (0, start.clone()));
         while let Some(r) = rows.next().await.map_err(AuditError::sql("read events"))? {
             let seq: i64 = get(&r, 0)?;
             let hash = str_col(&r, 6)?;
@@ -240,6 +225,35 @@ async fn check_ranges(
         ));
     }
     Ok(problems)
+}
+
+/// A run's chain start as its `runs` row's content gives it, and the hash stored there;
+/// `None` when there is no such run.
+async fn run_start(
+    conn: &Connection,
+    session: &str,
+) -> Result<Option<(String, String)>, AuditError> {
+    let run = collect(
+        conn,
+        "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
+        vec![Value::Text(session.to_owned())],
+        |r| {
+            Ok((
+                get::<i64>(r, 0)?,
+                get::<String>(r, 1)?,
+                get::<String>(r, 2)?,
+                get::<String>(r, 3)?,
+                get::<String>(r, 4)?,
+            ))
+        },
+    )
+    .await?;
+    Ok(run
+        .into_iter()
+        .next()
+        .map(|(started, prompt, backend, root, stored)| {
+            (run_hash(session, started, &prompt, &backend, &root), stored)
+        }))
 }
 
 /// Each run's head against its anchor outside the store (`refs/orch/audit/<session>`
@@ -585,25 +599,9 @@ async fn verify_events(
     let mut runs: HashMap<String, RunCheck> = HashMap::new();
     for session in sessions {
         report.runs += 1;
-        let run = collect(
-            conn,
-            "SELECT started_at_ms, prompt, backend, project_root, hash FROM runs WHERE session = ?1",
-            vec![Value::Text(session.to_owned())],
-            |r| {
-                Ok((
-                    get::<i64>(r, 0)?,
-                    get::<String>(r, 1)?,
-                    get::<String>(r, 2)?,
-                    get::<String>(r, 3)?,
-                    get::<String>(r, 4)?,
-                ))
-            },
-        )
-        .await?;
-        let Some((started, prompt, backend, root, stored)) = run.into_iter().next() else {
+        let Some((start, stored)) = run_start(conn, session).await? else {
             continue;
         };
-        let start = run_hash(session, started, &prompt, &backend, &root);
         if start != stored {
             report.problems.push(format!(
                 "runs row `{session}`: hash does not match its content"
