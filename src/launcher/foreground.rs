@@ -258,7 +258,7 @@ pub async fn run_in_foreground(
         })
         .await;
     }
-    let config_forced = config.resume_forced;
+    let forced = config.resume_forced;
     let session_name = config.paths.session.clone();
     let mut ctx = RunContext::new(
         Arc::new(config),
@@ -270,7 +270,6 @@ pub async fn run_in_foreground(
     );
     ctx.replay = replay;
     // A chain that does not verify stops the run, unless `--force` (then it is said).
-    let forced = config_forced;
     ctx.store_check = store_check.clone().filter(|_| !forced);
     let check_task = store_check.clone().map(|check| {
         let (link, bus) = (ctx.link.clone(), bus.clone());
