@@ -816,3 +816,74 @@ fn a_200_byte_root_and_a_64_byte_session_run_in_zellij() {
     };
     long_paths_run("zellij", Some(&zellij), None);
 }
+
+/// A Zellij run whose orchestrator was killed with SIGKILL in its dynamic wave, its
+/// session left behind: `launch resume --mux zellij` replaces that session, rebuilds
+/// the panes of the agents known so far (the dynamic ones included) and finishes the
+/// run from the audit store.
+#[test]
+fn zellij_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
+    let Some(zellij) = require_tool("zellij", "ORCH_ZELLIJ_BIN", &["/root/.cargo/bin/zellij"])
+    else {
+        return;
+    };
+    let sandbox = Sandbox::new(Some(&zellij));
+    let session = "run-20261122-101010-rs01";
+    let client = sandbox.zellij(&zellij);
+    let guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.to_owned(),
+        zellij: Some(client.clone()),
+        tmux: Vec::new(),
+    };
+    start_demo(&sandbox, "zellij", session);
+    wait_for("the dynamic wave", RUN_WAIT, || {
+        let timeline = sandbox.timeline(session);
+        (timeline.contains("turn_started backend-api")
+            && timeline.contains("turn_started frontend-ui"))
+        .then_some(())
+        .ok_or(timeline)
+    });
+    let identity =
+        std::fs::read_to_string(sandbox.run_dir(session).join("orchestrator.pid")).unwrap();
+    let pid: i32 = identity.split_whitespace().next().unwrap().parse().unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_for(
+        "the orchestrator to be gone",
+        WAIT,
+        || match nix::sys::signal::kill(pid, None) {
+            Err(nix::errno::Errno::ESRCH) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(sandbox.state(session), None, "a killed run wrote its end");
+
+    let out = sandbox.launch(&["resume", session, "--mux", "zellij"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("launch attach --session {session}")),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.wait_until_finished(session), "succeeded");
+    let panes = client.list_panes(session).unwrap();
+    let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
+    for agent in ["planner", "builder", "backend-api", "frontend-ui"] {
+        assert!(
+            titles.contains(&Sandbox::pane_title(session, agent).as_str()),
+            "no pane for {agent}: {titles:?}"
+        );
+    }
+    let timeline = sandbox.timeline(session);
+    assert!(timeline.contains(" resumed"), "{timeline}");
+    let verify = Command::new(env!("CARGO_BIN_EXE_orch-audit"))
+        .current_dir(sandbox.root())
+        .env_clear()
+        .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
+        .args(["verify", session])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    drop(guard);
+}
