@@ -470,6 +470,10 @@ impl Redactor {
             OrchEventKind::PauseRequested { source } | OrchEventKind::StopRequested { source } => {
                 r(source)
             }
+            OrchEventKind::TaskRevised { diff, text, .. } => {
+                r(diff);
+                r(text);
+            }
             OrchEventKind::RunPaused(summary) => {
                 let InterruptSummary {
                     session,
@@ -1051,6 +1055,12 @@ mod tests {
             OrchEventKind::StopRequested {
                 source: s("source"),
             },
+            OrchEventKind::TaskRevised {
+                revision: 1,
+                sha256: "00".into(),
+                diff: s("diff"),
+                text: s("text"),
+            },
             OrchEventKind::RunFinished {
                 status: RunStatus::Stopped,
                 usage: Usage::default(),
@@ -1144,6 +1154,7 @@ mod tests {
             OrchEventKind::MergeConflict { .. } => 20,
             OrchEventKind::GateFinished { .. } => 21,
             OrchEventKind::ReviewFinished { .. } => 22,
+            OrchEventKind::TaskRevised { .. } => 23,
         }
     }
 
@@ -1154,7 +1165,7 @@ mod tests {
         let mut seen: Vec<usize> = kinds.iter().map(variant).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..=22).collect::<Vec<_>>(), "one of every kind");
+        assert_eq!(seen, (0..=23).collect::<Vec<_>>(), "one of every kind");
         for kind in &mut kinds {
             if *kind == OrchEventKind::RunResumed {
                 continue; // the one kind without text

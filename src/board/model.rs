@@ -346,7 +346,9 @@ impl Board {
                 Some(limit) => self.max_tokens = Some(limit),
                 None => return false,
             },
-            OrchEventKind::GroupStarted { .. } | OrchEventKind::BlueprintRejected { .. } => {
+            OrchEventKind::GroupStarted { .. }
+            | OrchEventKind::BlueprintRejected { .. }
+            | OrchEventKind::TaskRevised { .. } => {
                 return false;
             }
         }

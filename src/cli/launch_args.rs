@@ -118,6 +118,13 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "TEXT")]
     pub prompt: Option<String>,
 
+    /// Take the task from this file (Markdown or text), and keep watching it: when it
+    /// changes during the run, the turns in flight finish, prompts built from then on
+    /// carry the new text, and the next wave is planned with the old and the new text
+    /// (each revision, its SHA-256 and diff, is in the timeline and the store).
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub task_file: Option<PathBuf>,
+
     /// Agent runtime: codex, claude, gemini, anthropic, minimax, openai, demo
     /// [env: ORCHESTRATED_CODEX_BACKEND] [default: codex]
     #[arg(long, value_name = "NAME")]

@@ -51,6 +51,9 @@ pub enum Concise {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub prompt: String,
+    /// `--task-file`: where `prompt` came from, watched while the run goes on.
+    #[serde(default)]
+    pub task_file: Option<PathBuf>,
     pub paths: RunPathsConfig,
     /// Where agents work; `worktree` starts from `base`.
     pub isolation: IsolationChoice,
@@ -291,12 +294,37 @@ pub fn project_root(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigEr
     Ok(std::fs::canonicalize(&root).unwrap_or(root))
 }
 
+/// Largest task file read (`--task-file`).
+pub const MAX_TASK_FILE: u64 = 1 << 20;
+
+/// The text of a task file: UTF-8, at most `MAX_TASK_FILE` bytes.
+pub fn read_task_file(path: &Path) -> Result<String, ConfigError> {
+    let invalid =
+        |why: String| ConfigError::Invalid(format!("task file {}: {why}", path.display()));
+    let len = std::fs::metadata(path)
+        .map_err(|err| invalid(err.to_string()))?
+        .len();
+    if len > MAX_TASK_FILE {
+        return Err(invalid(format!(
+            "{len} bytes; a task file holds at most {MAX_TASK_FILE}"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|err| invalid(err.to_string()))?;
+    String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))
+}
+
 pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigError> {
-    let prompt = args
-        .prompt
-        .clone()
-        .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| ConfigError::Invalid("a task is needed: pass --prompt \"...\"".into()))?;
+    let task_file = args.task_file.as_ref().map(|file| cwd.join(file));
+    let prompt = match &task_file {
+        Some(file) => read_task_file(file)?,
+        None => args.prompt.clone().unwrap_or_default(),
+    };
+    if prompt.trim().is_empty() {
+        return Err(ConfigError::Invalid(match &task_file {
+            Some(file) => format!("the task file {} is empty", file.display()),
+            None => "a task is needed: pass --prompt \"...\" or --task-file FILE".into(),
+        }));
+    }
     let root = project_root(args.project_root.as_deref(), cwd)?;
     let session = match args
         .session
@@ -374,6 +402,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
 
     Ok(Config {
         prompt,
+        task_file,
         paths: RunPathsConfig {
             project_root: root,
             session,

@@ -166,6 +166,15 @@ pub enum OrchEventKind {
     StopRequested {
         source: String,
     },
+    /// The task file (`--task-file`) changed while the run went on: revision `revision`
+    /// (the first text is revision 0, in `run_started`), its SHA-256, a unified diff
+    /// from the text before, and the whole new text.
+    TaskRevised {
+        revision: u32,
+        sha256: String,
+        diff: String,
+        text: String,
+    },
     RunFinished {
         status: RunStatus,
         usage: Usage,

@@ -704,6 +704,22 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
         }
         OrchEventKind::RunResumed => "run_resumed".into(),
         OrchEventKind::StopRequested { source } => format!("stop_requested source={source}"),
+        OrchEventKind::TaskRevised {
+            revision,
+            sha256,
+            diff,
+            ..
+        } => {
+            let mut text = format!(
+                "task_revised #{revision} sha256={}",
+                sha256.get(..16).unwrap_or(sha256)
+            );
+            for line in diff.lines() {
+                text.push_str("\n    ");
+                text.push_str(line);
+            }
+            text
+        }
         OrchEventKind::RunFinished {
             status,
             usage,

@@ -213,6 +213,12 @@ impl Story {
             OrchEventKind::RunPaused(summary) => format!("paused{}", indented_interrupt(summary)),
             OrchEventKind::RunResumed => "resumed".into(),
             OrchEventKind::StopRequested { source } => format!("stop asked for ({source})"),
+            OrchEventKind::TaskRevised { revision, diff, .. } => {
+                let (added, removed) = diff_counts(diff);
+                format!(
+                    "the task file changed (revision {revision}: +{added} −{removed} lines); the next wave is planned with it"
+                )
+            }
             OrchEventKind::RunFinished {
                 status,
                 usage,
@@ -241,6 +247,19 @@ impl Story {
         clock.truncate(8); // HH:MM:SS
         Some(format!("{clock} {text}\n"))
     }
+}
+
+/// Lines added and removed in a unified diff.
+fn diff_counts(diff: &str) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for line in diff.lines() {
+        if line.starts_with('+') && !line.starts_with("+++") {
+            counts.0 += 1;
+        } else if line.starts_with('-') && !line.starts_with("---") {
+            counts.1 += 1;
+        }
+    }
+    counts
 }
 
 #[cfg(test)]

@@ -232,6 +232,17 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         OrchEventKind::StopRequested { source } => {
             (None, None, "stop_requested", json!({"source": source}))
         }
+        OrchEventKind::TaskRevised {
+            revision,
+            sha256,
+            diff,
+            text,
+        } => (
+            None,
+            None,
+            "task_revised",
+            json!({"revision": revision, "sha256": sha256, "diff": diff, "text": text}),
+        ),
         OrchEventKind::RunFinished {
             status,
             usage,

@@ -111,7 +111,7 @@ pub fn resume_config(
     cwd: &Path,
 ) -> Result<Config, LaunchError> {
     check_name(session)?;
-    if args.prompt.is_some() {
+    if args.prompt.is_some() || args.task_file.is_some() {
         return Err(ConfigError::Invalid(
             "`launch resume` goes on with the run's own task; to give a run a follow-up task use `launch continue <session> --prompt …`".into(),
         )

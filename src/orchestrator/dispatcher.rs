@@ -53,6 +53,9 @@ pub(crate) enum Message {
         message: String,
         source: &'static str,
     },
+    TaskRevised {
+        text: String,
+    },
     NeedsYou {
         agent: String,
         reason: String,
@@ -175,6 +178,11 @@ impl RunLink {
         });
     }
 
+    /// The task file has `text` now.
+    pub fn task_revised(&self, text: String) {
+        self.send(Message::TaskRevised { text });
+    }
+
     /// A resumed run's audit store does not verify: the run stops and fails.
     pub fn store_broken(&self, message: String) {
         self.send(Message::Failure {
@@ -278,6 +286,7 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                 Message::TurnEnded { agent, usage, cost } => Input::TurnEnded { agent, usage, cost },
                 Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },
                 Message::Failure { message, source } => Input::Failure { message, source },
+                Message::TaskRevised { text } => Input::TaskRevised { text },
                 Message::NeedsYou { agent, reason, reply } => {
                     grants.insert(agent.clone(), reply);
                     Input::NeedsYou { agent, reason }

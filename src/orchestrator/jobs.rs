@@ -250,7 +250,7 @@ impl GroupRun {
 
 pub(super) fn prompt_context(state: &RunState) -> PromptContext<'_> {
     PromptContext {
-        task: &state.config.prompt,
+        task: &state.task,
         project_root: &state.config.paths.project_root,
         concise: state.config.concise != Concise::Off,
         earlier: state.config.parent.as_ref().map(|p| p.context.as_str()),

@@ -203,14 +203,29 @@ pub fn continuation(chain: &[String], core_logs: &[(String, PathBuf)], max: u32)
     out
 }
 
+/// The autonomous orchestrator's prompt after wave `wave`. `revised_from`: the task's
+/// text when the last wave was planned, if the task file changed since.
 pub fn autonomous(
     ctx: &PromptContext,
     wave: u32,
     outputs: &[PriorOutput],
     max_agents: u32,
     relay: bool,
+    revised_from: Option<&str>,
 ) -> String {
     let mut out = header(ctx, "autonomous-orchestrator", "Autonomous orchestrator");
+    if let Some(before) = revised_from {
+        let _ = writeln!(
+            out,
+            "## The task changed while the squad worked
+The user edited the task file. Before, it said:
+
+{}
+
+Now it says what \"Task from the user\" above says. Plan for the task as it is now: keep what the earlier waves did that still serves it, and do not redo what it no longer asks for.\n",
+            before.trim()
+        );
+    }
     let _ = writeln!(
         out,
         "## Wave {wave} has finished. What its agents reported\n"

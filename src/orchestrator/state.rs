@@ -18,6 +18,9 @@ use crate::orchestrator::agents::{AgentJob, AgentResult};
 use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
 use crate::orchestrator::waves::GroupRun;
 
+/// Longest task-file diff kept in a `task_revised` event (the new text is whole).
+const MAX_TASK_DIFF: usize = 16 * 1024;
+
 /// What the dispatcher hears.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -70,6 +73,11 @@ pub(crate) enum Input {
     Failure {
         message: String,
         source: &'static str,
+    },
+    /// The task file has this text now (`--task-file`; the watcher sends it once the
+    /// file has been still for a moment).
+    TaskRevised {
+        text: String,
     },
 }
 
@@ -185,11 +193,17 @@ pub(crate) struct RunState {
     pub(super) agent_limits: HashMap<String, u64>,
     /// Agents whose 80 % warning of their current budget was given.
     pub(super) agent_warned: HashSet<String>,
+    /// The task as it stands: the prompt, or the task file's latest text.
+    pub(crate) task: String,
+    /// How often the task file changed (0: the text the run started with).
+    pub(crate) task_revision: u32,
 }
 
 impl RunState {
     pub fn new(config: Arc<Config>) -> Self {
         RunState {
+            task: config.prompt.clone(),
+            task_revision: 0,
             max_tokens: config.max_tokens,
             max_cost: config.max_cost_micros,
             cost_warned: false,
@@ -272,6 +286,7 @@ impl RunState {
                 self.agent_ended(result, &mut fx);
                 self.maybe_write_pause_summary(&mut fx);
             }
+            Input::TaskRevised { text } => self.task_revised(text, &mut fx),
             Input::Failure { message, source } => {
                 if !self.problems.contains(&message) {
                     self.problems.push(message.clone());
@@ -283,6 +298,43 @@ impl RunState {
         }
         self.maybe_finish(&mut fx);
         fx
+    }
+
+    /// The task file changed: the new text is the task of every prompt built from now
+    /// on (the turns in flight finish on the old one), and the next wave is planned with
+    /// it (`GroupRun::after_dynamic`).
+    fn task_revised(&mut self, text: String, fx: &mut Vec<Effect>) {
+        if text == self.task {
+            return;
+        }
+        self.task_revision += 1;
+        let mut diff = similar::TextDiff::from_lines(&self.task, &text)
+            .unified_diff()
+            .context_radius(2)
+            .header("task (before)", "task (now)")
+            .to_string();
+        if diff.len() > MAX_TASK_DIFF {
+            let cut = (0..=MAX_TASK_DIFF)
+                .rev()
+                .find(|&i| diff.is_char_boundary(i))
+                .unwrap_or(0);
+            diff.truncate(cut);
+            diff.push_str("\n[… diff truncated; the event has the whole text]\n");
+        }
+        let sha256 = {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        fx.push(Effect::Publish(OrchEventKind::TaskRevised {
+            revision: self.task_revision,
+            sha256,
+            diff,
+            text: text.clone(),
+        }));
+        self.task = text;
     }
 
     pub(super) fn start(&mut self, fx: &mut Vec<Effect>) {

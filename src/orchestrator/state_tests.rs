@@ -478,3 +478,36 @@ fn the_pause_summary_names_every_agent_that_needs_you_with_its_reason() {
         "{steps}"
     );
 }
+
+#[test]
+fn a_revised_task_is_published_once_with_its_diff_and_becomes_the_task() {
+    let mut state = started();
+    assert!(
+        state
+            .handle(Input::TaskRevised {
+                text: "Ship the MVP".into()
+            })
+            .is_empty(),
+        "the same text is no revision"
+    );
+    let fx = state.handle(Input::TaskRevised {
+        text: "Ship the MVP\nwith rate limiting\n".into(),
+    });
+    let [
+        Effect::Publish(OrchEventKind::TaskRevised {
+            revision,
+            sha256,
+            diff,
+            text,
+        }),
+    ] = fx.as_slice()
+    else {
+        panic!("{:?}", names(&fx));
+    };
+    assert_eq!(*revision, 1);
+    assert_eq!(sha256.len(), 64);
+    assert!(diff.contains("+with rate limiting"), "{diff}");
+    assert_eq!(text, "Ship the MVP\nwith rate limiting\n");
+    assert_eq!(state.task, *text);
+    assert_eq!(state.task_revision, 1);
+}

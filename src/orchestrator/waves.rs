@@ -61,6 +61,9 @@ pub(crate) struct GroupRun {
     pub(super) autonomous_rounds: u32,
     /// Results of the last wave that ran (for the autonomous prompt and relay notes).
     pub(super) last: Vec<AgentResult>,
+    /// The task's revision and text when the group's last wave was planned (the task
+    /// file may change while it runs).
+    planned_task: (u32, String),
 }
 
 impl GroupRun {
@@ -84,6 +87,7 @@ impl GroupRun {
             builder: None,
             autonomous_rounds: 0,
             last: Vec::new(),
+            planned_task: (state.task_revision, state.task.clone()),
         };
         let jobs = core_jobs(state, &group.spec, &group.settings);
         group.start_wave(state, 0, WaveKind::Core, jobs, fx);
@@ -383,7 +387,19 @@ impl GroupRun {
         } else {
             self.settings.max_waves
         };
-        if !self.settings.autonomous || self.autonomous_rounds >= limit {
+        // A task file that changed since the last plan gets a wave planned for it, in
+        // an autonomous run or not.
+        let revised = state.task_revision > self.planned_task.0;
+        if (!self.settings.autonomous && !revised) || self.autonomous_rounds >= limit {
+            if revised {
+                fx.push(notice(
+                    NoticeLevel::Warning,
+                    format!(
+                        "the task file changed, but group `{}` has run its {limit} autonomous wave(s) (--max-waves): no wave is planned for the new text",
+                        self.spec.name
+                    ),
+                ));
+            }
             self.phase = Phase::Done;
             return;
         }
@@ -395,7 +411,9 @@ impl GroupRun {
             &self.prior(state, &ids),
             self.settings.max_agents,
             self.settings.relay,
+            revised.then_some(self.planned_task.1.as_str()),
         );
+        self.planned_task = (state.task_revision, state.task.clone());
         let conversation = match self.conversations.get(AUTONOMOUS_ID) {
             Some(existing) => {
                 let mut c = existing.clone();

@@ -1,0 +1,145 @@
+//! `launch --task-file FILE` through the real binaries on the demo backend: the task
+//! file edited while the dynamic wave runs is a new revision in the timeline and the
+//! store (SHA-256, diff, whole text); prompts built from then on carry the new text;
+//! the next wave is planned by the autonomous orchestrator with the old and the new
+//! text, in a run that was not autonomous.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{TestRepo, read, text, wait_for};
+
+const FIRST: &str = "Build a small CLI that greets people.\n";
+const SECOND: &str = "Build a small CLI that greets people.\nAlso add rate limiting.\n";
+
+#[test]
+fn an_edited_task_file_is_a_revision_and_the_next_wave_is_planned_with_it() {
+    let repo = TestRepo::new();
+    // Outside the repository: the user's tree stays as it is.
+    let task = repo.dir.path().join("task.md");
+    std::fs::write(&task, FIRST).unwrap();
+    let run = repo
+        .launch()
+        .args(["--task-file"])
+        .arg(&task)
+        .args([
+            "--backend",
+            "demo",
+            "--mux",
+            "none",
+            "--notify",
+            "none",
+            "--session",
+            "steered",
+            "--demo-scenario",
+            "delay=500",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let timeline = repo.root().join(".orch/runs/steered/logs/timeline.log");
+    wait_for("the dynamic wave", Duration::from_secs(120), || {
+        read(&timeline).contains("kind=dynamic")
+    });
+    std::fs::write(&task, SECOND).unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let timeline = read(&timeline);
+    assert!(timeline.contains("task_revised #1 sha256="), "{timeline}");
+    assert!(timeline.contains("+Also add rate limiting."), "{timeline}");
+    // Both revisions are in the store: the first in `run_started`, the second whole.
+    let started = repo.audit(&["events", "steered", "--kind", "run_started", "--json"]);
+    assert!(started.contains("greets people"), "{started}");
+    assert!(!started.contains("rate limiting"), "{started}");
+    let revised = repo.audit(&["events", "steered", "--kind", "task_revised", "--json"]);
+    let revised: serde_json::Value = serde_json::from_str(revised.lines().next().unwrap()).unwrap();
+    assert_eq!(revised["payload"]["text"], SECOND, "{revised}");
+    assert_eq!(revised["payload"]["revision"], 1, "{revised}");
+
+    // The autonomous orchestrator planned the next wave with both texts (the run was
+    // not autonomous), and that wave's agents were given the new task.
+    let turns: serde_json::Value =
+        serde_json::from_str(&repo.audit(&["turns", "steered", "--json", "--content"])).unwrap();
+    let turns = turns.as_array().unwrap();
+    let planner = turns
+        .iter()
+        .find(|t| t["agent"] == "autonomous-orchestrator")
+        .unwrap_or_else(|| panic!("no autonomous wave: {turns:?}"));
+    let prompt = planner["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("The task changed while the squad worked")
+            && prompt.contains("Also add rate limiting.")
+            && prompt.contains("Before, it said:\n\nBuild a small CLI that greets people.\n\n"),
+        "{prompt}"
+    );
+    let later: Vec<&serde_json::Value> = turns
+        .iter()
+        .filter(|t| {
+            t["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "autonomous")
+        })
+        .filter(|t| t["agent"] != "autonomous-orchestrator" && t["kind"] == "plan")
+        .collect();
+    assert!(!later.is_empty(), "{turns:?}");
+    for t in later {
+        assert!(
+            t["prompt"]
+                .as_str()
+                .unwrap()
+                .contains("Also add rate limiting."),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        support::git(&repo.root(), &["status", "--porcelain"]).trim(),
+        ""
+    );
+}
+
+#[test]
+fn a_task_file_that_is_missing_empty_or_given_with_a_prompt_is_refused() {
+    let repo = TestRepo::new();
+    let missing = repo.dir.path().join("nope.md");
+    let out = repo
+        .launch()
+        .arg("--task-file")
+        .arg(&missing)
+        .args(["--backend", "demo", "--mux", "none"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nope.md"),
+        "{}",
+        text(&out.stderr)
+    );
+    let empty = repo.dir.path().join("empty.md");
+    std::fs::write(&empty, "  \n").unwrap();
+    let out = repo
+        .launch()
+        .arg("--task-file")
+        .arg(&empty)
+        .args(["--backend", "demo", "--mux", "none"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    let both = repo
+        .launch()
+        .args(["--prompt", "x", "--task-file"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+}
