@@ -309,3 +309,73 @@ group "pair" {
         "{interrupts}"
     );
 }
+
+/// `orch.kdl` edited while the run goes on: the run names the change to its gates and
+/// keeps checking against the gate it started with (here a gate that would fail).
+#[test]
+fn a_gate_edited_in_orch_kdl_mid_run_is_named_and_the_run_keeps_its_own() {
+    let repo = TestRepo::new();
+    let squad = |gate: &str| {
+        format!(
+            r#"
+gate "{gate}" timeout-s=30
+agent "first" {{
+    role "First"
+    permissions "edit"
+    plan-prompt "Write your file."
+    follow-up-enabled #false
+}}
+agent "second" {{
+    role "Second"
+    permissions "edit"
+    depends-on "first"
+    plan-prompt "Write your file."
+    follow-up-enabled #false
+}}
+"#
+        )
+    };
+    std::fs::write(repo.root().join("orch.kdl"), squad("true")).unwrap();
+    let run = repo
+        .launch()
+        .args(["--prompt", "Ship it", "--backend", "demo", "--mux", "none"])
+        .args([
+            "--notify",
+            "none",
+            "--session",
+            "kept",
+            "--demo-scenario",
+            "delay=1500",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let timeline = repo.root().join(".orch/runs/kept/logs/timeline.log");
+    support::wait_for(
+        "the first agent's turn",
+        std::time::Duration::from_secs(60),
+        || read(&timeline).contains("turn_started first"),
+    );
+    std::fs::write(repo.root().join("orch.kdl"), squad("false")).unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let timeline = read(&timeline);
+    assert!(
+        timeline.contains("orch.kdl changed while the run goes on")
+            && timeline.contains("no longer gate `true` (every agent")
+            && timeline.contains("now also gate `false` (every agent")
+            && timeline.contains("keeps checking against the gates and reviews it started with"),
+        "{timeline}"
+    );
+    // Both agents passed the gate the run started with.
+    for agent in ["first", "second"] {
+        let log = read(
+            &repo
+                .root()
+                .join(format!(".orch/runs/kept/logs/{agent}.log")),
+        );
+        assert!(log.contains("── gate true (run 1): passed"), "{log}");
+        assert!(log.contains(&format!("── {agent} succeeded")), "{log}");
+    }
+}

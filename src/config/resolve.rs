@@ -504,6 +504,12 @@ pub fn load_agents(
             None => return default_agents(),
         },
     };
+    read_agents_file(&path)
+}
+
+/// Reads and checks an agents file: `orch.kdl`, or the JSON of `agents.out.json`.
+pub fn read_agents_file(path: &Path) -> Result<AgentsConfig, ConfigError> {
+    let path = path.to_path_buf();
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,

@@ -264,6 +264,12 @@ pub async fn run_in_foreground(
         .task_file
         .clone()
         .map(|file| (file, config.prompt.clone()));
+    let agents_file = match &config.agents.source {
+        crate::config::agents::ConfigSource::File(path) => {
+            Some((path.clone(), config.agents.clone()))
+        }
+        crate::config::agents::ConfigSource::BuiltIn => None,
+    };
     let mut ctx = RunContext::new(
         Arc::new(config),
         bus.clone(),
@@ -293,14 +299,27 @@ pub async fn run_in_foreground(
             }
         })
     });
-    let task_watch = task_file.map(|(file, text)| {
-        tokio::spawn(watch_task_file(file, text, ctx.link.clone(), bus.clone()))
-    });
+    let mut watches = Vec::new();
+    if let Some((file, text)) = task_file {
+        watches.push(tokio::spawn(crate::launcher::watch::task_file(
+            file,
+            text,
+            ctx.link.clone(),
+            bus.clone(),
+        )));
+    }
+    if let Some((file, started)) = agents_file {
+        watches.push(tokio::spawn(crate::launcher::watch::agents_file(
+            file,
+            started,
+            bus.clone(),
+        )));
+    }
     let ctx = Arc::new(ctx);
     let mut report = dispatch(ctx, inbox).await;
     failure_task.abort();
-    if let Some(task) = task_watch {
-        task.abort();
+    for watch in watches {
+        watch.abort();
     }
     let broken = match (&store_check, forced) {
         (Some(check), false) => check.verdict().await.err(),
@@ -341,67 +360,6 @@ pub async fn run_in_foreground(
         });
     }
     Ok(report)
-}
-
-/// How often the task file is looked at (`--task-file`).
-const TASK_FILE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Watches the task file for the run: a new text, the same on two looks in a row (an
-/// editor's save is over), goes to the dispatcher. An empty or unreadable file keeps
-/// the task as it was, said once. Looks at the file's size and time before reading it.
-async fn watch_task_file(
-    path: std::path::PathBuf,
-    mut known: String,
-    link: RunLink,
-    bus: crate::events::EventBus,
-) {
-    let stamp = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()))
-    };
-    let mut seen = stamp(&path);
-    let mut candidate: Option<String> = None;
-    let mut warned = false;
-    let mut tick = tokio::time::interval(TASK_FILE_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = stamp(&path);
-        if now == seen && candidate.is_none() {
-            continue;
-        }
-        seen = now;
-        let text = match crate::config::resolve::read_task_file(&path) {
-            Ok(text) if !text.trim().is_empty() => text,
-            outcome => {
-                if !warned {
-                    let why = match outcome {
-                        Err(err) => err.to_string(),
-                        Ok(_) => format!("task file {}: empty", path.display()),
-                    };
-                    bus.publish(crate::events::OrchEventKind::Notice {
-                        level: NoticeLevel::Warning,
-                        message: format!("{why}; the run goes on with the task as it was"),
-                    })
-                    .await;
-                    warned = true;
-                }
-                candidate = None;
-                continue;
-            }
-        };
-        warned = false;
-        if text == known {
-            candidate = None;
-        } else if candidate.as_deref() == Some(text.as_str()) {
-            link.task_revised(text.clone());
-            known = text;
-            candidate = None;
-        } else {
-            candidate = Some(text);
-        }
-    }
 }
 
 /// Checks a resumed run's whole stored chain on a blocking thread while the run goes

@@ -8,6 +8,7 @@ pub mod mux_run;
 pub mod panes;
 pub mod resume;
 pub mod run_claim;
+pub mod watch;
 pub mod workspace_cmds;
 
 use std::process::ExitCode;

@@ -1,0 +1,249 @@
+//! Files a run keeps an eye on while it goes on: the task file (`--task-file`), whose
+//! edits steer the run, and its agents file (`orch.kdl`), whose edits do not: a run
+//! checks against the gates and reviews it started with (they are in its
+//! `run_started` event), and says so when the file changes under it.
+//!
+//! Both are looked at a few times a second (size and time first, the text only when
+//! those moved); a new text counts once it is the same on two looks in a row, so an
+//! editor's save is over. Owns that polling and what each change tells the run.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::config::agents::AgentsConfig;
+use crate::config::resolve::{read_agents_file, read_task_file};
+use crate::events::EventBus;
+use crate::events::OrchEventKind;
+use crate::events::event::NoticeLevel;
+use crate::orchestrator::RunLink;
+
+/// How often a watched file is looked at.
+const POLL: Duration = Duration::from_millis(250);
+
+/// One watched file: yields each new text once it has settled.
+struct Settled {
+    path: PathBuf,
+    stamp: Option<(u64, Option<SystemTime>)>,
+    known: String,
+    candidate: Option<String>,
+    /// The file could not be read at the last look (said once per spell).
+    failing: bool,
+    tick: tokio::time::Interval,
+}
+
+impl Settled {
+    fn new(path: PathBuf, known: String) -> Self {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Settled {
+            stamp: stamp(&path),
+            path,
+            known,
+            candidate: None,
+            failing: false,
+            tick,
+        }
+    }
+
+    /// The next settled text that differs from the last one, or why the file cannot be
+    /// read (`Err`, once per spell of trouble).
+    async fn next(
+        &mut self,
+        read: impl Fn(&Path) -> Result<String, String>,
+    ) -> Result<String, String> {
+        loop {
+            self.tick.tick().await;
+            let now = stamp(&self.path);
+            if now == self.stamp && self.candidate.is_none() {
+                continue;
+            }
+            self.stamp = now;
+            let text = match read(&self.path) {
+                Ok(text) => text,
+                Err(why) => {
+                    self.candidate = None;
+                    if !self.failing {
+                        self.failing = true;
+                        return Err(why);
+                    }
+                    continue;
+                }
+            };
+            self.failing = false;
+            if text == self.known {
+                self.candidate = None;
+            } else if self.candidate.as_deref() == Some(text.as_str()) {
+                self.candidate = None;
+                self.known = text.clone();
+                return Ok(text);
+            } else {
+                self.candidate = Some(text);
+            }
+        }
+    }
+}
+
+fn stamp(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
+async fn warn(bus: &EventBus, message: String) {
+    bus.publish(OrchEventKind::Notice {
+        level: NoticeLevel::Warning,
+        message,
+    })
+    .await;
+}
+
+/// Watches the task file: each settled new text goes to the dispatcher (a revision).
+/// An empty or unreadable file keeps the task as it was, said once per spell.
+pub async fn task_file(path: PathBuf, known: String, link: RunLink, bus: EventBus) {
+    let mut file = Settled::new(path, known);
+    loop {
+        let read = |path: &Path| match read_task_file(path) {
+            Ok(text) if text.trim().is_empty() => {
+                Err(format!("task file {}: empty", path.display()))
+            }
+            Ok(text) => Ok(text),
+            Err(err) => Err(err.to_string()),
+        };
+        match file.next(read).await {
+            Ok(text) => link.task_revised(text),
+            Err(why) => {
+                warn(
+                    &bus,
+                    format!("{why}; the run goes on with the task as it was"),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Watches the agents file the run started from: an edit that changes its gates or
+/// reviews is named in the timeline, and the run keeps the ones it started with.
+pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
+    let known = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut file = Settled::new(path.clone(), known);
+    let first = contract(&started);
+    let mut said = first.clone();
+    loop {
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|err| err.to_string());
+        if file.next(read).await.is_err() {
+            continue; // an editor between delete and write; nothing applies anyway
+        }
+        let now = match read_agents_file(&path) {
+            Ok(config) => contract(&config),
+            Err(err) => {
+                warn(&bus, format!(
+                    "{} changed and no longer reads ({err}); this run goes on with the agents, gates and reviews it started with",
+                    path.display()
+                ))
+                .await;
+                continue;
+            }
+        };
+        if now == said {
+            continue;
+        }
+        let removed: Vec<&String> = first.difference(&now).collect();
+        let added: Vec<&String> = now.difference(&first).collect();
+        said = now.clone();
+        let mut parts = Vec::new();
+        if !removed.is_empty() {
+            parts.push(format!("no longer {}", list(&removed)));
+        }
+        if !added.is_empty() {
+            parts.push(format!("now also {}", list(&added)));
+        }
+        if parts.is_empty() {
+            parts.push("back to what the run started with".into());
+        }
+        warn(&bus, format!(
+            "{} changed while the run goes on: its checks say {}. This run keeps checking against the gates and reviews it started with (its `run_started` event holds them); the next run takes the new ones",
+            path.display(),
+            parts.join("; ")
+        ))
+        .await;
+    }
+}
+
+fn list(items: &[&String]) -> String {
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a run checks its agents against, one line each: every gate and review step,
+/// with where it applies.
+fn contract(config: &AgentsConfig) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let gate = |scope: &str, g: &crate::config::agents::GateSpec| {
+        format!(
+            "gate `{}` ({scope}, timeout-s={}, max-attempts={})",
+            g.command, g.timeout_s, g.max_attempts
+        )
+    };
+    let review = |scope: &str, r: &crate::config::agents::ReviewSpec| {
+        format!(
+            "review by `{}` ({scope}, backend {}, max-rounds={}): {}",
+            r.name,
+            r.backend.as_deref().unwrap_or("the agent's"),
+            r.max_rounds,
+            r.instructions.trim()
+        )
+    };
+    for g in &config.gates {
+        out.insert(gate("every agent", g));
+    }
+    for r in &config.reviews {
+        out.insert(review("every agent", r));
+    }
+    for group in &config.groups {
+        let scope = format!("group {}", group.name);
+        for g in &group.gates {
+            out.insert(gate(&scope, g));
+        }
+        for r in &group.reviews {
+            out.insert(review(&scope, r));
+        }
+        for agent in &group.agents {
+            let scope = format!("agent {}", agent.id);
+            for g in &agent.gates {
+                out.insert(gate(&scope, g));
+            }
+            for r in &agent.reviews {
+                out.insert(review(&scope, r));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::agents::GateSpec;
+
+    #[test]
+    fn the_contract_names_each_gate_with_where_it_applies() {
+        let mut config = crate::config::defaults::default_agents().unwrap();
+        config.gates.push(GateSpec::new("cargo test"));
+        config.groups[0].gates.push(GateSpec::new("npm test"));
+        let lines = contract(&config);
+        assert!(lines.contains("gate `cargo test` (every agent, timeout-s=600, max-attempts=3)"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("gate `npm test` (group "))
+        );
+        let mut changed = config.clone();
+        changed.gates[0].command = "cargo test --all".into();
+        assert_ne!(contract(&changed), lines);
+    }
+}
