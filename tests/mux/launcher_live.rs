@@ -817,26 +817,17 @@ fn a_200_byte_root_and_a_64_byte_session_run_in_zellij() {
     long_paths_run("zellij", Some(&zellij), None);
 }
 
-/// A Zellij run whose orchestrator was killed with SIGKILL in its dynamic wave, its
-/// session left behind: `launch resume --mux zellij` replaces that session, rebuilds
+/// A run whose orchestrator is killed with SIGKILL in its dynamic wave, its Zellij or
+/// tmux session left behind: `launch resume --mux MUX` replaces that session, rebuilds
 /// the panes of the agents known so far (the dynamic ones included) and finishes the
-/// run from the audit store.
-#[test]
-fn zellij_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
-    let Some(zellij) = require_tool("zellij", "ORCH_ZELLIJ_BIN", &["/root/.cargo/bin/zellij"])
-    else {
-        return;
-    };
-    let sandbox = Sandbox::new(Some(&zellij));
-    let session = "run-20261122-101010-rs01";
-    let client = sandbox.zellij(&zellij);
-    let guard = RunGuard {
-        sandbox: &sandbox,
-        session: session.to_owned(),
-        zellij: Some(client.clone()),
-        tmux: Vec::new(),
-    };
-    start_demo(&sandbox, "zellij", session);
+/// run from the audit store. `titles` lists the pane titles of the session.
+fn killed_run_resumes(
+    sandbox: &Sandbox,
+    mux: &str,
+    session: &str,
+    titles: &dyn Fn() -> Result<Vec<String>, String>,
+) {
+    start_demo(sandbox, mux, session);
     wait_for("the dynamic wave", RUN_WAIT, || {
         let timeline = sandbox.timeline(session);
         (timeline.contains("turn_started backend-api")
@@ -859,7 +850,7 @@ fn zellij_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
     );
     assert_eq!(sandbox.state(session), None, "a killed run wrote its end");
 
-    let out = sandbox.launch(&["resume", session, "--mux", "zellij"]);
+    let out = sandbox.launch(&["resume", session, "--mux", mux]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -867,13 +858,15 @@ fn zellij_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
         "{stderr}"
     );
     assert_eq!(sandbox.wait_until_finished(session), "succeeded");
-    let panes = client.list_panes(session).unwrap();
-    let titles: Vec<&str> = panes.iter().map(|p| p.title.as_str()).collect();
     for agent in ["planner", "builder", "backend-api", "frontend-ui"] {
-        assert!(
-            titles.contains(&Sandbox::pane_title(session, agent).as_str()),
-            "no pane for {agent}: {titles:?}"
-        );
+        let title = Sandbox::pane_title(session, agent);
+        wait_for(&format!("a pane for {agent}"), WAIT, || {
+            let titles = titles()?;
+            titles
+                .contains(&title)
+                .then_some(())
+                .ok_or_else(|| format!("{titles:?}"))
+        });
     }
     let timeline = sandbox.timeline(session);
     assert!(timeline.contains(" resumed"), "{timeline}");
@@ -885,5 +878,47 @@ fn zellij_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", text(&verify.stdout));
+}
+
+#[test]
+fn zellij_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
+    let Some(zellij) = require_tool("zellij", "ORCH_ZELLIJ_BIN", &["/root/.cargo/bin/zellij"])
+    else {
+        return;
+    };
+    let sandbox = Sandbox::new(Some(&zellij));
+    let session = "run-20261122-101010-rs01";
+    let client = sandbox.zellij(&zellij);
+    let guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.to_owned(),
+        zellij: Some(client.clone()),
+        tmux: Vec::new(),
+    };
+    killed_run_resumes(&sandbox, "zellij", session, &|| {
+        let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+        Ok(panes.into_iter().map(|p| p.title).collect())
+    });
+    drop(guard);
+}
+
+#[test]
+fn tmux_resume_after_a_killed_orchestrator_rebuilds_the_panes_and_finishes() {
+    let Some(tmux) = require_tool("tmux", "ORCH_TMUX_BIN", &[]) else {
+        return;
+    };
+    let sandbox = Sandbox::new(None);
+    let session = "run-20261122-101010-rs02";
+    let client = sandbox.tmux(&tmux, &orch::mux::tmux_socket(session));
+    let guard = RunGuard {
+        sandbox: &sandbox,
+        session: session.to_owned(),
+        zellij: None,
+        tmux: vec![client.clone()],
+    };
+    killed_run_resumes(&sandbox, "tmux", session, &|| {
+        let panes = client.list_panes(session).map_err(|e| e.to_string())?;
+        Ok(panes.into_iter().map(|p| p.title).collect())
+    });
     drop(guard);
 }
