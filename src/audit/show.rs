@@ -18,8 +18,22 @@ pub struct RunDetail {
     pub parent: Option<String>,
     /// How many times it was resumed (`launch resume`).
     pub resumes: u32,
+    /// Tokens and cost per model tier (`tier` in `orch.kdl`), from the turns tagged
+    /// `tier:fast` or `tier:strong`; empty when no turn was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<TierUsage>,
     pub waves: Vec<WaveInfo>,
     pub agents: Vec<AgentDetail>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TierUsage {
+    pub tier: String,
+    pub turns: u32,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -62,6 +76,7 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
     let mut agents: Vec<AgentDetail> = Vec::new();
     let mut parent = None;
     let mut resumes = 0;
+    let mut tiers: Vec<TierUsage> = Vec::new();
     for kind in [
         "run_started",
         "wave_scheduled",
@@ -115,6 +130,27 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                     let Ok(t) = serde_json::from_value::<TurnRecord>(row.payload.clone()) else {
                         continue;
                     };
+                    if let Some(name) = t.tags.iter().find_map(|tag| tag.strip_prefix("tier:")) {
+                        let tier = match tiers.iter().position(|u: &TierUsage| u.tier == name) {
+                            Some(i) => &mut tiers[i],
+                            None => {
+                                tiers.push(TierUsage {
+                                    tier: name.to_owned(),
+                                    turns: 0,
+                                    input_tokens: 0,
+                                    output_tokens: 0,
+                                    cost_usd: None,
+                                });
+                                tiers.last_mut().expect("just pushed")
+                            }
+                        };
+                        tier.turns += 1;
+                        tier.input_tokens += t.usage.input_tokens;
+                        tier.output_tokens += t.usage.output_tokens;
+                        if let Some(cost) = t.cost_usd {
+                            tier.cost_usd = Some(tier.cost_usd.unwrap_or(0.0) + cost);
+                        }
+                    }
                     let agent = find_or_add(&mut agents, &t.agent);
                     agent.input_tokens += t.usage.input_tokens;
                     agent.output_tokens += t.usage.output_tokens;
@@ -150,10 +186,12 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
             }
         }
     }
+    tiers.sort_by(|a, b| b.tier.cmp(&a.tier));
     Ok(RunDetail {
         run,
         parent,
         resumes,
+        tiers,
         waves,
         agents,
     })
@@ -203,6 +241,14 @@ pub fn render(d: &RunDetail) -> String {
             "resumed {} time{} (launch resume)",
             d.resumes,
             if d.resumes == 1 { "" } else { "s" }
+        );
+    }
+    for t in &d.tiers {
+        let cost = t.cost_usd.map(|c| format!("  ${c:.4}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "tier {:<6} {} turn(s)  tokens in {} out {}{cost}",
+            t.tier, t.turns, t.input_tokens, t.output_tokens
         );
     }
     if !d.waves.is_empty() {

@@ -147,6 +147,61 @@ pub struct GroupSpec {
     /// Tokens each agent of the group may use (unless it sets its own).
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// The strong and fast model tiers of its blueprint agents, and how they are picked.
+    #[serde(default)]
+    pub tiers: Tiers,
+}
+
+/// Which model tier a blueprint agent works on (`routing` in `orch.kdl`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// Every blueprint agent on the strong tier.
+    #[default]
+    StrongOnly,
+    /// The builder marks each agent's tier (`"tier": "fast"`); strong when it does not.
+    Auto,
+    /// The fast tier first; an agent whose gate or reviewer fails moves to the strong
+    /// tier, on a new conversation told of the failure.
+    FastFirst,
+    /// Every blueprint agent on the fast tier.
+    FastOnly,
+}
+
+impl Routing {
+    pub const NAMES: [&'static str; 4] = ["strong-only", "auto", "fast-first", "fast-only"];
+
+    pub fn parse(name: &str) -> Option<Routing> {
+        match name {
+            "strong-only" => Some(Routing::StrongOnly),
+            "auto" => Some(Routing::Auto),
+            "fast-first" => Some(Routing::FastFirst),
+            "fast-only" => Some(Routing::FastOnly),
+            _ => None,
+        }
+    }
+}
+
+/// A model tier: its backend and model (`None`: the run's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    pub backend: Option<String>,
+    pub model: Option<String>,
+}
+
+/// A group's model tiers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tiers {
+    pub strong: Tier,
+    pub fast: Tier,
+    pub routing: Routing,
+}
+
+impl Tiers {
+    /// The tier named `fast` or `strong`.
+    pub fn get(&self, fast: bool) -> &Tier {
+        if fast { &self.fast } else { &self.strong }
+    }
 }
 
 impl GroupSpec {
@@ -159,6 +214,7 @@ impl GroupSpec {
             gates: Vec::new(),
             reviews: Vec::new(),
             max_tokens: None,
+            tiers: Tiers::default(),
         }
     }
 }

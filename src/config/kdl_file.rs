@@ -124,6 +124,10 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 loose_offset.get_or_insert(node.span().offset());
                 loose.fallback.extend(string_args(&ctx, node)?);
             }
+            "tier" | "routing" => {
+                loose_offset.get_or_insert(node.span().offset());
+                parse_tiers(&ctx, node, &mut loose.tiers)?;
+            }
             "retry" => retry = parse_retry(&ctx, node)?,
             "process" => process = parse_process(&ctx, node)?,
             "worktree" => worktree = parse_worktree(&ctx, node)?,
@@ -162,7 +166,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `retry`, `process`, `worktree`, `permissions`, `gate`, `review`, `reviewer`, `price` or `backend`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `tier`, `routing`, `retry`, `process`, `worktree`, `permissions`, `gate`, `review`, `reviewer`, `price` or `backend`)"
                     ),
                 ));
             }
@@ -524,6 +528,91 @@ fn single_u32(ctx: &Ctx, node: &KdlNode) -> Result<u32, ConfigError> {
     }
 }
 
+/// `tier "strong"|"fast" backend="…" model="…"` and `routing "fast-first"` (see
+/// `Routing`).
+fn parse_tiers(
+    ctx: &Ctx,
+    node: &KdlNode,
+    tiers: &mut crate::config::agents::Tiers,
+) -> Result<(), ConfigError> {
+    use crate::config::agents::Routing;
+    let positional: Vec<&KdlValue> = node
+        .entries()
+        .iter()
+        .filter(|e| e.name().is_none())
+        .map(|e| e.value())
+        .collect();
+    let name = match positional.as_slice() {
+        [KdlValue::String(name)] => name.clone(),
+        _ => {
+            return Err(ctx.err(
+                node,
+                format!(
+                    "`{}` takes one name: tier \"fast\" model=\"…\", routing \"fast-first\"",
+                    key(node)
+                ),
+            ));
+        }
+    };
+    if key(node) == "routing" {
+        tiers.routing = Routing::parse(&name).ok_or_else(|| {
+            ctx.err(
+                node,
+                format!(
+                    "unknown routing `{name}` (expected one of: {})",
+                    Routing::NAMES.join(", ")
+                ),
+            )
+        })?;
+        return Ok(());
+    }
+    let tier = match name.as_str() {
+        "strong" => &mut tiers.strong,
+        "fast" => &mut tiers.fast,
+        other => {
+            return Err(ctx.err(
+                node,
+                format!("unknown tier `{other}` (expected `strong` or `fast`)"),
+            ));
+        }
+    };
+    for entry in node.entries().iter().filter(|e| e.name().is_some()) {
+        let property = entry
+            .name()
+            .map(|n| n.value().to_owned())
+            .unwrap_or_default();
+        let Some(value) = entry.value().as_string().filter(|v| !v.is_empty()) else {
+            return Err(ctx.err(
+                node,
+                format!("`{property}` of tier `{name}` takes a non-empty string"),
+            ));
+        };
+        match property.as_str() {
+            "backend" => {
+                let backend = value.to_ascii_lowercase();
+                if !BACKEND_NAMES.contains(&backend.as_str()) {
+                    return Err(ctx.err(
+                        node,
+                        format!(
+                            "unknown backend `{backend}` in tier `{name}` (expected one of: {})",
+                            BACKEND_NAMES.join(", ")
+                        ),
+                    ));
+                }
+                tier.backend = Some(backend);
+            }
+            "model" => tier.model = Some(value.to_owned()),
+            other => {
+                return Err(ctx.err(
+                    node,
+                    format!("unknown property `{other}` of tier `{name}` (expected `backend` or `model`)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_group(
     ctx: &Ctx,
     node: &KdlNode,
@@ -542,6 +631,7 @@ fn parse_group(
             "gate" => group.gates.push(parse_gate(ctx, child)?),
             "review" => group.reviews.push(parse_review(ctx, child)?),
             "max-tokens" => group.max_tokens = Some(single_count(ctx, child)?),
+            "tier" | "routing" => parse_tiers(ctx, child, &mut group.tiers)?,
             other => {
                 return Err(ctx.err(
                     child,
@@ -735,6 +825,40 @@ group "g" {
         assert_eq!(config.groups[0].fallback, ["claude", "gemini"]);
         let loose = parse("fallback \"demo\"\nagent \"a\" { plan-prompt \"p\" }").unwrap();
         assert_eq!(loose.groups[0].fallback, ["demo"]);
+    }
+
+    #[test]
+    fn reads_tiers_and_routing_at_the_top_and_per_group() {
+        use crate::config::agents::Routing;
+        let config = parse(
+            r#"
+tier "fast" backend="codex" model="gpt-5.1-codex-mini"
+tier "strong" model="gpt-5.1-codex"
+routing "fast-first"
+agent "a" { plan-prompt "p" }
+"#,
+        )
+        .unwrap();
+        let tiers = &config.groups[0].tiers;
+        assert_eq!(tiers.routing, Routing::FastFirst);
+        assert_eq!(tiers.fast.backend.as_deref(), Some("codex"));
+        assert_eq!(tiers.fast.model.as_deref(), Some("gpt-5.1-codex-mini"));
+        assert_eq!(tiers.strong.backend, None);
+        let grouped = parse(
+            r#"group "g" { routing "auto"; tier "fast" model="m"; agent "a" { plan-prompt "p" } }"#,
+        )
+        .unwrap();
+        assert_eq!(grouped.groups[0].tiers.routing, Routing::Auto);
+        for bad in [
+            "routing \"sometimes\"",
+            "tier \"medium\" model=\"m\"",
+            "tier \"fast\" model=\"\"",
+            "tier \"fast\" backend=\"nope\"",
+            "tier \"fast\" temperature=\"1\"",
+            "tier model=\"m\"",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

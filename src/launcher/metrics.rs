@@ -42,6 +42,19 @@ pub fn metrics_table(report: &RunReport) -> String {
             usage.output_tokens
         );
     }
+    for (tier, usage, cost) in &report.tiers {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>4} {:<10} {:>10} {:>10} {:>10} {:>10}",
+            format!("(tier {tier})"),
+            "",
+            "",
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.output_tokens,
+            cost.map_or("-".to_owned(), dollars)
+        );
+    }
     let u = &report.usage;
     let _ = writeln!(
         out,

@@ -17,6 +17,8 @@ pub struct BlueprintAgent {
     pub role: String,
     pub prompt: String,
     pub depends_on: Vec<String>,
+    /// `"tier": "fast"` (true) or `"strong"`, for a group with `routing "auto"`.
+    pub fast: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -129,11 +131,25 @@ pub fn parse_blueprint(text: &str, rules: &BlueprintRules) -> Result<Blueprint, 
                 )));
             }
         };
+        let fast = match item.get("tier") {
+            None | Some(Value::Null) => None,
+            Some(tier) => match tier.as_str().map(str::trim) {
+                Some("fast") => Some(true),
+                Some("strong") => Some(false),
+                _ => {
+                    return Err(BlueprintError::Shape(format!(
+                        "tier of agent `{}` must be \"fast\" or \"strong\"",
+                        id.escape_debug()
+                    )));
+                }
+            },
+        };
         blueprint.agents.push(BlueprintAgent {
             id: id.to_owned(),
             role: role.to_owned(),
             prompt: prompt.to_owned(),
             depends_on,
+            fast,
         });
     }
     validate(&blueprint, rules)?;
@@ -281,5 +297,13 @@ mod tests {
                 .unwrap()
                 .is_straight_chain()
         );
+    }
+
+    #[test]
+    fn an_agent_may_name_its_tier() {
+        let b = parse(r#"{"agents":[{"id":"a","prompt":"x","tier":"fast"},{"id":"b","prompt":"y","tier":"strong"},{"id":"c","prompt":"z"}]}"#).unwrap();
+        let tiers: Vec<Option<bool>> = b.agents.iter().map(|a| a.fast).collect();
+        assert_eq!(tiers, [Some(true), Some(false), None]);
+        assert!(parse(r#"{"agents":[{"id":"a","prompt":"x","tier":"turbo"}]}"#).is_err());
     }
 }

@@ -42,6 +42,7 @@ pub(crate) enum Message {
     },
     TurnEnded {
         agent: String,
+        tier: Option<String>,
         usage: Usage,
         cost: Option<u64>,
     },
@@ -138,9 +139,11 @@ impl RunLink {
     }
 
     /// `cost`: micro-dollars, `None` when the turn's model has no price.
-    pub fn turn_ended(&self, agent: &str, usage: Usage, cost: Option<u64>) {
+    /// `tier`: the model tier it ran on (`tier:` tag), if its group names tiers.
+    pub fn turn_ended(&self, agent: &str, tier: Option<String>, usage: Usage, cost: Option<u64>) {
         self.send(Message::TurnEnded {
             agent: agent.to_owned(),
+            tier,
             usage,
             cost,
         });
@@ -283,7 +286,7 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                     grants.insert(agent.clone(), reply);
                     Input::TurnWanted { agent, turn, attempt }
                 }
-                Message::TurnEnded { agent, usage, cost } => Input::TurnEnded { agent, usage, cost },
+                Message::TurnEnded { agent, tier, usage, cost } => Input::TurnEnded { agent, tier, usage, cost },
                 Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },
                 Message::Failure { message, source } => Input::Failure { message, source },
                 Message::TaskRevised { text } => Input::TaskRevised { text },

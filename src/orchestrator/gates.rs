@@ -145,6 +145,10 @@ async fn check(
             continue;
         }
         let mut prompt = fix_prompt(&gate, &result, run % max_runs, max_runs);
+        let escalated = !integrated && escalate(shared, job, "its gate failed").await;
+        if escalated {
+            prompt = take_over_prompt(job, &prompt);
+        }
         if integrated {
             prompt.insert_str(
                 0,
@@ -154,7 +158,11 @@ async fn check(
         let turn = shared
             .run_turn(
                 &mut job.conversation,
-                TurnKind::FollowUp,
+                if escalated {
+                    TurnKind::Plan
+                } else {
+                    TurnKind::FollowUp
+                },
                 Expects::Text,
                 TurnPurpose::Repair,
                 &prompt,
@@ -164,6 +172,60 @@ async fn check(
         answer = turn.response;
         fixed = true;
     }
+}
+
+/// `routing "fast-first"`: an agent on the fast tier whose check failed (`why`) moves
+/// to the strong tier, on a new conversation; says so. False when it is not on the
+/// fast tier of such a group.
+pub(crate) async fn escalate(shared: &RunContext, job: &mut AgentJob, why: &str) -> bool {
+    let conversation = &mut job.conversation;
+    let Some(group) = shared
+        .config
+        .agents
+        .groups
+        .iter()
+        .find(|g| g.name == conversation.group)
+    else {
+        return false;
+    };
+    if group.tiers.routing != crate::config::agents::Routing::FastFirst
+        || !conversation.tags.iter().any(|t| t == "tier:fast")
+    {
+        return false;
+    }
+    let from = conversation
+        .model
+        .clone()
+        .unwrap_or_else(|| conversation.backend.clone());
+    crate::orchestrator::jobs::set_tier(conversation, &group.tiers, false, &shared.config.backend);
+    conversation.resume = None;
+    conversation.history.clear();
+    let to = conversation
+        .model
+        .clone()
+        .or_else(|| shared.config.model.clone())
+        .unwrap_or_else(|| conversation.backend.clone());
+    shared
+        .bus
+        .publish(OrchEventKind::Notice {
+            level: crate::events::event::NoticeLevel::Info,
+            message: format!(
+                "`{}` moves from the fast tier ({from}) to the strong tier ({to}) on a new conversation: {why} (routing fast-first)",
+                conversation.id
+            ),
+        })
+        .await;
+    true
+}
+
+/// The first prompt of the strong tier's conversation that takes over an agent's work:
+/// its assignment as first given, then what failed.
+pub(crate) fn take_over_prompt(job: &AgentJob, failure: &str) -> String {
+    let assignment = job.turns.first().map(|t| t.prompt.as_str()).unwrap_or("");
+    format!(
+        "{}\n\n## You take over\nA faster model worked on this assignment before you, in this working directory, and its work did not pass. Make it pass.\n\n{failure}",
+        assignment.trim_end()
+    )
 }
 
 /// Runs every gate in order; the first that fails, with how, or `None` when all pass.

@@ -54,6 +54,7 @@ pub(super) fn core_jobs(
                 settings.max_agents,
                 settings.parallel,
             ));
+            follow_up.push_str(prompts::tier_note(group.tiers.routing));
         }
         let mut conversation = new_conversation(
             state,
@@ -151,7 +152,7 @@ pub(super) fn blueprint_jobs(
                 Some(prompts::specialist_follow_up(relay)),
                 expects,
             );
-            let conversation = new_conversation(
+            let mut conversation = new_conversation(
                 state,
                 &agent.id,
                 &agent.role,
@@ -160,6 +161,14 @@ pub(super) fn blueprint_jobs(
                 None,
                 tags.clone(),
             );
+            if let Some(group) = group_spec(state) {
+                place_on_tier(
+                    &mut conversation,
+                    &group.tiers,
+                    agent.fast,
+                    &state.config.backend,
+                );
+            }
             let job = PendingJob {
                 deps: agent.depends_on.clone(),
                 conversation,
@@ -201,6 +210,7 @@ impl GroupRun {
                             self.settings.max_agents,
                             self.settings.parallel,
                         ));
+                        text.push_str(prompts::tier_note(self.spec.tiers.routing));
                     }
                     text
                 })
@@ -294,6 +304,47 @@ pub(super) fn new_conversation(
         permissions: None,
         failures: 0,
     }
+}
+
+/// Puts a blueprint agent on its model tier by the group's `routing` (the builder's
+/// mark under `auto`), tagged `tier:fast` or `tier:strong`. Nothing when the group
+/// names no tiers.
+fn place_on_tier(
+    conversation: &mut Conversation,
+    tiers: &crate::config::agents::Tiers,
+    marked_fast: Option<bool>,
+    run_backend: &str,
+) {
+    use crate::config::agents::Routing;
+    if *tiers == crate::config::agents::Tiers::default() {
+        return;
+    }
+    let fast = match tiers.routing {
+        Routing::StrongOnly => false,
+        Routing::FastOnly | Routing::FastFirst => true,
+        Routing::Auto => marked_fast.unwrap_or(false),
+    };
+    set_tier(conversation, tiers, fast, run_backend);
+}
+
+/// Moves a conversation onto a tier: its backend (the run's when the tier names none)
+/// and model, and the `tier:` tag its turns are counted under.
+pub(crate) fn set_tier(
+    conversation: &mut Conversation,
+    tiers: &crate::config::agents::Tiers,
+    fast: bool,
+    run_backend: &str,
+) {
+    let tier = tiers.get(fast);
+    conversation.backend = tier
+        .backend
+        .clone()
+        .unwrap_or_else(|| run_backend.to_owned());
+    conversation.model = tier.model.clone();
+    conversation.tags.retain(|t| !t.starts_with("tier:"));
+    conversation
+        .tags
+        .push(if fast { "tier:fast" } else { "tier:strong" }.into());
 }
 
 /// The spec of the group running now.

@@ -121,6 +121,17 @@ pub fn blueprint_format(max_agents: u32, parallel: bool) -> String {
     out
 }
 
+/// What the builder is told of tiers when its group routes `auto`.
+pub const AUTO_TIER_NOTE: &str = "- tier (optional, per agent): \"fast\" for well-specified, mechanical work that a fast, cheaper model does well; \"strong\" (the default) for design and tricky changes\n";
+
+/// `AUTO_TIER_NOTE` when the group routes `auto`.
+pub fn tier_note(routing: crate::config::agents::Routing) -> &'static str {
+    match routing {
+        crate::config::agents::Routing::Auto => AUTO_TIER_NOTE,
+        _ => "",
+    }
+}
+
 pub fn repair(error: &str) -> String {
     format!(
         "Your blueprint was rejected: {error}.\n\

@@ -200,11 +200,20 @@ async fn review_step(
             since_asked = 0;
             continue;
         }
-        let prompt = fix_prompt(step, &verdict, since_asked);
+        let mut prompt = fix_prompt(step, &verdict, since_asked);
+        let reason = format!("reviewer `{}` failed its work", step.name);
+        let escalated = crate::orchestrator::gates::escalate(shared, job, &reason).await;
+        if escalated {
+            prompt = crate::orchestrator::gates::take_over_prompt(job, &prompt);
+        }
         let fixed = shared
             .run_turn(
                 &mut job.conversation,
-                TurnKind::FollowUp,
+                if escalated {
+                    TurnKind::Plan
+                } else {
+                    TurnKind::FollowUp
+                },
                 Expects::Text,
                 TurnPurpose::Repair,
                 &prompt,

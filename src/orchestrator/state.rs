@@ -46,6 +46,8 @@ pub(crate) enum Input {
     /// The turn granted to `agent` ended.
     TurnEnded {
         agent: String,
+        /// The model tier it ran on, if its group names tiers.
+        tier: Option<String>,
         usage: Usage,
         /// Micro-dollars; `None` when the turn's model has no price.
         cost: Option<u64>,
@@ -134,6 +136,8 @@ pub struct RunReport {
     /// Problems that failed the run without being an agent's failure (a sink that
     /// could not write).
     pub problems: Vec<String>,
+    /// Tokens and cost per model tier (`tier` in `orch.kdl`), strong first.
+    pub tiers: Vec<(String, Usage, Option<u64>)>,
 }
 
 /// What `launch ctl status` shows.
@@ -193,6 +197,8 @@ pub(crate) struct RunState {
     pub(super) agent_limits: HashMap<String, u64>,
     /// Agents whose 80 % warning of their current budget was given.
     pub(super) agent_warned: HashSet<String>,
+    /// Tokens and cost (micro-dollars; `None` once a turn had no price) per model tier.
+    pub(super) tiers: std::collections::BTreeMap<String, (Usage, Option<u64>)>,
     /// The task as it stands: the prompt, or the task file's latest text.
     pub(crate) task: String,
     /// How often the task file changed (0: the text the run started with).
@@ -204,6 +210,7 @@ impl RunState {
         RunState {
             task: config.prompt.clone(),
             task_revision: 0,
+            tiers: std::collections::BTreeMap::new(),
             max_tokens: config.max_tokens,
             max_cost: config.max_cost_micros,
             cost_warned: false,
@@ -256,9 +263,22 @@ impl RunState {
                 turn,
                 attempt,
             } => self.turn_wanted(agent, turn, attempt, &mut fx),
-            Input::TurnEnded { agent, usage, cost } => {
+            Input::TurnEnded {
+                agent,
+                tier,
+                usage,
+                cost,
+            } => {
                 self.in_turn.remove(&agent);
                 self.usage.add(&usage);
+                if let Some(tier) = tier {
+                    let entry = self
+                        .tiers
+                        .entry(tier)
+                        .or_insert((Usage::default(), Some(0)));
+                    entry.0.add(&usage);
+                    entry.1 = entry.1.zip(cost).map(|(a, b)| a + b);
+                }
                 self.cost_micros += cost.unwrap_or(0);
                 if let Some(entry) = self.entry_mut(&agent) {
                     entry.usage.add(&usage);
@@ -554,6 +574,12 @@ impl RunState {
             usage,
             cost_micros: self.cost_micros,
             problems: self.problems.clone(),
+            tiers: self
+                .tiers
+                .iter()
+                .rev()
+                .map(|(tier, (usage, cost))| (tier.clone(), *usage, *cost))
+                .collect(),
         }
     }
 

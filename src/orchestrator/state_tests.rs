@@ -81,6 +81,7 @@ fn wanted(state: &mut RunState, agent: &str, turn: u32) -> Vec<String> {
 fn ended(state: &mut RunState, agent: &str) -> Vec<String> {
     names(&state.handle(Input::TurnEnded {
         agent: agent.into(),
+        tier: None,
         usage: Usage {
             input_tokens: 10,
             ..Usage::default()
@@ -456,6 +457,7 @@ fn the_pause_summary_names_every_agent_that_needs_you_with_its_reason() {
     );
     let fx = state.handle(Input::TurnEnded {
         agent: "planner".into(),
+        tier: None,
         usage: Usage::default(),
         cost: Some(0),
     });

@@ -149,6 +149,15 @@ pub struct Conversation {
     pub failures: u32,
 }
 
+/// The model tier a conversation is on (its `tier:` tag).
+fn tier_of(thread: &Conversation) -> Option<String> {
+    thread
+        .tags
+        .iter()
+        .find_map(|t| t.strip_prefix("tier:"))
+        .map(str::to_owned)
+}
+
 /// Why a turn is taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TurnPurpose {
@@ -263,7 +272,8 @@ impl RunContext {
             let backend = match self.backends.get(&thread.backend) {
                 Ok(backend) => backend,
                 Err(err) => {
-                    self.link.turn_ended(&thread.id, Usage::default(), Some(0));
+                    self.link
+                        .turn_ended(&thread.id, tier_of(thread), Usage::default(), Some(0));
                     let message = err.to_string();
                     let outcome = TurnOutcome::Failed {
                         class: FailureClass::Terminal,
@@ -394,7 +404,8 @@ impl RunContext {
                 .await;
             // Told only now, so that a pause summary (written when the last turn in
             // flight ends) comes after every turn_finished it counts.
-            self.link.turn_ended(&thread.id, result.usage, cost);
+            self.link
+                .turn_ended(&thread.id, tier_of(thread), result.usage, cost);
             if stopped {
                 return Err(TurnError::Stopped);
             }
@@ -456,7 +467,8 @@ impl RunContext {
             (Some(total), Some(cost)) => Some(total + cost),
             _ => None,
         };
-        self.link.turn_ended(&thread.id, record.usage, cost);
+        self.link
+            .turn_ended(&thread.id, tier_of(thread), record.usage, cost);
         if thread.backend != record.backend {
             // It had moved to a fallback backend.
             thread.backend = record.backend.clone();

@@ -365,7 +365,8 @@ impl GroupRun {
             depends_on: Vec::new(),
             turns: vec![TurnPlan {
                 kind: TurnKind::FollowUp,
-                prompt: prompts::continuation(&blueprint.ids(), &self.core_logs, 4),
+                prompt: prompts::continuation(&blueprint.ids(), &self.core_logs, 4)
+                    + prompts::tier_note(self.spec.tiers.routing),
                 expects: Expects::Blueprint,
             }],
             blueprint: Some(BlueprintAsk {
@@ -405,7 +406,7 @@ impl GroupRun {
         }
         let wave = self.wave_number + 1;
         let ids: Vec<String> = self.last.iter().map(|r| r.id.clone()).collect();
-        let prompt = prompts::autonomous(
+        let mut prompt = prompts::autonomous(
             &prompt_context(state),
             wave - 1,
             &self.prior(state, &ids),
@@ -413,6 +414,7 @@ impl GroupRun {
             self.settings.relay,
             revised.then_some(self.planned_task.1.as_str()),
         );
+        prompt.push_str(prompts::tier_note(self.spec.tiers.routing));
         self.planned_task = (state.task_revision, state.task.clone());
         let conversation = match self.conversations.get(AUTONOMOUS_ID) {
             Some(existing) => {

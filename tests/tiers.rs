@@ -1,0 +1,130 @@
+//! Model tiers through the real `launch` binary with a fake `codex`: under `routing
+//! "fast-first"` a blueprint agent works on the fast tier's model; when its gate fails
+//! it moves to the strong tier's model on a new conversation that is given its
+//! assignment and the failure, and succeeds there. Each tier's tokens are reported
+//! apart (`--metrics`, `orch-audit show`).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use support::{TestRepo, commit_file, git, read, text};
+
+/// A `codex` that records each call's arguments in `$STATE/calls.<agent>` and its
+/// prompt in `$STATE/prompt.<agent>.<n>`, writes the model it was given (`-m`) into
+/// `<agent>.txt` in its working directory, and answers; the builder answers with the
+/// blueprint in `$STATE/blueprint`.
+const CODEX: &str = r#"#!/bin/sh
+prompt=$(cat)
+agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
+[ -n "$agent" ] || agent=unknown
+echo "$*" >> "$STATE/calls.$agent"
+n=$(wc -l < "$STATE/calls.$agent")
+printf '%s' "$prompt" > "$STATE/prompt.$agent.$n"
+model=$(echo "$*" | sed -n 's/.* -m \([^ ]*\).*/\1/p')
+echo "{\"type\":\"thread.started\",\"thread_id\":\"t-$agent-$n\"}"
+if [ "$agent" = builder ]; then
+  answer=$(cat "$STATE/blueprint")
+else
+  echo "made by $model" > "$agent.txt"
+  answer="\"done: $agent\""
+fi
+printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":%s}}\n' "$answer"
+echo '{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"output_tokens":10}}'
+"#;
+
+const ORCH_KDL: &str = r#"
+tier "fast" model="fast-model"
+tier "strong" model="strong-model"
+routing "fast-first"
+agent "planner" {
+    role "Planner"
+    plan-prompt "Plan."
+    follow-up-enabled #false
+}
+agent "builder" {
+    role "Builder"
+    depends-on "planner"
+    plan-prompt "Write the blueprint."
+    follow-up-enabled #false
+}
+"#;
+
+const BLUEPRINT: &str = "```json\n{\"agents\":[{\"id\":\"worker\",\"role\":\"Worker\",\"prompt\":\"Write worker.txt.\",\"dependsOn\":[]}]}\n```";
+
+#[test]
+fn fast_first_moves_an_agent_whose_gate_fails_to_the_strong_tier_and_reports_each_tier() {
+    let repo = TestRepo::new();
+    commit_file(&repo.root(), "orch.kdl", ORCH_KDL);
+    let state = repo.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("blueprint"),
+        serde_json::to_string(BLUEPRINT).unwrap(),
+    )
+    .unwrap();
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, CODEX).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = repo
+        .launch()
+        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
+        .args(["--notify", "none", "--session", "tiered", "--metrics"])
+        .args(["--gate", "grep -q strong-model worker.txt"])
+        .env("ORCH_CODEX_BIN", &codex)
+        .env("STATE", &state)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // The worker's turns on the fast tier, then one on the strong tier: a new
+    // conversation (not `resume`), told its assignment and why it took over.
+    let calls: Vec<String> = read(&state.join("calls.worker"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let (last, before) = calls.split_last().unwrap();
+    assert!(!before.is_empty(), "{calls:?}");
+    for call in before {
+        assert!(call.contains("-m fast-model"), "{calls:?}");
+    }
+    assert!(last.contains("-m strong-model"), "{calls:?}");
+    assert!(!last.contains("resume"), "{calls:?}");
+    let prompt = read(&state.join(format!("prompt.worker.{}", calls.len())));
+    assert!(
+        prompt.contains("Write worker.txt.")
+            && prompt.contains("You take over")
+            && prompt.contains("grep -q strong-model worker.txt"),
+        "{prompt}"
+    );
+    // Core agents keep the run's model.
+    assert!(!read(&state.join("calls.planner")).contains(" -m "));
+    assert_eq!(
+        git(&repo.root(), &["show", "orch/tiered:worker.txt"]).trim(),
+        "made by strong-model"
+    );
+    let timeline = read(&repo.root().join(".orch/runs/tiered/logs/timeline.log"));
+    assert!(
+        timeline.contains(
+            "`worker` moves from the fast tier (fast-model) to the strong tier (strong-model)"
+        ),
+        "{timeline}"
+    );
+
+    // Each tier's tokens apart: --metrics and orch-audit show (the fast tier's plan and
+    // follow-up turns share a thread, whose tokens Codex counts cumulatively).
+    assert!(
+        stderr.contains("(tier strong)") && stderr.contains("(tier fast)"),
+        "{stderr}"
+    );
+    let show = repo.audit(&["show", "tiered"]);
+    assert!(
+        show.contains("tier fast   2 turn(s)  tokens in 100 out 10"),
+        "{show}"
+    );
+    assert!(
+        show.contains("tier strong 1 turn(s)  tokens in 100 out 10"),
+        "{show}"
+    );
+}
