@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{TestRepo, commit_file, git, read, text, wait_for};
+use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, text, wait_for};
 
 /// A `codex` that answers by agent (the "(agent `ID`)" marker of its prompt) and
 /// records every call's arguments in `$STATE/calls.<agent>` and its prompt in
@@ -47,24 +47,8 @@ printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text"
 echo '{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":0,"output_tokens":5}}'
 "#;
 
-/// One turn per agent; the builder's blueprint: `quick` and two slow agents at once,
-/// then `last` after all three.
-const ORCH_KDL: &str = r#"
-group "default" {
-    agent "planner" {
-        role "Planner"
-        plan-prompt "Plan."
-        follow-up-enabled #false
-    }
-    agent "builder" {
-        role "Builder"
-        depends-on "planner"
-        plan-prompt "Write the blueprint."
-        follow-up-enabled #false
-    }
-}
-"#;
-
+/// The builder's blueprint: `quick` and two slow agents at once, then `last` after all
+/// three (every agent has one turn).
 const BLUEPRINT: &str = "```json\n{\"agents\":[\
 {\"id\":\"quick\",\"role\":\"Quick\",\"prompt\":\"Do the quick part.\",\"dependsOn\":[]},\
 {\"id\":\"slow-a\",\"role\":\"Slow A\",\"prompt\":\"Do part A.\",\"dependsOn\":[]},\
@@ -79,7 +63,7 @@ struct Squad {
 impl Squad {
     fn new() -> Self {
         let repo = TestRepo::new();
-        commit_file(&repo.root(), "orch.kdl", ORCH_KDL);
+        commit_file(&repo.root(), "orch.kdl", PLANNER_AND_BUILDER_KDL);
         let state = repo.dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         std::fs::write(

@@ -8,7 +8,7 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use support::{TestRepo, commit_file, git, read, text};
+use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, text};
 
 /// A `codex` that records each call's arguments in `$STATE/calls.<agent>` and its
 /// prompt in `$STATE/prompt.<agent>.<n>`, writes the model it was given (`-m`) into
@@ -33,21 +33,11 @@ printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text"
 echo '{"type":"turn.completed","usage":{"input_tokens":100,"cached_input_tokens":0,"output_tokens":10}}'
 "#;
 
-const ORCH_KDL: &str = r#"
+/// Tiers and routing for the one group, before its planner and builder.
+const TIERS_KDL: &str = r#"
 tier "fast" model="fast-model"
 tier "strong" model="strong-model"
 routing "fast-first"
-agent "planner" {
-    role "Planner"
-    plan-prompt "Plan."
-    follow-up-enabled #false
-}
-agent "builder" {
-    role "Builder"
-    depends-on "planner"
-    plan-prompt "Write the blueprint."
-    follow-up-enabled #false
-}
 "#;
 
 const BLUEPRINT: &str = "```json\n{\"agents\":[{\"id\":\"worker\",\"role\":\"Worker\",\"prompt\":\"Write worker.txt.\",\"dependsOn\":[]}]}\n```";
@@ -55,7 +45,11 @@ const BLUEPRINT: &str = "```json\n{\"agents\":[{\"id\":\"worker\",\"role\":\"Wor
 #[test]
 fn fast_first_moves_an_agent_whose_gate_fails_to_the_strong_tier_and_reports_each_tier() {
     let repo = TestRepo::new();
-    commit_file(&repo.root(), "orch.kdl", ORCH_KDL);
+    commit_file(
+        &repo.root(),
+        "orch.kdl",
+        &format!("{TIERS_KDL}{PLANNER_AND_BUILDER_KDL}"),
+    );
     let state = repo.dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(

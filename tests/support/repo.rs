@@ -243,3 +243,19 @@ pub fn user_side(root: &Path) -> (String, String, Vec<u8>, String, String, Strin
         std::fs::read_to_string(root.join("README.md")).expect("README"),
     )
 }
+
+/// An `orch.kdl` squad of two one-turn agents: a planner, then a builder that writes
+/// the blueprint. Tests put their own nodes before it.
+pub const PLANNER_AND_BUILDER_KDL: &str = r#"
+agent "planner" {
+    role "Planner"
+    plan-prompt "Plan."
+    follow-up-enabled #false
+}
+agent "builder" {
+    role "Builder"
+    depends-on "planner"
+    plan-prompt "Write the blueprint."
+    follow-up-enabled #false
+}
+"#;
