@@ -8,12 +8,13 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, text, wait_for};
+use support::{
+    PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, scripted_codex, text, wait_for,
+};
 
 /// A `codex` that answers by agent (the "(agent `ID`)" marker of its prompt) and
 /// records every call's arguments in `$STATE/calls.<agent>` and its prompt in
@@ -64,16 +65,7 @@ impl Squad {
     fn new() -> Self {
         let repo = TestRepo::new();
         commit_file(&repo.root(), "orch.kdl", PLANNER_AND_BUILDER_KDL);
-        let state = repo.dir.path().join("state");
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(
-            state.join("blueprint"),
-            serde_json::to_string(BLUEPRINT).unwrap(),
-        )
-        .unwrap();
-        let codex = repo.dir.path().join("codex");
-        std::fs::write(&codex, CODEX).unwrap();
-        std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (codex, _) = scripted_codex(&repo, CODEX, BLUEPRINT);
         Squad { repo, codex }
     }
 

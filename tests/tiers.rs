@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-
-use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, text};
+use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, scripted_codex, text};
 
 /// A `codex` that records each call's arguments in `$STATE/calls.<agent>` and its
 /// prompt in `$STATE/prompt.<agent>.<n>`, writes the model it was given (`-m`) into
@@ -50,16 +48,7 @@ fn fast_first_moves_an_agent_whose_gate_fails_to_the_strong_tier_and_reports_eac
         "orch.kdl",
         &format!("{TIERS_KDL}{PLANNER_AND_BUILDER_KDL}"),
     );
-    let state = repo.dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(
-        state.join("blueprint"),
-        serde_json::to_string(BLUEPRINT).unwrap(),
-    )
-    .unwrap();
-    let codex = repo.dir.path().join("codex");
-    std::fs::write(&codex, CODEX).unwrap();
-    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (codex, state) = scripted_codex(&repo, CODEX, BLUEPRINT);
     let out = repo
         .launch()
         .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])

@@ -259,3 +259,21 @@ agent "builder" {
     follow-up-enabled #false
 }
 "#;
+
+/// A fake `codex` for a scripted squad: the shell `script` as `<tmp>/codex`, and the
+/// builder's answer (`blueprint`, as a JSON string) in `<tmp>/state/blueprint`.
+/// Returns the script's path and the state directory (`$STATE` for the script).
+pub fn scripted_codex(repo: &TestRepo, script: &str, blueprint: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let state = repo.dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("blueprint"),
+        serde_json::to_string(blueprint).unwrap(),
+    )
+    .unwrap();
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, script).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (codex, state)
+}
