@@ -341,13 +341,7 @@ impl RunState {
             diff.truncate(cut);
             diff.push_str("\n[… diff truncated; the event has the whole text]\n");
         }
-        let sha256 = {
-            use sha2::Digest as _;
-            sha2::Sha256::digest(text.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        };
+        let sha256 = crate::audit::schema::sha256_hex(text.as_bytes());
         fx.push(Effect::Publish(OrchEventKind::TaskRevised {
             revision: self.task_revision,
             sha256,
