@@ -76,7 +76,7 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
     let mut agents: Vec<AgentDetail> = Vec::new();
     let mut parent = None;
     let mut resumes = 0;
-    let mut tiers: Vec<TierUsage> = Vec::new();
+    let mut tiers: std::collections::BTreeMap<String, TierUsage> = Default::default();
     for kind in [
         "run_started",
         "wave_scheduled",
@@ -131,19 +131,13 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                         continue;
                     };
                     if let Some(name) = t.tags.iter().find_map(|tag| tag.strip_prefix("tier:")) {
-                        let tier = match tiers.iter().position(|u: &TierUsage| u.tier == name) {
-                            Some(i) => &mut tiers[i],
-                            None => {
-                                tiers.push(TierUsage {
-                                    tier: name.to_owned(),
-                                    turns: 0,
-                                    input_tokens: 0,
-                                    output_tokens: 0,
-                                    cost_usd: None,
-                                });
-                                tiers.last_mut().expect("just pushed")
-                            }
-                        };
+                        let tier = tiers.entry(name.to_owned()).or_insert_with(|| TierUsage {
+                            tier: name.to_owned(),
+                            turns: 0,
+                            input_tokens: 0,
+                            output_tokens: 0,
+                            cost_usd: None,
+                        });
                         tier.turns += 1;
                         tier.input_tokens += t.usage.input_tokens;
                         tier.output_tokens += t.usage.output_tokens;
@@ -186,12 +180,12 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
             }
         }
     }
-    tiers.sort_by(|a, b| b.tier.cmp(&a.tier));
     Ok(RunDetail {
         run,
         parent,
         resumes,
-        tiers,
+        // "strong" before "fast".
+        tiers: tiers.into_values().rev().collect(),
         waves,
         agents,
     })
