@@ -16,19 +16,11 @@ use support::{
     PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, scripted_codex, text, wait_for,
 };
 
-/// A `codex` that answers by agent (the "(agent `ID`)" marker of its prompt) and
-/// records every call's arguments in `$STATE/calls.<agent>` and its prompt in
-/// `$STATE/prompt.<agent>.<n>`. The builder answers with `$STATE/blueprint` (a JSON
+/// The body of a `scripted_codex` (whose start records every call and prompt by
+/// agent) that answers by agent. The builder answers with `$STATE/blueprint` (a JSON
 /// string). Agents `slow-*` write `<agent>.txt` in their worktree, say so, and then
 /// hang until `$STATE/fast` exists.
-const CODEX: &str = r#"#!/bin/sh
-prompt=$(cat)
-agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
-[ -n "$agent" ] || agent=unknown
-echo "$*" >> "$STATE/calls.$agent"
-n=$(wc -l < "$STATE/calls.$agent")
-printf '%s' "$prompt" > "$STATE/prompt.$agent.$n"
-echo "{\"type\":\"thread.started\",\"thread_id\":\"t-$agent\"}"
+const CODEX: &str = r#"echo "{\"type\":\"thread.started\",\"thread_id\":\"t-$agent\"}"
 case "$agent" in
   slow-*)
     if [ ! -f "$STATE/fast" ]; then

@@ -8,18 +8,11 @@ mod support;
 
 use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, scripted_codex, text};
 
-/// A `codex` that records each call's arguments in `$STATE/calls.<agent>` and its
-/// prompt in `$STATE/prompt.<agent>.<n>`, writes the model it was given (`-m`) into
+/// The body of a `scripted_codex` (whose start records every call and prompt by
+/// agent) that writes the model it was given (`-m`) into
 /// `<agent>.txt` in its working directory, and answers; the builder answers with the
 /// blueprint in `$STATE/blueprint`.
-const CODEX: &str = r#"#!/bin/sh
-prompt=$(cat)
-agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
-[ -n "$agent" ] || agent=unknown
-echo "$*" >> "$STATE/calls.$agent"
-n=$(wc -l < "$STATE/calls.$agent")
-printf '%s' "$prompt" > "$STATE/prompt.$agent.$n"
-model=$(echo "$*" | sed -n 's/.* -m \([^ ]*\).*/\1/p')
+const CODEX: &str = r#"model=$(echo "$*" | sed -n 's/.* -m \([^ ]*\).*/\1/p')
 echo "{\"type\":\"thread.started\",\"thread_id\":\"t-$agent-$n\"}"
 if [ "$agent" = builder ]; then
   answer=$(cat "$STATE/blueprint")

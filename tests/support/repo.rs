@@ -260,10 +260,24 @@ agent "builder" {
 }
 "#;
 
-/// A fake `codex` for a scripted squad: the shell `script` as `<tmp>/codex`, and the
-/// builder's answer (`blueprint`, as a JSON string) in `<tmp>/state/blueprint`.
-/// Returns the script's path and the state directory (`$STATE` for the script).
-pub fn scripted_codex(repo: &TestRepo, script: &str, blueprint: &str) -> (PathBuf, PathBuf) {
+/// The start of every `scripted_codex`: reads the prompt into `$prompt`, finds the
+/// agent by its "(agent `ID`)" marker (`unknown` without one) into `$agent`, and
+/// records the call's arguments in `$STATE/calls.<agent>` and its prompt in
+/// `$STATE/prompt.<agent>.<n>` (`$n`: the call's number for that agent).
+const SCRIPTED_CODEX_START: &str = r#"#!/bin/sh
+prompt=$(cat)
+agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
+[ -n "$agent" ] || agent=unknown
+echo "$*" >> "$STATE/calls.$agent"
+n=$(wc -l < "$STATE/calls.$agent")
+printf '%s' "$prompt" > "$STATE/prompt.$agent.$n"
+"#;
+
+/// A fake `codex` for a scripted squad: `SCRIPTED_CODEX_START`, then the shell `body`,
+/// as `<tmp>/codex`, and the builder's answer (`blueprint`, as a JSON string) in
+/// `<tmp>/state/blueprint`. Returns the script's path and the state directory
+/// (`$STATE` for the script).
+pub fn scripted_codex(repo: &TestRepo, body: &str, blueprint: &str) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     let state = repo.dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -273,7 +287,7 @@ pub fn scripted_codex(repo: &TestRepo, script: &str, blueprint: &str) -> (PathBu
     )
     .unwrap();
     let codex = repo.dir.path().join("codex");
-    std::fs::write(&codex, script).unwrap();
+    std::fs::write(&codex, format!("{SCRIPTED_CODEX_START}{body}")).unwrap();
     std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
     (codex, state)
 }
