@@ -460,17 +460,7 @@ fn review_property(
     };
     match property {
         "backend" => {
-            let backend = text()?.to_ascii_lowercase();
-            if backend != "demo" && !BACKEND_NAMES.contains(&backend.as_str()) {
-                return Err(ctx.err(
-                    node,
-                    format!(
-                        "unknown backend `{backend}` of `{what}` (expected one of {} or demo)",
-                        BACKEND_NAMES.join(", ")
-                    ),
-                ));
-            }
-            review.backend = Some(backend);
+            review.backend = Some(backend_name(ctx, node, &text()?, what)?);
         }
         "model" => review.model = Some(text()?),
         "prompt" => review.instructions = text()?,
@@ -526,6 +516,21 @@ fn single_u32(ctx: &Ctx, node: &KdlNode) -> Result<u32, ConfigError> {
             ),
         )),
     }
+}
+
+/// A `backend=` property's value, lower-cased: a backend orch knows (the demo too).
+fn backend_name(ctx: &Ctx, node: &KdlNode, value: &str, what: &str) -> Result<String, ConfigError> {
+    let backend = value.to_ascii_lowercase();
+    if backend != "demo" && !BACKEND_NAMES.contains(&backend.as_str()) {
+        return Err(ctx.err(
+            node,
+            format!(
+                "unknown backend `{backend}` of `{what}` (expected one of {} or demo)",
+                BACKEND_NAMES.join(", ")
+            ),
+        ));
+    }
+    Ok(backend)
 }
 
 /// `tier "strong"|"fast" backend="…" model="…"` and `routing "fast-first"` (see
@@ -589,17 +594,7 @@ fn parse_tiers(
         };
         match property.as_str() {
             "backend" => {
-                let backend = value.to_ascii_lowercase();
-                if !BACKEND_NAMES.contains(&backend.as_str()) {
-                    return Err(ctx.err(
-                        node,
-                        format!(
-                            "unknown backend `{backend}` in tier `{name}` (expected one of: {})",
-                            BACKEND_NAMES.join(", ")
-                        ),
-                    ));
-                }
-                tier.backend = Some(backend);
+                tier.backend = Some(backend_name(ctx, node, value, &format!("tier {name}"))?);
             }
             "model" => tier.model = Some(value.to_owned()),
             other => {
