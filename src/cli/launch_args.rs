@@ -125,6 +125,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
     pub task_file: Option<PathBuf>,
 
+    /// Work through a features backlog (agent-orchestrator's features.json: an array of
+    /// {id, category, name, description, steps, status}, or {"features": [...]}). Every
+    /// feature not yet `passed` becomes an agent in its own worktree, on tracks by
+    /// category (`tracks` in orch.kdl; else one per parallel slot), checked by its gates
+    /// and a reviewer against its steps; each ends `passed` or `failed` with its
+    /// attempts, written into the file on the run branch. --prompt adds to each
+    /// feature's assignment.
+    #[arg(long, value_name = "FILE")]
+    pub features: Option<PathBuf>,
+
     /// Agent runtime: codex, claude, gemini, anthropic, minimax, openai, demo
     /// [env: ORCHESTRATED_CODEX_BACKEND] [default: codex]
     #[arg(long, value_name = "NAME")]

@@ -302,6 +302,10 @@ pub struct AgentsConfig {
     /// `price` nodes, before the built-in prices.
     #[serde(default)]
     pub prices: crate::config::prices::PriceTable,
+    /// `tracks { track "core" categories="api" "db" }`: how `--features` runs the
+    /// backlog's categories (empty: one track per parallel slot).
+    #[serde(default)]
+    pub tracks: Vec<crate::config::features::TrackSpec>,
 }
 
 /// A problem with the meaning of a config (not its syntax).

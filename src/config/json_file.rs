@@ -223,6 +223,7 @@ pub fn parse_json(text: &str, path: &Path) -> Result<AgentsConfig, ConfigError> 
         gates: Vec::new(),
         reviews: Vec::new(),
         prices: Default::default(),
+        tracks: Vec::new(),
     };
     default_blueprint_agent(&mut config);
     Ok(config)

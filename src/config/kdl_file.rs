@@ -103,6 +103,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
     let mut gates = Vec::new();
     let mut reviews = Vec::new();
     let mut prices = crate::config::prices::PriceTable::default();
+    let mut tracks = Vec::new();
     for node in doc.nodes() {
         match key(node).as_str() {
             "group" => {
@@ -136,6 +137,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
             "review" => reviews.push(parse_review(&ctx, node)?),
             "reviewer" => {}
             "price" => prices.configured.push(parse_price(&ctx, node)?),
+            "tracks" => tracks = parse_tracks(&ctx, node)?,
             "backend" => {
                 let name = single_string(&ctx, node)?.to_ascii_lowercase();
                 if !BACKEND_NAMES.contains(&name.as_str()) {
@@ -166,7 +168,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
                 return Err(ctx.err(
                     node,
                     format!(
-                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `tier`, `routing`, `retry`, `process`, `worktree`, `permissions`, `gate`, `review`, `reviewer`, `price` or `backend`)"
+                        "unknown setting `{other}` (expected `group`, `agent`, `orchestration`, `fallback`, `tier`, `routing`, `retry`, `process`, `worktree`, `permissions`, `gate`, `review`, `reviewer`, `price`, `tracks` or `backend`)"
                     ),
                 ));
             }
@@ -184,6 +186,28 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         groups.push(loose);
         locations.push((offset, loose_offsets));
     }
+    if groups.len() <= 1
+        && groups
+            .iter()
+            .all(|g| g.agents.is_empty() && g.name == "default")
+    {
+        // A file of settings only (gates, tracks, tiers, …) keeps the built-in squad,
+        // with its top-level tiers, orchestration and fallback.
+        let settings = groups.pop().unwrap_or_else(|| GroupSpec::new("default"));
+        groups = crate::config::defaults::default_agents()
+            .map(|config| config.groups)
+            .unwrap_or_default();
+        for group in &mut groups {
+            group.tiers = settings.tiers.clone();
+            if !settings.fallback.is_empty() {
+                group.fallback = settings.fallback.clone();
+            }
+            if settings.orchestration != Default::default() {
+                group.orchestration = settings.orchestration.clone();
+            }
+        }
+        locations = groups.iter().map(|_| (0, Vec::new())).collect();
+    }
     let mut config = AgentsConfig {
         source: ConfigSource::File(path.to_path_buf()),
         groups,
@@ -194,6 +218,7 @@ pub fn parse_kdl(text: &str, path: &Path) -> Result<(AgentsConfig, KdlLocations)
         gates,
         reviews,
         prices,
+        tracks,
     };
     default_blueprint_agent(&mut config);
     Ok((config, KdlLocations { groups: locations }))
@@ -317,6 +342,67 @@ fn parse_price(
         )),
         _ => Err(ctx.err(node, USAGE)),
     }
+}
+
+/// `tracks { track "core" categories="api" "db"; track "ui" categories="web" }`: each
+/// track's name, then its categories (the `categories` property and the values after it).
+fn parse_tracks(
+    ctx: &Ctx,
+    node: &KdlNode,
+) -> Result<Vec<crate::config::features::TrackSpec>, ConfigError> {
+    const FORM: &str = "track \"core\" categories=\"api\" \"db\"";
+    if !node.entries().is_empty() {
+        return Err(ctx.err(
+            node,
+            format!("`tracks` takes its tracks as children: tracks {{ {FORM} }}"),
+        ));
+    }
+    let mut tracks: Vec<crate::config::features::TrackSpec> = Vec::new();
+    for child in children(node) {
+        if key(child) != "track" {
+            return Err(ctx.err(
+                child,
+                format!(
+                    "unknown setting `{}` in `tracks` (expected `track`)",
+                    key(child)
+                ),
+            ));
+        }
+        let mut name = None;
+        let mut categories = Vec::new();
+        for entry in child.entries() {
+            let Some(value) = entry.value().as_string().filter(|v| !v.trim().is_empty()) else {
+                return Err(ctx.err(child, format!("`track` takes non-empty strings: {FORM}")));
+            };
+            match (entry.name().map(|n| n.value()), &name) {
+                (None, None) => name = Some(value.to_owned()),
+                (None, Some(_)) | (Some("categories"), _) => categories.push(value.to_owned()),
+                (Some(other), _) => {
+                    return Err(ctx.err(
+                        child,
+                        format!("unknown property `{other}` of `track` (expected `categories`)"),
+                    ));
+                }
+            }
+        }
+        let Some(name) = name else {
+            return Err(ctx.err(child, format!("`track` needs a name first: {FORM}")));
+        };
+        if categories.is_empty() {
+            return Err(ctx.err(child, format!("track `{name}` names no categories: {FORM}")));
+        }
+        if tracks.iter().any(|t| t.name == name) {
+            return Err(ctx.err(child, format!("track `{name}` is defined twice")));
+        }
+        tracks.push(crate::config::features::TrackSpec { name, categories });
+    }
+    if tracks.is_empty() {
+        return Err(ctx.err(
+            node,
+            format!("`tracks` holds no track: tracks {{ {FORM} }}"),
+        ));
+    }
+    Ok(tracks)
 }
 
 fn parse_gate(ctx: &Ctx, node: &KdlNode) -> Result<GateSpec, ConfigError> {

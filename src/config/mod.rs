@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod defaults;
 pub mod error;
+pub mod features;
 pub mod json_file;
 pub mod kdl_file;
 pub mod prices;

@@ -54,6 +54,10 @@ pub struct Config {
     /// `--task-file`: where `prompt` came from, watched while the run goes on.
     #[serde(default)]
     pub task_file: Option<PathBuf>,
+    /// `--features`: the backlog as the run started with it (its fixed contract: later
+    /// edits of the file do not change what this run does or checks).
+    #[serde(default)]
+    pub features: Option<crate::config::features::Backlog>,
     pub paths: RunPathsConfig,
     /// Where agents work; `worktree` starts from `base`.
     pub isolation: IsolationChoice,
@@ -294,6 +298,68 @@ pub fn project_root(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigEr
     Ok(std::fs::canonicalize(&root).unwrap_or(root))
 }
 
+/// The backlog of `--features FILE`: its features, those still to do on tracks. Refused
+/// when it cannot be read or holds nothing still to do.
+fn load_backlog(
+    file: &Path,
+    root: &Path,
+    agents: &AgentsConfig,
+    args: &RunArgs,
+) -> Result<crate::config::features::Backlog, ConfigError> {
+    use crate::config::features::{self, MAX_FEATURES_FILE};
+    let invalid =
+        |why: String| ConfigError::Invalid(format!("features file {}: {why}", file.display()));
+    let len = std::fs::metadata(file)
+        .map_err(|err| invalid(err.to_string()))?
+        .len();
+    if len > MAX_FEATURES_FILE {
+        return Err(invalid(format!(
+            "{len} bytes; a features file holds at most {MAX_FEATURES_FILE}"
+        )));
+    }
+    let text = String::from_utf8(std::fs::read(file).map_err(|err| invalid(err.to_string()))?)
+        .map_err(|_| invalid("not UTF-8 text".into()))?;
+    let mut list = features::parse(&text).map_err(invalid)?;
+    if list.is_empty() {
+        return Err(invalid("it holds no feature".into()));
+    }
+    if !list.iter().any(|f| f.is_open()) {
+        return Err(invalid(format!(
+            "all {} feature(s) have passed: nothing to do (set a feature's status to \"open\" to do it again)",
+            list.len()
+        )));
+    }
+    let slots = agents.groups.first().map_or(DEFAULT_MAX_PARALLEL, |group| {
+        group_settings(
+            group,
+            &OrchestrationSettings {
+                max_parallel: args.max_parallel,
+                ..OrchestrationSettings::default()
+            },
+        )
+        .max_parallel
+    });
+    let tracks = features::assign_tracks(&mut list, &agents.tracks, slots);
+    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let repo_path = crate::workspace::repo_root(root)
+        .ok()
+        .and_then(|repo| std::fs::canonicalize(&repo).ok())
+        .and_then(|repo| file.strip_prefix(repo).ok().map(Path::to_path_buf))
+        .and_then(|rel| {
+            rel.components()
+                .map(|c| c.as_os_str().to_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        })
+        .map(|parts| parts.join("/"));
+    Ok(crate::config::features::Backlog {
+        file,
+        repo_path,
+        text,
+        features: list,
+        tracks,
+    })
+}
+
 /// Largest task file read (`--task-file`).
 pub const MAX_TASK_FILE: u64 = 1 << 20;
 
@@ -315,9 +381,17 @@ pub fn read_task_file(path: &Path) -> Result<String, ConfigError> {
 
 pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigError> {
     let task_file = args.task_file.as_ref().map(|file| cwd.join(file));
-    let prompt = match &task_file {
-        Some(file) => read_task_file(file)?,
-        None => args.prompt.clone().unwrap_or_default(),
+    let features_file = args.features.as_ref().map(|file| cwd.join(file));
+    let prompt = match (&task_file, &features_file, &args.prompt) {
+        (Some(file), _, _) => read_task_file(file)?,
+        (None, Some(file), None) => format!(
+            "Implement the features still to do of the backlog {}.",
+            file.file_name().map_or_else(
+                || file.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            )
+        ),
+        (None, _, prompt) => prompt.clone().unwrap_or_default(),
     };
     if prompt.trim().is_empty() {
         return Err(ConfigError::Invalid(match &task_file {
@@ -361,6 +435,11 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         agents.groups.retain(|g| args.groups.contains(&g.name));
     }
 
+    let features = match &features_file {
+        Some(file) => Some(load_backlog(file, &root, &agents, args)?),
+        None => None,
+    };
+
     let audit = audit_target(args, env, cwd, &root);
     let demo_spec = args
         .demo_scenario
@@ -403,6 +482,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
     Ok(Config {
         prompt,
         task_file,
+        features,
         paths: RunPathsConfig {
             project_root: root,
             session,
