@@ -3,6 +3,8 @@
 //! `next(input) -> actions`, no I/O, no clocks; the async wave runner performs the
 //! actions. Independent agents run in parallel up to `max_parallel`; an agent starts
 //! only after all its dependencies succeeded; a failure blocks its dependants only.
+//! Agents may share a lane (a features track): one of a lane runs at a time, in order,
+//! and a failure in a lane does not stop the next.
 
 use std::collections::HashMap;
 
@@ -20,6 +22,7 @@ struct Node {
     id: String,
     deps: Vec<usize>,
     state: NodeState,
+    lane: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +72,7 @@ impl DagScheduler {
                 id: id.clone(),
                 deps: deps.iter().filter_map(|d| index.get(d).copied()).collect(),
                 state: NodeState::Pending,
+                lane: None,
             })
             .collect();
         DagScheduler {
@@ -77,6 +81,14 @@ impl DagScheduler {
             max_parallel: max_parallel.max(1),
             done: false,
         }
+    }
+
+    /// Puts agents on lanes (`lanes[i]`: the lane of the i-th agent, `None`: its own).
+    pub fn with_lanes(mut self, lanes: &[Option<usize>]) -> Self {
+        for (node, lane) in self.nodes.iter_mut().zip(lanes) {
+            node.lane = *lane;
+        }
+        self
     }
 
     pub fn next(&mut self, input: SchedInput) -> Vec<SchedAction> {
@@ -101,11 +113,17 @@ impl DagScheduler {
                 if running >= self.max_parallel {
                     break;
                 }
+                let lane = self.nodes[i].lane;
                 let ready = self.nodes[i].state == NodeState::Pending
                     && self.nodes[i]
                         .deps
                         .iter()
-                        .all(|&d| self.nodes[d].state == NodeState::Succeeded);
+                        .all(|&d| self.nodes[d].state == NodeState::Succeeded)
+                    && (lane.is_none()
+                        || !self
+                            .nodes
+                            .iter()
+                            .any(|n| n.lane == lane && n.state == NodeState::Running));
                 if ready {
                     self.nodes[i].state = NodeState::Running;
                     running += 1;
@@ -214,6 +232,18 @@ pub fn find_cycle(edges: &[(String, Vec<String>)]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_agent_of_a_lane_runs_at_a_time_and_a_failure_does_not_stop_the_lane() {
+        let edges = dag(&[("a1", &[]), ("b1", &[]), ("a2", &[]), ("a3", &[])]);
+        let mut s = DagScheduler::new(&edges, 4).with_lanes(&[Some(0), Some(1), Some(0), Some(0)]);
+        assert_eq!(launched(&s.next(SchedInput::Start)), ["a1", "b1"]);
+        assert_eq!(launched(&s.next(finished("b1", true))), Vec::<&str>::new());
+        assert_eq!(launched(&s.next(finished("a1", false))), ["a2"]);
+        assert_eq!(launched(&s.next(finished("a2", true))), ["a3"]);
+        let actions = s.next(finished("a3", true));
+        assert!(actions.contains(&SchedAction::Done), "{actions:?}");
+    }
 
     fn dag(spec: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
         spec.iter()
