@@ -17,6 +17,7 @@ mod diff;
 mod error;
 pub mod git;
 mod merge;
+mod run_file;
 mod setup;
 mod user_merge;
 mod worktree;
