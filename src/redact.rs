@@ -318,6 +318,21 @@ impl Redactor {
                 r(command);
                 r(output_tail);
             }
+            OrchEventKind::FeatureUpdated {
+                feature,
+                agent,
+                track,
+                status: _,
+                attempts: _,
+                reason,
+            } => {
+                r(feature);
+                r(agent);
+                r(track);
+                if let Some(reason) = reason {
+                    r(reason);
+                }
+            }
             OrchEventKind::ReviewFinished {
                 agent,
                 reviewer,
@@ -1111,6 +1126,14 @@ mod tests {
                 duration_ms: 5,
                 output_tail: s("output"),
             },
+            OrchEventKind::FeatureUpdated {
+                feature: s("feature"),
+                agent: s("agent"),
+                track: s("track"),
+                status: crate::config::features::FeatureStatus::Failed,
+                attempts: 2,
+                reason: Some(s("reason")),
+            },
             OrchEventKind::ReviewFinished {
                 agent: s("agent"),
                 reviewer: s("reviewer"),
@@ -1155,6 +1178,7 @@ mod tests {
             OrchEventKind::GateFinished { .. } => 21,
             OrchEventKind::ReviewFinished { .. } => 22,
             OrchEventKind::TaskRevised { .. } => 23,
+            OrchEventKind::FeatureUpdated { .. } => 24,
         }
     }
 
@@ -1165,7 +1189,7 @@ mod tests {
         let mut seen: Vec<usize> = kinds.iter().map(variant).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..=23).collect::<Vec<_>>(), "one of every kind");
+        assert_eq!(seen, (0..=24).collect::<Vec<_>>(), "one of every kind");
         for kind in &mut kinds {
             if *kind == OrchEventKind::RunResumed {
                 continue; // the one kind without text

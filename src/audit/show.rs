@@ -24,6 +24,20 @@ pub struct RunDetail {
     pub tiers: Vec<TierUsage>,
     pub waves: Vec<WaveInfo>,
     pub agents: Vec<AgentDetail>,
+    /// `--features`: each feature's last status in this run, in the order first seen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeatureInfo>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureInfo {
+    pub feature: String,
+    pub agent: String,
+    pub track: String,
+    pub status: String,
+    pub attempts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -77,12 +91,14 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
     let mut parent = None;
     let mut resumes = 0;
     let mut tiers: std::collections::BTreeMap<String, TierUsage> = Default::default();
+    let mut features: Vec<FeatureInfo> = Vec::new();
     for kind in [
         "run_started",
         "wave_scheduled",
         "agent_started",
         "turn_finished",
         "agent_finished",
+        "feature_updated",
     ] {
         let filter = EventFilter {
             kind: Some(kind.into()),
@@ -161,6 +177,20 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                         backend: t.backend.clone(),
                     });
                 }
+                "feature_updated" => {
+                    let info = FeatureInfo {
+                        feature: text("feature"),
+                        agent: row.agent.clone().unwrap_or_default(),
+                        track: text("track"),
+                        status: text("status"),
+                        attempts: p.get("attempts").and_then(Value::as_u64).unwrap_or(0),
+                        reason: p.get("reason").and_then(Value::as_str).map(str::to_owned),
+                    };
+                    match features.iter_mut().find(|f| f.feature == info.feature) {
+                        Some(known) => *known = info,
+                        None => features.push(info),
+                    }
+                }
                 _ => {
                     let name = row.agent.clone().unwrap_or_default();
                     let status = p
@@ -188,6 +218,7 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
         tiers: tiers.into_values().rev().collect(),
         waves,
         agents,
+        features,
     })
 }
 
@@ -255,6 +286,24 @@ pub fn render(d: &RunDetail) -> String {
                 w.kind,
                 w.agents.join(", ")
             );
+        }
+    }
+    if !d.features.is_empty() {
+        out.push_str("\nfeatures:\n");
+        for f in &d.features {
+            let _ = write!(
+                out,
+                "  {:<24} {:<10} {:<9} {} attempt(s)",
+                f.feature, f.track, f.status, f.attempts
+            );
+            if let Some(reason) = &f.reason {
+                let _ = write!(
+                    out,
+                    "  {}",
+                    crate::audit::memory::truncate(&reason.replace('\n', " "), 160)
+                );
+            }
+            out.push('\n');
         }
     }
     let costs: Vec<f64> = d.agents.iter().filter_map(|a| a.cost_usd).collect();

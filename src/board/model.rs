@@ -264,6 +264,19 @@ impl Board {
                     format!("{reviewer} failed {failed} point(s)")
                 });
             }
+            OrchEventKind::FeatureUpdated {
+                agent,
+                feature,
+                status,
+                attempts,
+                ..
+            } => {
+                let row = self.agent(agent);
+                row.doing = clip(&format!(
+                    "feature {feature}: {} (attempt {attempts})",
+                    status.as_str()
+                ));
+            }
             OrchEventKind::ChangesCommitted(changes) => {
                 let row = self.agent(&changes.agent);
                 row.files_changed = changes.files.len();

@@ -136,6 +136,17 @@ pub enum OrchEventKind {
         /// The verdict's points, in its order.
         points: Vec<ReviewPoint>,
     },
+    /// A feature of `--features` changed status: `verifying` when its checks start,
+    /// `passed` or `failed` when its agent ends (`attempts`: of every run, this one's
+    /// included; `reason`: why it failed).
+    FeatureUpdated {
+        feature: String,
+        agent: String,
+        track: String,
+        status: crate::config::features::FeatureStatus,
+        attempts: u32,
+        reason: Option<String>,
+    },
     /// The agent's work conflicts with the run branch in `paths`.
     MergeConflict {
         agent: String,
@@ -269,6 +280,8 @@ pub enum WaveKind {
     Continuation,
     Autonomous,
     Relay,
+    /// The features of `--features`, on their tracks.
+    Features,
 }
 
 impl WaveKind {
@@ -279,6 +292,7 @@ impl WaveKind {
             WaveKind::Continuation => "continuation",
             WaveKind::Autonomous => "autonomous",
             WaveKind::Relay => "relay",
+            WaveKind::Features => "features",
         }
     }
 }

@@ -437,6 +437,20 @@ pub fn agent_line(event: &OrchEvent) -> Option<(&str, String)> {
                 )
             ),
         ),
+        OrchEventKind::FeatureUpdated {
+            agent,
+            feature,
+            status,
+            attempts,
+            reason,
+            ..
+        } => (
+            agent,
+            format!(
+                "── {}",
+                feature_line(feature, *status, *attempts, reason.as_deref())
+            ),
+        ),
         OrchEventKind::ReviewFinished {
             agent,
             reviewer,
@@ -623,6 +637,25 @@ pub fn timeline_line(event: &OrchEvent) -> Option<String> {
             changes.files.len(),
             short_oid(&changes.head)
         ),
+        OrchEventKind::FeatureUpdated {
+            agent,
+            feature,
+            track,
+            status,
+            attempts,
+            reason,
+        } => {
+            let mut text = format!(
+                "feature_updated {agent} feature={} track={} status={} attempts={attempts}",
+                one_line(feature, 200),
+                one_line(track, 200),
+                status.as_str()
+            );
+            if let Some(reason) = reason {
+                text.push_str(&format!(" reason={}", one_line(reason, 400)));
+            }
+            text
+        }
         OrchEventKind::ReviewFinished {
             agent,
             reviewer,
@@ -838,6 +871,30 @@ pub(crate) fn gate_verdict(passed: bool, exit_code: Option<i32>, timed_out: bool
 }
 
 /// One review, for people: `writer review 1 by critic failed: 2 of 3 points (tests: none added; …)`.
+/// A feature's status, for the agent's log and the story.
+pub fn feature_line(
+    feature: &str,
+    status: crate::config::features::FeatureStatus,
+    attempts: u32,
+    reason: Option<&str>,
+) -> String {
+    use crate::config::features::FeatureStatus;
+    let feature = one_line(feature, 200);
+    match (status, reason) {
+        (FeatureStatus::Verifying, _) => {
+            format!("feature `{feature}`: verifying (attempt {attempts})")
+        }
+        (FeatureStatus::Failed, Some(reason)) => format!(
+            "feature `{feature}` failed after {attempts} attempt(s): {}",
+            one_line(reason, 400)
+        ),
+        (status, _) => format!(
+            "feature `{feature}` {} after {attempts} attempt(s)",
+            status.as_str()
+        ),
+    }
+}
+
 pub fn review_line(
     agent: &str,
     reviewer: &str,

@@ -160,6 +160,17 @@ impl Story {
                 names(paths),
                 if *resolving { "; it resolves them" } else { "" }
             ),
+            OrchEventKind::FeatureUpdated {
+                agent,
+                feature,
+                status,
+                attempts,
+                reason,
+                ..
+            } => format!(
+                "{agent}: {}",
+                crate::events::render::feature_line(feature, *status, *attempts, reason.as_deref())
+            ),
             OrchEventKind::ReviewFinished {
                 agent,
                 reviewer,

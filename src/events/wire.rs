@@ -232,6 +232,20 @@ pub fn encode(event: &OrchEvent) -> WireEvent {
         OrchEventKind::StopRequested { source } => {
             (None, None, "stop_requested", json!({"source": source}))
         }
+        OrchEventKind::FeatureUpdated {
+            feature,
+            agent,
+            track,
+            status,
+            attempts,
+            reason,
+        } => (
+            Some(agent),
+            None,
+            "feature_updated",
+            json!({"feature": feature, "track": track, "status": status, "attempts": attempts,
+                "reason": reason}),
+        ),
         OrchEventKind::TaskRevised {
             revision,
             sha256,

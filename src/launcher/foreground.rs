@@ -264,6 +264,7 @@ pub async fn run_in_foreground(
         .task_file
         .clone()
         .map(|file| (file, config.prompt.clone()));
+    let features_file = config.features.clone();
     let agents_file = match &config.agents.source {
         crate::config::agents::ConfigSource::File(path) => {
             Some((path.clone(), config.agents.clone()))
@@ -305,6 +306,12 @@ pub async fn run_in_foreground(
             file,
             text,
             ctx.link.clone(),
+            bus.clone(),
+        )));
+    }
+    if let Some(backlog) = features_file {
+        watches.push(tokio::spawn(crate::launcher::watch::features_file(
+            backlog,
             bus.clone(),
         )));
     }

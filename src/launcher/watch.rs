@@ -171,6 +171,81 @@ pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
     }
 }
 
+/// Watches the features file (`--features`): an edit of what a feature asks (its name,
+/// description, steps or category, or features added or removed) is named in the
+/// timeline, and the run keeps the backlog it started with. Statuses and attempts are
+/// not part of that (orch writes them itself without isolation).
+pub async fn features_file(backlog: crate::config::features::Backlog, bus: EventBus) {
+    let path = backlog.file.clone();
+    let mut file = Settled::new(path.clone(), backlog.text.clone());
+    let first = feature_contract(&backlog.features);
+    let mut said = first.clone();
+    loop {
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|err| err.to_string());
+        let Ok(text) = file.next(read).await else {
+            continue;
+        };
+        let now = match crate::config::features::parse(&text) {
+            Ok(features) => feature_contract(&features),
+            Err(err) => {
+                warn(&bus, format!(
+                    "{} changed and no longer reads ({err}); this run goes on with the features it started with",
+                    path.display()
+                ))
+                .await;
+                continue;
+            }
+        };
+        if now == said {
+            continue;
+        }
+        said = now.clone();
+        let changed: Vec<&String> = first
+            .iter()
+            .filter(|(id, text)| now.get(*id).is_some_and(|t| t != *text))
+            .map(|(id, _)| id)
+            .collect();
+        let removed: Vec<&String> = first.keys().filter(|id| !now.contains_key(*id)).collect();
+        let added: Vec<&String> = now.keys().filter(|id| !first.contains_key(*id)).collect();
+        let mut parts = Vec::new();
+        for (what, ids) in [("changed", changed), ("removed", removed), ("added", added)] {
+            if !ids.is_empty() {
+                parts.push(format!("{what} {}", list(&ids)));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("back to what the run started with".into());
+        }
+        warn(&bus, format!(
+            "{} changed while the run goes on: features {}. This run keeps the features and steps it started with (its `run_started` event holds them); the next run takes the new ones",
+            path.display(),
+            parts.join("; ")
+        ))
+        .await;
+    }
+}
+
+/// What a run was asked for each feature, by id: all but its status and attempts.
+fn feature_contract(
+    features: &[crate::config::features::Feature],
+) -> std::collections::BTreeMap<String, String> {
+    features
+        .iter()
+        .map(|f| {
+            (
+                format!("`{}`", f.id),
+                format!(
+                    "{}\n{}\n{}\n{}",
+                    f.category,
+                    f.name,
+                    f.description,
+                    f.steps.join("\n")
+                ),
+            )
+        })
+        .collect()
+}
+
 fn list(items: &[&String]) -> String {
     items
         .iter()

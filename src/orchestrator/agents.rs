@@ -70,6 +70,7 @@ impl AgentResult {
             worktree: None,
             permissions: None,
             failures: 0,
+            fixes: 0,
         });
         AgentResult {
             id: id.to_owned(),
@@ -149,6 +150,16 @@ pub async fn run_agent(shared: Arc<RunContext>, mut job: AgentJob) -> AgentResul
         Ok((answer, blueprint, note)) => (AgentStatus::Succeeded, Some(answer), blueprint, note),
         Err(TurnError::Stopped) => (AgentStatus::Stopped, None, None, None),
         Err(TurnError::Failed(reason)) => (AgentStatus::Failed { reason }, None, None, None),
+    };
+    // A feature's status reaches the features file before its agent is done; a write
+    // that did not land fails it.
+    let status = if finished {
+        status
+    } else {
+        match shared.feature_finished(&job.conversation, &status).await {
+            Ok(()) => status,
+            Err(reason) => AgentStatus::Failed { reason },
+        }
     };
     shared
         .bus

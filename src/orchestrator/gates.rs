@@ -69,6 +69,7 @@ pub(crate) async fn check_and_integrate(
     job: &mut AgentJob,
     answer: String,
 ) -> Result<String, TurnError> {
+    shared.feature_verifying(&job.conversation).await;
     let (answer, _) = check(shared, job, answer, false).await?;
     let mut answer = crate::orchestrator::review::review(shared, job, answer).await?;
     for _ in 0..MAX_INTEGRATIONS {
@@ -141,7 +142,7 @@ async fn check(
             if !integrated {
                 return Err(TurnError::Failed(reason));
             }
-            shared.link.needs_you(&job.conversation.id, reason).await?;
+            shared.still_failing(&job.conversation.id, reason).await?;
             continue;
         }
         let mut prompt = fix_prompt(&gate, &result, run % max_runs, max_runs);
@@ -169,6 +170,7 @@ async fn check(
                 &["gate-fix"],
             )
             .await?;
+        job.conversation.fixes += 1;
         answer = turn.response;
         fixed = true;
     }

@@ -55,6 +55,38 @@ impl Isolation {
     }
 }
 
+impl Isolation {
+    /// Rewrites `path` on the run branch: `update` gets its text at the tip and gives
+    /// the new text (and a flag it returns). Runs in the merge queue, so no agent's
+    /// merge moves the tip meanwhile.
+    pub(crate) async fn update_run_file<F>(
+        &self,
+        path: String,
+        update: impl FnOnce(Option<String>) -> Result<(String, F), String> + Send + 'static,
+        message: String,
+    ) -> Result<F, String>
+    where
+        F: Send + 'static,
+    {
+        let _in_queue = self.queue.lock().await;
+        let workspace = self.workspace.clone();
+        let lock = self.git.clone();
+        let step = move || {
+            let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let tip = workspace.run_file(&path).map_err(|err| err.to_string())?;
+            let (text, flag) = update(tip)?;
+            workspace
+                .write_run_file(&path, &text, &message)
+                .map_err(|err| err.to_string())?;
+            Ok(flag)
+        };
+        match tokio::task::spawn_blocking(step).await {
+            Ok(result) => result,
+            Err(err) => Err(format!("a git step ended abnormally: {err}")),
+        }
+    }
+}
+
 /// Which merge-queue step to run on an agent's worktree.
 #[derive(Clone, Copy)]
 enum MergeStep {

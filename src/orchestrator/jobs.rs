@@ -36,6 +36,8 @@ pub(super) struct PendingJob {
     pub(super) blueprint: Option<BlueprintAsk>,
     pub(super) plan: Plan,
     pub(super) handoff: bool,
+    /// Its lane in the wave's scheduler (a features track): one of a lane at a time.
+    pub(super) lane: Option<usize>,
 }
 
 /// The jobs of a group's core agents (wave 0).
@@ -102,6 +104,7 @@ pub(super) fn core_jobs(
                     ancestors: ancestors(group, &spec.id),
                 },
                 handoff: false,
+                lane: None,
             },
         ));
     }
@@ -130,7 +133,7 @@ pub(super) fn blueprint_jobs(
             "autonomous".into(),
             "relay".into(),
         ],
-        WaveKind::Core => Vec::new(),
+        WaveKind::Core | WaveKind::Features => Vec::new(),
     };
     let agent_kind = match kind {
         WaveKind::Continuation => AgentKind::Continuation,
@@ -179,8 +182,59 @@ pub(super) fn blueprint_jobs(
                     notes: notes.get(&agent.id).cloned().unwrap_or_default(),
                 },
                 handoff: relay && settings.require_handoff_note,
+                lane: None,
             };
             (agent.id.clone(), job)
+        })
+        .collect()
+}
+
+/// The jobs of `--features`: one agent per feature still to do, in file order, on the
+/// lane of its track. Its assignment is the feature's name, description and steps, and
+/// the user's prompt when one was given.
+pub(super) fn feature_jobs(
+    state: &RunState,
+    backlog: &crate::config::features::Backlog,
+) -> Vec<(String, PendingJob)> {
+    backlog
+        .open()
+        .map(|feature| {
+            let turns = two_turns(
+                state.config.concise,
+                String::new(),
+                Some(prompts::specialist_follow_up(false)),
+                Expects::Text,
+            );
+            let role = if feature.name.trim().is_empty() {
+                format!("Feature {}", feature.id)
+            } else {
+                feature.name.trim().to_owned()
+            };
+            let mut conversation = new_conversation(
+                state,
+                &feature.agent,
+                &role,
+                AgentKind::Dynamic,
+                1,
+                None,
+                vec!["feature".into(), format!("track:{}", feature.track)],
+            );
+            if let Some(group) = group_spec(state) {
+                place_on_tier(&mut conversation, &group.tiers, None, &state.config.backend);
+            }
+            let job = PendingJob {
+                deps: Vec::new(),
+                conversation,
+                turns,
+                blueprint: None,
+                plan: Plan::Specialist {
+                    prompt: feature.assignment(),
+                    notes: Vec::new(),
+                },
+                handoff: false,
+                lane: backlog.tracks.iter().position(|t| *t == feature.track),
+            };
+            (feature.agent.clone(), job)
         })
         .collect()
 }
@@ -195,6 +249,7 @@ impl GroupRun {
             blueprint,
             plan,
             handoff,
+            lane: _,
         } = job;
         let ctx = prompt_context(state);
         let first = match &plan {
@@ -303,6 +358,7 @@ pub(super) fn new_conversation(
         worktree: None,
         permissions: None,
         failures: 0,
+        fixes: 0,
     }
 }
 

@@ -4,6 +4,7 @@
 pub(crate) mod agents;
 pub(crate) mod blueprint;
 pub(crate) mod dispatcher;
+pub(crate) mod features;
 pub(crate) mod gates;
 pub(crate) mod interrupts;
 pub(crate) mod isolation;

@@ -122,9 +122,12 @@ pub(crate) async fn review(
     answer: String,
 ) -> Result<String, TurnError> {
     let c = &job.conversation;
-    let steps = shared
-        .config
-        .reviews_for(&c.id, c.kind, &c.backend, &c.group);
+    let steps = shared.feature_reviews(
+        &c.id,
+        shared
+            .config
+            .reviews_for(&c.id, c.kind, &c.backend, &c.group),
+    );
     let mut answer = answer;
     for step in steps {
         answer = review_step(shared, job, &step, answer).await?;
@@ -168,7 +171,7 @@ async fn review_step(
                     "reviewer `{}` gave no valid verdict after one repair turn: {error}",
                     step.name
                 );
-                shared.link.needs_you(&id, reason).await?;
+                shared.still_failing(&id, reason).await?;
                 since_asked = 0;
                 continue;
             }
@@ -196,7 +199,7 @@ async fn review_step(
                 step.max_rounds,
                 failed.join("; ")
             );
-            shared.link.needs_you(&id, reason).await?;
+            shared.still_failing(&id, reason).await?;
             since_asked = 0;
             continue;
         }
@@ -220,6 +223,7 @@ async fn review_step(
                 &["review-fix"],
             )
             .await?;
+        job.conversation.fixes += 1;
         answer = fixed.response;
         // The fix must still pass the gates before the reviewer looks again.
         answer = crate::orchestrator::gates::recheck(shared, job, answer).await?;
@@ -250,6 +254,7 @@ fn reviewer_conversation(agent: &Conversation, step: &ReviewSpec) -> Conversatio
         worktree: agent.worktree.clone(),
         permissions: Some(Permissions::ReadOnly),
         failures: 0,
+        fixes: 0,
     }
 }
 

@@ -381,6 +381,10 @@ impl RunState {
         if self.mode == RunMode::Stopping {
             return;
         }
+        // `--features` runs its backlog once, in the first group.
+        if self.config.features.is_some() && self.group_index > 0 {
+            return;
+        }
         let Some(spec) = self.config.agents.groups.get(self.group_index).cloned() else {
             return;
         };

@@ -70,6 +70,8 @@ pub struct RunContext {
     stop: watch::Sender<bool>,
     /// A turn on a model without a price was said once.
     unpriced_said: std::sync::atomic::AtomicBool,
+    /// `--features`: the statuses this run has given features so far.
+    pub(crate) features_done: crate::orchestrator::features::FeaturesDone,
 }
 
 impl RunContext {
@@ -92,6 +94,7 @@ impl RunContext {
             store_check: None,
             stop: watch::Sender::new(false),
             unpriced_said: std::sync::atomic::AtomicBool::new(false),
+            features_done: Default::default(),
         }
     }
 
@@ -147,6 +150,8 @@ pub struct Conversation {
     pub permissions: Option<crate::agent::permissions::Permissions>,
     /// Failed attempts in a row (for `retry { needs-you-after N }`).
     pub failures: u32,
+    /// Fix turns taken after a failed gate or review (a feature's attempts).
+    pub fixes: u32,
 }
 
 /// The model tier a conversation is on (its `tier:` tag).

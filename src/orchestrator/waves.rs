@@ -17,7 +17,8 @@ use crate::events::event::{AgentStatus, NoticeLevel, OrchEventKind, WaveKind};
 use crate::orchestrator::agents::{AgentJob, AgentResult, BlueprintAsk, TurnPlan};
 use crate::orchestrator::blueprint::Blueprint;
 use crate::orchestrator::jobs::{
-    PendingJob, blueprint_jobs, core_jobs, log_of, new_conversation, prompt_context, route_notes,
+    PendingJob, blueprint_jobs, core_jobs, feature_jobs, log_of, new_conversation, prompt_context,
+    route_notes,
 };
 use crate::orchestrator::lifecycle::{AgentEntry, AgentLifecycle};
 use crate::orchestrator::prompts;
@@ -89,6 +90,23 @@ impl GroupRun {
             last: Vec::new(),
             planned_task: (state.task_revision, state.task.clone()),
         };
+        if let Some(backlog) = state.config.features.clone() {
+            // The backlog is the plan: its features run as the first wave, no core agents.
+            group.core_logs.clear();
+            fx.push(notice(
+                NoticeLevel::Info,
+                format!(
+                    "{} feature(s) to do of {} on {} track(s): {}",
+                    backlog.open().count(),
+                    backlog.features.len(),
+                    backlog.tracks.len(),
+                    backlog.tracks.join(", ")
+                ),
+            ));
+            let jobs = feature_jobs(state, &backlog);
+            group.start_wave(state, 1, WaveKind::Features, jobs, fx);
+            return group;
+        }
         let jobs = core_jobs(state, &group.spec, &group.settings);
         group.start_wave(state, 0, WaveKind::Core, jobs, fx);
         group
@@ -136,11 +154,12 @@ impl GroupRun {
             .iter()
             .map(|(id, j)| (id.clone(), j.deps.clone()))
             .collect();
+        let lanes: Vec<Option<usize>> = jobs.iter().map(|(_, j)| j.lane).collect();
         self.wave_number = number;
         self.phase = Phase::Wave;
         self.wave = Some(WaveRun {
             kind,
-            scheduler: DagScheduler::new(&edges, self.settings.max_parallel as usize),
+            scheduler: DagScheduler::new(&edges, self.scheduler_width(kind)).with_lanes(&lanes),
             pending: jobs.into_iter().collect(),
             results: Vec::new(),
         });
@@ -304,6 +323,16 @@ impl GroupRun {
                 self.autonomous_rounds += 1;
                 self.after_dynamic(state, fx);
             }
+            WaveKind::Features => self.phase = Phase::Done,
+        }
+    }
+
+    /// How many agents of a wave may run at once: the group's `max-parallel`, or for
+    /// the features wave one per track (the tracks are the parallelism the user chose).
+    fn scheduler_width(&self, kind: WaveKind) -> usize {
+        match kind {
+            WaveKind::Features => usize::MAX,
+            _ => self.settings.max_parallel as usize,
         }
     }
 
