@@ -3,9 +3,12 @@
 //! checks against the gates and reviews it started with (they are in its
 //! `run_started` event), and says so when the file changes under it.
 //!
-//! Both are looked at a few times a second (size and time first, the text only when
-//! those moved); a new text counts once it is the same on two looks in a row, so an
-//! editor's save is over. Owns that polling and what each change tells the run.
+//! Each is watched through the `notify` crate (inotify on Linux) on its directory, so a
+//! save by rename is seen too, and looked at every 2 s anyway (every 250 ms where no
+//! watch can be made). A reported change is read after a quiet moment (size and time
+//! first, the text only when those moved); a new text counts once it is the same on two
+//! reads in a row, so an editor's save is over. Owns that watching and what each change
+//! tells the run.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,8 +21,15 @@ use crate::events::OrchEventKind;
 use crate::events::event::NoticeLevel;
 use crate::orchestrator::RunLink;
 
-/// How often a watched file is looked at.
+/// How often a watched file is looked at when the file system does not report
+/// changes (no inotify watch could be made).
 const POLL: Duration = Duration::from_millis(250);
+/// How often it is looked at anyway while the file system reports changes (a missed
+/// event costs at most this long).
+const POLL_WATCHED: Duration = Duration::from_secs(2);
+/// Quiet time after a reported change before the file is read, and between the two
+/// reads that must agree: an editor's save is several writes, or a write and a rename.
+const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// One watched file: yields each new text once it has settled.
 struct Settled {
@@ -30,11 +40,39 @@ struct Settled {
     /// The file could not be read at the last look (said once per spell).
     failing: bool,
     tick: tokio::time::Interval,
+    /// Changes in the file's directory that name it, from a `notify` watcher (kept
+    /// alive here); `None`: polling only.
+    changes: Option<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedReceiver<()>)>,
+}
+
+/// A `notify` watcher on `path`'s directory (editors save by writing a new file and
+/// renaming it over the old one) that sends a unit for each event naming the file.
+fn watch_changes(
+    path: &Path,
+) -> Option<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedReceiver<()>)> {
+    use notify::Watcher;
+    let dir = path.parent()?.to_path_buf();
+    let name = path.file_name()?.to_os_string();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())) {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .ok()?;
+    Some((watcher, rx))
 }
 
 impl Settled {
     fn new(path: PathBuf, known: String) -> Self {
-        let mut tick = tokio::time::interval(POLL);
+        let changes = watch_changes(&path);
+        let every = if changes.is_some() { POLL_WATCHED } else { POLL };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Settled {
             stamp: stamp(&path),
@@ -43,6 +81,34 @@ impl Settled {
             candidate: None,
             failing: false,
             tick,
+            changes,
+        }
+    }
+
+    /// Waits until the file is worth another look: a reported change (then a quiet
+    /// moment), the poll's tick, or, while a new text waits to be confirmed, a moment.
+    async fn wait(&mut self) {
+        if self.candidate.is_some() {
+            tokio::time::sleep(DEBOUNCE).await;
+            return;
+        }
+        let reported = match &mut self.changes {
+            Some((_, rx)) => {
+                tokio::select! {
+                    got = rx.recv() => got.is_some(),
+                    _ = self.tick.tick() => false,
+                }
+            }
+            None => {
+                self.tick.tick().await;
+                false
+            }
+        };
+        if reported {
+            tokio::time::sleep(DEBOUNCE).await;
+            if let Some((_, rx)) = &mut self.changes {
+                while rx.try_recv().is_ok() {}
+            }
         }
     }
 
@@ -53,7 +119,7 @@ impl Settled {
         read: impl Fn(&Path) -> Result<String, String>,
     ) -> Result<String, String> {
         loop {
-            self.tick.tick().await;
+            self.wait().await;
             let now = stamp(&self.path);
             if now == self.stamp && self.candidate.is_none() {
                 continue;
