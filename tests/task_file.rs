@@ -103,6 +103,64 @@ fn an_edited_task_file_is_a_revision_and_the_next_wave_is_planned_with_it() {
     );
 }
 
+const THIRD: &str = "Build a small CLI that greets people.\nAlso add rate limiting.\nAnd a --quiet flag.\n";
+
+#[test]
+fn a_resumed_run_numbers_its_revisions_after_the_stored_ones_and_sees_an_edit_made_meanwhile() {
+    let repo = TestRepo::new();
+    let task = repo.dir.path().join("task.md");
+    std::fs::write(&task, FIRST).unwrap();
+    let mut run = repo
+        .launch()
+        .args(["--task-file"])
+        .arg(&task)
+        .args(["--backend", "demo", "--mux", "none", "--notify", "none"])
+        .args(["--session", "steered", "--demo-scenario", "delay=800"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let timeline = repo.root().join(".orch/runs/steered/logs/timeline.log");
+    wait_for("the dynamic wave", Duration::from_secs(120), || {
+        read(&timeline).contains("kind=dynamic")
+    });
+    std::fs::write(&task, SECOND).unwrap();
+    wait_for("the first revision", Duration::from_secs(60), || {
+        read(&timeline).contains("task_revised #1")
+    });
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // Edited while the run is not running.
+    std::fs::write(&task, THIRD).unwrap();
+    let out = repo
+        .launch()
+        .args(["resume", "steered", "--mux", "none", "--notify", "none"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let revisions: Vec<(u64, String)> = repo
+        .audit(&["events", "steered", "--kind", "task_revised", "--json"])
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                event["payload"]["revision"].as_u64().unwrap(),
+                event["payload"]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        revisions,
+        [(1, SECOND.to_owned()), (2, THIRD.to_owned())],
+        "numbered on from the stored revision, the edit made meanwhile included"
+    );
+    // The resumed run started from the last stored revision.
+    let started = repo.audit(&["events", "steered", "--kind", "run_started", "--json"]);
+    let last: serde_json::Value = serde_json::from_str(started.lines().last().unwrap()).unwrap();
+    assert_eq!(last["payload"]["config"]["prompt"], SECOND, "{last}");
+    assert_eq!(last["payload"]["config"]["task_revision"], 1, "{last}");
+}
+
 #[test]
 fn a_task_file_that_is_missing_empty_or_given_with_a_prompt_is_refused() {
     let repo = TestRepo::new();

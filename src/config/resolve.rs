@@ -54,6 +54,10 @@ pub struct Config {
     /// `--task-file`: where `prompt` came from, watched while the run goes on.
     #[serde(default)]
     pub task_file: Option<PathBuf>,
+    /// How often the task file had changed when this run (a resumed one) started: the
+    /// next revision is numbered after it.
+    #[serde(default)]
+    pub task_revision: u32,
     /// `--features`: the backlog as the run started with it (its fixed contract: later
     /// edits of the file do not change what this run does or checks).
     #[serde(default)]
@@ -482,6 +486,7 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
     Ok(Config {
         prompt,
         task_file,
+        task_revision: 0,
         features,
         paths: RunPathsConfig {
             project_root: root,

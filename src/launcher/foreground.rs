@@ -258,6 +258,13 @@ pub async fn run_in_foreground(
         })
         .await;
     }
+    // A resumed run goes on from the task file's last stored revision; an edit made
+    // while it was not running is the next one (the watch reads the file at once).
+    let mut config = config;
+    if let Some((revision, text)) = replay.as_ref().and_then(|r| r.task()) {
+        config.prompt = text.clone();
+        config.task_revision = *revision;
+    }
     let forced = config.resume_forced;
     let session_name = config.paths.session.clone();
     let task_file = config

@@ -72,10 +72,13 @@ impl Settled {
     fn new(path: PathBuf, known: String) -> Self {
         let changes = watch_changes(&path);
         let every = if changes.is_some() { POLL_WATCHED } else { POLL };
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // The first look comes at once, then one every `every`.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + DEBOUNCE, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Settled {
-            stamp: stamp(&path),
+            // The first look reads the file: it may differ already from `known` (a
+            // resumed run's task file edited while it was not running).
+            stamp: None,
             path,
             known,
             candidate: None,

@@ -82,6 +82,8 @@ pub struct Replay {
     cut: HashMap<(String, u32), CutTurn>,
     finished: HashSet<String>,
     thread_usage: HashMap<String, Usage>,
+    /// The task file's last stored revision: its number and text.
+    task: Option<(u32, String)>,
 }
 
 /// Longest list of earlier actions quoted in an interrupted turn's prompt.
@@ -104,6 +106,14 @@ impl Replay {
     ) -> Replay {
         let mut replay = Replay::default();
         for (seq, kind, agent, turn, payload) in rows {
+            if kind == "task_revised" {
+                let revision = payload.get("revision").and_then(serde_json::Value::as_u64);
+                let text = payload.get("text").and_then(serde_json::Value::as_str);
+                if let (Some(revision), Some(text)) = (revision, text) {
+                    replay.task = Some((revision as u32, text.to_owned()));
+                }
+                continue;
+            }
             let Some(agent) = agent else { continue };
             match (kind, turn) {
                 ("turn_started", Some(turn)) => {
@@ -165,6 +175,11 @@ impl Replay {
             }
         }
         replay
+    }
+
+    /// The task file's last revision the stored run had (number, text), if it changed.
+    pub fn task(&self) -> Option<&(u32, String)> {
+        self.task.as_ref()
     }
 
     /// The turns that were cut off, to read what each had done (`note_done`).

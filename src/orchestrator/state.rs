@@ -209,7 +209,7 @@ impl RunState {
     pub fn new(config: Arc<Config>) -> Self {
         RunState {
             task: config.prompt.clone(),
-            task_revision: 0,
+            task_revision: config.task_revision,
             tiers: std::collections::BTreeMap::new(),
             max_tokens: config.max_tokens,
             max_cost: config.max_cost_micros,
