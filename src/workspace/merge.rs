@@ -155,13 +155,37 @@ impl Workspace {
         if in_progress(&git)?.is_some() {
             return self.continue_integration(worktree, mode);
         }
-        let tip = self.run_tip()?;
-        let agent_tip = git.run(["rev-parse", &format!("refs/heads/{branch}")])?;
-        if self.git.is_ancestor(&agent_tip, &tip)? {
+        // Both tips in one command, and one merge base for both ancestry questions
+        // (this runs in the merge queue, where every process counts).
+        let tips = self.git.run([
+            "rev-parse",
+            // Both start with `refs/`: neither can be taken for an option.
+            &format!("{}^{{commit}}", self.run_ref()),
+            &format!("refs/heads/{branch}^{{commit}}"),
+        ]);
+        let tips = match tips {
+            Ok(tips) => tips,
+            Err(err) => {
+                // Say which is missing when it is the run branch.
+                self.run_tip()?;
+                return Err(err);
+            }
+        };
+        let Some((tip, agent_tip)) = tips.split_once('\n') else {
+            return Err(WorkspaceError::Git {
+                command: "git rev-parse (the run branch's and the agent's tips)".into(),
+                status: "one line".into(),
+                stderr: tips,
+            });
+        };
+        let (tip, agent_tip) = (tip.trim().to_owned(), agent_tip.trim().to_owned());
+        let fork = self.git.cmd(["merge-base", &tip, &agent_tip]).output()?;
+        let fork = String::from_utf8_lossy(&fork.stdout).trim().to_owned();
+        if fork == agent_tip {
             return Ok(MergeOutcome::NothingToMerge);
         }
         self.check_run_branch_not_checked_out()?;
-        if self.git.is_ancestor(&tip, &agent_tip)? {
+        if fork == tip {
             return self.fast_forward(worktree, &tip, &agent_tip, true);
         }
         let cmd = match mode {
