@@ -23,9 +23,10 @@ use crate::workspace::{
 pub struct Isolation {
     pub workspace: Workspace,
     queue: tokio::sync::Mutex<()>,
-    /// One git step of the run at a time (worktree set-up, merges): `git worktree add`
-    /// reads every other worktree's metadata and fails on one being made at the same
-    /// moment. Commits in agents' own worktrees do not take it.
+    /// The git steps that must not run beside each other: `git worktree add` reads every
+    /// other worktree's metadata and fails on one being made at the same moment, and so
+    /// does listing the worktrees. Commits in agents' own worktrees and merges (the
+    /// queue orders those) do not take it.
     git: Arc<std::sync::Mutex<()>>,
     mode: MergeMode,
 }
@@ -105,15 +106,22 @@ impl Isolation {
         agent: &str,
     ) -> Result<MergeOutcome, TurnError> {
         let (workspace, mode, mut wt) = (self.workspace.clone(), self.mode, worktree.clone());
-        let (outcome, wt) = self
-            .blocking(move || {
-                let outcome = match step {
-                    MergeStep::Integrate => workspace.integrate(&mut wt, mode)?,
-                    MergeStep::Continue => workspace.continue_integration(&mut wt, mode)?,
-                };
-                Ok((outcome, wt))
-            })
-            .await
+        let lock = self.git.clone();
+        // The caller holds the merge queue, the only mover of the run branch; of this
+        // step only the listing of every worktree must not run beside a `git worktree
+        // add`. The rebase and the update of the run branch run beside agents' set-ups.
+        let (outcome, wt) = blocking(move || {
+            let check_out = || {
+                let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+                workspace.check_run_branch_not_checked_out()
+            };
+            let outcome = match step {
+                MergeStep::Integrate => workspace.integrate_with(&mut wt, mode, check_out)?,
+                MergeStep::Continue => workspace.continue_integration(&mut wt, mode)?,
+            };
+            Ok((outcome, wt))
+        })
+        .await
             .map_err(|err| {
                 TurnError::Failed(format!("failed to merge the work of `{agent}`: {err}"))
             })?;

@@ -144,11 +144,25 @@ fn files_with_markers(git: &Git) -> Result<Vec<String>, WorkspaceError> {
 impl Workspace {
     /// Integrates agent `worktree.agent`'s branch into the run branch: a fast-forward
     /// when possible, else a rebase (or merge) in the agent's worktree followed by a
-    /// fast-forward. Call `commit_agent` first.
+    /// fast-forward. Call `commit_agent` first. Refuses while a worktree has the run
+    /// branch checked out.
     pub fn integrate(
         &self,
         worktree: &mut AgentWorktree,
         mode: MergeMode,
+    ) -> Result<MergeOutcome, WorkspaceError> {
+        self.integrate_with(worktree, mode, || self.check_run_branch_not_checked_out())
+    }
+
+    /// `integrate`, with the check that lists every worktree (`check_out`) given by the
+    /// caller: a run does it under the lock that keeps it from a `git worktree add`
+    /// being made, and the rest of the step (this agent's worktree and the run branch,
+    /// which only the merge queue moves) without it.
+    pub fn integrate_with(
+        &self,
+        worktree: &mut AgentWorktree,
+        mode: MergeMode,
+        check_out: impl FnOnce() -> Result<(), WorkspaceError>,
     ) -> Result<MergeOutcome, WorkspaceError> {
         let branch = worktree.writable_branch()?.to_owned();
         let git = worktree.git(self);
@@ -184,7 +198,7 @@ impl Workspace {
         if fork == agent_tip {
             return Ok(MergeOutcome::NothingToMerge);
         }
-        self.check_run_branch_not_checked_out()?;
+        check_out()?;
         if fork == tip {
             return self.fast_forward(worktree, &tip, &agent_tip, true);
         }
