@@ -339,3 +339,89 @@ fn a_features_file_edited_mid_run_is_named_and_the_run_keeps_its_own_steps() {
         "{file}"
     );
 }
+
+/// A `scripted_codex` body: `feature-b`'s turns wait for `$STATE/go`; reviewers pass.
+const BLOCKING_CODEX: &str = r#"case "$*" in *t-feature-*) agent=$(echo "$*" | sed -n 's/.*t-\(feature-[a-z0-9-]*\).*/\1/p');; esac
+if printf '%s' "$prompt" | grep -q 'You review the work'; then
+  answer='"{\"verdict\":\"pass\",\"points\":[{\"point\":\"steps\",\"pass\":true,\"note\":\"\"}]}"'
+  echo '{"type":"thread.started","thread_id":"t-reviewer"}'
+else
+  echo "{\"type\":\"thread.started\",\"thread_id\":\"t-$agent\"}"
+  if [ "$agent" = feature-b ]; then
+    i=0; while [ ! -f "$STATE/go" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+  fi
+  echo "work of $agent" >> "$agent.txt"
+  answer="\"done: $agent\""
+fi
+printf '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":%s}}\n' "$answer"
+echo '{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":0,"output_tokens":5}}'
+"#;
+
+#[test]
+fn a_killed_backlog_run_resumes_with_what_it_had_not_finished() {
+    use std::time::Duration;
+    let repo = TestRepo::new();
+    let root = repo.root();
+    commit_file(
+        &root,
+        "features.json",
+        r#"[{"id": "a", "category": "x", "name": "A", "steps": ["a"]},
+ {"id": "b", "category": "x", "name": "B", "steps": ["b"]},
+ {"id": "c", "category": "y", "name": "C", "steps": ["c"]}]
+"#,
+    );
+    let (codex, state) = scripted_codex(&repo, BLOCKING_CODEX, "");
+    let mut run = repo
+        .launch()
+        .args([
+            "--features",
+            "features.json",
+            "--backend",
+            "codex",
+            "--mux",
+            "none",
+        ])
+        .args(["--notify", "none", "--session", "killed"])
+        .env("ORCH_CODEX_BIN", &codex)
+        .env("STATE", &state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let timeline = root.join(".orch/runs/killed/logs/timeline.log");
+    support::wait_for(
+        "a and c to pass, b to be in its turn",
+        Duration::from_secs(60),
+        || {
+            let t = read(&timeline);
+            t.contains("feature=a track=x status=passed")
+                && t.contains("feature=c track=y status=passed")
+                && state.join("calls.feature-b").exists()
+        },
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let calls_a = read(&state.join("calls.feature-a"));
+    std::fs::write(state.join("go"), "").unwrap();
+    let out = repo
+        .launch()
+        .args(["resume", "killed", "--mux", "none", "--notify", "none"])
+        .env("ORCH_CODEX_BIN", &codex)
+        .env("STATE", &state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        read(&state.join("calls.feature-a")),
+        calls_a,
+        "a finished: not run again"
+    );
+    let file = features_at(&root, "orch/killed");
+    let file = serde_json::json!({"features": file});
+    for id in ["a", "b", "c"] {
+        assert_eq!(feature(&file, id)["status"], "passed", "{file}");
+        assert_eq!(feature(&file, id)["attempts"], 1, "{file}");
+    }
+    let verify = repo.audit(&["verify"]);
+    assert!(verify.contains("ok"), "{verify}");
+}

@@ -103,7 +103,8 @@ fn an_edited_task_file_is_a_revision_and_the_next_wave_is_planned_with_it() {
     );
 }
 
-const THIRD: &str = "Build a small CLI that greets people.\nAlso add rate limiting.\nAnd a --quiet flag.\n";
+const THIRD: &str =
+    "Build a small CLI that greets people.\nAlso add rate limiting.\nAnd a --quiet flag.\n";
 
 #[test]
 fn a_resumed_run_numbers_its_revisions_after_the_stored_ones_and_sees_an_edit_made_meanwhile() {

@@ -42,21 +42,31 @@ struct Settled {
     tick: tokio::time::Interval,
     /// Changes in the file's directory that name it, from a `notify` watcher (kept
     /// alive here); `None`: polling only.
-    changes: Option<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedReceiver<()>)>,
+    changes: Option<(
+        notify::RecommendedWatcher,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    )>,
 }
 
 /// A `notify` watcher on `path`'s directory (editors save by writing a new file and
 /// renaming it over the old one) that sends a unit for each event naming the file.
 fn watch_changes(
     path: &Path,
-) -> Option<(notify::RecommendedWatcher, tokio::sync::mpsc::UnboundedReceiver<()>)> {
+) -> Option<(
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+)> {
     use notify::Watcher;
     let dir = path.parent()?.to_path_buf();
     let name = path.file_name()?.to_os_string();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())) {
+            if event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
                 let _ = tx.send(());
             }
         }
@@ -71,7 +81,11 @@ fn watch_changes(
 impl Settled {
     fn new(path: PathBuf, known: String) -> Self {
         let changes = watch_changes(&path);
-        let every = if changes.is_some() { POLL_WATCHED } else { POLL };
+        let every = if changes.is_some() {
+            POLL_WATCHED
+        } else {
+            POLL
+        };
         // The first look comes at once, then one every `every`.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + DEBOUNCE, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

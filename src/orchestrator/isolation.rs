@@ -122,9 +122,9 @@ impl Isolation {
             Ok((outcome, wt))
         })
         .await
-            .map_err(|err| {
-                TurnError::Failed(format!("failed to merge the work of `{agent}`: {err}"))
-            })?;
+        .map_err(|err| {
+            TurnError::Failed(format!("failed to merge the work of `{agent}`: {err}"))
+        })?;
         *worktree = wt;
         Ok(outcome)
     }
