@@ -43,6 +43,42 @@ tracks {
 gate "test ! -f broken.txt" max-attempts=2
 "#;
 
+/// `launch --features features.json` on the fake `codex`, not yet started.
+fn features_launch(
+    repo: &TestRepo,
+    session: &str,
+    codex: &std::path::Path,
+    state: &std::path::Path,
+) -> std::process::Command {
+    let mut cmd = repo.launch();
+    cmd.args([
+        "--features",
+        "features.json",
+        "--backend",
+        "codex",
+        "--mux",
+        "none",
+    ])
+    .args(["--notify", "none", "--session", session])
+    .env("ORCH_CODEX_BIN", codex)
+    .env("STATE", state);
+    cmd
+}
+
+/// The same, started, its output discarded.
+fn spawn_run(
+    repo: &TestRepo,
+    session: &str,
+    codex: &std::path::Path,
+    state: &std::path::Path,
+) -> std::process::Child {
+    features_launch(repo, session, codex, state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn features_at(root: &std::path::Path, rev: &str) -> serde_json::Value {
     serde_json::from_str(&git(root, &["show", &format!("{rev}:features.json")])).unwrap()
 }
@@ -65,18 +101,7 @@ fn a_backlog_runs_on_tracks_records_each_feature_and_a_second_run_does_what_is_l
     let before = user_side(&root);
     let (codex, state) = scripted_codex(&repo, CODEX, "");
     let launch = |session: &str| {
-        repo.launch()
-            .args([
-                "--features",
-                "features.json",
-                "--backend",
-                "codex",
-                "--mux",
-                "none",
-            ])
-            .args(["--notify", "none", "--session", session])
-            .env("ORCH_CODEX_BIN", &codex)
-            .env("STATE", &state)
+        features_launch(&repo, session, &codex, &state)
             .output()
             .unwrap()
     };
@@ -283,23 +308,7 @@ fn a_features_file_edited_mid_run_is_named_and_the_run_keeps_its_own_steps() {
     let started = r#"[{"id": "one", "name": "One", "steps": ["the first step"]}]"#;
     std::fs::write(root.join("features.json"), started).unwrap();
     let (codex, state) = scripted_codex(&repo, WAITING_CODEX, "");
-    let mut run = repo
-        .launch()
-        .args([
-            "--features",
-            "features.json",
-            "--backend",
-            "codex",
-            "--mux",
-            "none",
-        ])
-        .args(["--notify", "none", "--session", "edited"])
-        .env("ORCH_CODEX_BIN", &codex)
-        .env("STATE", &state)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = spawn_run(&repo, "edited", &codex, &state);
     let timeline = root.join(".orch/runs/edited/logs/timeline.log");
     support::wait_for(
         "the feature's agent to start",
@@ -371,23 +380,7 @@ fn a_killed_backlog_run_resumes_with_what_it_had_not_finished() {
 "#,
     );
     let (codex, state) = scripted_codex(&repo, BLOCKING_CODEX, "");
-    let mut run = repo
-        .launch()
-        .args([
-            "--features",
-            "features.json",
-            "--backend",
-            "codex",
-            "--mux",
-            "none",
-        ])
-        .args(["--notify", "none", "--session", "killed"])
-        .env("ORCH_CODEX_BIN", &codex)
-        .env("STATE", &state)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = spawn_run(&repo, "killed", &codex, &state);
     let timeline = root.join(".orch/runs/killed/logs/timeline.log");
     support::wait_for(
         "a and c to pass, b to be in its turn",

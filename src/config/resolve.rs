@@ -313,16 +313,7 @@ fn load_backlog(
     use crate::config::features::{self, MAX_FEATURES_FILE};
     let invalid =
         |why: String| ConfigError::Invalid(format!("features file {}: {why}", file.display()));
-    let len = std::fs::metadata(file)
-        .map_err(|err| invalid(err.to_string()))?
-        .len();
-    if len > MAX_FEATURES_FILE {
-        return Err(invalid(format!(
-            "{len} bytes; a features file holds at most {MAX_FEATURES_FILE}"
-        )));
-    }
-    let text = String::from_utf8(std::fs::read(file).map_err(|err| invalid(err.to_string()))?)
-        .map_err(|_| invalid("not UTF-8 text".into()))?;
+    let text = read_text_file(file, "features file", MAX_FEATURES_FILE)?;
     let mut list = features::parse(&text).map_err(invalid)?;
     if list.is_empty() {
         return Err(invalid("it holds no feature".into()));
@@ -369,14 +360,18 @@ pub const MAX_TASK_FILE: u64 = 1 << 20;
 
 /// The text of a task file: UTF-8, at most `MAX_TASK_FILE` bytes.
 pub fn read_task_file(path: &Path) -> Result<String, ConfigError> {
-    let invalid =
-        |why: String| ConfigError::Invalid(format!("task file {}: {why}", path.display()));
+    read_text_file(path, "task file", MAX_TASK_FILE)
+}
+
+/// A file read whole as UTF-8 text, at most `max` bytes; errors name it as `what`.
+fn read_text_file(path: &Path, what: &str, max: u64) -> Result<String, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid(format!("{what} {}: {why}", path.display()));
     let len = std::fs::metadata(path)
         .map_err(|err| invalid(err.to_string()))?
         .len();
-    if len > MAX_TASK_FILE {
+    if len > max {
         return Err(invalid(format!(
-            "{len} bytes; a task file holds at most {MAX_TASK_FILE}"
+            "{len} bytes; a {what} holds at most {max}"
         )));
     }
     let bytes = std::fs::read(path).map_err(|err| invalid(err.to_string()))?;

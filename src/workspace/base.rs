@@ -165,12 +165,11 @@ pub(crate) fn user_tree(git: &Git) -> Result<UserTree, WorkspaceError> {
     })
 }
 
-/// A commit of the working tree as it is (tracked changes and untracked files that are
-/// not ignored), parented on `head`. Uses a private copy of the index, so the user's
-/// index file, tree and stash list are not touched.
-fn snapshot_commit(git: &Git, head: &str, session: &str) -> Result<String, WorkspaceError> {
+/// A path for a private index file (`GIT_INDEX_FILE`) in a new temporary directory,
+/// removed when the returned guard is dropped.
+pub(crate) fn private_index(prefix: &str) -> Result<(tempfile::TempDir, PathBuf), WorkspaceError> {
     let temp = tempfile::Builder::new()
-        .prefix("orch-snapshot")
+        .prefix(prefix)
         .tempdir()
         .map_err(|source| WorkspaceError::Io {
             action: "create a temporary directory for",
@@ -178,6 +177,14 @@ fn snapshot_commit(git: &Git, head: &str, session: &str) -> Result<String, Works
             source,
         })?;
     let index = temp.path().join("index");
+    Ok((temp, index))
+}
+
+/// A commit of the working tree as it is (tracked changes and untracked files that are
+/// not ignored), parented on `head`. Uses a private copy of the index, so the user's
+/// index file, tree and stash list are not touched.
+fn snapshot_commit(git: &Git, head: &str, session: &str) -> Result<String, WorkspaceError> {
+    let (_temp, index) = private_index("orch-snapshot")?;
     let user_index =
         PathBuf::from(git.run(["rev-parse", "--path-format=absolute", "--git-path", "index"])?);
     // Starting from a copy of the user's index keeps its stat cache: `add -A` then

@@ -36,15 +36,7 @@ impl Workspace {
             .cmd(["hash-object", "-w", "--stdin"])
             .stdin(text.as_bytes().to_vec())
             .run()?;
-        let temp = tempfile::Builder::new()
-            .prefix("orch-run-file")
-            .tempdir()
-            .map_err(|source| WorkspaceError::Io {
-                action: "create a temporary directory for",
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        let index = temp.path().join("index");
+        let (_temp, index) = crate::workspace::base::private_index("orch-run-file")?;
         git.cmd(["read-tree", &tip])
             .env("GIT_INDEX_FILE", &index)
             .run()?;
