@@ -77,7 +77,12 @@ pub async fn load_report(reader: &AuditReader, session: &str) -> Result<RunRepor
             .unwrap_or("read-only");
         agents.get(&agent.unwrap_or_default()).branch = Some(branch.to_owned());
     }
-    let last_success = load_turns(reader, session, &mut agents).await?;
+    let mut tiers = crate::audit::show::TierTotals::new();
+    let last_success = load_turns(reader, session, &mut agents, &mut tiers).await?;
+    report.tiers = crate::audit::show::tier_list(tiers);
+    for (_, _, agent, p) in of_kind(reader, session, "feature_updated").await? {
+        crate::audit::show::fold_feature(&mut report.features, agent.as_deref(), &p);
+    }
     for (_, _, agent, p) in of_kind(reader, session, "agent_finished").await? {
         let a = agents.get(&agent.unwrap_or_default());
         let status = p.get("status").cloned().unwrap_or(Json::Null);
@@ -184,6 +189,7 @@ async fn load_turns(
     reader: &AuditReader,
     session: &str,
     agents: &mut Agents,
+    tiers: &mut crate::audit::show::TierTotals,
 ) -> Result<HashMap<String, i64>, AuditError> {
     let rows = collect(
         reader.conn(),
@@ -195,7 +201,7 @@ async fn load_turns(
            json_extract(payload, '$.usage.cached_input_tokens'), \
            json_extract(payload, '$.usage.output_tokens'), \
            json_extract(payload, '$.backend'), json_extract(payload, '$.model'), \
-           json_extract(payload, '$.cost_usd') \
+           json_extract(payload, '$.cost_usd'), json_extract(payload, '$.tags') \
          FROM events WHERE run = ?1 AND kind = 'turn_finished' ORDER BY seq",
         vec![Value::Text(session.to_owned())],
         |r| {
@@ -219,13 +225,22 @@ async fn load_turns(
                 },
                 opt_int(r, 9)?.unwrap_or(0).max(0) as u64,
                 (opt_text(r, 11)?, opt_text(r, 12)?),
-                cost,
+                (cost, opt_text(r, 14)?),
             ))
         },
     )
     .await?;
     let mut last_success = HashMap::new();
-    for (seq, agent, turn, cached, (backend, model), cost) in rows {
+    for (seq, agent, turn, cached, (backend, model), (cost, tags)) in rows {
+        let tags: Vec<String> = tags
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        crate::audit::show::add_tier_turn(
+            tiers,
+            tags.iter().map(String::as_str),
+            (turn.input_tokens, turn.output_tokens),
+            cost,
+        );
         let a = agents.get(&agent);
         a.input_tokens += turn.input_tokens;
         a.cached_input_tokens += cached;

@@ -29,7 +29,7 @@ pub struct RunDetail {
     pub features: Vec<FeatureInfo>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FeatureInfo {
     pub feature: String,
     pub agent: String,
@@ -40,7 +40,7 @@ pub struct FeatureInfo {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TierUsage {
     pub tier: String,
     pub turns: u32,
@@ -90,7 +90,7 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
     let mut agents: Vec<AgentDetail> = Vec::new();
     let mut parent = None;
     let mut resumes = 0;
-    let mut tiers: std::collections::BTreeMap<String, TierUsage> = Default::default();
+    let mut tiers = TierTotals::new();
     let mut features: Vec<FeatureInfo> = Vec::new();
     for kind in [
         "run_started",
@@ -146,21 +146,12 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                     let Ok(t) = serde_json::from_value::<TurnRecord>(row.payload.clone()) else {
                         continue;
                     };
-                    if let Some(name) = t.tags.iter().find_map(|tag| tag.strip_prefix("tier:")) {
-                        let tier = tiers.entry(name.to_owned()).or_insert_with(|| TierUsage {
-                            tier: name.to_owned(),
-                            turns: 0,
-                            input_tokens: 0,
-                            output_tokens: 0,
-                            cost_usd: None,
-                        });
-                        tier.turns += 1;
-                        tier.input_tokens += t.usage.input_tokens;
-                        tier.output_tokens += t.usage.output_tokens;
-                        if let Some(cost) = t.cost_usd {
-                            tier.cost_usd = Some(tier.cost_usd.unwrap_or(0.0) + cost);
-                        }
-                    }
+                    add_tier_turn(
+                        &mut tiers,
+                        t.tags.iter().map(String::as_str),
+                        (t.usage.input_tokens, t.usage.output_tokens),
+                        t.cost_usd,
+                    );
                     let agent = find_or_add(&mut agents, &t.agent);
                     agent.input_tokens += t.usage.input_tokens;
                     agent.output_tokens += t.usage.output_tokens;
@@ -177,20 +168,7 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
                         backend: t.backend.clone(),
                     });
                 }
-                "feature_updated" => {
-                    let info = FeatureInfo {
-                        feature: text("feature"),
-                        agent: row.agent.clone().unwrap_or_default(),
-                        track: text("track"),
-                        status: text("status"),
-                        attempts: p.get("attempts").and_then(Value::as_u64).unwrap_or(0),
-                        reason: p.get("reason").and_then(Value::as_str).map(str::to_owned),
-                    };
-                    match features.iter_mut().find(|f| f.feature == info.feature) {
-                        Some(known) => *known = info,
-                        None => features.push(info),
-                    }
-                }
+                "feature_updated" => fold_feature(&mut features, row.agent.as_deref(), p),
                 _ => {
                     let name = row.agent.clone().unwrap_or_default();
                     let status = p
@@ -214,12 +192,62 @@ pub async fn run_detail(reader: &AuditReader, session: &str) -> Result<RunDetail
         run,
         parent,
         resumes,
-        // "strong" before "fast".
-        tiers: tiers.into_values().rev().collect(),
+        tiers: tier_list(tiers),
         waves,
         agents,
         features,
     })
+}
+
+/// Per-tier totals, by tier name.
+pub type TierTotals = std::collections::BTreeMap<String, TierUsage>;
+
+/// Counts one turn in its tier's totals when it is tagged `tier:fast` or `tier:strong`.
+pub fn add_tier_turn<'a>(
+    tiers: &mut TierTotals,
+    tags: impl IntoIterator<Item = &'a str>,
+    (input_tokens, output_tokens): (u64, u64),
+    cost_usd: Option<f64>,
+) {
+    let Some(name) = tags.into_iter().find_map(|tag| tag.strip_prefix("tier:")) else {
+        return;
+    };
+    let tier = tiers.entry(name.to_owned()).or_insert_with(|| TierUsage {
+        tier: name.to_owned(),
+        turns: 0,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: None,
+    });
+    tier.turns += 1;
+    tier.input_tokens += input_tokens;
+    tier.output_tokens += output_tokens;
+    if let Some(cost) = cost_usd {
+        tier.cost_usd = Some(tier.cost_usd.unwrap_or(0.0) + cost);
+    }
+}
+
+/// The tiers in the order they are shown: "strong" before "fast".
+pub fn tier_list(tiers: TierTotals) -> Vec<TierUsage> {
+    tiers.into_values().rev().collect()
+}
+
+/// Folds a `feature_updated` event (its agent and payload) into the features: each
+/// feature once, in the order first seen, with its last status.
+pub fn fold_feature(features: &mut Vec<FeatureInfo>, agent: Option<&str>, p: &Value) {
+    let text = |key: &str| p.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+    let info = FeatureInfo {
+        feature: text("feature"),
+        agent: agent.unwrap_or_default().to_owned(),
+        track: text("track"),
+        status: text("status"),
+        attempts: p.get("attempts").and_then(Value::as_u64).unwrap_or(0),
+        reason: p.get("reason").and_then(Value::as_str).map(str::to_owned),
+    };
+    match features.iter_mut().find(|f| f.feature == info.feature) {
+        Some(known) => *known = info,
+        None => features.push(info),
+    }
 }
 
 fn find_or_add<'a>(agents: &'a mut Vec<AgentDetail>, name: &str) -> &'a mut AgentDetail {

@@ -90,6 +90,8 @@ pub fn render_html(report: &RunReport) -> String {
     header(&mut h, report);
     gantt(&mut h, report);
     agents_table(&mut h, report);
+    tiers_table(&mut h, report);
+    features_table(&mut h, report);
     dependencies(&mut h, report);
     interrupts(&mut h, report);
     details(&mut h, report);
@@ -212,6 +214,47 @@ fn agents_table(h: &mut String, r: &RunReport) {
                 _ => String::new(),
             },
             id = escape(&a.id),
+        );
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+/// Turns, tokens and cost per model tier, when the run used tiers.
+fn tiers_table(h: &mut String, r: &RunReport) {
+    if r.tiers.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Model tiers</h2>\n<table class=\"agents\"><thead><tr><th>tier</th><th class=\"num\">turns</th><th class=\"num\">input tokens</th><th class=\"num\">output tokens</th><th class=\"num\">cost</th></tr></thead><tbody>\n");
+    for t in &r.tiers {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&t.tier),
+            t.turns,
+            t.input_tokens,
+            t.output_tokens,
+            t.cost_usd.map_or_else(|| "–".to_owned(), |c| format!("${c:.4}")),
+        );
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+/// Each feature of `--features` with its track, status and attempts.
+fn features_table(h: &mut String, r: &RunReport) {
+    if r.features.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Features</h2>\n<table class=\"agents\"><thead><tr><th>feature</th><th>agent</th><th>track</th><th>status</th><th class=\"num\">attempts</th><th>why it failed</th></tr></thead><tbody>\n");
+    for f in &r.features {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td><a href=\"#agent-{agent}\">{agent}</a></td><td>{}</td><td class=\"status-{status}\">{status}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            escape(&f.feature),
+            escape(&f.track),
+            f.attempts,
+            escape(f.reason.as_deref().unwrap_or("")),
+            agent = escape(&f.agent),
+            status = escape(&f.status),
         );
     }
     h.push_str("</tbody></table>\n");

@@ -19,6 +19,10 @@ pub struct RunReport {
     pub waves: Vec<ReportWave>,
     pub agents: Vec<ReportAgent>,
     pub pauses: Vec<ReportPause>,
+    /// Turns, tokens and cost per model tier (empty: no turn was on a tier).
+    pub tiers: Vec<crate::audit::show::TierUsage>,
+    /// `--features`: each feature's last status (empty: no backlog).
+    pub features: Vec<crate::audit::show::FeatureInfo>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

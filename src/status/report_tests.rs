@@ -107,6 +107,8 @@ fn small_report() -> RunReport {
             next_steps: vec!["run `launch resume` <now>".into()],
             ..ReportPause::default()
         }],
+        tiers: Vec::new(),
+        features: Vec::new(),
     }
 }
 
