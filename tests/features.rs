@@ -200,6 +200,13 @@ fn a_backlog_runs_on_tracks_records_each_feature_and_a_second_run_does_what_is_l
         show.contains("ui-cart                  frontend   passed    1 attempt(s)"),
         "{show}"
     );
+    let page = repo.dir.path().join("report.html");
+    repo.audit(&["report", "backlog1", "--out", page.to_str().unwrap()]);
+    let page = read(&page);
+    assert!(
+        page.contains("<tr><td>api-add</td><td><a href=\"#agent-feature-api-add\">feature-api-add</a></td><td>backend</td><td class=\"status-failed\">failed</td><td class=\"num\">2</td><td>gate `test ! -f broken.txt` still fails"),
+        "{page}"
+    );
     // The passed features' work is on the run branch; the failed one's is not.
     git(
         &root,

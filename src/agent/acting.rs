@@ -83,24 +83,17 @@ impl ActingHttp {
         let mut cli = settings.codex.clone();
         cli.model = http.model.clone();
         cli.mini_model = http.mini_model.clone();
-        let mut provider = format!(
-            "{{ name = \"orch-openai\", base_url = {}, wire_api = \"responses\"",
-            toml_string(http.base_url.trim_end_matches('/'))
-        );
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         if let Some(key) = &http.api_key {
-            provider.push_str(", env_key = \"OPENAI_API_KEY\"");
             env.push(("OPENAI_API_KEY".into(), key.into()));
         }
-        provider.push_str(" }");
         cli.extra_args.splice(
             0..0,
-            [
-                "-c".to_owned(),
-                format!("model_providers.orch-openai={provider}"),
-                "-c".to_owned(),
-                "model_provider=\"orch-openai\"".to_owned(),
-            ],
+            codex_provider_args(
+                "orch-openai",
+                &http.base_url,
+                http.api_key.as_ref().map(|_| "OPENAI_API_KEY"),
+            ),
         );
         let settings = endpoint_settings(settings, &["OPENAI_API_KEY"], cli, env, |s, cli| {
             s.codex = cli
@@ -147,6 +140,30 @@ fn cli_missing(backend: &str, cli: &str, package: &str, err: BackendError) -> Ba
 }
 
 /// A TOML basic string (JSON's escapes are TOML's).
+/// Codex's arguments that point it at `base_url` through a model provider called
+/// `name` (Codex reads no base-URL variable), whose key is in variable `key_var`.
+pub(crate) fn codex_provider_args(
+    name: &str,
+    base_url: &str,
+    key_var: Option<&str>,
+) -> [String; 4] {
+    let mut provider = format!(
+        "{{ name = {}, base_url = {}, wire_api = \"responses\"",
+        toml_string(name),
+        toml_string(base_url.trim_end_matches('/'))
+    );
+    if let Some(var) = key_var {
+        provider.push_str(&format!(", env_key = {}", toml_string(var)));
+    }
+    provider.push_str(" }");
+    [
+        "-c".to_owned(),
+        format!("model_providers.{name}={provider}"),
+        "-c".to_owned(),
+        format!("model_provider={}", toml_string(name)),
+    ]
+}
+
 fn toml_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }

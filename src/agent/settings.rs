@@ -143,3 +143,115 @@ impl BackendSettings {
             .map(|(_, v)| v)
     }
 }
+
+impl BackendSettings {
+    /// These settings with backend `backend` reached at `base_url` with `key` (each
+    /// `None`: as it was): the HTTP backends' own fields; for codex a model provider
+    /// (`-c model_providers…`) whose key is in `ORCH_TIER_API_KEY`, or with a key alone
+    /// `OPENAI_API_KEY` and `CODEX_API_KEY`; for claude `ANTHROPIC_BASE_URL` and
+    /// `ANTHROPIC_API_KEY`; for gemini `GOOGLE_GEMINI_BASE_URL` and `GEMINI_API_KEY`.
+    /// The variables are set in that CLI's environment only.
+    pub fn with_endpoint(&self, backend: &str, base_url: Option<&str>, key: Option<&str>) -> Self {
+        let mut settings = self.clone();
+        let http = match backend {
+            "anthropic" => Some(&mut settings.anthropic),
+            "minimax" => Some(&mut settings.minimax),
+            "openai" => Some(&mut settings.openai),
+            _ => None,
+        };
+        if let Some(http) = http {
+            if let Some(url) = base_url {
+                http.base_url = url.to_owned();
+            }
+            if let Some(key) = key {
+                http.api_key = Some(key.to_owned());
+            }
+            return settings;
+        }
+        if backend == "codex" {
+            // Codex reads no base-URL variable: a model provider of its own, whose key
+            // is in a variable of its own.
+            let cli = &mut settings.codex;
+            let key_var = match (base_url, key) {
+                (Some(_), Some(_)) => &["ORCH_TIER_API_KEY"][..],
+                (_, _) => &["OPENAI_API_KEY", "CODEX_API_KEY"][..],
+            };
+            if let Some(url) = base_url {
+                let args = crate::agent::acting::codex_provider_args(
+                    "orch-tier",
+                    url,
+                    key.map(|_| key_var[0]),
+                );
+                cli.extra_args.splice(0..0, args);
+            }
+            if let Some(key) = key {
+                for var in key_var {
+                    cli.extra_env.retain(|(k, _)| k != var);
+                    cli.extra_env.push(((*var).into(), key.into()));
+                }
+            }
+            return settings;
+        }
+        let (cli, url_vars, key_vars): (&mut CliSettings, &[&str], &[&str]) = match backend {
+            "claude" => (
+                &mut settings.claude,
+                &["ANTHROPIC_BASE_URL"],
+                &["ANTHROPIC_API_KEY"],
+            ),
+            "gemini" => (
+                &mut settings.gemini,
+                &["GOOGLE_GEMINI_BASE_URL"],
+                &["GEMINI_API_KEY"],
+            ),
+            _ => return settings,
+        };
+        for (vars, value) in [(url_vars, base_url), (key_vars, key)] {
+            let Some(value) = value else { continue };
+            for var in vars {
+                cli.extra_env.retain(|(k, _)| k != var);
+                cli.extra_env.push(((*var).into(), value.into()));
+            }
+        }
+        settings
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_reaches_each_backend_where_it_reads_it() {
+        let base = BackendSettings::default();
+        let openai = base.with_endpoint("openai", Some("http://127.0.0.1:9/v1"), Some("k-1"));
+        assert_eq!(openai.openai.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(openai.openai.api_key.as_deref(), Some("k-1"));
+        assert_eq!(openai.anthropic, base.anthropic);
+        let codex = base.with_endpoint("codex", Some("http://127.0.0.1:9/v1/"), Some("k-2"));
+        let env: Vec<(String, String)> = codex
+            .codex
+            .extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+            .collect();
+        assert_eq!(env, [("ORCH_TIER_API_KEY".to_owned(), "k-2".to_owned())]);
+        assert_eq!(
+            codex.codex.extra_args,
+            [
+                "-c",
+                "model_providers.orch-tier={ name = \"orch-tier\", base_url = \"http://127.0.0.1:9/v1\", wire_api = \"responses\", env_key = \"ORCH_TIER_API_KEY\" }",
+                "-c",
+                "model_provider=\"orch-tier\"",
+            ]
+        );
+        assert!(
+            codex.env.is_empty(),
+            "the run's own environment is left alone"
+        );
+        let key_only = base.with_endpoint("codex", None, Some("k-4"));
+        assert_eq!(key_only.codex.extra_env.len(), 2);
+        assert!(key_only.codex.extra_args.is_empty());
+        let gemini = base.with_endpoint("gemini", None, Some("k-3"));
+        assert_eq!(gemini.gemini.extra_env.len(), 1);
+    }
+}

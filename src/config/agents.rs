@@ -182,11 +182,24 @@ impl Routing {
     }
 }
 
-/// A model tier: its backend and model (`None`: the run's).
+/// A model tier: its backend and model (`None`: the run's), and where that backend is
+/// reached: a base URL and the environment variable that holds its key (`None`: the
+/// backend's own). The key itself is never in the config.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tier {
     pub backend: Option<String>,
     pub model: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub key_env: Option<String>,
+}
+
+impl Tier {
+    /// Its turns need a backend of their own (another base URL or key).
+    pub fn has_endpoint(&self) -> bool {
+        self.base_url.is_some() || self.key_env.is_some()
+    }
 }
 
 /// A group's model tiers.
@@ -202,6 +215,28 @@ impl Tiers {
     pub fn get(&self, fast: bool) -> &Tier {
         if fast { &self.fast } else { &self.strong }
     }
+
+    /// The tier called `name` (`fast` or `strong`).
+    pub fn named(&self, name: &str) -> Option<&Tier> {
+        match name {
+            "fast" => Some(&self.fast),
+            "strong" => Some(&self.strong),
+            _ => None,
+        }
+    }
+}
+
+/// The name a backend of a tier with its own endpoint is built under: the backend's,
+/// the tier's and the group's (`BackendSet` keeps one per name).
+pub fn tier_backend_key(backend: &str, tier: &str, group: &str) -> String {
+    format!("{backend}@{tier}@{group}")
+}
+
+/// The parts of a `tier_backend_key`: (backend, tier, group).
+pub fn split_tier_backend_key(key: &str) -> Option<(&str, &str, &str)> {
+    let (backend, rest) = key.split_once('@')?;
+    let (tier, group) = rest.split_once('@')?;
+    Some((backend, tier, group))
 }
 
 impl GroupSpec {
@@ -318,6 +353,19 @@ pub struct SpecProblem {
 }
 
 impl AgentsConfig {
+    /// Every tier's `key-env` variable, with its tier and group: (variable, tier, group).
+    pub fn tier_key_vars(&self) -> Vec<(&str, &'static str, &str)> {
+        let mut vars = Vec::new();
+        for group in &self.groups {
+            for (name, tier) in [("strong", &group.tiers.strong), ("fast", &group.tiers.fast)] {
+                if let Some(var) = &tier.key_env {
+                    vars.push((var.as_str(), name, group.name.as_str()));
+                }
+            }
+        }
+        vars
+    }
+
     /// Checks ids, dependencies and cycles; returns the first problem found.
     pub fn validate(&self) -> Result<(), SpecProblem> {
         if self.groups.is_empty() {

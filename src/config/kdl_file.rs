@@ -683,10 +683,33 @@ fn parse_tiers(
                 tier.backend = Some(backend_name(ctx, node, value, &format!("tier {name}"))?);
             }
             "model" => tier.model = Some(value.to_owned()),
+            "base-url" => {
+                if !(value.starts_with("http://") || value.starts_with("https://")) {
+                    return Err(ctx.err(
+                        node,
+                        format!("`base-url` of tier `{name}` must start with http:// or https://"),
+                    ));
+                }
+                tier.base_url = Some(value.to_owned());
+            }
+            "key-env" => {
+                let valid = value.chars().enumerate().all(|(i, c)| {
+                    c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+                });
+                if !valid {
+                    return Err(ctx.err(
+                        node,
+                        format!(
+                            "`key-env` of tier `{name}` names the environment variable that holds the key (such as FAST_API_KEY), not the key itself"
+                        ),
+                    ));
+                }
+                tier.key_env = Some(value.to_owned());
+            }
             other => {
                 return Err(ctx.err(
                     node,
-                    format!("unknown property `{other}` of tier `{name}` (expected `backend` or `model`)"),
+                    format!("unknown property `{other}` of tier `{name}` (expected `backend`, `model`, `base-url` or `key-env`)"),
                 ));
             }
         }

@@ -434,6 +434,13 @@ pub fn resolve(args: &RunArgs, env: &Env, cwd: &Path) -> Result<Config, ConfigEr
         agents.groups.retain(|g| args.groups.contains(&g.name));
     }
 
+    for (var, tier, group) in agents.tier_key_vars() {
+        if env.get(var).is_none_or(|v| v.trim().is_empty()) {
+            return Err(ConfigError::Invalid(format!(
+                "tier `{tier}` of group `{group}` takes its key from the environment variable {var} (key-env), which is not set"
+            )));
+        }
+    }
     let features = match &features_file {
         Some(file) => Some(load_backlog(file, &root, &agents, args)?),
         None => None,

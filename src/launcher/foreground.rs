@@ -35,7 +35,27 @@ pub fn backend_factory(
 ) -> impl Fn(&str) -> Result<Arc<dyn Backend>, BackendError> + Send + Sync + 'static {
     let demo = config.demo.clone();
     let settings = backend_settings(config, env);
+    let groups = config.agents.groups.clone();
+    let env = env.clone();
     move |name: &str| -> Result<Arc<dyn Backend>, BackendError> {
+        // A tier with its own base URL or key has a backend of its own.
+        if let Some((backend, tier, group)) = crate::config::agents::split_tier_backend_key(name) {
+            let tier = groups
+                .iter()
+                .find(|g| g.name == group)
+                .and_then(|g| g.tiers.named(tier))
+                .ok_or_else(|| BackendError::NotConfigured {
+                    backend: backend.to_owned(),
+                    reason: format!("no tier `{tier}` in group `{group}`"),
+                })?;
+            let key = tier.key_env.as_ref().and_then(|var| env.get(var));
+            let settings =
+                settings.with_endpoint(backend, tier.base_url.as_deref(), key.map(String::as_str));
+            return match backend {
+                "demo" => Ok(Arc::new(DemoBackend::new(demo.clone()))),
+                other => build_backend(other, &settings),
+            };
+        }
         match name {
             "demo" => Ok(Arc::new(DemoBackend::new(demo.clone()))),
             other => build_backend(other, &settings),
@@ -71,6 +91,18 @@ fn run_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Launc
     }
 }
 
+/// The run's redactor: every secret-looking environment variable, and the variables the
+/// tiers take their keys from (`key-env`), whatever their names.
+pub fn run_redactor(config: &Config, env: &Env) -> Redactor {
+    let mut redactor = Redactor::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    for (var, _, _) in config.agents.tier_key_vars() {
+        if let Some(value) = env.get(var) {
+            redactor.add_secret(var, value.trim());
+        }
+    }
+    redactor
+}
+
 /// Writes the run directory: logs/ and config.json, the latter redacted like every
 /// other file of the run (the prompt and agent prompts may hold secrets).
 pub fn prepare_run_dir(config: &Config, redactor: &Redactor) -> Result<(), LaunchError> {
@@ -90,8 +122,21 @@ pub async fn run_in_foreground(
     interactive: bool,
 ) -> Result<RunReport, LaunchError> {
     let backends = BackendSet::new(backend_factory(&config, env));
-    // Fail before anything starts when the run's own backend cannot work at all.
+    // Fail before anything starts when the run's own backend, or a tier's with its own
+    // endpoint, cannot work at all.
     backends.get(&config.backend)?;
+    for group in &config.agents.groups {
+        for name in ["strong", "fast"] {
+            if let Some(tier) = group.tiers.named(name).filter(|t| t.has_endpoint()) {
+                let backend = tier.backend.as_deref().unwrap_or(&config.backend);
+                backends.get(&crate::config::agents::tier_backend_key(
+                    backend,
+                    name,
+                    &group.name,
+                ))?;
+            }
+        }
+    }
     let paths = config.run_paths();
     // Before anything of the run is written: a live or crashed session is refused. The
     // orchestrator of a Zellij/tmux run takes over its launcher's claim.
@@ -102,9 +147,7 @@ pub async fn run_in_foreground(
     } else {
         RunClaim::adopt(&paths)?
     };
-    let redactor = Arc::new(Redactor::from_env(
-        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ));
+    let redactor = Arc::new(run_redactor(&config, env));
     prepare_run_dir(&config, &redactor)?;
     if interactive {
         eprintln!(

@@ -28,7 +28,6 @@ use crate::launcher::panes::{PaneRecord, live_session};
 use crate::launcher::run_claim::RunClaim;
 use crate::mux::{LiveSession, Stale, interrupt_argv};
 use crate::paths::{RunPaths, list_sessions};
-use crate::redact::Redactor;
 
 /// How long the detached orchestrator may take to open its control socket.
 const READY_WAIT: Duration = Duration::from_secs(30);
@@ -61,7 +60,7 @@ pub fn run_in_mux(config: Config, env: &Env) -> Result<ExitCode, LaunchError> {
             live.session()
         );
     }
-    let redactor = Redactor::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let redactor = crate::launcher::foreground::run_redactor(&config, env);
     crate::launcher::prepare_private_run_dir(&config)?;
     prepare_run_dir(&config, &redactor)?;
     let record = PaneRecord::initial(&config);

@@ -154,6 +154,31 @@ pub struct Conversation {
     pub fixes: u32,
 }
 
+impl RunContext {
+    /// The name the conversation's backend is built under: the backend's own, or, on a
+    /// tier with its own base URL or key, one for that tier of its group.
+    pub(crate) fn backend_key(&self, thread: &Conversation) -> String {
+        let tier = tier_of(thread).and_then(|name| {
+            let group = self
+                .config
+                .agents
+                .groups
+                .iter()
+                .find(|g| g.name == thread.group)?;
+            let tier = group.tiers.named(&name)?;
+            let backend = tier.backend.as_deref().unwrap_or(&self.config.backend);
+            // A fallback to another backend leaves the tier's endpoint behind.
+            (tier.has_endpoint() && backend == thread.backend).then_some(name)
+        });
+        match tier {
+            Some(tier) => {
+                crate::config::agents::tier_backend_key(&thread.backend, &tier, &thread.group)
+            }
+            None => thread.backend.clone(),
+        }
+    }
+}
+
 /// The model tier a conversation is on (its `tier:` tag).
 fn tier_of(thread: &Conversation) -> Option<String> {
     thread
@@ -247,7 +272,7 @@ impl RunContext {
                     thread.resume = cut.thread_id.clone();
                 }
                 if let (Some(thread_id), Ok(backend)) =
-                    (&thread.resume, self.backends.get(&thread.backend))
+                    (&thread.resume, self.backends.get(&self.backend_key(thread)))
                     && let Some(usage) =
                         self.replay.as_ref().and_then(|r| r.thread_usage(thread_id))
                 {
@@ -274,7 +299,7 @@ impl RunContext {
             } else {
                 prompt.to_owned()
             };
-            let backend = match self.backends.get(&thread.backend) {
+            let backend = match self.backends.get(&self.backend_key(thread)) {
                 Ok(backend) => backend,
                 Err(err) => {
                     self.link
@@ -482,7 +507,7 @@ impl RunContext {
             thread.resume = Some(thread_id.clone());
             // A later turn on this thread counts its usage from what the store has.
             if let (Ok(backend), Some(usage)) = (
-                self.backends.get(&thread.backend),
+                self.backends.get(&self.backend_key(thread)),
                 self.replay.as_ref().and_then(|r| r.thread_usage(thread_id)),
             ) {
                 backend.seed_thread(thread_id, usage);

@@ -235,3 +235,57 @@ async fn the_mini_model_is_in_codex_catalog_and_keeps_apply_patch() {
         "{lines:?}"
     );
 }
+
+/// A model tier with its own base URL and key (`tier "fast" base-url=… key-env=…`):
+/// the real Codex CLI sends that tier's turns to its server with its key, not to the
+/// provider of its CODEX_HOME.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_on_a_tier_endpoint_reaches_that_server_with_that_key() {
+    let Some(codex) = codex_bin() else { return };
+    let home_server =
+        ModelServer::start(|_: &Request| responses_text("h", "home", Usage::default())).await;
+    let tier_server =
+        ModelServer::start(|_: &Request| responses_text("t", "from the tier", Usage::default()))
+            .await;
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git_repo(&repo);
+    let settings = BackendSettings {
+        env: codex_env(root.path(), &home_server),
+        codex: CliSettings {
+            bin: Some(codex),
+            ..CliSettings::default()
+        },
+        ..BackendSettings::default()
+    }
+    .with_endpoint(
+        "codex",
+        Some(&format!("{}/v1", tier_server.url())),
+        Some("sk-tier-key-0123456789"),
+    );
+    let backend = CodexBackend::new(&settings).unwrap();
+    let (bus, _sinks, _collected) = collecting_bus();
+    let plan = request("worker", 1, "PLAN-TURN: say hello", &repo);
+    let result = tokio::time::timeout(
+        Duration::from_secs(180),
+        backend.turn(&plan, &turn_events(&bus, "worker", 1)),
+    )
+    .await
+    .expect("turn timed out")
+    .expect("turn could not start");
+    assert_eq!(result.outcome, TurnOutcome::Completed, "{result:?}");
+    assert_eq!(result.response, "from the tier");
+    assert!(
+        home_server.requests().is_empty(),
+        "nothing went to CODEX_HOME's provider"
+    );
+    let requests = tier_server.requests();
+    assert!(!requests.is_empty());
+    for r in requests {
+        assert_eq!(
+            r.request().header("authorization"),
+            Some("Bearer sk-tier-key-0123456789")
+        );
+    }
+}
