@@ -109,28 +109,40 @@ pub(crate) fn changed_files(
         .collect())
 }
 
-/// Everything between `base` and `head`.
+/// Everything between `base` and `head`. The four reads run side by side: an agent's
+/// commit step waits for them before its merge.
 pub fn changes(git: &Git, base: &str, head: &str) -> Result<Changes, WorkspaceError> {
-    let patch = git
-        .cmd([
-            "diff",
-            "--no-ext-diff",
-            "--no-color",
-            "--no-textconv",
-            "--binary",
-            "--full-index",
-            base,
-            head,
-            "--",
-        ])
-        .run_raw()?;
-    Ok(Changes {
-        base: base.to_owned(),
-        head: head.to_owned(),
-        commits: commits_between(git, base, head)?,
-        diffstat: diffstat(git, base, head)?,
-        files: changed_files(git, base, head)?,
-        patch,
+    std::thread::scope(|scope| {
+        let patch = scope.spawn(|| {
+            git.cmd([
+                "diff",
+                "--no-ext-diff",
+                "--no-color",
+                "--no-textconv",
+                "--binary",
+                "--full-index",
+                base,
+                head,
+                "--",
+            ])
+            .run_raw()
+        });
+        let commits = scope.spawn(|| commits_between(git, base, head));
+        let stat = scope.spawn(|| diffstat(git, base, head));
+        let files = changed_files(git, base, head);
+        let joined = |what: &'static str| WorkspaceError::Io {
+            action: what,
+            path: git.dir().to_path_buf(),
+            source: std::io::Error::other("the reading thread panicked"),
+        };
+        Ok(Changes {
+            base: base.to_owned(),
+            head: head.to_owned(),
+            patch: patch.join().map_err(|_| joined("read the patch of"))??,
+            commits: commits.join().map_err(|_| joined("read the commits of"))??,
+            diffstat: stat.join().map_err(|_| joined("read the diffstat of"))??,
+            files: files?,
+        })
     })
 }
 
