@@ -2,10 +2,21 @@
 //! "fast-first"` a blueprint agent works on the fast tier's model; when its gate fails
 //! it moves to the strong tier's model on a new conversation that is given its
 //! assignment and the failure, and succeeds there. Each tier's tokens are reported
-//! apart (`--metrics`, `orch-audit show`).
+//! apart (`--metrics`, `orch-audit show`, `orch-audit report`). Tiers with an endpoint
+//! of their own (`base-url`, `key-env`) are served there, each with its own key, which no
+//! record of the run holds: with a fake `codex`, and with the real Codex CLI acting for
+//! the `openai` backend against scripted servers.
 
 mod support;
 
+use std::time::Duration;
+
+use orch::agent::Usage;
+use support::codex::codex_bin;
+use support::model_server::{
+    ModelServer, Recorded, Reply, Request, chat_text, responses_text, status,
+};
+use support::squad::{route_http, run_bounded};
 use support::{PLANNER_AND_BUILDER_KDL, TestRepo, commit_file, git, read, scripted_codex, text};
 
 /// The body of a `scripted_codex` (whose start records every call and prompt by
@@ -225,4 +236,194 @@ routing "fast-first"
     assert!(leaks.is_empty(), "keys in {leaks:?}");
     let log = read(&repo.root().join(".orch/runs/endpoints/logs/worker.log"));
     assert!(log.contains("[redacted:FASTPASS]"), "{log}");
+}
+
+/// The tiers of `each_tier_is_served_at_its_own_base_url_with_its_own_key_which_no_record_holds`: each at a
+/// scripted server of its own, with a key whose variable does not look secret (so only
+/// its registration as a tier key keeps it out of the records).
+const ENDPOINT_TIERS_KDL: &str = r#"
+tier "fast" backend="openai" model="fast-model" base-url="{fast}/v1" key-env="ORCH_TEST_FAST_CRED"
+tier "strong" backend="openai" model="strong-model" base-url="{strong}/v1" key-env="ORCH_TEST_STRONG_CRED"
+routing "fast-first"
+"#;
+
+const FAST_KEY: &str = "tierfast-7f3a9c21e5d0";
+const STRONG_KEY: &str = "tierstrong-b84d02c6f1a9";
+const MAIN_KEY: &str = "sk-main-run-0a1b2c3d4e5f";
+
+/// The run's own endpoint: the core agents' chat completions; the builder answers the
+/// blueprint.
+fn core_script(req: &Request) -> Reply {
+    match route_http(req) {
+        Some(route) if route.agent == "builder" => chat_text(BLUEPRINT, Usage::default()),
+        Some(route) => chat_text(&format!("{}: planned", route.agent), Usage::default()),
+        None => status(404, None, "not_found_error", "not scripted"),
+    }
+}
+
+/// A tier's endpoint: Codex's Responses requests for the worker, answered with text
+/// that carries the key the request came with (as an error message might).
+fn tier_script(req: &Request) -> Reply {
+    if !req.path.ends_with("/responses") {
+        return status(404, None, "not_found_error", "not scripted");
+    }
+    let key = req
+        .header("authorization")
+        .and_then(|auth| auth.strip_prefix("Bearer "))
+        .unwrap_or("none");
+    let usage = Usage {
+        input_tokens: 100,
+        output_tokens: 10,
+        ..Usage::default()
+    };
+    responses_text("r", &format!("worker: done as {key}"), usage)
+}
+
+fn authorization(r: &Recorded) -> Option<&str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every file under `dir`, with its bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files.extend(files_under(&path));
+        } else if kind.is_file() {
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files
+}
+
+fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tier_is_served_at_its_own_base_url_with_its_own_key_which_no_record_holds() {
+    let Some(codex) = codex_bin() else { return };
+    let main = ModelServer::start(core_script).await;
+    let fast = ModelServer::start(tier_script).await;
+    let strong = ModelServer::start(tier_script).await;
+    let repo = TestRepo::new();
+    let kdl = ENDPOINT_TIERS_KDL
+        .replace("{fast}", &fast.url())
+        .replace("{strong}", &strong.url());
+    commit_file(
+        &repo.root(),
+        "orch.kdl",
+        &format!("{kdl}{PLANNER_AND_BUILDER_KDL}"),
+    );
+    // Codex leaves an empty `.git` in each writable root: keep /tmp out of them.
+    let codex_home = repo.dir.path().join("home/.codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        "[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n",
+    )
+    .unwrap();
+    // Fails once, on the fast tier's work: the worker moves to the strong tier.
+    let mark = repo.dir.path().join("gate-ran");
+    let mut cmd = repo.launch();
+    cmd.args([
+        "--prompt",
+        "Ship it",
+        "--backend",
+        "openai",
+        "--mux",
+        "none",
+    ])
+    .args(["--base-url", &format!("{}/v1", main.url())])
+    .args(["--model", "main-model", "--notify", "none"])
+    .args(["--session", "keyed", "--metrics"])
+    .args([
+        "--gate",
+        "test -e \"$GATE_MARK\" || { touch \"$GATE_MARK\"; exit 1; }",
+    ])
+    .env("ORCH_CODEX_BIN", &codex)
+    .env("GATE_MARK", &mark)
+    .env("OPENAI_API_KEY", MAIN_KEY)
+    .env("ORCH_TEST_FAST_CRED", FAST_KEY)
+    .env("ORCH_TEST_STRONG_CRED", STRONG_KEY);
+    let out = tokio::task::spawn_blocking(move || run_bounded(cmd, Duration::from_secs(240)))
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // The core agents on the run's endpoint, with the run's key.
+    let core = main.requests();
+    assert!(!core.is_empty());
+    for r in &core {
+        let agent = route_http(&r.request()).map(|route| route.agent);
+        assert!(
+            matches!(agent.as_deref(), Some("planner" | "builder")),
+            "{agent:?}"
+        );
+        assert_eq!(
+            authorization(r),
+            Some(format!("Bearer {MAIN_KEY}").as_str())
+        );
+    }
+    // Each tier's turns at its own endpoint, with its own key and model; nothing of one
+    // tier's key reaches another endpoint.
+    for (server, key, model, other) in [
+        (&fast, FAST_KEY, "fast-model", STRONG_KEY),
+        (&strong, STRONG_KEY, "strong-model", FAST_KEY),
+    ] {
+        let requests = server.requests();
+        let turns: Vec<&Recorded> = requests
+            .iter()
+            .filter(|r| r.path == "/v1/responses")
+            .collect();
+        assert!(!turns.is_empty(), "{model}: {requests:#?}");
+        for r in &turns {
+            assert_eq!(r.body["model"], model);
+        }
+        for r in &requests {
+            if let Some(auth) = authorization(r) {
+                assert_eq!(auth, format!("Bearer {key}"), "{model} {}", r.path);
+            }
+            assert!(
+                !r.body.to_string().contains(other),
+                "{model} saw the other key"
+            );
+        }
+        assert!(turns.iter().all(|r| authorization(r).is_some()), "{model}");
+    }
+    for r in &core {
+        let body = r.body.to_string();
+        assert!(!body.contains(FAST_KEY) && !body.contains(STRONG_KEY));
+    }
+    let taken_over = strong
+        .requests()
+        .iter()
+        .any(|r| r.request().last_user_text().contains("You take over"));
+    assert!(taken_over, "the strong tier was not told it takes over");
+
+    // The answers quoted each key, yet no record of the run holds one.
+    for (path, bytes) in files_under(&repo.root().join(".orch")) {
+        for key in [FAST_KEY, STRONG_KEY] {
+            assert!(!holds(&bytes, key), "{} holds a tier key", path.display());
+        }
+    }
+    let log = read(&repo.root().join(".orch/runs/keyed/logs/worker.log"));
+    assert!(log.contains("[redacted:ORCH_TEST_FAST_CRED]"), "{log}");
+    for key in [FAST_KEY, STRONG_KEY] {
+        assert!(!stderr.contains(key) && !text(&out.stdout).contains(key));
+    }
+    // Each tier's turns are its own, on the tier's backend instance.
+    let show = repo.audit(&["show", "keyed"]);
+    assert!(
+        show.contains("tier fast ") && show.contains("tier strong "),
+        "{show}"
+    );
+    // The agent's backend is the tier's; its endpoint is not part of its name.
+    assert!(show.contains("openai"), "{show}");
 }

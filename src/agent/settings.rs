@@ -163,8 +163,9 @@ impl BackendSettings {
             if let Some(url) = base_url {
                 http.base_url = url.to_owned();
             }
-            if let Some(key) = key {
-                http.api_key = Some(key.to_owned());
+            // The run's own key is never sent to a tier's other base URL.
+            if key.is_some() || base_url.is_some() {
+                http.api_key = key.map(str::to_owned);
             }
             return settings;
         }
@@ -196,16 +197,25 @@ impl BackendSettings {
             "claude" => (
                 &mut settings.claude,
                 &["ANTHROPIC_BASE_URL"],
-                &["ANTHROPIC_API_KEY"],
+                &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"],
             ),
             "gemini" => (
                 &mut settings.gemini,
                 &["GOOGLE_GEMINI_BASE_URL"],
-                &["GEMINI_API_KEY"],
+                &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
             ),
             _ => return settings,
         };
-        for (vars, value) in [(url_vars, base_url), (key_vars, key)] {
+        if base_url.is_some() || key.is_some() {
+            // The run's own key is never sent to a tier's other base URL: the CLI's key
+            // variables are the tier's, or none.
+            settings
+                .env
+                .retain(|(k, _)| !key_vars.iter().any(|v| k == v));
+            cli.extra_env
+                .retain(|(k, _)| !key_vars.iter().any(|v| k == v));
+        }
+        for (vars, value) in [(url_vars, base_url), (&key_vars[..1], key)] {
             let Some(value) = value else { continue };
             for var in vars {
                 cli.extra_env.retain(|(k, _)| k != var);
@@ -253,5 +263,25 @@ mod endpoint_tests {
         assert!(key_only.codex.extra_args.is_empty());
         let gemini = base.with_endpoint("gemini", None, Some("k-3"));
         assert_eq!(gemini.gemini.extra_env.len(), 1);
+        // Another base URL without a key of its own gets no key, not the run's.
+        let run = BackendSettings {
+            env: vec![
+                ("ANTHROPIC_API_KEY".into(), "run-key".into()),
+                ("PATH".into(), "/bin".into()),
+            ],
+            openai: HttpSettings {
+                api_key: Some("run-key".into()),
+                ..HttpSettings::default()
+            },
+            ..BackendSettings::default()
+        };
+        let claude = run.with_endpoint("claude", Some("http://127.0.0.1:9"), None);
+        assert_eq!(claude.env, [("PATH".into(), "/bin".into())]);
+        assert_eq!(
+            claude.claude.extra_env,
+            [("ANTHROPIC_BASE_URL".into(), "http://127.0.0.1:9".into())]
+        );
+        let openai = run.with_endpoint("openai", Some("http://127.0.0.1:9/v1"), None);
+        assert_eq!(openai.openai.api_key, None);
     }
 }

@@ -233,7 +233,8 @@ fn tiers_table(h: &mut String, r: &RunReport) {
             t.turns,
             t.input_tokens,
             t.output_tokens,
-            t.cost_usd.map_or_else(|| "–".to_owned(), |c| format!("${c:.4}")),
+            t.cost_usd
+                .map_or_else(|| "–".to_owned(), |c| format!("${c:.4}")),
         );
     }
     h.push_str("</tbody></table>\n");

@@ -139,7 +139,9 @@ pub fn changes(git: &Git, base: &str, head: &str) -> Result<Changes, WorkspaceEr
             base: base.to_owned(),
             head: head.to_owned(),
             patch: patch.join().map_err(|_| joined("read the patch of"))??,
-            commits: commits.join().map_err(|_| joined("read the commits of"))??,
+            commits: commits
+                .join()
+                .map_err(|_| joined("read the commits of"))??,
             diffstat: stat.join().map_err(|_| joined("read the diffstat of"))??,
             files: files?,
         })
