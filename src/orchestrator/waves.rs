@@ -93,6 +93,24 @@ impl GroupRun {
         if let Some(backlog) = state.config.features.clone() {
             // The backlog is the plan: its features run as the first wave, no core agents.
             group.core_logs.clear();
+            let others: Vec<&str> = state
+                .config
+                .agents
+                .groups
+                .iter()
+                .skip(1)
+                .map(|g| g.name.as_str())
+                .collect();
+            if !others.is_empty() {
+                fx.push(notice(
+                    NoticeLevel::Warning,
+                    format!(
+                        "--features runs the backlog in group `{}` (its gates, reviewers and tiers); group(s) {} do not run",
+                        group.spec.name,
+                        others.join(", ")
+                    ),
+                ));
+            }
             fx.push(notice(
                 NoticeLevel::Info,
                 format!(
