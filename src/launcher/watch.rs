@@ -3,12 +3,14 @@
 //! checks against the gates and reviews it started with (they are in its
 //! `run_started` event), and says so when the file changes under it.
 //!
-//! Each is watched through the `notify` crate (inotify on Linux) on its directory, so a
-//! save by rename is seen too, and looked at every 2 s anyway (every 250 ms where no
-//! watch can be made). A reported change is read after a quiet moment (size and time
-//! first, the text only when those moved); a new text counts once it is the same on two
-//! reads in a row, so an editor's save is over. Owns that watching and what each change
-//! tells the run.
+//! The files a user edits to steer the run (the task file, the features file) are
+//! watched through the `notify` crate (inotify on Linux) on their directory, so a save by
+//! rename is seen too, and looked at every 2 s anyway (every 250 ms where no watch can be
+//! made). `orch.kdl`, whose edits only get named, is looked at every 250 ms: a watcher
+//! thread and its buffers cost about 1 MB of memory, which every run would pay. A change
+//! is read after a quiet moment (size and time first, the text only when those moved); a
+//! new text counts once it is the same on two reads in a row, so an editor's save is
+//! over. Owns that watching and what each change tells the run.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -79,8 +81,10 @@ fn watch_changes(
 }
 
 impl Settled {
-    fn new(path: PathBuf, known: String) -> Self {
-        let changes = watch_changes(&path);
+    /// `notify`: be woken by the file system's change events (a watcher thread and its
+    /// buffers; worth it for the files a user edits to steer the run).
+    fn new(path: PathBuf, known: String, notify: bool) -> Self {
+        let changes = if notify { watch_changes(&path) } else { None };
         let every = if changes.is_some() {
             POLL_WATCHED
         } else {
@@ -184,7 +188,7 @@ async fn warn(bus: &EventBus, message: String) {
 /// Watches the task file: each settled new text goes to the dispatcher (a revision).
 /// An empty or unreadable file keeps the task as it was, said once per spell.
 pub async fn task_file(path: PathBuf, known: String, link: RunLink, bus: EventBus) {
-    let mut file = Settled::new(path, known);
+    let mut file = Settled::new(path, known, true);
     loop {
         let read = |path: &Path| match read_task_file(path) {
             Ok(text) if text.trim().is_empty() => {
@@ -210,7 +214,7 @@ pub async fn task_file(path: PathBuf, known: String, link: RunLink, bus: EventBu
 /// reviews is named in the timeline, and the run keeps the ones it started with.
 pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
     let known = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut file = Settled::new(path.clone(), known);
+    let mut file = Settled::new(path.clone(), known, false);
     let first = contract(&started);
     let mut said = first.clone();
     loop {
@@ -260,7 +264,7 @@ pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
 /// not part of that (orch writes them itself without isolation).
 pub async fn features_file(backlog: crate::config::features::Backlog, bus: EventBus) {
     let path = backlog.file.clone();
-    let mut file = Settled::new(path.clone(), backlog.text.clone());
+    let mut file = Settled::new(path.clone(), backlog.text.clone(), true);
     let first = feature_contract(&backlog.features);
     let mut said = first.clone();
     loop {
