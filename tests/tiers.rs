@@ -12,7 +12,7 @@ mod support;
 use std::time::Duration;
 
 use orch::agent::Usage;
-use support::codex::codex_bin;
+use support::codex::{codex_bin, keep_tmp_out_of_codex_sandbox};
 use support::model_server::{
     ModelServer, Recorded, Reply, Request, chat_text, responses_text, status,
 };
@@ -320,14 +320,7 @@ async fn each_tier_is_served_at_its_own_base_url_with_its_own_key_which_no_recor
         "orch.kdl",
         &format!("{kdl}{PLANNER_AND_BUILDER_KDL}"),
     );
-    // Codex leaves an empty `.git` in each writable root: keep /tmp out of them.
-    let codex_home = repo.dir.path().join("home/.codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        "[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n",
-    )
-    .unwrap();
+    keep_tmp_out_of_codex_sandbox(&repo.dir.path().join("home/.codex"));
     // Fails once, on the fast tier's work: the worker moves to the strong tier.
     let mark = repo.dir.path().join("gate-ran");
     let mut cmd = repo.launch();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::claude_cli::claude_bin;
-use crate::support::codex::{codex_bin, git_repo, shell_call};
+use crate::support::codex::{codex_bin, git_repo, keep_tmp_out_of_codex_sandbox, shell_call};
 use crate::support::model_server::{
     ModelServer, Recorded, Request, anthropic_text, anthropic_tool_use, chat_text, responses_text,
     status,
@@ -206,14 +206,7 @@ async fn openai_agents_that_change_files_act_through_codex() {
     let server = ModelServer::start(openai_script).await;
     let repo = TestRepo::new();
     git_repo(&repo.root());
-    // Codex leaves an empty `.git` in each writable root: keep /tmp out of them.
-    let codex_home = repo.dir.path().join("home/.codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        "[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n",
-    )
-    .unwrap();
+    keep_tmp_out_of_codex_sandbox(&repo.dir.path().join("home/.codex"));
     let mut cmd = repo.launch();
     cmd.args([
         "--prompt",

@@ -51,6 +51,17 @@ pub fn write_codex_config(codex_home: &Path, server: &ModelServer) {
     std::fs::write(codex_home.join("config.toml"), config).unwrap();
 }
 
+/// A `config.toml` in `codex_home` (`$HOME/.codex` of a run's agents) that keeps /tmp
+/// out of the sandbox's writable roots: Codex leaves an empty `.git` in each of them.
+pub fn keep_tmp_out_of_codex_sandbox(codex_home: &Path) {
+    std::fs::create_dir_all(codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        "[sandbox_workspace_write]\nexclude_slash_tmp = true\nexclude_tmpdir_env_var = true\n",
+    )
+    .unwrap();
+}
+
 /// A private CODEX_HOME/HOME/XDG tree pointing Codex at `server`, and the env for it.
 pub fn codex_env(root: &Path, server: &ModelServer) -> Vec<(OsString, OsString)> {
     let codex_home = root.join("codex-home");
