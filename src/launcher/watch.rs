@@ -12,7 +12,7 @@
 //! new text counts once it is the same on two reads in a row, so an editor's save is
 //! over. Owns that watching and what each change tells the run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -210,35 +210,57 @@ pub async fn task_file(path: PathBuf, known: String, link: RunLink, bus: EventBu
     }
 }
 
-/// Watches the agents file the run started from: an edit that changes its gates or
-/// reviews is named in the timeline, and the run keeps the ones it started with.
-pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
-    let known = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut file = Settled::new(path.clone(), known, false);
-    let first = contract(&started);
+/// The loop of a file whose edits a run names but does not follow: each settled new
+/// text is read (`read`: its path and text) into what the run checks against; a change
+/// from what was last said is named (`describe`: the text of the notice, from what the
+/// run started with and what the file now says). A text that no longer reads is said,
+/// and the run goes on with `kept`, as it started.
+async fn name_changes<C: PartialEq + Clone>(
+    mut file: Settled,
+    bus: &EventBus,
+    first: C,
+    kept: &str,
+    read: impl Fn(&Path, &str) -> Result<C, String>,
+    describe: impl Fn(&C, &C) -> String,
+) {
+    let path = file.path.clone();
     let mut said = first.clone();
     loop {
-        let read = |path: &Path| std::fs::read_to_string(path).map_err(|err| err.to_string());
-        if file.next(read).await.is_err() {
+        let text = |path: &Path| std::fs::read_to_string(path).map_err(|err| err.to_string());
+        let Ok(text) = file.next(text).await else {
             continue; // an editor between delete and write; nothing applies anyway
-        }
-        let now = match read_agents_file(&path) {
-            Ok(config) => contract(&config),
+        };
+        let now = match read(&path, &text) {
+            Ok(now) => now,
             Err(err) => {
-                warn(&bus, format!(
-                    "{} changed and no longer reads ({err}); this run goes on with the agents, gates and reviews it started with",
+                warn(bus, format!(
+                    "{} changed and no longer reads ({err}); this run goes on with {kept} it started with",
                     path.display()
                 ))
                 .await;
                 continue;
             }
         };
-        if now == said {
-            continue;
+        if now != said {
+            warn(bus, describe(&first, &now)).await;
+            said = now;
         }
-        let removed: Vec<&String> = first.difference(&now).collect();
-        let added: Vec<&String> = now.difference(&first).collect();
-        said = now.clone();
+    }
+}
+
+/// Watches the agents file the run started from: an edit that changes its gates or
+/// reviews is named in the timeline, and the run keeps the ones it started with.
+pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
+    let known = std::fs::read_to_string(&path).unwrap_or_default();
+    let file = Settled::new(path.clone(), known, false);
+    let read = |path: &Path, _: &str| {
+        read_agents_file(path)
+            .map(|config| contract(&config))
+            .map_err(|err| err.to_string())
+    };
+    let describe = |first: &BTreeSet<String>, now: &BTreeSet<String>| {
+        let removed: Vec<&String> = first.difference(now).collect();
+        let added: Vec<&String> = now.difference(first).collect();
         let mut parts = Vec::new();
         if !removed.is_empty() {
             parts.push(format!("no longer {}", list(&removed)));
@@ -249,13 +271,22 @@ pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
         if parts.is_empty() {
             parts.push("back to what the run started with".into());
         }
-        warn(&bus, format!(
+        format!(
             "{} changed while the run goes on: its checks say {}. This run keeps checking against the gates and reviews it started with (its `run_started` event holds them); the next run takes the new ones",
             path.display(),
             parts.join("; ")
-        ))
-        .await;
-    }
+        )
+    };
+    let first = contract(&started);
+    name_changes(
+        file,
+        &bus,
+        first,
+        "the agents, gates and reviews",
+        read,
+        describe,
+    )
+    .await;
 }
 
 /// Watches the features file (`--features`): an edit of what a feature asks (its name,
@@ -264,29 +295,10 @@ pub async fn agents_file(path: PathBuf, started: AgentsConfig, bus: EventBus) {
 /// not part of that (orch writes them itself without isolation).
 pub async fn features_file(backlog: crate::config::features::Backlog, bus: EventBus) {
     let path = backlog.file.clone();
-    let mut file = Settled::new(path.clone(), backlog.text.clone(), true);
-    let first = feature_contract(&backlog.features);
-    let mut said = first.clone();
-    loop {
-        let read = |path: &Path| std::fs::read_to_string(path).map_err(|err| err.to_string());
-        let Ok(text) = file.next(read).await else {
-            continue;
-        };
-        let now = match crate::config::features::parse(&text) {
-            Ok(features) => feature_contract(&features),
-            Err(err) => {
-                warn(&bus, format!(
-                    "{} changed and no longer reads ({err}); this run goes on with the features it started with",
-                    path.display()
-                ))
-                .await;
-                continue;
-            }
-        };
-        if now == said {
-            continue;
-        }
-        said = now.clone();
+    let file = Settled::new(path.clone(), backlog.text.clone(), true);
+    let read =
+        |_: &Path, text: &str| crate::config::features::parse(text).map(|f| feature_contract(&f));
+    let describe = |first: &BTreeMap<String, String>, now: &BTreeMap<String, String>| {
         let changed: Vec<&String> = first
             .iter()
             .filter(|(id, text)| now.get(*id).is_some_and(|t| t != *text))
@@ -303,19 +315,18 @@ pub async fn features_file(backlog: crate::config::features::Backlog, bus: Event
         if parts.is_empty() {
             parts.push("back to what the run started with".into());
         }
-        warn(&bus, format!(
+        format!(
             "{} changed while the run goes on: features {}. This run keeps the features and steps it started with (its `run_started` event holds them); the next run takes the new ones",
             path.display(),
             parts.join("; ")
-        ))
-        .await;
-    }
+        )
+    };
+    let first = feature_contract(&backlog.features);
+    name_changes(file, &bus, first, "the features", read, describe).await;
 }
 
 /// What a run was asked for each feature, by id: all but its status and attempts.
-fn feature_contract(
-    features: &[crate::config::features::Feature],
-) -> std::collections::BTreeMap<String, String> {
+fn feature_contract(features: &[crate::config::features::Feature]) -> BTreeMap<String, String> {
     features
         .iter()
         .map(|f| {
