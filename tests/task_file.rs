@@ -14,36 +14,37 @@ use support::{TestRepo, read, text, wait_for};
 const FIRST: &str = "Build a small CLI that greets people.\n";
 const SECOND: &str = "Build a small CLI that greets people.\nAlso add rate limiting.\n";
 
+/// `launch --task-file TASK` on the demo backend as session `steered`, not yet started.
+fn steered(repo: &TestRepo, task: &std::path::Path, scenario: &str) -> std::process::Command {
+    let mut cmd = repo.launch();
+    cmd.arg("--task-file")
+        .arg(task)
+        .args(["--backend", "demo", "--mux", "none", "--notify", "none"])
+        .args(["--session", "steered", "--demo-scenario", scenario]);
+    cmd
+}
+
+/// Waits until run `steered` schedules its dynamic wave; its timeline's path.
+fn until_the_dynamic_wave(repo: &TestRepo) -> std::path::PathBuf {
+    let timeline = repo.root().join(".orch/runs/steered/logs/timeline.log");
+    wait_for("the dynamic wave", Duration::from_secs(120), || {
+        read(&timeline).contains("kind=dynamic")
+    });
+    timeline
+}
+
 #[test]
 fn an_edited_task_file_is_a_revision_and_the_next_wave_is_planned_with_it() {
     let repo = TestRepo::new();
     // Outside the repository: the user's tree stays as it is.
     let task = repo.dir.path().join("task.md");
     std::fs::write(&task, FIRST).unwrap();
-    let run = repo
-        .launch()
-        .args(["--task-file"])
-        .arg(&task)
-        .args([
-            "--backend",
-            "demo",
-            "--mux",
-            "none",
-            "--notify",
-            "none",
-            "--session",
-            "steered",
-            "--demo-scenario",
-            "delay=500",
-        ])
+    let run = steered(&repo, &task, "delay=500")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let timeline = repo.root().join(".orch/runs/steered/logs/timeline.log");
-    wait_for("the dynamic wave", Duration::from_secs(120), || {
-        read(&timeline).contains("kind=dynamic")
-    });
+    let timeline = until_the_dynamic_wave(&repo);
     std::fs::write(&task, SECOND).unwrap();
     let out = run.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -111,20 +112,12 @@ fn a_resumed_run_numbers_its_revisions_after_the_stored_ones_and_sees_an_edit_ma
     let repo = TestRepo::new();
     let task = repo.dir.path().join("task.md");
     std::fs::write(&task, FIRST).unwrap();
-    let mut run = repo
-        .launch()
-        .args(["--task-file"])
-        .arg(&task)
-        .args(["--backend", "demo", "--mux", "none", "--notify", "none"])
-        .args(["--session", "steered", "--demo-scenario", "delay=800"])
+    let mut run = steered(&repo, &task, "delay=800")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let timeline = repo.root().join(".orch/runs/steered/logs/timeline.log");
-    wait_for("the dynamic wave", Duration::from_secs(120), || {
-        read(&timeline).contains("kind=dynamic")
-    });
+    let timeline = until_the_dynamic_wave(&repo);
     std::fs::write(&task, SECOND).unwrap();
     wait_for("the first revision", Duration::from_secs(60), || {
         read(&timeline).contains("task_revised #1")
