@@ -15,7 +15,8 @@ use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::review::WorkForReview;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 use crate::workspace::{
-    AgentWorktree, CommitInfo, CommitOutcome, MergeMode, MergeOutcome, Workspace, WorkspaceError,
+    AgentWorktree, Changes, CommitInfo, CommitOutcome, Committed, MergeMode, MergeOutcome,
+    Workspace, WorkspaceError,
 };
 
 /// The run's workspace and its merge queue (a fair lock: agents merge in the order
@@ -108,10 +109,14 @@ impl Isolation {
         let (workspace, mode, mut wt) = (self.workspace.clone(), self.mode, worktree.clone());
         let lock = self.git.clone();
         // The caller holds the merge queue, the only mover of the run branch; of this
-        // step only the listing of every worktree must not run beside a `git worktree
-        // add`. The rebase and the update of the run branch run beside agents' set-ups.
+        // step only the listing of every worktree by git (when their files cannot be
+        // read directly) must not run beside a `git worktree add`. The rebase and the
+        // update of the run branch run beside agents' set-ups.
         let (outcome, wt) = blocking(move || {
             let check_out = || {
+                if let Some(checked) = workspace.run_branch_checked_out_on_disk() {
+                    return checked;
+                }
                 let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
                 workspace.check_run_branch_not_checked_out()
             };
@@ -250,8 +255,9 @@ impl RunContext {
         self.store_verified().await?;
         let id = conversation.id.clone();
         self.link.progress(&id, AgentLifecycle::Merging);
-        let outcome = commit(isolation, &worktree, conversation, answer).await?;
-        if !outcome.is_changed() {
+        let committed = commit_work(isolation, &worktree, conversation, answer).await?;
+        let base = worktree.base.clone();
+        if committed.head == base {
             self.notice(
                 NoticeLevel::Info,
                 format!("`{id}` changed no file: nothing to merge"),
@@ -259,7 +265,37 @@ impl RunContext {
             .await;
             return Ok(false);
         }
-        let changes = outcome.changes;
+        // What the agent changed is read while its work goes through the merge queue
+        // (both only read the commits they are given), and stored before the merge is.
+        let workspace = isolation.workspace.clone();
+        let head = committed.head.clone();
+        let reading = tokio::task::spawn_blocking(move || {
+            workspace.changes_between(&base, &head)
+        });
+        let read = |joined: Result<Result<Changes, WorkspaceError>, tokio::task::JoinError>| {
+            joined
+                .map_err(|err| format!("a git step ended abnormally: {err}"))
+                .and_then(|read| read.map_err(|err| err.to_string()))
+                .map_err(|err| {
+                    TurnError::Failed(format!("failed to read the work of `{id}`: {err}"))
+                })
+        };
+        // The merge queue: one agent at a time, in the order they got here.
+        let _turn = isolation.queue.lock().await;
+        let merged = isolation
+            .merge_step(&mut worktree, MergeStep::Integrate, &id)
+            .await;
+        let changes = read(reading.await)?;
+        if changes.commits.is_empty() {
+            // Its branch went back to (or behind) its base: nothing of it to keep.
+            self.notice(
+                NoticeLevel::Info,
+                format!("`{id}` changed no file: nothing to merge"),
+            )
+            .await;
+            conversation.worktree = Some(worktree);
+            return merged.map(|_| false);
+        }
         self.bus
             .publish(OrchEventKind::ChangesCommitted(Box::new(AgentChanges {
                 agent: id.clone(),
@@ -272,11 +308,7 @@ impl RunContext {
                 patch: String::from_utf8_lossy(&changes.patch).into_owned(),
             })))
             .await;
-        // The merge queue: one agent at a time, in the order they got here.
-        let _turn = isolation.queue.lock().await;
-        let outcome = isolation
-            .merge_step(&mut worktree, MergeStep::Integrate, &id)
-            .await?;
+        let outcome = merged?;
         let outcome = match outcome {
             MergeOutcome::Conflict {
                 paths, other_side, ..
@@ -390,18 +422,41 @@ async fn commit(
     conversation: &Conversation,
     answer: &str,
 ) -> Result<CommitOutcome, TurnError> {
-    let workspace = isolation.workspace.clone();
-    let (wt, info) = (
+    let (workspace, wt, info) = commit_args(isolation, worktree, conversation, answer);
+    let id = conversation.id.clone();
+    blocking(move || workspace.commit_agent(&wt, &info))
+        .await
+        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))
+}
+
+/// `commit` without reading what changed.
+async fn commit_work(
+    isolation: &Isolation,
+    worktree: &AgentWorktree,
+    conversation: &Conversation,
+    answer: &str,
+) -> Result<Committed, TurnError> {
+    let (workspace, wt, info) = commit_args(isolation, worktree, conversation, answer);
+    let id = conversation.id.clone();
+    blocking(move || workspace.commit_work(&wt, &info))
+        .await
+        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))
+}
+
+fn commit_args(
+    isolation: &Isolation,
+    worktree: &AgentWorktree,
+    conversation: &Conversation,
+    answer: &str,
+) -> (Workspace, AgentWorktree, CommitInfo) {
+    (
+        isolation.workspace.clone(),
         worktree.clone(),
         CommitInfo {
             role: conversation.role.clone(),
             summary: answer.to_owned(),
         },
-    );
-    let id = conversation.id.clone();
-    blocking(move || workspace.commit_agent(&wt, &info))
-        .await
-        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))
+    )
 }
 
 /// The one turn an agent gets to resolve a conflict with the run branch.

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::workspace::base::Workspace;
-use crate::workspace::diff::Changes;
+use crate::workspace::diff::{Changes, changes};
 use crate::workspace::error::WorkspaceError;
 use crate::workspace::git::{Git, split_z};
 use crate::workspace::worktree::AgentWorktree;
@@ -36,6 +36,15 @@ impl CommitOutcome {
     pub fn is_changed(&self) -> bool {
         !self.changes.commits.is_empty()
     }
+}
+
+/// An agent's branch after `commit_work`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The commit orch made, if any.
+    pub orch_commit: Option<String>,
+    /// The branch's tip.
+    pub head: String,
 }
 
 const MAX_SUMMARY: usize = 4000;
@@ -84,17 +93,17 @@ pub(crate) fn has_staged(git: &Git) -> Result<bool, WorkspaceError> {
 }
 
 impl Workspace {
-    /// Commits what agent `worktree.agent` changed and reports its commits since its
-    /// base. An agent that changed nothing gets no commit.
-    pub fn commit_agent(
+    /// Commits what agent `worktree.agent` changed (nothing when it changed nothing)
+    /// and says where its branch is; `commit_agent` also reads what changed.
+    pub fn commit_work(
         &self,
         worktree: &AgentWorktree,
         info: &CommitInfo,
-    ) -> Result<CommitOutcome, WorkspaceError> {
+    ) -> Result<Committed, WorkspaceError> {
         let branch = worktree.writable_branch()?.to_owned();
         let git = worktree.git(self);
         stage_all(&git, worktree)?;
-        let orch_commit = if has_staged(&git)? {
+        let committed = if has_staged(&git)? {
             let text = message(&worktree.agent, &info.role, self.session(), &info.summary);
             git.cmd([
                 "commit",
@@ -106,37 +115,57 @@ impl Workspace {
             ])
             .stdin(text.into_bytes())
             .run()?;
-            Some(git.run(["rev-parse", "HEAD"])?)
+            true
         } else {
-            None
+            false
         };
-        self.bring_branch_to_head(worktree, &git, &branch)?;
+        // Where HEAD is and what it is on, in one command.
+        let found = git.run(["rev-parse", "HEAD", "--symbolic-full-name", "HEAD"])?;
+        let mut lines = found.lines();
+        let head = lines.next().unwrap_or_default().trim().to_owned();
+        let on = lines.next().unwrap_or_default().trim().to_owned();
+        let head = self.bring_branch_to_head(worktree, &git, &branch, head, &on)?;
+        Ok(Committed {
+            orch_commit: committed.then(|| head.clone()),
+            head,
+        })
+    }
+
+    /// Commits what agent `worktree.agent` changed and reports its commits since its
+    /// base. An agent that changed nothing gets no commit.
+    pub fn commit_agent(
+        &self,
+        worktree: &AgentWorktree,
+        info: &CommitInfo,
+    ) -> Result<CommitOutcome, WorkspaceError> {
+        let committed = self.commit_work(worktree, info)?;
         Ok(CommitOutcome {
-            orch_commit,
-            changes: self.agent_changes(worktree)?,
+            orch_commit: committed.orch_commit,
+            changes: changes(&self.git, &worktree.base, &committed.head)?,
         })
     }
 
     /// An agent that checked out another branch or detached `HEAD` and committed
-    /// there: its branch is fast-forwarded to that work and checked out again.
+    /// there: its branch is fast-forwarded to that work and checked out again. `head`
+    /// is HEAD's commit and `on` its full ref name (`HEAD` when detached). Returns the
+    /// branch's tip.
     fn bring_branch_to_head(
         &self,
         worktree: &AgentWorktree,
         git: &Git,
         branch: &str,
-    ) -> Result<(), WorkspaceError> {
+        head: String,
+        on: &str,
+    ) -> Result<String, WorkspaceError> {
         let refname = format!("refs/heads/{branch}");
-        let on = git.cmd(["symbolic-ref", "--quiet", "HEAD"]).output()?;
-        let current = String::from_utf8_lossy(&on.stdout).trim().to_owned();
-        if on.status.success() && current == refname {
-            return Ok(());
+        if on == refname {
+            return Ok(head);
         }
-        let head = git.run(["rev-parse", "HEAD"])?;
         let tip = git.run(["rev-parse", &refname])?;
-        let found = if current.is_empty() {
+        let found = if on == "HEAD" || on.is_empty() {
             format!("a detached HEAD at {}", &head[..head.len().min(10)])
         } else {
-            format!("`{}`", current.trim_start_matches("refs/heads/"))
+            format!("`{}`", on.trim_start_matches("refs/heads/"))
         };
         if !git.is_ancestor(&tip, &head)? {
             return Err(WorkspaceError::AgentLeftBranch {
@@ -155,7 +184,8 @@ impl Workspace {
                 worktree.agent
             ),
         )?;
-        git.run(["checkout", "--quiet", branch]).map(drop)
+        git.run(["checkout", "--quiet", branch])?;
+        Ok(head)
     }
 }
 

@@ -155,6 +155,11 @@ impl Workspace {
         changes(&self.git, &self.base.commit, &tip)
     }
 
+    /// Everything between two commits of the repository.
+    pub fn changes_between(&self, base: &str, head: &str) -> Result<Changes, WorkspaceError> {
+        changes(&self.git, base, head)
+    }
+
     /// What one agent changed: its base to its branch's tip (committed work only; call
     /// `commit_agent` first).
     pub fn agent_changes(&self, worktree: &AgentWorktree) -> Result<Changes, WorkspaceError> {

@@ -26,7 +26,7 @@ pub use base::{
     BaseChoice, RunBase, UserTree, Workspace, repo_root, run_branch_name, session_worktrees_dir,
 };
 pub use clean::{CleanForce, CleanReport, CleanScope, clean};
-pub use commit::{CommitInfo, CommitOutcome};
+pub use commit::{CommitInfo, CommitOutcome, Committed};
 pub use diff::{ChangedFile, Changes, CommitSummary};
 pub use error::WorkspaceError;
 pub use merge::{ConflictState, MergeMode, MergeOutcome};
