@@ -317,3 +317,117 @@ group "work" {
     );
     assert_eq!(user_side(&root), before);
 }
+
+/// A `codex` for the made-ahead test: `slow` and `failing` take a second; `failing`
+/// then fails; every agent notes which files its worktree had when it started.
+const AHEAD_CODEX: &str = r#"#!/bin/sh
+prompt=$(cat)
+agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
+ls > "seen-by-$agent.txt"
+case "$agent" in
+  slow|failing) sleep 1 ;;
+esac
+[ "$agent" = failing ] && exit 4
+echo "work of $agent" > "$agent.txt"
+echo '{"type":"thread.started","thread_id":"t-1"}'
+echo '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"done"}}'
+echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'
+"#;
+
+#[test]
+fn a_dependants_worktree_is_made_while_its_parent_works_and_one_never_started_is_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new();
+    let root = repo.root();
+    std::fs::write(
+        root.join("orch.kdl"),
+        r#"
+permissions "edit"
+group "work" {
+    agent "slow" {
+        role "Slow"
+        plan-prompt "Work."
+        follow-up-enabled #false
+    }
+    agent "after" {
+        role "After"
+        plan-prompt "Work."
+        follow-up-enabled #false
+        depends-on "slow"
+    }
+    agent "failing" {
+        role "Failing"
+        plan-prompt "Work."
+        follow-up-enabled #false
+    }
+    agent "blocked" {
+        role "Blocked"
+        plan-prompt "Work."
+        follow-up-enabled #false
+        depends-on "failing"
+    }
+}
+"#,
+    )
+    .unwrap();
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, AHEAD_CODEX).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = user_side(&root);
+    let out = repo
+        .launch()
+        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
+        .env("ORCH_CODEX_BIN", &codex)
+        .output()
+        .expect("run launch");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "`failing` failed: {stderr}");
+    let session = session(&repo);
+    let worktrees = root.join(".orch/worktrees").join(&session);
+    // `after`'s worktree was made while `slow` worked, at the tip of that moment, and
+    // moved to the tip with `slow`'s work when it started.
+    let branch = format!("orch-agent/{session}/after");
+    let reflog = git(&root, &["reflog", "show", "--format=%gs", &branch]);
+    let mut steps = reflog.lines().rev();
+    let created = steps.next().expect("created");
+    let base = git(&root, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        created,
+        format!("branch: Created from {}", base.trim()),
+        "{reflog}"
+    );
+    let slow_tip = git(
+        &root,
+        &[
+            "log",
+            "-1",
+            "--format=%H",
+            "--grep=orch: slow (",
+            &format!("orch/{session}"),
+        ],
+    );
+    assert!(
+        reflog.contains(&format!("reset: moving to {}", slow_tip.trim())),
+        "{reflog}"
+    );
+    let seen = std::fs::read_to_string(worktrees.join("after/seen-by-after.txt")).unwrap();
+    assert!(
+        seen.contains("slow.txt"),
+        "its parent's work was there: {seen}"
+    );
+    assert_eq!(
+        git(&root, &["show", &format!("orch/{session}:after.txt")]),
+        "work of after\n"
+    );
+    // `blocked` never started: the worktree made for it, and its branch, are gone.
+    assert!(!worktrees.join("blocked").exists());
+    assert!(!worktrees.join(".meta/agents/blocked.json").exists());
+    assert_eq!(
+        git(
+            &root,
+            &["branch", "--list", &format!("orch-agent/{session}/blocked")]
+        ),
+        ""
+    );
+    assert_eq!(user_side(&root), before);
+}

@@ -298,6 +298,10 @@ fn launch_clean_refuses_unsaved_work_then_removes_only_orch_leftovers() {
         },
     )
     .unwrap();
+    // A worktree made ahead for an agent that never started, its files never checked
+    // out (the run was killed): nothing of an agent is there to lose.
+    let ahead = ws.begin_worktree("ahead", true).unwrap();
+    assert!(ahead.staged);
     std::fs::create_dir_all(repo.root.join(".orch/runs/run-c/logs")).unwrap();
     write(&repo.root, ".orch/runs/run-c/logs/timeline.log", "kept\n");
     write(&repo.root, "notes.txt", "untracked\n");
@@ -317,6 +321,10 @@ fn launch_clean_refuses_unsaved_work_then_removes_only_orch_leftovers() {
         stderr.contains(
             "branch orch-agent/run-c/unmerged has 1 commit(s) not merged into orch/run-c"
         ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&ahead.path.display().to_string()),
         "{stderr}"
     );
     assert!(dirty.path.join("half.txt").exists(), "nothing removed");

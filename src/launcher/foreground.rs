@@ -373,7 +373,17 @@ pub async fn run_in_foreground(
         )));
     }
     let ctx = Arc::new(ctx);
-    let mut report = dispatch(ctx, inbox).await;
+    let mut report = dispatch(ctx.clone(), inbox).await;
+    if let Some(isolation) = &ctx.isolation {
+        for problem in isolation.discard_staged().await {
+            bus.publish(crate::events::OrchEventKind::Notice {
+                level: NoticeLevel::Warning,
+                message: problem,
+            })
+            .await;
+        }
+    }
+    drop(ctx);
     failure_task.abort();
     for watch in watches {
         watch.abort();

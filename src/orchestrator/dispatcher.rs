@@ -241,8 +241,16 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                 Effect::Say(text) => eprintln!("{text}"),
                 Effect::Launch(job) => {
                     let agent = job.conversation.id.clone();
+                    if let Some(isolation) = &ctx.isolation {
+                        isolation.starting(&agent);
+                    }
                     let handle = tasks.spawn(run_agent(ctx.clone(), *job));
                     task_agents.insert(handle.id(), agent);
+                }
+                Effect::Stage(agent) => {
+                    if let Some(making) = ctx.isolation.as_ref().and_then(|i| i.stage(&agent)) {
+                        tokio::spawn(making);
+                    }
                 }
                 Effect::Grant(agent) => {
                     // A dropped receiver means the agent's task ended; its end (or panic)
@@ -267,10 +275,16 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => match joined {
                 Ok((id, result)) => {
                     task_agents.remove(&id);
+                    if let Some(isolation) = &ctx.isolation {
+                        isolation.set_up(&result.id);
+                    }
                     Input::AgentEnded(Box::new(result))
                 }
                 Err(error) => {
                     let agent = task_agents.remove(&error.id()).unwrap_or_default();
+                    if let Some(isolation) = &ctx.isolation {
+                        isolation.set_up(&agent);
+                    }
                     grants.remove(&agent);
                     Input::AgentPanicked { agent, message: join_message(error) }
                 }

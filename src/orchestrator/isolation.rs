@@ -6,8 +6,12 @@
 //! Owns the order of those steps and what each tells the run. The git work itself is
 //! `crate::workspace`'s, run on the blocking pool.
 
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::agent::backend::{Expects, TurnKind};
 use crate::events::event::{AgentChanges, NoticeLevel, OrchEventKind};
@@ -16,7 +20,7 @@ use crate::orchestrator::review::WorkForReview;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 use crate::workspace::{
     AgentWorktree, Changes, CommitInfo, CommitOutcome, Committed, MergeMode, MergeOutcome,
-    Workspace, WorkspaceError,
+    Workspace, WorkspaceError, WorktreeAccess,
 };
 
 /// The run's workspace and its merge queue (a fair lock: agents merge in the order
@@ -30,6 +34,20 @@ pub struct Isolation {
     /// queue orders those) do not take it.
     git: Arc<std::sync::Mutex<()>>,
     mode: MergeMode,
+    /// Worktrees made ahead for agents that have not started, by agent.
+    staged: std::sync::Mutex<HashMap<String, Arc<Staged>>>,
+    /// Agents launched whose worktree is not set up yet: while there are any, nothing
+    /// is made ahead (their set-up comes first).
+    starting: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+/// A worktree made ahead.
+struct Staged {
+    /// Locked while it is being made, then holding it (`None` when it could not be
+    /// made; the agent's own set-up then tries again and says why).
+    worktree: Arc<tokio::sync::Mutex<Option<AgentWorktree>>>,
+    /// Its agent is starting: a making that has not begun does not begin.
+    claimed: AtomicBool,
 }
 
 impl Isolation {
@@ -39,7 +57,139 @@ impl Isolation {
             queue: tokio::sync::Mutex::new(()),
             git: Arc::new(std::sync::Mutex::new(())),
             mode: MergeMode::Rebase,
+            staged: std::sync::Mutex::new(HashMap::new()),
+            starting: Arc::default(),
         }
+    }
+
+    /// `agent` was launched: its set-up goes before any worktree made ahead.
+    pub(crate) fn starting(&self, agent: &str) {
+        self.starting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(agent.to_owned());
+    }
+
+    /// `agent`'s worktree is set up (or its task ended without one).
+    pub(crate) fn set_up(&self, agent: &str) {
+        self.starting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(agent);
+    }
+
+    /// Starts making the worktree of `agent`, which may change files and will start
+    /// once the agents it waits for are done: on its own branch at the run branch's tip
+    /// now, files checked out, no set-up yet. When it starts, its worktree only moves
+    /// to the tip of that moment, which rewrites just the files its parents changed, so
+    /// the checkout is not on the way from a parent's merge to its dependant's first
+    /// turn. `None` when one is already made or being made. The future holds no part of
+    /// the run but the workspace.
+    pub(crate) fn stage(&self, agent: &str) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let slot = Arc::new(Staged {
+            worktree: Arc::default(),
+            claimed: AtomicBool::new(false),
+        });
+        let guard = slot.worktree.clone().try_lock_owned().ok()?;
+        {
+            let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+            if staged.contains_key(agent) {
+                return None;
+            }
+            staged.insert(agent.to_owned(), slot.clone());
+        }
+        let (workspace, lock) = (self.workspace.in_background(), self.git.clone());
+        let (starting, agent) = (self.starting.clone(), agent.to_owned());
+        Some(async move {
+            let mut guard = guard;
+            // Agents starting now set up first; this waits for them (checked every
+            // 2 ms: a making ahead is never urgent), unless its own agent starts.
+            loop {
+                if slot.claimed.load(Ordering::Acquire) {
+                    return;
+                }
+                if starting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_empty()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let (ws, git_lock) = (workspace.clone(), lock.clone());
+            let begun = blocking(move || {
+                let _one_at_a_time = git_lock.lock().unwrap_or_else(|e| e.into_inner());
+                match ws.open_agent(&agent) {
+                    // Resumed: its worktree is there already.
+                    Ok(_) => Ok(None),
+                    Err(_) => ws.begin_worktree(&agent, true).map(Some),
+                }
+            })
+            .await;
+            let Ok(Some(mut worktree)) = begun else {
+                return;
+            };
+            let (ws, made) = (workspace.clone(), worktree.clone());
+            *guard = match blocking(move || {
+                ws.check_out(&mut worktree, None)?;
+                Ok(worktree)
+            })
+            .await
+            {
+                Ok(worktree) => Some(worktree),
+                Err(_) => {
+                    // Half made (a full disk, say): gone again, so the agent's own
+                    // set-up starts clean and says what fails.
+                    let _ = blocking(move || {
+                        let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        workspace.discard_staged(&made)
+                    })
+                    .await;
+                    None
+                }
+            };
+        })
+    }
+
+    /// The worktree made ahead for `agent`, once it is made (taken: asked once).
+    async fn take_staged(&self, agent: &str) -> Option<AgentWorktree> {
+        let slot = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(agent)?;
+        slot.claimed.store(true, Ordering::Release);
+        slot.worktree.lock().await.take()
+    }
+
+    /// Removes the worktrees made ahead for agents that never started (blocked by a
+    /// failure, or the run stopped), once they are made. Returns what could not be
+    /// removed, as problems to say.
+    pub(crate) async fn discard_staged(&self) -> Vec<String> {
+        let slots: Vec<(String, Arc<Staged>)> = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        let mut problems = Vec::new();
+        for (agent, slot) in slots {
+            slot.claimed.store(true, Ordering::Release);
+            let Some(worktree) = slot.worktree.lock().await.take() else {
+                continue;
+            };
+            let workspace = self.workspace.clone();
+            if let Err(err) = self
+                .blocking(move || workspace.discard_staged(&worktree))
+                .await
+            {
+                problems.push(format!(
+                    "the worktree made ahead for `{agent}`, which never started, is left: {err} (`launch clean` removes it)"
+                ));
+            }
+        }
+        problems
     }
 
     /// Runs a git step of the workspace on the blocking pool, one at a time.
@@ -135,6 +285,18 @@ impl Isolation {
     }
 }
 
+/// Where an agent's worktree came from when it starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// Made ahead by `Isolation::stage`, files checked out at an earlier tip.
+    Ahead,
+    /// Found on disk (an earlier attempt or a run that was resumed): staged ones may
+    /// lack their files.
+    Earlier,
+    /// Made just now: nothing checked out yet, at the tip of this moment.
+    Now,
+}
+
 /// Runs `step` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     step: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
@@ -155,6 +317,16 @@ impl RunContext {
         let Some(isolation) = &self.isolation else {
             return Ok(());
         };
+        let prepared = self.prepare_worktree(isolation, conversation).await;
+        isolation.set_up(&conversation.id);
+        prepared
+    }
+
+    async fn prepare_worktree(
+        &self,
+        isolation: &Isolation,
+        conversation: &mut Conversation,
+    ) -> Result<(), String> {
         if conversation.worktree.is_some() {
             return Ok(());
         }
@@ -174,19 +346,52 @@ impl RunContext {
                 conversation.id
             )
         };
-        let ws = workspace.clone();
-        let (mut worktree, fresh) = isolation
-            .blocking(move || match ws.open_agent(&agent) {
-                // A worktree left by an earlier attempt of this run is reused as it is.
-                Ok(existing) => Ok((existing, false)),
-                Err(_) => ws.begin_worktree(&agent, write).map(|w| (w, true)),
-            })
-            .await
-            .map_err(fail)?;
-        if fresh {
+        let access = if write {
+            WorktreeAccess::Write
+        } else {
+            WorktreeAccess::ReadOnly
+        };
+        // Made ahead while its parents worked, or left by an earlier attempt of this
+        // run, or made now.
+        let (mut worktree, mut made) = match isolation.take_staged(&agent).await {
+            Some(staged) => (staged, Made::Ahead),
+            None => {
+                let ws = workspace.clone();
+                isolation
+                    .blocking(move || match ws.open_agent(&agent) {
+                        Ok(existing) => Ok((existing, Made::Earlier)),
+                        Err(_) => ws.begin_worktree(&agent, write).map(|w| (w, Made::Now)),
+                    })
+                    .await
+                    .map_err(fail)?
+            }
+        };
+        if worktree.staged && worktree.access != access {
+            // Made ahead for an agent that may change files, which now may not (or
+            // staged by an earlier attempt that may have had other permissions).
+            let (ws, old) = (workspace.clone(), worktree.clone());
+            let agent = conversation.id.clone();
+            worktree = isolation
+                .blocking(move || {
+                    ws.discard_staged(&old)?;
+                    ws.begin_worktree(&agent, write)
+                })
+                .await
+                .map_err(fail)?;
+            made = Made::Now;
+        }
+        if worktree.staged {
             // The checkout and the set-up (copies, links, commands such as `npm ci`)
             // touch only this worktree: agents starting together do them at once.
             worktree = blocking(move || {
+                let tip = match (made, worktree.access) {
+                    (Made::Now, _) | (_, WorktreeAccess::ReadOnly) => None,
+                    _ => Some(workspace.run_tip()?),
+                };
+                // Made ahead at what is still the tip: its files are there already.
+                if !(made == Made::Ahead && tip.as_deref() == Some(worktree.base.as_str())) {
+                    workspace.check_out(&mut worktree, tip.as_deref())?;
+                }
                 workspace.finish_worktree(&mut worktree)?;
                 Ok(worktree)
             })
@@ -269,9 +474,7 @@ impl RunContext {
         // (both only read the commits they are given), and stored before the merge is.
         let workspace = isolation.workspace.clone();
         let head = committed.head.clone();
-        let reading = tokio::task::spawn_blocking(move || {
-            workspace.changes_between(&base, &head)
-        });
+        let reading = tokio::task::spawn_blocking(move || workspace.changes_between(&base, &head));
         let read = |joined: Result<Result<Changes, WorkspaceError>, tokio::task::JoinError>| {
             joined
                 .map_err(|err| format!("a git step ended abnormally: {err}"))

@@ -144,6 +144,24 @@ impl DagScheduler {
         actions
     }
 
+    /// Agents not started whose dependencies have all started and none failed: the
+    /// next to start, in blueprint order.
+    pub fn upcoming(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                n.state == NodeState::Pending
+                    && n.deps.iter().all(|&d| {
+                        matches!(
+                            self.nodes[d].state,
+                            NodeState::Running | NodeState::Succeeded
+                        )
+                    })
+            })
+            .map(|n| n.id.as_str())
+            .collect()
+    }
+
     fn count(&self, state: NodeState) -> usize {
         self.nodes.iter().filter(|n| n.state == state).count()
     }
@@ -249,6 +267,32 @@ mod tests {
         spec.iter()
             .map(|(id, deps)| (id.to_string(), deps.iter().map(|d| d.to_string()).collect()))
             .collect()
+    }
+
+    #[test]
+    fn upcoming_are_the_pending_agents_whose_dependencies_all_started() {
+        let agents = vec![
+            ("a".to_string(), vec![]),
+            ("b".to_string(), vec![]),
+            ("c".to_string(), vec!["a".to_string()]),
+            ("d".to_string(), vec!["a".to_string(), "b".to_string()]),
+            ("e".to_string(), vec!["c".to_string()]),
+        ];
+        let mut s = DagScheduler::new(&agents, 1);
+        assert_eq!(launched(&s.next(SchedInput::Start)), ["a"]);
+        // b is held back by max-parallel: it starts next, as does c.
+        assert_eq!(s.upcoming(), ["b", "c"]);
+        s.next(SchedInput::Finished {
+            id: "a".into(),
+            outcome: NodeOutcome::Succeeded,
+        });
+        assert_eq!(s.upcoming(), ["c", "d"]);
+        s.next(SchedInput::Finished {
+            id: "b".into(),
+            outcome: NodeOutcome::Failed,
+        });
+        // d is blocked now; e waits for c, which is running.
+        assert_eq!(s.upcoming(), ["e"]);
     }
 
     fn launched(actions: &[SchedAction]) -> Vec<&str> {

@@ -94,6 +94,8 @@ pub(crate) enum Effect {
     /// A line for the user on stderr (answers to signals).
     Say(String),
     Launch(Box<AgentJob>),
+    /// Make the worktree of `agent`, which may change files, ahead of its start.
+    Stage(String),
     /// `agent` may start its turn.
     Grant(String),
     /// `agent` may not start its turn: the run is stopping.

@@ -36,6 +36,7 @@ fn names(effects: &[Effect]) -> Vec<String> {
             Effect::Reply { response, .. } => format!("reply:{}", response.ok),
             Effect::Say(_) => "say".into(),
             Effect::Launch(job) => format!("launch:{}", job.conversation.id),
+            Effect::Stage(a) => format!("stage:{a}"),
             Effect::Grant(a) => format!("grant:{a}"),
             Effect::Deny(a) => format!("deny:{a}"),
             Effect::StopAgents => "stop_agents".into(),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::agent::backend::{AgentKind, Expects, TurnKind};
 use crate::agent::event::Usage;
+use crate::cli::IsolationChoice;
 use crate::config::agents::GroupSpec;
 use crate::config::resolve::MAX_RELAY_WAVES;
 use crate::config::{Concise, GroupSettings, group_settings};
@@ -46,6 +47,8 @@ struct WaveRun {
     pending: HashMap<String, PendingJob>,
     /// Results in finishing order (blocked agents included).
     results: Vec<AgentResult>,
+    /// Agents whose worktree was asked for ahead of their start.
+    staged: std::collections::HashSet<String>,
 }
 
 pub(crate) struct GroupRun {
@@ -180,6 +183,7 @@ impl GroupRun {
             scheduler: DagScheduler::new(&edges, self.scheduler_width(kind)).with_lanes(&lanes),
             pending: jobs.into_iter().collect(),
             results: Vec::new(),
+            staged: Default::default(),
         });
         self.schedule(state, SchedInput::Start, fx);
     }
@@ -216,6 +220,39 @@ impl GroupRun {
         }
         if done {
             self.wave_done(state, fx);
+        } else {
+            self.stage_upcoming(state, fx);
+        }
+    }
+
+    /// With worktrees, the agents that start next get theirs made now, while the
+    /// agents they wait for work (at most as many as may run at once are ahead).
+    fn stage_upcoming(&mut self, state: &RunState, fx: &mut Vec<Effect>) {
+        if state.config.isolation != IsolationChoice::Worktree || state.mode != RunMode::Running {
+            return;
+        }
+        let width = self.settings.max_parallel.max(1) as usize;
+        let Some(wave) = &mut self.wave else { return };
+        let ahead = wave
+            .staged
+            .iter()
+            .filter(|id| wave.pending.contains_key(*id))
+            .count();
+        let mut room = width.saturating_sub(ahead);
+        for id in wave.scheduler.upcoming() {
+            if room == 0 {
+                break;
+            }
+            let Some(job) = wave.pending.get(id) else {
+                continue;
+            };
+            let c = &job.conversation;
+            let writes = state.config.permissions_for(&c.id, c.kind, &c.backend)
+                != crate::agent::permissions::Permissions::ReadOnly;
+            if writes && wave.staged.insert(id.to_owned()) {
+                fx.push(Effect::Stage(id.to_owned()));
+                room -= 1;
+            }
         }
     }
 

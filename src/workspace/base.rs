@@ -219,6 +219,17 @@ fn snapshot_commit(git: &Git, head: &str, session: &str) -> Result<String, Works
 }
 
 impl Workspace {
+    /// The same workspace, for work done ahead of need: its git processes run at the
+    /// lowest CPU priority.
+    pub fn in_background(&self) -> Workspace {
+        Workspace {
+            git: self.git.clone().in_background(),
+            ..self.clone()
+        }
+    }
+}
+
+impl Workspace {
     /// Pins the base of run `session` and creates its run branch `orch/<session>`
     /// there. The user's branch, index, tree and stash list are left as they are.
     pub fn prepare(

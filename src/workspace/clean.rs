@@ -158,7 +158,9 @@ fn refusals(
 ) -> Result<Vec<String>, WorkspaceError> {
     let mut reasons = Vec::new();
     for path in &run.worktrees {
-        if !path.exists() {
+        // Made ahead for an agent that never got it: nothing of an agent is there,
+        // whatever git says of its files (it may never have had them checked out).
+        if !path.exists() || worktree_meta(root, path).is_some_and(|w| w.staged) {
             continue;
         }
         let changes = worktree_changes(git, root, path)?;

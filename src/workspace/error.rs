@@ -57,6 +57,10 @@ pub enum WorkspaceError {
         "a worktree for agent `{agent}` already exists at `{path}`: open it instead of creating it"
     )]
     WorktreeExists { agent: String, path: PathBuf },
+    #[error(
+        "the worktree of agent `{agent}` is already its agent's: orch does not move or remove it"
+    )]
+    NotStaged { agent: String },
     #[error("agent `{agent}` has a read-only worktree: there is nothing to commit or merge")]
     ReadOnly { agent: String },
     #[error("failed to {action} `{path}`")]

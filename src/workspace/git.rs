@@ -37,6 +37,9 @@ pub struct Git {
     dir: PathBuf,
     /// Set orch's identity (the repository has no user.name/user.email).
     orch_identity: bool,
+    /// Work done ahead of need (worktrees made before their agent starts): its
+    /// processes run at the lowest CPU priority, so git steps an agent waits for win.
+    background: bool,
 }
 
 impl Git {
@@ -44,7 +47,14 @@ impl Git {
         Git {
             dir: dir.to_path_buf(),
             orch_identity: false,
+            background: false,
         }
+    }
+
+    /// The same, for work done ahead of need (see `background`).
+    pub fn in_background(mut self) -> Self {
+        self.background = true;
+        self
     }
 
     /// The same settings, run in another directory (an agent's worktree).
@@ -52,6 +62,7 @@ impl Git {
         Git {
             dir: dir.to_path_buf(),
             orch_identity: self.orch_identity,
+            background: self.background,
         }
     }
 
@@ -128,6 +139,19 @@ impl Git {
         S: AsRef<OsStr>,
     {
         Ok(split_z(&self.cmd(args).run_raw()?))
+    }
+}
+
+/// Starts `cmd` at the lowest CPU priority (nice 19).
+fn lowest_priority(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec and only makes one system call,
+    // which is async-signal-safe; its failure leaves the priority as it was.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 19);
+            Ok(())
+        });
     }
 }
 
@@ -215,6 +239,9 @@ impl GitCommand {
         }
         for (key, value) in &self.env {
             cmd.env(key, value);
+        }
+        if self.git.background {
+            lowest_priority(&mut cmd);
         }
         cmd.arg("-C").arg(&self.git.dir);
         for setting in CONFIG {

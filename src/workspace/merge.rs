@@ -104,9 +104,8 @@ impl RawCommit {
         let mut parts = date.split(' ');
         let (seconds, zone) = (parts.next()?, parts.next()?);
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let zone_ok = zone.len() == 5
-            && matches!(zone.as_bytes()[0], b'+' | b'-')
-            && digits(&zone[1..]);
+        let zone_ok =
+            zone.len() == 5 && matches!(zone.as_bytes()[0], b'+' | b'-') && digits(&zone[1..]);
         if parts.next().is_some() || !digits(seconds) || !zone_ok {
             return None;
         }
@@ -179,7 +178,9 @@ pub(crate) fn git_dir_of(worktree: &Path) -> Option<PathBuf> {
         return None;
     }
     let text = std::fs::read_to_string(&dot_git).ok()?;
-    let dir = text.strip_prefix("gitdir: ")?.trim_end_matches(['\n', '\r']);
+    let dir = text
+        .strip_prefix("gitdir: ")?
+        .trim_end_matches(['\n', '\r']);
     if dir.is_empty() {
         return None;
     }
@@ -319,9 +320,14 @@ impl Workspace {
         }
         if mode == MergeMode::Rebase {
             let last = last.map_err(|_| thread_failed("read the last commit in"))??;
-            let commit = last.status.success().then(|| RawCommit::parse(&last.stdout)).flatten();
+            let commit = last
+                .status
+                .success()
+                .then(|| RawCommit::parse(&last.stdout))
+                .flatten();
             if let Some(commit) = commit.filter(|c| c.parent == fork)
-                && let Some(new) = self.replay_one(&git, [&tip, &tip_tree], &fork, &agent_tip, &commit)?
+                && let Some(new) =
+                    self.replay_one(&git, [&tip, &tip_tree], &fork, &agent_tip, &commit)?
             {
                 return self.fast_forward(worktree, &tip, &new, false);
             }
@@ -806,7 +812,10 @@ mod tests {
             without(&original, ["tree ", "parent ", "committer "])
         );
         assert_eq!(git.run(["status", "--porcelain"]).unwrap(), "");
-        assert!(ui.path.join("src/api.txt").is_file(), "the worktree moved too");
+        assert!(
+            ui.path.join("src/api.txt").is_file(),
+            "the worktree moved too"
+        );
         assert_eq!(
             ws.integrate(&mut ui, MergeMode::Rebase).unwrap(),
             MergeOutcome::NothingToMerge

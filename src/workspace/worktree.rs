@@ -42,6 +42,12 @@ pub struct AgentWorktree {
     pub access: WorktreeAccess,
     /// What set-up placed (kept out of the agent's commits).
     pub setup: SetupReport,
+    /// Made but not yet handed to its agent: its files may be missing or behind the
+    /// run branch, and set-up has not run. `finish_worktree` brings it to the run
+    /// branch's tip and clears this. Worktrees are made ahead, while the agents they
+    /// wait for still work, so a dependant does not wait for its checkout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
 }
 
 impl AgentWorktree {
@@ -89,6 +95,7 @@ impl Workspace {
     /// tip, then applies the set-up.
     pub fn create_agent(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
         let mut worktree = self.begin_worktree(agent, true)?;
+        self.check_out(&mut worktree, None)?;
         self.finish_worktree(&mut worktree)?;
         Ok(worktree)
     }
@@ -97,6 +104,7 @@ impl Workspace {
     /// detached, never committed or merged.
     pub fn create_readonly(&self, agent: &str) -> Result<AgentWorktree, WorkspaceError> {
         let mut worktree = self.begin_worktree(agent, false)?;
+        self.check_out(&mut worktree, None)?;
         self.finish_worktree(&mut worktree)?;
         Ok(worktree)
     }
@@ -104,7 +112,8 @@ impl Workspace {
     /// The first half of making an agent's worktree, the one that must not run beside
     /// another `git worktree add` of the run: the worktree registered with git, its
     /// branch (`write`: at the run branch's tip) or a detached view of the base, no
-    /// files checked out yet. `finish_worktree` does the rest, and may run beside others.
+    /// files checked out yet, `staged`. `check_out` and `finish_worktree` do the rest,
+    /// and may run beside others.
     pub fn begin_worktree(
         &self,
         agent: &str,
@@ -146,20 +155,44 @@ impl Workspace {
             branch,
             base: start,
             setup: SetupReport::default(),
+            staged: true,
         };
-        // Saved before set-up, so a failed set-up still leaves a worktree that
-        // `open_agent` and `launch clean` know.
+        // Saved at once, so a worktree that never got its files or its set-up (a
+        // failure, a crash) is one that `open_agent` and `launch clean` know, as staged.
         self.save_agent(&worktree)?;
         Ok(worktree)
     }
 
-    /// The second half: the files checked out (index and tree of its commit), then the
-    /// set-up (copies, links, commands). Touches only this worktree.
+    /// Checks out a staged worktree's files: at `tip` (the run branch's tip now, for
+    /// one made ahead), which moves its branch there and rewrites only the files that
+    /// differ, or at its base. Touches only this worktree and its branch.
+    pub fn check_out(
+        &self,
+        worktree: &mut AgentWorktree,
+        tip: Option<&str>,
+    ) -> Result<(), WorkspaceError> {
+        let git = self.git.at(&worktree.path);
+        match tip {
+            Some(tip) if worktree.access == WorktreeAccess::Write => {
+                // Only a worktree its agent has not had yet may move.
+                if !worktree.staged {
+                    return Err(WorkspaceError::NotStaged {
+                        agent: worktree.agent.clone(),
+                    });
+                }
+                git.cmd(["reset", "--hard", "--quiet", tip]).run()?;
+                worktree.base = tip.to_owned();
+            }
+            _ => {
+                git.cmd(["reset", "--hard", "--quiet"]).run()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The last step: the set-up (copies, links, commands), then the worktree is its
+    /// agent's. Touches only this worktree.
     pub fn finish_worktree(&self, worktree: &mut AgentWorktree) -> Result<(), WorkspaceError> {
-        self.git
-            .at(&worktree.path)
-            .cmd(["reset", "--hard", "--quiet"])
-            .run()?;
         worktree.setup = apply(
             &self.setup,
             &self.git,
@@ -168,8 +201,39 @@ impl Workspace {
             &worktree.agent,
             self.session(),
         )?;
+        worktree.staged = false;
         self.save_agent(worktree)?;
         Ok(())
+    }
+
+    /// Removes a staged worktree that no agent got (its agent never started): the
+    /// worktree, its branch and its record. Must not run beside another `git worktree`
+    /// command of the run. A worktree its agent had is never removed here.
+    pub fn discard_staged(&self, worktree: &AgentWorktree) -> Result<(), WorkspaceError> {
+        let Ok(current) = self.open_agent(&worktree.agent) else {
+            return Ok(());
+        };
+        if !current.staged {
+            return Err(WorkspaceError::NotStaged {
+                agent: worktree.agent.clone(),
+            });
+        }
+        self.git
+            .cmd(["worktree", "remove", "--force"])
+            .arg(&current.path)
+            .run()?;
+        if let Some(branch) = &current.branch {
+            self.git
+                .cmd(["branch", "--quiet", "-D", "--end-of-options"])
+                .arg(branch)
+                .run()?;
+        }
+        let file = agent_meta_file(&self.root, self.session(), &current.agent);
+        std::fs::remove_file(&file).map_err(|source| WorkspaceError::Io {
+            action: "remove",
+            path: file,
+            source,
+        })
     }
 
     /// Agent `agent`'s existing worktree, as it is (resume).
@@ -219,6 +283,81 @@ mod tests {
     use crate::workspace::base::BaseChoice;
     use crate::workspace::setup::WorktreeSetup;
     use crate::workspace::test_support::{UserRepo, write};
+
+    #[test]
+    fn a_worktree_made_ahead_moves_to_the_tip_when_its_agent_starts_or_is_discarded() {
+        let repo = UserRepo::new();
+        write(&repo.root, ".env", "SECRET=1\n");
+        let before = repo.untouched();
+        let (ws, _) = Workspace::prepare(&repo.root, "run-s", BaseChoice::Head).unwrap();
+        let ws = ws.with_setup(WorktreeSetup {
+            copy: vec![".env".into()],
+            ..WorktreeSetup::default()
+        });
+        // Made ahead, in the background, while its parent works: files, no set-up.
+        let ahead = ws.in_background();
+        let mut tests = ahead.begin_worktree("tests", true).unwrap();
+        ahead.check_out(&mut tests, None).unwrap();
+        assert!(tests.staged && tests.path.join("src/app.txt").is_file());
+        assert!(
+            !tests.path.join(".env").exists(),
+            "set-up waits for the start"
+        );
+        assert!(
+            ws.open_agent("tests").unwrap().staged,
+            "known as staged on disk"
+        );
+        let mut unused = ahead.begin_worktree("unused", true).unwrap();
+        ahead.check_out(&mut unused, None).unwrap();
+
+        // The parent's work lands on the run branch.
+        let mut api = ws.create_agent("api").unwrap();
+        write(&api.path, "src/api.txt", "api\n");
+        ws.commit_agent(
+            &api,
+            &crate::workspace::CommitInfo {
+                role: "API".into(),
+                summary: String::new(),
+            },
+        )
+        .unwrap();
+        ws.integrate(&mut api, crate::workspace::MergeMode::Rebase)
+            .unwrap();
+        let tip = ws.run_tip().unwrap();
+
+        // The dependant starts: its worktree moves to the tip, then set-up runs.
+        ws.check_out(&mut tests, Some(&tip)).unwrap();
+        ws.finish_worktree(&mut tests).unwrap();
+        assert_eq!(tests.base, tip);
+        assert!(!tests.staged);
+        let git = repo.git.at(&tests.path);
+        assert_eq!(git.run(["rev-parse", "HEAD"]).unwrap(), tip);
+        assert!(tests.path.join("src/api.txt").is_file());
+        assert!(tests.path.join(".env").is_file());
+        assert_eq!(git.run(["status", "--porcelain"]).unwrap(), "");
+        assert_eq!(ws.open_agent("tests").unwrap(), tests);
+        // Its agent has it now: it is never moved or removed as staged again.
+        assert!(matches!(
+            ws.check_out(&mut tests.clone(), Some(&tip)),
+            Err(WorkspaceError::NotStaged { .. })
+        ));
+        assert!(matches!(
+            ws.discard_staged(&tests),
+            Err(WorkspaceError::NotStaged { .. })
+        ));
+
+        // The one whose agent never started goes, branch and record with it.
+        ws.discard_staged(&unused).unwrap();
+        assert!(!unused.path.exists());
+        assert!(ws.open_agent("unused").is_err());
+        assert_eq!(
+            repo.git
+                .resolve_commit("refs/heads/orch-agent/run-s/unused")
+                .unwrap(),
+            None
+        );
+        assert_eq!(repo.untouched(), before);
+    }
 
     #[test]
     fn an_agent_worktree_gets_its_branch_and_set_up_and_is_found_again() {
