@@ -255,7 +255,6 @@ pub fn run_writer(
     ready: SyncSender<Result<(), AuditError>>,
 ) {
     let _close = CloseGate(gate.clone());
-    yield_to_the_log_path();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -273,6 +272,9 @@ pub fn run_writer(
         ) else {
             return;
         };
+        // Opening the store is on the way to the run's start, which the user waits
+        // for; what comes after is batch work.
+        yield_to_the_log_path();
         ctx.serve(rx, &gate).await;
     });
 }

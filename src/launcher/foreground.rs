@@ -335,7 +335,8 @@ pub async fn run_in_foreground(
     let check_task = store_check.clone().map(|check| {
         let (link, bus) = (ctx.link.clone(), bus.clone());
         tokio::spawn(async move {
-            if let Err(problem) = check.verdict().await {
+            // Watches without hurrying it: the check begins with the first turn.
+            if let Err(problem) = check.settled().await {
                 let message =
                     format!("the audit store this run resumed from does not verify: {problem}");
                 if forced {
@@ -429,15 +430,21 @@ pub async fn run_in_foreground(
     Ok(report)
 }
 
-/// Checks a resumed run's whole stored chain on a blocking thread while the run goes
-/// on; a million events take a few seconds.
+/// Checks a resumed run's whole stored chain on a thread of its own while the run goes
+/// on; a million events take about a second. It begins once the first turn is under
+/// way (`StoreCheck::begin`), and runs as batch work at nice 10 (as the audit writer
+/// does): the run's start, which the user waits for, goes first, and the check still
+/// gets any core nobody else wants.
 fn check_store_alongside(
     target: AuditTarget,
     session: String,
 ) -> crate::orchestrator::replay::StoreCheck {
     let (verdict, check) = crate::orchestrator::replay::StoreCheck::new();
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
+    let go = check.go();
+    let checking = move || {
+        go.wait(crate::orchestrator::replay::StoreCheck::AT_THE_LATEST);
+        crate::audit::writer::yield_to_the_log_path();
         let result = handle.block_on(async {
             let reader = crate::audit::reader::AuditReader::open(&target)
                 .await
@@ -451,7 +458,18 @@ fn check_store_alongside(
             }
         });
         let _ = verdict.send(Some(result));
-    });
+    };
+    if let Err(err) = std::thread::Builder::new()
+        .name("orch-verify".into())
+        .spawn(checking)
+    {
+        // Without a thread the run cannot be shown sound: it stops, as for a bad chain.
+        let (verdict, check) = crate::orchestrator::replay::StoreCheck::new();
+        let _ = verdict.send(Some(Err(format!(
+            "the check of the stored chain could not start: {err}"
+        ))));
+        return check;
+    }
     check
 }
 

@@ -253,6 +253,9 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                     }
                 }
                 Effect::Grant(agent) => {
+                    if let Some(check) = &ctx.store_check {
+                        check.begin();
+                    }
                     // A dropped receiver means the agent's task ended; its end (or panic)
                     // is on its way and frees the turn.
                     if let Some(reply) = grants.remove(&agent) {

@@ -24,6 +24,7 @@
 //! the store is `audit::resume`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -33,20 +34,74 @@ use crate::events::event::{AgentStatus, TurnRecord};
 /// The verdict on a resumed run's stored chain, checked alongside the run: `Err` names
 /// the first problems.
 #[derive(Clone, Debug)]
-pub struct StoreCheck(watch::Receiver<Option<Result<(), String>>>);
+pub struct StoreCheck {
+    verdict: watch::Receiver<Option<Result<(), String>>>,
+    go: Arc<Go>,
+}
 
 /// Where the check sends its verdict.
 pub type StoreVerdict = watch::Sender<Option<Result<(), String>>>;
 
-impl StoreCheck {
-    pub fn new() -> (StoreVerdict, StoreCheck) {
-        let (tx, rx) = watch::channel(None);
-        (tx, StoreCheck(rx))
+/// When the check begins: once the run's first turn is under way (a resumed run's
+/// start, which the user waits for, does not share the machine with it), once its
+/// verdict is wanted, or after `StoreCheck::AT_THE_LATEST`, whichever comes first.
+#[derive(Debug, Default)]
+pub struct Go {
+    now: std::sync::Mutex<bool>,
+    ready: std::sync::Condvar,
+}
+
+impl Go {
+    fn open(&self) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.ready.notify_all();
     }
 
-    /// Waits for the verdict; a check that ended without one is a failure.
+    /// Blocks until the check may begin (at most `limit`).
+    pub fn wait(&self, limit: std::time::Duration) {
+        let now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .ready
+            .wait_timeout_while(now, limit, |now| !*now)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+impl StoreCheck {
+    /// The longest a check waits for the run's first turn before it begins.
+    pub const AT_THE_LATEST: std::time::Duration = std::time::Duration::from_millis(250);
+
+    pub fn new() -> (StoreVerdict, StoreCheck) {
+        let (tx, rx) = watch::channel(None);
+        (
+            tx,
+            StoreCheck {
+                verdict: rx,
+                go: Arc::default(),
+            },
+        )
+    }
+
+    /// What the check waits on before it begins.
+    pub fn go(&self) -> Arc<Go> {
+        self.go.clone()
+    }
+
+    /// The run's first turn is under way: the check may begin.
+    pub fn begin(&self) {
+        self.go.open();
+    }
+
+    /// Waits for the verdict (the check begins now if it had not); a check that ended
+    /// without one is a failure.
     pub async fn verdict(&self) -> Result<(), String> {
-        let mut rx = self.0.clone();
+        self.go.open();
+        self.settled().await
+    }
+
+    /// Waits for the verdict without making the check begin.
+    pub async fn settled(&self) -> Result<(), String> {
+        let mut rx = self.verdict.clone();
         match rx.wait_for(Option::is_some).await {
             Ok(verdict) => verdict.clone().unwrap_or(Ok(())),
             Err(_) => Err("the check of the audit store ended without a verdict".into()),
@@ -268,6 +323,51 @@ pub fn interrupted_prompt(cut: &CutTurn, prompt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_chain_check_begins_with_the_first_turn_or_when_its_verdict_is_wanted() {
+        use std::time::{Duration, Instant};
+        let (verdict, check) = StoreCheck::new();
+        let go = check.go();
+        // Nothing asked: it waits, at most as long as it is told.
+        let waited = Instant::now();
+        go.wait(Duration::from_millis(30));
+        assert!(waited.elapsed() >= Duration::from_millis(30));
+        // The first turn: it begins at once.
+        check.begin();
+        let waited = Instant::now();
+        go.wait(Duration::from_secs(30));
+        assert!(waited.elapsed() < Duration::from_secs(10));
+        // Waiting for the verdict does not hurry it; asking for it does.
+        let (verdict2, check2) = StoreCheck::new();
+        let go2 = check2.go();
+        let watcher = {
+            let check2 = check2.clone();
+            tokio::spawn(async move { check2.settled().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !*go2.now.lock().unwrap(),
+            "a watcher does not start the check"
+        );
+        let asking = {
+            let check2 = check2.clone();
+            tokio::spawn(async move { check2.verdict().await })
+        };
+        let started = tokio::task::spawn_blocking(move || {
+            go2.wait(Duration::from_secs(30));
+            *go2.now.lock().unwrap()
+        });
+        assert!(
+            started.await.unwrap(),
+            "asked for its verdict, the check began"
+        );
+        verdict2.send_replace(Some(Err("broken".into())));
+        assert_eq!(asking.await.unwrap(), Err("broken".into()));
+        assert_eq!(watcher.await.unwrap(), Err("broken".into()));
+        verdict.send_replace(Some(Ok(())));
+        assert_eq!(check.verdict().await, Ok(()));
+    }
     use serde_json::json;
 
     fn record(
