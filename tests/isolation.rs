@@ -253,6 +253,20 @@ fn worktree_set_up_copies_files_and_runs_commands_and_a_failing_command_fails_th
     );
 }
 
+/// `launch` of the repository's `orch.kdl` on the `codex` backend, with `script` as
+/// the `codex` it runs.
+fn launch_with_codex(repo: &TestRepo, script: &str) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let codex = repo.dir.path().join("codex");
+    std::fs::write(&codex, script).unwrap();
+    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
+    repo.launch()
+        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
+        .env("ORCH_CODEX_BIN", &codex)
+        .output()
+        .expect("run launch")
+}
+
 /// A `codex` that writes `<its agent>.txt` in its working directory and answers.
 const WRITING_CODEX: &str = r#"#!/bin/sh
 prompt=$(cat)
@@ -265,7 +279,6 @@ echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0
 
 #[test]
 fn a_configured_agent_that_may_edit_gets_its_work_merged_and_a_read_only_ones_changes_are_named() {
-    use std::os::unix::fs::PermissionsExt;
     let repo = TestRepo::new();
     let root = repo.root();
     std::fs::write(
@@ -287,16 +300,8 @@ group "work" {
 "#,
     )
     .unwrap();
-    let codex = repo.dir.path().join("codex");
-    std::fs::write(&codex, WRITING_CODEX).unwrap();
-    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = user_side(&root);
-    let out = repo
-        .launch()
-        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
-        .env("ORCH_CODEX_BIN", &codex)
-        .output()
-        .expect("run launch");
+    let out = launch_with_codex(&repo, WRITING_CODEX);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let session = session(&repo);
@@ -336,7 +341,6 @@ echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0
 
 #[test]
 fn a_dependants_worktree_is_made_while_its_parent_works_and_one_never_started_is_removed() {
-    use std::os::unix::fs::PermissionsExt;
     let repo = TestRepo::new();
     let root = repo.root();
     std::fs::write(
@@ -370,16 +374,8 @@ group "work" {
 "#,
     )
     .unwrap();
-    let codex = repo.dir.path().join("codex");
-    std::fs::write(&codex, AHEAD_CODEX).unwrap();
-    std::fs::set_permissions(&codex, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = user_side(&root);
-    let out = repo
-        .launch()
-        .args(["--prompt", "Ship it", "--backend", "codex", "--mux", "none"])
-        .env("ORCH_CODEX_BIN", &codex)
-        .output()
-        .expect("run launch");
+    let out = launch_with_codex(&repo, AHEAD_CODEX);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "`failing` failed: {stderr}");
     let session = session(&repo);

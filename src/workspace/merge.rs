@@ -695,6 +695,22 @@ mod tests {
         .unwrap();
     }
 
+    /// Agents `api` and `ui` of run `session`, each having written one file, committed.
+    fn two_finished(
+        repo: &UserRepo,
+        session: &str,
+        [api_file, ui_file]: [(&str, &str); 2],
+    ) -> (Workspace, AgentWorktree, AgentWorktree) {
+        let (ws, _) = Workspace::prepare(&repo.root, session, BaseChoice::Head).unwrap();
+        let api = ws.create_agent("api").unwrap();
+        let ui = ws.create_agent("ui").unwrap();
+        write(&api.path, api_file.0, api_file.1);
+        write(&ui.path, ui_file.0, ui_file.1);
+        finish(&ws, &api);
+        finish(&ws, &ui);
+        (ws, api, ui)
+    }
+
     fn file_at(repo: &UserRepo, rev: &str, path: &str) -> String {
         repo.show(&format!("{rev}:{path}"))
     }
@@ -760,13 +776,11 @@ mod tests {
     fn an_agents_one_commit_is_replayed_onto_the_tip_as_a_rebase_would() {
         let repo = UserRepo::new();
         let before = repo.untouched();
-        let (ws, _) = Workspace::prepare(&repo.root, "run-r", BaseChoice::Head).unwrap();
-        let mut api = ws.create_agent("api").unwrap();
-        let mut ui = ws.create_agent("ui").unwrap();
-        write(&api.path, "src/api.txt", "api\n");
-        write(&ui.path, "src/ui.txt", "ui\n");
-        finish(&ws, &api);
-        finish(&ws, &ui);
+        let (ws, mut api, mut ui) = two_finished(
+            &repo,
+            "run-r",
+            [("src/api.txt", "api\n"), ("src/ui.txt", "ui\n")],
+        );
         // The agent's commit has an author and a date of its own, and a message with
         // trailing blank lines that a rebase keeps byte for byte.
         let git = repo.git.at(&ui.path);
@@ -826,13 +840,8 @@ mod tests {
     #[test]
     fn a_commit_the_tip_holds_already_is_left_to_the_rebase() {
         let repo = UserRepo::new();
-        let (ws, _) = Workspace::prepare(&repo.root, "run-e", BaseChoice::Head).unwrap();
-        let mut api = ws.create_agent("api").unwrap();
-        let mut ui = ws.create_agent("ui").unwrap();
-        write(&api.path, "src/same.txt", "same\n");
-        write(&ui.path, "src/same.txt", "same\n");
-        finish(&ws, &api);
-        finish(&ws, &ui);
+        let same = ("src/same.txt", "same\n");
+        let (ws, mut api, mut ui) = two_finished(&repo, "run-e", [same, same]);
         ws.integrate(&mut api, MergeMode::Rebase).unwrap();
         let tip = ws.run_tip().unwrap();
         let outcome = ws.integrate(&mut ui, MergeMode::Rebase).unwrap();
@@ -1010,13 +1019,8 @@ mod tests {
     #[test]
     fn merge_mode_resolves_with_a_merge_commit() {
         let repo = UserRepo::new();
-        let (ws, _) = Workspace::prepare(&repo.root, "run-m", BaseChoice::Head).unwrap();
-        let mut api = ws.create_agent("api").unwrap();
-        let mut ui = ws.create_agent("ui").unwrap();
-        write(&api.path, "api.txt", "api\n");
-        write(&ui.path, "ui.txt", "ui\n");
-        finish(&ws, &api);
-        finish(&ws, &ui);
+        let (ws, mut api, mut ui) =
+            two_finished(&repo, "run-m", [("api.txt", "api\n"), ("ui.txt", "ui\n")]);
         ws.integrate(&mut api, MergeMode::Merge).unwrap();
         let outcome = ws.integrate(&mut ui, MergeMode::Merge).unwrap();
         assert!(
