@@ -252,6 +252,11 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                         tokio::spawn(making);
                     }
                 }
+                Effect::Unstage(agent) => {
+                    if let Some(isolation) = &ctx.isolation {
+                        isolation.unstage(&agent);
+                    }
+                }
                 Effect::Grant(agent) => {
                     if let Some(check) = &ctx.store_check {
                         check.begin();

@@ -39,7 +39,13 @@ pub struct Isolation {
     /// Agents launched whose worktree is not set up yet: while there are any, nothing
     /// is made ahead (their set-up comes first).
     starting: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Removals of worktrees made ahead for agents that will never start: the agent and
+    /// why, when one failed.
+    unstaging: std::sync::Mutex<Vec<Removal>>,
 }
+
+/// A removal under way: when it fails, the agent and why.
+type Removal = tokio::task::JoinHandle<Option<(String, String)>>;
 
 /// A worktree made ahead.
 struct Staged {
@@ -59,6 +65,7 @@ impl Isolation {
             mode: MergeMode::Rebase,
             staged: std::sync::Mutex::new(HashMap::new()),
             starting: Arc::default(),
+            unstaging: Default::default(),
         }
     }
 
@@ -163,6 +170,37 @@ impl Isolation {
         slot.worktree.lock().await.take()
     }
 
+    /// Starts removing the worktree made ahead for `agent`, which will never start (a
+    /// dependency failed), once it is made; nothing when none was asked for. The run's
+    /// end waits for it (`discard_staged`); a removal that fails is said there.
+    pub(crate) fn unstage(&self, agent: &str) {
+        let Some(slot) = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(agent)
+        else {
+            return;
+        };
+        slot.claimed.store(true, Ordering::Release);
+        let (workspace, lock) = (self.workspace.clone(), self.git.clone());
+        let agent = agent.to_owned();
+        let removing = tokio::spawn(async move {
+            let worktree = slot.worktree.lock().await.take()?;
+            blocking(move || {
+                let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+                workspace.discard_staged(&worktree)
+            })
+            .await
+            .err()
+            .map(|err| (agent, err))
+        });
+        self.unstaging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(removing);
+    }
+
     /// Removes the worktrees made ahead for agents that never started (blocked by a
     /// failure, or the run stopped), once they are made. Returns what could not be
     /// removed, as problems to say.
@@ -174,6 +212,17 @@ impl Isolation {
             .drain()
             .collect();
         let mut problems = Vec::new();
+        let removals: Vec<_> = self
+            .unstaging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for removal in removals {
+            if let Ok(Some((agent, err))) = removal.await {
+                problems.push(left_problem(&agent, &err));
+            }
+        }
         for (agent, slot) in slots {
             slot.claimed.store(true, Ordering::Release);
             let Some(worktree) = slot.worktree.lock().await.take() else {
@@ -184,9 +233,7 @@ impl Isolation {
                 .blocking(move || workspace.discard_staged(&worktree))
                 .await
             {
-                problems.push(format!(
-                    "the worktree made ahead for `{agent}`, which never started, is left: {err} (`launch clean` removes it)"
-                ));
+                problems.push(left_problem(&agent, &err));
             }
         }
         problems
@@ -283,6 +330,12 @@ impl Isolation {
         *worktree = wt;
         Ok(outcome)
     }
+}
+
+fn left_problem(agent: &str, err: &str) -> String {
+    format!(
+        "the worktree made ahead for `{agent}`, which never started, is left: {err} (`launch clean` removes it)"
+    )
 }
 
 /// Where an agent's worktree came from when it starts.

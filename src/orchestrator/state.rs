@@ -96,6 +96,8 @@ pub(crate) enum Effect {
     Launch(Box<AgentJob>),
     /// Make the worktree of `agent`, which may change files, ahead of its start.
     Stage(String),
+    /// `agent` will never start: remove the worktree made ahead for it.
+    Unstage(String),
     /// `agent` may start its turn.
     Grant(String),
     /// `agent` may not start its turn: the run is stopping.

@@ -37,6 +37,7 @@ fn names(effects: &[Effect]) -> Vec<String> {
             Effect::Say(_) => "say".into(),
             Effect::Launch(job) => format!("launch:{}", job.conversation.id),
             Effect::Stage(a) => format!("stage:{a}"),
+            Effect::Unstage(a) => format!("unstage:{a}"),
             Effect::Grant(a) => format!("grant:{a}"),
             Effect::Deny(a) => format!("deny:{a}"),
             Effect::StopAgents => "stop_agents".into(),
@@ -513,4 +514,53 @@ fn a_revised_task_is_published_once_with_its_diff_and_becomes_the_task() {
     assert_eq!(text, "Ship the MVP\nwith rate limiting\n");
     assert_eq!(state.task, *text);
     assert_eq!(state.task_revision, 1);
+}
+
+#[test]
+fn with_worktrees_the_next_agent_is_staged_and_unstaged_once_it_can_never_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let kdl = dir.path().join("orch.kdl");
+    std::fs::write(
+        &kdl,
+        r#"
+permissions "edit"
+group "g" {
+    agent "a" { role "A"; plan-prompt "p"; follow-up-enabled #false; }
+    agent "b" { role "B"; plan-prompt "p"; follow-up-enabled #false; depends-on "a"; }
+    agent "c" { role "C"; plan-prompt "p"; follow-up-enabled #false; depends-on "b"; }
+}
+"#,
+    )
+    .unwrap();
+    let root = std::env::temp_dir();
+    let args = RunArgs {
+        prompt: Some("Ship the MVP".into()),
+        backend: Some("demo".into()),
+        project_root: Some(root.clone()),
+        session: Some("run-test".into()),
+        no_audit: true,
+        isolation: Some(IsolationChoice::Shared),
+        agents_config: Some(kdl),
+        ..RunArgs::default()
+    };
+    let mut config = resolve(&args, &Default::default(), &root).expect("config");
+    config.isolation = IsolationChoice::Worktree;
+    let mut state = RunState::new(Arc::new(config));
+    let fx = names(&state.handle(Input::Start));
+    // `a` starts; `b`, whose only dependency started, gets its worktree made now; `c`
+    // waits for `b` to start.
+    assert!(
+        fx.ends_with(&["launch:a".to_owned(), "stage:b".to_owned()]),
+        "{fx:?}"
+    );
+    assert!(!fx.contains(&"stage:c".to_owned()), "{fx:?}");
+    wanted(&mut state, "a", 1);
+    ended(&mut state, "a");
+    let input = result(&state, "a", AgentStatus::Failed { reason: "x".into() });
+    let fx = names(&state.handle(input));
+    assert!(fx.contains(&"unstage:b".to_owned()), "{fx:?}");
+    assert!(
+        !fx.contains(&"unstage:c".to_owned()),
+        "never staged: {fx:?}"
+    );
 }

@@ -203,6 +203,9 @@ impl GroupRun {
                     state.launch(job, fx);
                 }
                 SchedAction::Block { id, by } => {
+                    if self.wave.as_mut().is_some_and(|w| w.staged.remove(&id)) {
+                        fx.push(Effect::Unstage(id.clone()));
+                    }
                     let status = AgentStatus::Blocked { by: by.clone() };
                     state.register_blocked(&id, &by);
                     fx.push(state.finished_event(&id, &status));
