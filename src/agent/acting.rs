@@ -169,6 +169,10 @@ fn toml_string(text: &str) -> String {
 }
 
 impl Backend for ActingHttp {
+    fn cannot_act(&self) -> Option<String> {
+        self.act.as_ref().err().map(ToString::to_string)
+    }
+
     fn name(&self) -> &str {
         self.text.name()
     }

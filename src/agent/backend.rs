@@ -342,6 +342,12 @@ pub trait Backend: Send + Sync {
     /// (Codex) counts the next turn from there, not from zero.
     fn seed_thread(&self, _thread_id: &str, _usage: crate::agent::event::Usage) {}
 
+    /// Why this backend's agents that may change files cannot run, when it knows so
+    /// before any turn (an HTTP backend whose acting CLI is missing). Said at start.
+    fn cannot_act(&self) -> Option<String> {
+        None
+    }
+
     /// Runs one turn, streaming events to `events`. When `request.stop` fires, the
     /// turn ends in order (a CLI's process group gets SIGTERM, the grace, SIGKILL and
     /// is reaped; an HTTP request is dropped) and returns `TurnOutcome::Interrupted`.

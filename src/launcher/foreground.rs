@@ -124,7 +124,16 @@ pub async fn run_in_foreground(
     let backends = BackendSet::new(backend_factory(&config, env));
     // Fail before anything starts when the run's own backend, or a tier's with its own
     // endpoint, cannot work at all.
-    backends.get(&config.backend)?;
+    let own = backends.get(&config.backend)?;
+    // Its agents that may change files need a CLI it lacks: said now, not after the
+    // planning turns (agents that only read still run).
+    let cannot_act = own.cannot_act().filter(|_| {
+        config.permissions_for(
+            "",
+            crate::agent::backend::AgentKind::Dynamic,
+            &config.backend,
+        ) != crate::agent::permissions::Permissions::ReadOnly
+    });
     for group in &config.agents.groups {
         for name in ["strong", "fast"] {
             if let Some(tier) = group.tiers.named(name).filter(|t| t.has_endpoint()) {
@@ -274,7 +283,13 @@ pub async fn run_in_foreground(
     });
     let policy = RetryPolicy::with_settings(&config.agents.retry);
     let isolation = match prepare_workspace(&config) {
-        Ok((isolation, notes)) => {
+        Ok((isolation, mut notes)) => {
+            if let Some(reason) = &cannot_act {
+                notes.push((
+                    NoticeLevel::Warning,
+                    format!("{reason}; until then every agent that may change files will fail"),
+                ));
+            }
             // The progress line shows notices on stderr; the timeline keeps them.
             for (level, message) in notes {
                 bus.publish(crate::events::OrchEventKind::Notice { level, message })

@@ -241,3 +241,56 @@ async fn openai_agents_that_change_files_act_through_codex() {
         assert_eq!(auth, Some("Bearer sk-openai-acting"));
     }
 }
+
+/// Without the CLI its agents that change files need, the run says so when it starts,
+/// before any turn, and that agent's turn fails naming what to install.
+#[test]
+fn a_missing_acting_cli_is_said_when_the_run_starts() {
+    let repo = TestRepo::new();
+    git_repo(&repo.root());
+    std::fs::write(
+        repo.root().join("orch.kdl"),
+        r#"
+permissions "edit"
+group "work" {
+    agent "writer" {
+        role "Writer"
+        plan-prompt "Write a file."
+        follow-up-enabled #false
+    }
+}
+"#,
+    )
+    .unwrap();
+    let out = repo
+        .launch()
+        .args([
+            "--prompt",
+            "Ship it",
+            "--backend",
+            "openai",
+            "--mux",
+            "none",
+        ])
+        // Nothing listens there: no turn may reach it.
+        .args(["--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
+        .env("ORCH_CODEX_BIN", repo.dir.path().join("no-such-codex"))
+        .output()
+        .expect("run launch");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let timeline = repo.timeline();
+    let said = timeline
+        .lines()
+        .position(|l| l.contains("its agents that change files run on the `codex` CLI"))
+        .unwrap_or_else(|| panic!("said in the timeline:\n{timeline}"));
+    let started = timeline
+        .lines()
+        .position(|l| l.contains("agent_started writer"))
+        .unwrap_or_else(|| panic!("the agent started:\n{timeline}"));
+    assert!(said < started, "said before any agent starts:\n{timeline}");
+    assert!(
+        stderr.contains("until then every agent that may change files will fail"),
+        "{stderr}"
+    );
+}
