@@ -38,6 +38,7 @@ pub(crate) enum Message {
         agent: String,
         turn: u32,
         attempt: u32,
+        review: bool,
         reply: oneshot::Sender<bool>,
     },
     TurnEnded {
@@ -124,12 +125,20 @@ impl RunLink {
 
     /// Waits until `agent` may start try `attempt` of turn `turn`; errs when the run
     /// stops instead.
-    pub async fn turn_wanted(&self, agent: &str, turn: u32, attempt: u32) -> Result<(), RunEnded> {
+    /// `review`: the turn is a reviewer's, judging the agent's work.
+    pub async fn turn_wanted(
+        &self,
+        agent: &str,
+        turn: u32,
+        attempt: u32,
+        review: bool,
+    ) -> Result<(), RunEnded> {
         let (reply, answer) = oneshot::channel();
         self.send(Message::TurnWanted {
             agent: agent.to_owned(),
             turn,
             attempt,
+            review,
             reply,
         });
         match answer.await {
@@ -304,9 +313,9 @@ pub async fn dispatch(ctx: Arc<RunContext>, inbox: RunInbox) -> RunReport {
                     Input::Control { id: next_request, command, source }
                 }
                 Message::Signal { action, source } => Input::Signal { action, source },
-                Message::TurnWanted { agent, turn, attempt, reply } => {
+                Message::TurnWanted { agent, turn, attempt, review, reply } => {
                     grants.insert(agent.clone(), reply);
-                    Input::TurnWanted { agent, turn, attempt }
+                    Input::TurnWanted { agent, turn, attempt, review }
                 }
                 Message::TurnEnded { agent, tier, usage, cost } => Input::TurnEnded { agent, tier, usage, cost },
                 Message::Progress { agent, lifecycle } => Input::Progress { agent, lifecycle },

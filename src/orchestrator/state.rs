@@ -37,11 +37,13 @@ pub(crate) enum Input {
         action: SignalAction,
         source: String,
     },
-    /// An agent asks to start a turn (try `attempt` of turn `turn`).
+    /// An agent asks to start a turn (try `attempt` of turn `turn`); `review`: a
+    /// reviewer's turn on its work.
     TurnWanted {
         agent: String,
         turn: u32,
         attempt: u32,
+        review: bool,
     },
     /// The turn granted to `agent` ended.
     TurnEnded {
@@ -266,7 +268,8 @@ impl RunState {
                 agent,
                 turn,
                 attempt,
-            } => self.turn_wanted(agent, turn, attempt, &mut fx),
+                review,
+            } => self.turn_wanted(agent, turn, attempt, review, &mut fx),
             Input::TurnEnded {
                 agent,
                 tier,
@@ -407,11 +410,19 @@ impl RunState {
         agent: String,
         turn: u32,
         attempt: u32,
+        review: bool,
         fx: &mut Vec<Effect>,
     ) {
         match self.mode {
             RunMode::Running => {
-                self.set_lifecycle(&agent, AgentLifecycle::Running { turn, attempt });
+                // Under review, the reviewer's turn is the review, not a turn of its own.
+                let reviewed = review
+                    && self
+                        .entry(&agent)
+                        .is_some_and(|e| matches!(e.lifecycle, AgentLifecycle::Reviewing { .. }));
+                if !reviewed {
+                    self.set_lifecycle(&agent, AgentLifecycle::Running { turn, attempt });
+                }
                 self.in_turn.insert(agent.clone());
                 fx.push(Effect::Grant(agent));
             }

@@ -77,6 +77,7 @@ fn wanted(state: &mut RunState, agent: &str, turn: u32) -> Vec<String> {
         agent: agent.into(),
         turn,
         attempt: 1,
+        review: false,
     }))
 }
 
@@ -562,5 +563,36 @@ group "g" {
     assert!(
         !fx.contains(&"unstage:c".to_owned()),
         "never staged: {fx:?}"
+    );
+}
+
+#[test]
+fn a_reviewers_turn_keeps_the_agent_under_review_and_its_fix_turn_is_its_own() {
+    let mut state = started();
+    let reviewing = AgentLifecycle::Reviewing {
+        round: 1,
+        reviewer: "critic".into(),
+    };
+    state.handle(Input::Progress {
+        agent: "planner".into(),
+        lifecycle: reviewing.clone(),
+    });
+    let fx = names(&state.handle(Input::TurnWanted {
+        agent: "planner".into(),
+        turn: 2,
+        attempt: 1,
+        review: true,
+    }));
+    assert_eq!(fx, ["grant:planner"]);
+    assert_eq!(state.entry("planner").unwrap().lifecycle, reviewing);
+    ended(&mut state, "planner");
+    // The fix turn the verdict asks for is the agent's own.
+    wanted(&mut state, "planner", 3);
+    assert_eq!(
+        state.entry("planner").unwrap().lifecycle,
+        AgentLifecycle::Running {
+            turn: 3,
+            attempt: 1
+        }
     );
 }

@@ -287,7 +287,11 @@ impl RunContext {
         let extra_tags = extra_tags.as_slice();
         loop {
             attempt += 1;
-            self.link.turn_wanted(&thread.id, turn, attempt).await?;
+            // A reviewer's turn keeps the agent shown as under review.
+            let review = expects == Expects::Verdict;
+            self.link
+                .turn_wanted(&thread.id, turn, attempt, review)
+                .await?;
             let prompt_text = if moved_backend && !thread.history.is_empty() {
                 format!(
                     "{}{prompt}",
@@ -489,7 +493,7 @@ impl RunContext {
         record: TurnRecord,
     ) -> Result<TurnResult, TurnError> {
         self.link
-            .turn_wanted(&thread.id, record.turn, record.attempt)
+            .turn_wanted(&thread.id, record.turn, record.attempt, false)
             .await?;
         let cost = record.cost_usd.map(|usd| (usd * 1e6).round() as u64);
         thread.usage.add(&record.usage);
