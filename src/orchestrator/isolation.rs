@@ -128,9 +128,10 @@ impl Isolation {
             let begun = blocking(move || {
                 let _one_at_a_time = git_lock.lock().unwrap_or_else(|e| e.into_inner());
                 match ws.open_agent(&agent) {
-                    // Resumed: its worktree is there already.
-                    Ok(_) => Ok(None),
-                    Err(_) => ws.begin_worktree(&agent, true).map(Some),
+                    // Resumed: its worktree is its agent's already.
+                    Ok(existing) if !existing.staged => Ok(None),
+                    // Nothing yet, or what a killed making left (removed first).
+                    _ => ws.begin_worktree(&agent, true).map(Some),
                 }
             })
             .await;
@@ -343,8 +344,7 @@ fn left_problem(agent: &str, err: &str) -> String {
 enum Made {
     /// Made ahead by `Isolation::stage`, files checked out at an earlier tip.
     Ahead,
-    /// Found on disk (an earlier attempt or a run that was resumed): staged ones may
-    /// lack their files.
+    /// Its agent's already (an earlier attempt, or a run that was resumed).
     Earlier,
     /// Made just now: nothing checked out yet, at the tip of this moment.
     Now,
@@ -412,16 +412,17 @@ impl RunContext {
                 let ws = workspace.clone();
                 isolation
                     .blocking(move || match ws.open_agent(&agent) {
-                        Ok(existing) => Ok((existing, Made::Earlier)),
-                        Err(_) => ws.begin_worktree(&agent, write).map(|w| (w, Made::Now)),
+                        Ok(existing) if !existing.staged => Ok((existing, Made::Earlier)),
+                        // Nothing yet, or what a making killed before its agent had it
+                        // left (which `begin_worktree` removes first).
+                        _ => ws.begin_worktree(&agent, write).map(|w| (w, Made::Now)),
                     })
                     .await
                     .map_err(fail)?
             }
         };
         if worktree.staged && worktree.access != access {
-            // Made ahead for an agent that may change files, which now may not (or
-            // staged by an earlier attempt that may have had other permissions).
+            // Made ahead for an agent that may change files, which now may not.
             let (ws, old) = (workspace.clone(), worktree.clone());
             let agent = conversation.id.clone();
             worktree = isolation
@@ -438,8 +439,8 @@ impl RunContext {
             // touch only this worktree: agents starting together do them at once.
             worktree = blocking(move || {
                 let tip = match (made, worktree.access) {
-                    (Made::Now, _) | (_, WorktreeAccess::ReadOnly) => None,
-                    _ => Some(workspace.run_tip()?),
+                    (Made::Ahead, WorktreeAccess::Write) => Some(workspace.run_tip()?),
+                    _ => None,
                 };
                 // Made ahead at what is still the tip: its files are there already.
                 if !(made == Made::Ahead && tip.as_deref() == Some(worktree.base.as_str())) {

@@ -129,20 +129,16 @@ impl Workspace {
             (self.base.commit.clone(), None)
         };
         let path = self.agent_path(agent);
+        // What an earlier making of it left, killed before its agent had it: gone.
+        if let Some(left) = self.staged_record(agent) {
+            self.remove_staged(&left)?;
+        }
         if std::fs::symlink_metadata(&path).is_ok() {
             return Err(WorkspaceError::WorktreeExists {
                 agent: agent.to_owned(),
                 path,
             });
         }
-        let mut cmd = self
-            .git
-            .cmd(["worktree", "add", "--quiet", "--no-checkout"]);
-        cmd = match &branch {
-            Some(branch) => cmd.args(["-b", branch]),
-            None => cmd.arg("--detach"),
-        };
-        cmd.arg(&path).arg(&start).run()?;
         let worktree = AgentWorktree {
             agent: agent.to_owned(),
             session: self.session().to_owned(),
@@ -157,10 +153,76 @@ impl Workspace {
             setup: SetupReport::default(),
             staged: true,
         };
-        // Saved at once, so a worktree that never got its files or its set-up (a
-        // failure, a crash) is one that `open_agent` and `launch clean` know, as staged.
+        // Recorded, as staged, before git makes it: whatever a crash leaves of it from
+        // here on is known to be orch's and no agent's (`remove_staged`).
         self.save_agent(&worktree)?;
+        let mut cmd = self
+            .git
+            .cmd(["worktree", "add", "--quiet", "--no-checkout"]);
+        cmd = match &worktree.branch {
+            Some(branch) => cmd.args(["-b", branch]),
+            None => cmd.arg("--detach"),
+        };
+        if let Err(err) = cmd.arg(&worktree.path).arg(&worktree.base).run() {
+            let _ = self.remove_staged(&worktree);
+            return Err(err);
+        }
         Ok(worktree)
+    }
+
+    /// The record of agent `agent`'s worktree when it says staged, whether or not the
+    /// worktree itself is there.
+    fn staged_record(&self, agent: &str) -> Option<AgentWorktree> {
+        read_json::<AgentWorktree>(&agent_meta_file(&self.root, self.session(), agent))
+            .ok()
+            .filter(|w| w.staged)
+    }
+
+    /// Removes what there is of a staged worktree: the worktree (or its directory, when
+    /// git does not know it), its branch and its record. The branch goes only when the
+    /// run branch holds its commit (a staged branch sits at an earlier tip): anything
+    /// else on it is kept, and said.
+    fn remove_staged(&self, worktree: &AgentWorktree) -> Result<(), WorkspaceError> {
+        // Twice forced: `git worktree add` keeps a worktree locked while it makes it.
+        let removed = self
+            .git
+            .cmd(["worktree", "remove", "--force", "--force"])
+            .arg(&worktree.path)
+            .output()?;
+        if !removed.status.success() && std::fs::symlink_metadata(&worktree.path).is_ok() {
+            // Made only in part: not a worktree git knows.
+            std::fs::remove_dir_all(&worktree.path).map_err(|source| WorkspaceError::Io {
+                action: "remove",
+                path: worktree.path.clone(),
+                source,
+            })?;
+        }
+        self.git.run(["worktree", "prune"])?;
+        if let Some(branch) = &worktree.branch
+            && let Some(at) = self.git.resolve_commit(&format!("refs/heads/{branch}"))?
+        {
+            if !self.git.is_ancestor(&at, &self.run_tip()?)? {
+                return Err(WorkspaceError::WorktreeExists {
+                    agent: worktree.agent.clone(),
+                    path: worktree.path.clone(),
+                });
+            }
+            self.git
+                .cmd(["branch", "--quiet", "-D", "--end-of-options"])
+                .arg(branch)
+                .run()?;
+        }
+        let file = agent_meta_file(&self.root, self.session(), &worktree.agent);
+        match std::fs::remove_file(&file) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                Err(WorkspaceError::Io {
+                    action: "remove",
+                    path: file,
+                    source,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks out a staged worktree's files: at `tip` (the run branch's tip now, for
@@ -210,30 +272,17 @@ impl Workspace {
     /// worktree, its branch and its record. Must not run beside another `git worktree`
     /// command of the run. A worktree its agent had is never removed here.
     pub fn discard_staged(&self, worktree: &AgentWorktree) -> Result<(), WorkspaceError> {
-        let Ok(current) = self.open_agent(&worktree.agent) else {
-            return Ok(());
-        };
-        if !current.staged {
-            return Err(WorkspaceError::NotStaged {
+        match read_json::<AgentWorktree>(&agent_meta_file(
+            &self.root,
+            self.session(),
+            &worktree.agent,
+        )) {
+            Ok(current) if current.staged => self.remove_staged(&current),
+            Ok(_) => Err(WorkspaceError::NotStaged {
                 agent: worktree.agent.clone(),
-            });
+            }),
+            Err(_) => Ok(()),
         }
-        self.git
-            .cmd(["worktree", "remove", "--force"])
-            .arg(&current.path)
-            .run()?;
-        if let Some(branch) = &current.branch {
-            self.git
-                .cmd(["branch", "--quiet", "-D", "--end-of-options"])
-                .arg(branch)
-                .run()?;
-        }
-        let file = agent_meta_file(&self.root, self.session(), &current.agent);
-        std::fs::remove_file(&file).map_err(|source| WorkspaceError::Io {
-            action: "remove",
-            path: file,
-            source,
-        })
     }
 
     /// Agent `agent`'s existing worktree, as it is (resume).
@@ -356,6 +405,57 @@ mod tests {
                 .unwrap(),
             None
         );
+        assert_eq!(repo.untouched(), before);
+    }
+
+    #[test]
+    fn what_a_killed_making_left_is_removed_before_the_worktree_is_made_again() {
+        let repo = UserRepo::new();
+        let before = repo.untouched();
+        let (ws, _) = Workspace::prepare(&repo.root, "run-k", BaseChoice::Head).unwrap();
+        // Killed after `git worktree add`, before the checkout.
+        let first = ws.begin_worktree("last", true).unwrap();
+        assert!(ws.open_agent("last").unwrap().staged);
+        let mut again = ws.begin_worktree("last", true).unwrap();
+        ws.check_out(&mut again, None).unwrap();
+        ws.finish_worktree(&mut again).unwrap();
+        assert_eq!(again.path, first.path);
+        assert!(again.path.join("src/app.txt").is_file());
+        // Killed inside `git worktree add`: a directory git does not know, and the
+        // record made before it.
+        let (ws2, _) = Workspace::prepare(&repo.root, "run-k2", BaseChoice::Head).unwrap();
+        let left = ws2.begin_worktree("last", true).unwrap();
+        ws2.git
+            .cmd(["worktree", "remove", "--force"])
+            .arg(&left.path)
+            .run()
+            .unwrap();
+        write(&left.path, "half-made", "x\n");
+        let mut made = ws2.begin_worktree("last", true).unwrap();
+        ws2.check_out(&mut made, None).unwrap();
+        assert!(!made.path.join("half-made").exists());
+        assert!(made.path.join("src/app.txt").is_file());
+        // Killed while git held it locked, its directory gone.
+        let (ws3, _) = Workspace::prepare(&repo.root, "run-k3", BaseChoice::Head).unwrap();
+        let locked = ws3.begin_worktree("last", true).unwrap();
+        ws3.git
+            .cmd(["worktree", "lock", "--reason", "initializing"])
+            .arg(&locked.path)
+            .run()
+            .unwrap();
+        std::fs::remove_dir_all(&locked.path).unwrap();
+        let mut made = ws3.begin_worktree("last", true).unwrap();
+        ws3.check_out(&mut made, None).unwrap();
+        assert!(made.path.join("src/app.txt").is_file());
+        // A worktree its agent had is never taken for a leftover.
+        let mut had = ws2.create_agent("had").unwrap();
+        write(&had.path, "work.txt", "the agent's\n");
+        had.setup = SetupReport::default();
+        assert!(matches!(
+            ws2.begin_worktree("had", true),
+            Err(WorkspaceError::WorktreeExists { .. })
+        ));
+        assert!(had.path.join("work.txt").is_file());
         assert_eq!(repo.untouched(), before);
     }
 
