@@ -20,7 +20,7 @@ use crate::orchestrator::review::WorkForReview;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 use crate::workspace::{
     AgentWorktree, Changes, CommitInfo, CommitOutcome, Committed, MergeMode, MergeOutcome,
-    Workspace, WorkspaceError, WorktreeAccess,
+    Workspace, WorkspaceError,
 };
 
 /// The run's workspace and its merge queue (a fair lock: agents merge in the order
@@ -339,17 +339,6 @@ fn left_problem(agent: &str, err: &str) -> String {
     )
 }
 
-/// Where an agent's worktree came from when it starts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Made {
-    /// Made ahead by `Isolation::stage`, files checked out at an earlier tip.
-    Ahead,
-    /// Its agent's already (an earlier attempt, or a run that was resumed).
-    Earlier,
-    /// Made just now: nothing checked out yet, at the tip of this moment.
-    Now,
-}
-
 /// Runs `step` on the blocking pool.
 async fn blocking<T: Send + 'static>(
     step: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
@@ -399,52 +388,36 @@ impl RunContext {
                 conversation.id
             )
         };
-        let access = if write {
-            WorktreeAccess::Write
-        } else {
-            WorktreeAccess::ReadOnly
-        };
-        // Made ahead while its parents worked, or left by an earlier attempt of this
-        // run, or made now.
-        let (mut worktree, mut made) = match isolation.take_staged(&agent).await {
-            Some(staged) => (staged, Made::Ahead),
+        // Made ahead while its parents worked (for an agent that may change files; one
+        // that now may not gets a view instead, which replaces it), or its own from an
+        // earlier attempt of this run, or made now (`begin_worktree` first removes what
+        // a making killed before its agent had it left).
+        let (mut worktree, ahead) = match isolation.take_staged(&agent).await.filter(|_| write) {
+            Some(staged) => (staged, true),
             None => {
                 let ws = workspace.clone();
-                isolation
+                let found = isolation
                     .blocking(move || match ws.open_agent(&agent) {
-                        Ok(existing) if !existing.staged => Ok((existing, Made::Earlier)),
-                        // Nothing yet, or what a making killed before its agent had it
-                        // left (which `begin_worktree` removes first).
-                        _ => ws.begin_worktree(&agent, write).map(|w| (w, Made::Now)),
+                        Ok(existing) if !existing.staged => Ok(existing),
+                        _ => ws.begin_worktree(&agent, write),
                     })
                     .await
-                    .map_err(fail)?
+                    .map_err(fail)?;
+                (found, false)
             }
         };
-        if worktree.staged && worktree.access != access {
-            // Made ahead for an agent that may change files, which now may not.
-            let (ws, old) = (workspace.clone(), worktree.clone());
-            let agent = conversation.id.clone();
-            worktree = isolation
-                .blocking(move || {
-                    ws.discard_staged(&old)?;
-                    ws.begin_worktree(&agent, write)
-                })
-                .await
-                .map_err(fail)?;
-            made = Made::Now;
-        }
         if worktree.staged {
             // The checkout and the set-up (copies, links, commands such as `npm ci`)
             // touch only this worktree: agents starting together do them at once.
             worktree = blocking(move || {
-                let tip = match (made, worktree.access) {
-                    (Made::Ahead, WorktreeAccess::Write) => Some(workspace.run_tip()?),
-                    _ => None,
-                };
-                // Made ahead at what is still the tip: its files are there already.
-                if !(made == Made::Ahead && tip.as_deref() == Some(worktree.base.as_str())) {
-                    workspace.check_out(&mut worktree, tip.as_deref())?;
+                if !ahead {
+                    workspace.check_out(&mut worktree, None)?;
+                } else {
+                    // Made ahead at what is still the tip: its files are there already.
+                    let tip = workspace.run_tip()?;
+                    if tip != worktree.base {
+                        workspace.check_out(&mut worktree, Some(&tip))?;
+                    }
                 }
                 workspace.finish_worktree(&mut worktree)?;
                 Ok(worktree)
