@@ -19,8 +19,8 @@ use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::review::WorkForReview;
 use crate::orchestrator::turn::{Conversation, RunContext, TurnError, TurnPurpose};
 use crate::workspace::{
-    AgentWorktree, Changes, CommitInfo, CommitOutcome, Committed, MergeMode, MergeOutcome,
-    Workspace, WorkspaceError,
+    AgentWorktree, Changes, CommitInfo, Committed, MergeMode, MergeOutcome, Workspace,
+    WorkspaceError,
 };
 
 /// The run's workspace and its merge queue (a fair lock: agents merge in the order
@@ -621,8 +621,7 @@ impl RunContext {
                 files: 0,
             });
         };
-        let outcome = commit(isolation, worktree, conversation, answer).await?;
-        let changes = outcome.changes;
+        let changes = commit(isolation, worktree, conversation, answer).await?;
         Ok(WorkForReview {
             diffstat: if changes.files.is_empty() {
                 "(no file changed)".into()
@@ -641,52 +640,47 @@ impl RunContext {
     }
 }
 
-/// Commits what the agent changed in its worktree (`answer` sums it up).
-///
-/// Not under the run's git lock: a commit touches only the agent's own worktree, index
-/// and branch (and adds objects, which git writes atomically), so agents that finish
-/// together commit at once; worktree set-up and merges stay serial.
+/// Commits what the agent changed in its worktree (`answer` sums it up), then reads
+/// all it changed since its base.
 async fn commit(
     isolation: &Isolation,
     worktree: &AgentWorktree,
     conversation: &Conversation,
     answer: &str,
-) -> Result<CommitOutcome, TurnError> {
-    let (workspace, wt, info) = commit_args(isolation, worktree, conversation, answer);
-    let id = conversation.id.clone();
-    blocking(move || workspace.commit_agent(&wt, &info))
+) -> Result<Changes, TurnError> {
+    let head = commit_work(isolation, worktree, conversation, answer)
+        .await?
+        .head;
+    let (workspace, base, id) = (
+        isolation.workspace.clone(),
+        worktree.base.clone(),
+        conversation.id.clone(),
+    );
+    blocking(move || workspace.changes_between(&base, &head))
         .await
-        .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))
+        .map_err(|err| TurnError::Failed(format!("failed to read the work of `{id}`: {err}")))
 }
 
-/// `commit` without reading what changed.
+/// Commits what the agent changed in its worktree (`answer` sums it up).
+///
+/// Not under the run's git lock: a commit touches only the agent's own worktree, index
+/// and branch (and adds objects, which git writes atomically), so agents that finish
+/// together commit at once; worktree set-up and merges stay serial.
 async fn commit_work(
     isolation: &Isolation,
     worktree: &AgentWorktree,
     conversation: &Conversation,
     answer: &str,
 ) -> Result<Committed, TurnError> {
-    let (workspace, wt, info) = commit_args(isolation, worktree, conversation, answer);
+    let (workspace, wt) = (isolation.workspace.clone(), worktree.clone());
+    let info = CommitInfo {
+        role: conversation.role.clone(),
+        summary: answer.to_owned(),
+    };
     let id = conversation.id.clone();
     blocking(move || workspace.commit_work(&wt, &info))
         .await
         .map_err(|err| TurnError::Failed(format!("failed to commit the work of `{id}`: {err}")))
-}
-
-fn commit_args(
-    isolation: &Isolation,
-    worktree: &AgentWorktree,
-    conversation: &Conversation,
-    answer: &str,
-) -> (Workspace, AgentWorktree, CommitInfo) {
-    (
-        isolation.workspace.clone(),
-        worktree.clone(),
-        CommitInfo {
-            role: conversation.role.clone(),
-            summary: answer.to_owned(),
-        },
-    )
 }
 
 /// The one turn an agent gets to resolve a conflict with the run branch.
