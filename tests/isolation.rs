@@ -267,15 +267,25 @@ fn launch_with_codex(repo: &TestRepo, script: &str) -> std::process::Output {
         .expect("run launch")
 }
 
-/// A `codex` that writes `<its agent>.txt` in its working directory and answers.
-const WRITING_CODEX: &str = r#"#!/bin/sh
+/// A `codex` script: `body` runs with `$agent` set to the agent the prompt names, then
+/// the turn answers "done".
+fn scripted_codex(body: &str) -> String {
+    format!(
+        r#"#!/bin/sh
 prompt=$(cat)
 agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
-echo "work of $agent" > "$agent.txt"
-echo '{"type":"thread.started","thread_id":"t-1"}'
-echo '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"done"}}'
-echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'
-"#;
+{body}
+echo '{{"type":"thread.started","thread_id":"t-1"}}'
+echo '{{"type":"item.completed","item":{{"id":"i1","type":"agent_message","text":"done"}}}}'
+echo '{{"type":"turn.completed","usage":{{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}}}'
+"#
+    )
+}
+
+/// A `codex` that writes `<its agent>.txt` in its working directory and answers.
+fn writing_codex() -> String {
+    scripted_codex(r#"echo "work of $agent" > "$agent.txt""#)
+}
 
 #[test]
 fn a_configured_agent_that_may_edit_gets_its_work_merged_and_a_read_only_ones_changes_are_named() {
@@ -301,7 +311,7 @@ group "work" {
     )
     .unwrap();
     let before = user_side(&root);
-    let out = launch_with_codex(&repo, WRITING_CODEX);
+    let out = launch_with_codex(&repo, &writing_codex());
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let session = session(&repo);
@@ -325,19 +335,16 @@ group "work" {
 
 /// A `codex` for the made-ahead test: `slow` and `failing` take a second; `failing`
 /// then fails; every agent notes which files its worktree had when it started.
-const AHEAD_CODEX: &str = r#"#!/bin/sh
-prompt=$(cat)
-agent=$(printf '%s' "$prompt" | sed -n 's/.*(agent `\([^`]*\)`).*/\1/p' | head -n 1)
-ls > "seen-by-$agent.txt"
+fn ahead_codex() -> String {
+    scripted_codex(
+        r#"ls > "seen-by-$agent.txt"
 case "$agent" in
   slow|failing) sleep 1 ;;
 esac
 [ "$agent" = failing ] && exit 4
-echo "work of $agent" > "$agent.txt"
-echo '{"type":"thread.started","thread_id":"t-1"}'
-echo '{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"done"}}'
-echo '{"type":"turn.completed","usage":{"input_tokens":1,"cached_input_tokens":0,"output_tokens":1}}'
-"#;
+echo "work of $agent" > "$agent.txt""#,
+    )
+}
 
 #[test]
 fn a_dependants_worktree_is_made_while_its_parent_works_and_one_never_started_is_removed() {
@@ -375,7 +382,7 @@ group "work" {
     )
     .unwrap();
     let before = user_side(&root);
-    let out = launch_with_codex(&repo, AHEAD_CODEX);
+    let out = launch_with_codex(&repo, &ahead_codex());
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "`failing` failed: {stderr}");
     let session = session(&repo);

@@ -14,6 +14,11 @@ use crate::orchestrator::lifecycle::AgentLifecycle;
 use crate::orchestrator::state::{Effect, Input, RunMode, RunState};
 
 fn config() -> Arc<Config> {
+    Arc::new(config_with(None))
+}
+
+/// The test run's config, with `agents_config` as its `orch.kdl` if given.
+fn config_with(agents_config: Option<std::path::PathBuf>) -> Config {
     let root = std::env::temp_dir();
     let args = RunArgs {
         prompt: Some("Ship the MVP".into()),
@@ -22,9 +27,10 @@ fn config() -> Arc<Config> {
         session: Some("run-test".into()),
         no_audit: true,
         isolation: Some(IsolationChoice::Shared),
+        agents_config,
         ..RunArgs::default()
     };
-    Arc::new(resolve(&args, &Default::default(), &root).expect("config"))
+    resolve(&args, &Default::default(), &root).expect("config")
 }
 
 /// The names of what the effects publish, in order, and the other effects by name.
@@ -533,18 +539,7 @@ group "g" {
 "#,
     )
     .unwrap();
-    let root = std::env::temp_dir();
-    let args = RunArgs {
-        prompt: Some("Ship the MVP".into()),
-        backend: Some("demo".into()),
-        project_root: Some(root.clone()),
-        session: Some("run-test".into()),
-        no_audit: true,
-        isolation: Some(IsolationChoice::Shared),
-        agents_config: Some(kdl),
-        ..RunArgs::default()
-    };
-    let mut config = resolve(&args, &Default::default(), &root).expect("config");
+    let mut config = config_with(Some(kdl));
     config.isolation = IsolationChoice::Worktree;
     let mut state = RunState::new(Arc::new(config));
     let fx = names(&state.handle(Input::Start));
