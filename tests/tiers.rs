@@ -44,6 +44,11 @@ routing "fast-first"
 
 const BLUEPRINT: &str = "```json\n{\"agents\":[{\"id\":\"worker\",\"role\":\"Worker\",\"prompt\":\"Write worker.txt.\",\"dependsOn\":[]}]}\n```";
 
+/// The lines a fake agent wrote to `file`.
+fn lines_of(file: &std::path::Path) -> Vec<String> {
+    read(file).lines().map(str::to_owned).collect()
+}
+
 #[test]
 fn fast_first_moves_an_agent_whose_gate_fails_to_the_strong_tier_and_reports_each_tier() {
     let repo = TestRepo::new();
@@ -67,10 +72,7 @@ fn fast_first_moves_an_agent_whose_gate_fails_to_the_strong_tier_and_reports_eac
 
     // The worker's turns on the fast tier, then one on the strong tier: a new
     // conversation (not `resume`), told its assignment and why it took over.
-    let calls: Vec<String> = read(&state.join("calls.worker"))
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let calls = lines_of(&state.join("calls.worker"));
     let (last, before) = calls.split_last().unwrap();
     assert!(!before.is_empty(), "{calls:?}");
     for call in before {
@@ -192,10 +194,7 @@ routing "fast-first"
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The worker's fast-tier turns went to the fast endpoint with the fast key, its
     // strong-tier turn to the strong one; core agents to neither.
-    let calls: Vec<String> = read(&state.join("env.worker"))
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let calls = lines_of(&state.join("env.worker"));
     let (last, before) = calls.split_last().unwrap();
     assert!(!before.is_empty(), "{calls:?}");
     for call in before {

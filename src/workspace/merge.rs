@@ -711,6 +711,18 @@ mod tests {
         (ws, api, ui)
     }
 
+    /// `branch` checked out in another worktree of the user's repository.
+    fn check_out_elsewhere(repo: &UserRepo, branch: &str) -> PathBuf {
+        let elsewhere = repo.root.parent().unwrap().join("elsewhere");
+        repo.git
+            .cmd(["worktree", "add", "-q"])
+            .arg(&elsewhere)
+            .arg(branch)
+            .run()
+            .unwrap();
+        elsewhere
+    }
+
     fn file_at(repo: &UserRepo, rev: &str, path: &str) -> String {
         repo.show(&format!("{rev}:{path}"))
     }
@@ -882,13 +894,7 @@ mod tests {
         let repo = UserRepo::new();
         let (ws, _) = Workspace::prepare(&repo.root, "run-o", BaseChoice::Head).unwrap();
         assert!(ws.run_branch_checked_out_on_disk().unwrap().is_ok());
-        let elsewhere = repo.root.parent().unwrap().join("elsewhere");
-        repo.git
-            .cmd(["worktree", "add", "-q"])
-            .arg(&elsewhere)
-            .arg("orch/run-o")
-            .run()
-            .unwrap();
+        let elsewhere = check_out_elsewhere(&repo, "orch/run-o");
         let err = ws.run_branch_checked_out_on_disk().unwrap().unwrap_err();
         assert!(
             matches!(&err, WorkspaceError::RunBranchCheckedOut { path, .. } if path == &elsewhere),
@@ -1049,13 +1055,7 @@ mod tests {
         let mut api = ws.create_agent("api").unwrap();
         write(&api.path, "api.txt", "api\n");
         finish(&ws, &api);
-        let elsewhere = repo.root.parent().unwrap().join("elsewhere");
-        repo.git
-            .cmd(["worktree", "add", "-q"])
-            .arg(&elsewhere)
-            .arg("orch/run-o")
-            .run()
-            .unwrap();
+        check_out_elsewhere(&repo, "orch/run-o");
         let err = ws.integrate(&mut api, MergeMode::Rebase).unwrap_err();
         assert!(
             matches!(err, WorkspaceError::RunBranchCheckedOut { .. }),
